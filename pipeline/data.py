@@ -1,0 +1,428 @@
+"""Real text data -> split, vectorized, cached integer arrays.
+
+One loader per `data.name` reads its source into `Texts` (or token ids for `keras_imdb`); the
+vectorizer is adapted on the training part only; the arrays are cached on disk under a key made
+from the data config, so a second run with the same config reads one file.
+"""
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import tarfile
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from sklearn.model_selection import train_test_split
+
+from pipeline.errors import InputError
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1  # bump when the cached arrays change meaning
+TRUNCATE_SIDES = ("pre", "post")
+SENTENCE_FILES = {"amazon": "amazon_cells_labelled.txt", "imdb": "imdb_labelled.txt", "yelp": "yelp_labelled.txt"}
+IMDB_SPLITS = ("train", "test")
+IMDB_LABELS = {"neg": 0, "pos": 1}
+KERAS_IMDB_START, KERAS_IMDB_OOV, KERAS_IMDB_INDEX_FROM = 1, 2, 3
+
+
+@dataclasses.dataclass
+class Texts:
+    """Raw splits as a loader returns them: texts (or token-id lists) and 0/1 labels."""
+
+    train: list
+    train_labels: np.ndarray
+    test: list
+    test_labels: np.ndarray
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Padded int32 token arrays (0 = padding) and float32 labels, ready for Keras."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    vocab_size: int
+    vocabulary: list[str]
+    cache_hit: bool = False
+    prep_seconds: float = 0.0
+    cache_file: str = ""
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+
+def prepare_data(data_cfg: DictConfig, cache_dir: str) -> Dataset:
+    """Load, split and vectorize the data of `data_cfg`, or read the result from the cache."""
+    started = time.perf_counter()
+    validate_data_config(data_cfg)
+    cache_dir = Path(cache_dir).expanduser()
+    cache_file = cache_dir / "vectors" / f"{data_cfg.name}-{cache_key(data_cfg)}.npz"
+    cache_hit = cache_file.exists()
+    if cache_hit:
+        dataset = load_cached(cache_file)
+    else:
+        texts = LOADERS[data_cfg.name](data_cfg, cache_dir / "downloads")
+        dataset = split_and_vectorize(texts, data_cfg)
+        save_cached(dataset, cache_file)
+    dataset.cache_hit, dataset.cache_file = cache_hit, str(cache_file)
+    dataset.prep_seconds = time.perf_counter() - started
+    log.info(
+        "data %s: cache %s, %.2f s to prepare, sizes %s (%s)",
+        data_cfg.name, "hit" if cache_hit else "miss", dataset.prep_seconds, dataset.sizes(), cache_file,
+    )
+    return dataset
+
+
+def validate_data_config(data_cfg: DictConfig) -> None:
+    if data_cfg.name not in LOADERS:
+        raise InputError(f"data.name={data_cfg.name!r} is not a loader; allowed: {', '.join(LOADERS)}")
+    if data_cfg.truncate not in TRUNCATE_SIDES:
+        raise InputError(f"data.truncate={data_cfg.truncate!r}; allowed: pre, post")
+    for key in ("val_split", "test_split"):
+        value = data_cfg.get(key)
+        if value is not None and not 0 < value < 1:
+            raise InputError(f"data.{key}={value}; it must lie strictly between 0 and 1")
+    for key in ("vocab_size", "max_len"):
+        if not isinstance(data_cfg[key], int) or data_cfg[key] < 3:
+            raise InputError(f"data.{key}={data_cfg[key]!r}; it must be an integer >= 3")
+    if data_cfg.name == "sentences":
+        unknown = [source for source in data_cfg.sources if source not in SENTENCE_FILES]
+        if unknown or not data_cfg.sources:
+            problem = f"unknown source {unknown[0]!r}" if unknown else "no source"
+            raise InputError(f"data.sources={list(data_cfg.sources)}: {problem}; allowed: {', '.join(SENTENCE_FILES)}")
+    if data_cfg.subset is not None and (not isinstance(data_cfg.subset, int) or data_cfg.subset < 4):
+        raise InputError(f"data.subset={data_cfg.subset!r}; it must be null or an integer >= 4")
+
+
+def cache_key(data_cfg: DictConfig) -> str:
+    """A hash of everything that decides the arrays: the data config and the local source files' stats."""
+    payload = {
+        "format": CACHE_FORMAT,
+        "data": OmegaConf.to_container(data_cfg, resolve=True),
+        "sources": [local_file_stamp(path) for path in local_sources(data_cfg)],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def local_sources(data_cfg: DictConfig) -> list[Path]:
+    """The user's own files a config reads (downloaded archives are identified by their URL)."""
+    if data_cfg.name == "table":
+        return [Path(p).expanduser() for p in (data_cfg.path, data_cfg.test_path) if p]
+    if data_cfg.name == "sentences" and data_cfg.local_dir:
+        return [Path(data_cfg.local_dir).expanduser() / SENTENCE_FILES.get(s, s) for s in data_cfg.sources]
+    return []
+
+
+def local_file_stamp(path: Path) -> list:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    stat = path.stat()
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+# ---------------------------------------------------------------------------------------- cache
+
+
+def save_cached(dataset: Dataset, cache_file: Path) -> None:
+    """Write atomically: a crash mid-write never leaves a half file under the real name."""
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f.name: getattr(dataset, f.name) for f in dataclasses.fields(Dataset) if f.name.startswith(("x_", "y_"))}
+    fd, tmp_name = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp.npz")
+    with os.fdopen(fd, "wb") as tmp:
+        np.savez(tmp, vocab_size=dataset.vocab_size, vocabulary=np.array(dataset.vocabulary, dtype=str), **arrays)
+    os.replace(tmp_name, cache_file)
+
+
+def load_cached(cache_file: Path) -> Dataset:
+    with np.load(cache_file) as stored:
+        fields = {name: stored[name] for name in stored.files if name.startswith(("x_", "y_"))}
+        return Dataset(**fields, vocab_size=int(stored["vocab_size"]), vocabulary=stored["vocabulary"].tolist())
+
+
+# ---------------------------------------------------------------------------- split + vectorize
+
+
+def split_and_vectorize(texts: Texts, data_cfg: DictConfig) -> Dataset:
+    seed = data_cfg.split_seed
+    train, train_labels = stratified_subset(texts.train, texts.train_labels, data_cfg.subset, seed)
+    test, test_labels = stratified_subset(texts.test, texts.test_labels, data_cfg.subset, seed)
+    fit_idx, val_idx = stratified_split(train_labels, "validation", test_size=data_cfg.val_split, random_state=seed)
+    fit_part, val_part = [train[i] for i in fit_idx], [train[i] for i in val_idx]
+    if texts_are_token_ids(train):
+        vocabulary, to_ids = [], lambda part: part
+        vocab_size = data_cfg.vocab_size
+    else:
+        vocabulary, to_ids = adapt_vectorizer(fit_part, data_cfg.vocab_size)
+        vocab_size = len(vocabulary)
+    pad = lambda part: pad_sequences(to_ids(part), data_cfg.max_len, data_cfg.truncate)  # noqa: E731
+    labels = lambda y: np.asarray(y, dtype=np.float32)  # noqa: E731
+    return Dataset(
+        x_train=pad(fit_part), y_train=labels(train_labels[fit_idx]),
+        x_val=pad(val_part), y_val=labels(train_labels[val_idx]),
+        x_test=pad(test), y_test=labels(test_labels),
+        vocab_size=vocab_size, vocabulary=vocabulary,
+    )
+
+
+def stratified_subset(items: list, labels: np.ndarray, size: int | None, seed: int):
+    if size is None or size >= len(items):
+        return items, labels
+    keep, _ = stratified_split(labels, "subset", train_size=size, random_state=seed)
+    keep.sort()
+    return [items[i] for i in keep], labels[keep]
+
+
+def stratified_split(labels: np.ndarray, purpose: str, **sizes) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a seeded split that keeps the label ratio in both parts."""
+    try:
+        return train_test_split(np.arange(len(labels)), stratify=labels, **sizes)
+    except ValueError as error:
+        raise InputError(f"cannot make the {purpose} split of {len(labels)} examples: {error}") from None
+
+
+def texts_are_token_ids(items: list) -> bool:
+    return bool(items) and not isinstance(items[0], str)
+
+
+def adapt_vectorizer(fit_texts: list[str], vocab_size: int):
+    """Adapt a TextVectorization on the fitting texts only; return its vocabulary and a texts->ids function."""
+    import tensorflow as tf
+    from keras.layers import TextVectorization
+
+    vectorizer = TextVectorization(max_tokens=vocab_size, ragged=True)
+    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(fit_texts).batch(2048))
+
+    def to_ids(texts: list[str]):
+        ragged = vectorizer(tf.constant(texts, dtype=tf.string))
+        return ragged.flat_values.numpy(), ragged.row_lengths().numpy()
+
+    return vectorizer.get_vocabulary(), to_ids
+
+
+def pad_sequences(sequences, max_len: int, truncate: str) -> np.ndarray:
+    """Post-pad with 0 to `max_len`; keep the first (`post`) or last (`pre`) tokens of longer ones.
+
+    `sequences` is a list of id lists, or (flat ids, lengths) as TextVectorization's ragged output gives.
+    """
+    if isinstance(sequences, tuple):
+        flat, lengths = sequences
+    else:
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+        flat = np.fromiter((t for s in sequences for t in s), dtype=np.int64, count=int(lengths.sum()))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    kept = np.minimum(lengths, max_len)
+    if truncate == "pre":
+        starts = starts + lengths - kept
+    columns = np.arange(max_len)
+    filled = columns < kept[:, None]
+    padded = np.zeros((len(lengths), max_len), dtype=np.int32)
+    padded[filled] = flat[(starts[:, None] + columns)[filled]]
+    return padded
+
+
+# -------------------------------------------------------------------------------------- loaders
+
+
+def fetch(url: str, downloads: Path, sha256: str | None = None, fname: str | None = None) -> Path:
+    """The file at `url`, from the download cache when it is already there (then never re-downloaded)."""
+    import keras
+
+    fname = fname or url.rsplit("/", 1)[-1]
+    downloads.mkdir(parents=True, exist_ok=True)  # else get_file silently falls back to /tmp/.keras
+    try:
+        return Path(
+            keras.utils.get_file(
+                fname=fname, origin=url, file_hash=sha256, cache_dir=str(downloads.parent), cache_subdir=downloads.name
+            )
+        )
+    except Exception as error:  # get_file raises bare Exception for network and checksum failures
+        raise InputError(
+            f"cannot fetch {url} into {downloads / fname} ({error}); on an offline machine place the file there"
+        ) from error
+
+
+def decode(raw: bytes, where: str, encoding: str) -> str:
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as error:
+        raise InputError(f"{where}: not valid {encoding} text ({error.reason} at byte {error.start})") from None
+
+
+def check_texts(texts: list[str], where: str) -> None:
+    for row, text in enumerate(texts):
+        if not text.strip():
+            raise InputError(f"{where}: text at row {row} is empty")
+
+
+def check_labels(labels: np.ndarray, where: str) -> None:
+    if len(labels) == 0:
+        raise InputError(f"{where}: no examples")
+    if len(set(labels.tolist())) < 2:
+        raise InputError(f"{where}: only label {labels[0]} occurs; a binary classifier needs both 0 and 1")
+
+
+def load_imdb(data_cfg: DictConfig, downloads: Path) -> Texts:
+    """Read the aclImdb archive in place (train|test / pos|neg / *.txt): nothing is extracted to disk."""
+    archive = fetch(data_cfg.url, downloads, data_cfg.sha256)
+    found = {(split, label): [] for split in IMDB_SPLITS for label in IMDB_LABELS}
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar:
+                parts = member.name.split("/")
+                if member.isfile() and len(parts) == 4 and (parts[1], parts[2]) in found:
+                    text = decode(tar.extractfile(member).read(), f"{archive}:{member.name}", data_cfg.encoding)
+                    found[parts[1], parts[2]].append((member.name, text.replace("<br />", " ")))
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise InputError(f"{archive}: not a readable .tar.gz archive ({error})") from None
+    for (split, label), items in found.items():
+        if not items:
+            raise InputError(f"{archive}: no reviews under aclImdb/{split}/{label}/")
+    splits = {}
+    for split in IMDB_SPLITS:
+        items = [(name, text, IMDB_LABELS[label]) for label in IMDB_LABELS for name, text in sorted(found[split, label])]
+        check_texts([text for _, text, _ in items], f"{archive}:aclImdb/{split}")
+        splits[split] = ([text for _, text, _ in items], np.array([y for _, _, y in items], dtype=np.int64))
+    return Texts(*splits["train"], *splits["test"])
+
+
+def load_sentences(data_cfg: DictConfig, downloads: Path) -> Texts:
+    folder = Path(data_cfg.local_dir).expanduser() if data_cfg.local_dir else fetch_sentences(data_cfg, downloads)
+    texts, labels = [], []
+    for source in data_cfg.sources:
+        source_texts, source_labels = read_labelled_lines(folder / SENTENCE_FILES[source], data_cfg.encoding)
+        texts += source_texts
+        labels += source_labels
+    return hold_out_test(texts, np.array(labels, dtype=np.int64), data_cfg, str(folder))
+
+
+def fetch_sentences(data_cfg: DictConfig, downloads: Path) -> Path:
+    """The folder of *_labelled.txt files in the download cache, unzipped there from the public zip once."""
+    folder = downloads / "sentiment_labelled_sentences"
+    if all((folder / name).is_file() for name in SENTENCE_FILES.values()):
+        return folder
+    archive = fetch(data_cfg.url, downloads, fname="sentiment_labelled_sentences.zip")
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(archive) as zipped:
+        for member in zipped.namelist():
+            name = member.rsplit("/", 1)[-1]
+            if name in SENTENCE_FILES.values() and "__MACOSX" not in member:
+                (folder / name).write_bytes(zipped.read(member))
+    return folder
+
+
+def read_labelled_lines(path: Path, encoding: str) -> tuple[list[str], list[int]]:
+    """Lines of `sentence<TAB>label`; blank lines are skipped.
+
+    Split on newlines only: str.splitlines would also break at U+0085, which occurs inside sentences.
+    """
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    texts, labels = [], []
+    for number, line in enumerate(decode(path.read_bytes(), str(path), encoding).split("\n"), start=1):
+        if not line.strip():
+            continue
+        text, tab, label = line.rstrip("\r").rpartition("\t")
+        if not tab:
+            raise InputError(f"{path}:{number}: expected 'sentence<TAB>label', found no tab")
+        if label.strip() not in ("0", "1"):
+            raise InputError(f"{path}:{number}: label {label.strip()!r} is not binary; allowed: 0, 1")
+        if not text.strip():
+            raise InputError(f"{path}:{number}: text is empty")
+        texts.append(text.strip())
+        labels.append(int(label))
+    return texts, labels
+
+
+def hold_out_test(texts: list, labels: np.ndarray, data_cfg: DictConfig, where: str) -> Texts:
+    check_labels(labels, where)
+    train_idx, test_idx = stratified_split(labels, "test", test_size=data_cfg.test_split, random_state=data_cfg.split_seed)
+    return Texts([texts[i] for i in train_idx], labels[train_idx], [texts[i] for i in test_idx], labels[test_idx])
+
+
+def load_keras_imdb(data_cfg: DictConfig, downloads: Path) -> Texts:
+    """keras.datasets.imdb's arrays with its own id scheme: 1 starts, 2 is OOV, words from 3 on."""
+    path = fetch(data_cfg.url, downloads, data_cfg.sha256, fname="imdb.npz")
+    try:
+        with np.load(path, allow_pickle=True) as stored:
+            splits = [(stored[f"x_{s}"], stored[f"y_{s}"]) for s in IMDB_SPLITS]
+    except (OSError, KeyError, ValueError) as error:
+        raise InputError(f"{path}: not a keras imdb.npz file ({error})") from None
+
+    def to_ids(review) -> list[int]:
+        ids = [KERAS_IMDB_START] + [int(w) + KERAS_IMDB_INDEX_FROM for w in review]
+        return [i if i < data_cfg.vocab_size else KERAS_IMDB_OOV for i in ids]
+
+    parts = []
+    for (x, y), split in zip(splits, IMDB_SPLITS):
+        labels = np.asarray(y, dtype=np.int64)
+        check_labels(labels, f"{path}:y_{split}")
+        parts += [[to_ids(review) for review in x], labels]
+    return Texts(*parts)
+
+
+def load_table(data_cfg: DictConfig, downloads: Path) -> Texts:
+    texts, labels = read_table(Path(data_cfg.path).expanduser(), data_cfg)
+    if data_cfg.test_path is None:
+        return hold_out_test(texts, labels, data_cfg, data_cfg.path)
+    test_texts, test_labels = read_table(Path(data_cfg.test_path).expanduser(), data_cfg)
+    check_labels(labels, data_cfg.path)
+    return Texts(texts, labels, test_texts, test_labels)
+
+
+def read_table(path: Path, data_cfg: DictConfig) -> tuple[list[str], np.ndarray]:
+    import pandas as pd
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    file_format = data_cfg.format if data_cfg.format != "auto" else ("parquet" if path.suffix == ".parquet" else "csv")
+    try:
+        if file_format == "parquet":
+            frame = pd.read_parquet(path)
+        elif file_format == "csv":
+            sep = data_cfg.sep or ("\t" if path.suffix in (".tsv", ".txt") else ",")
+            frame = pd.read_csv(
+                path, sep=sep, header=0 if data_cfg.header else None, dtype=str,
+                keep_default_na=False, encoding=data_cfg.encoding,
+            )
+        else:
+            raise InputError(f"data.format={data_cfg.format!r}; allowed: auto, csv, parquet")
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not valid {data_cfg.encoding} text ({error.reason} at byte {error.start})") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as error:
+        raise InputError(f"{path}: cannot be read as {file_format} ({str(error).splitlines()[0]})") from None
+    frame.columns = [str(column) for column in frame.columns]
+    for key in ("text_column", "label_column"):
+        if str(data_cfg[key]) not in frame.columns:
+            raise InputError(f"{path}: no column {str(data_cfg[key])!r} (data.{key}); columns are {list(frame.columns)}")
+    texts = [str(text) for text in frame[str(data_cfg.text_column)]]
+    check_texts(texts, str(path))
+    return texts, map_labels(frame[str(data_cfg.label_column)].tolist(), data_cfg.label_map, path)
+
+
+def map_labels(raw: list, label_map, path: Path) -> np.ndarray:
+    """Raw labels -> 0/1 through `label_map`, or as they are when they already are 0/1."""
+    allowed = {str(k): v for k, v in label_map.items()} if label_map else {"0": 0, "1": 1}
+    if label_map and sorted(set(allowed.values())) != [0, 1]:
+        raise InputError(f"data.label_map={dict(allowed)} must map onto exactly 0 and 1")
+    labels = []
+    for row, value in enumerate(raw):
+        key = str(value).strip()
+        if key not in allowed:
+            hint = "" if label_map else " (or map other values with data.label_map)"
+            raise InputError(f"{path}: label {key!r} at row {row} is not binary; allowed: {', '.join(allowed)}{hint}")
+        labels.append(allowed[key])
+    return np.array(labels, dtype=np.int64)
+
+
+LOADERS = {"imdb": load_imdb, "sentences": load_sentences, "keras_imdb": load_keras_imdb, "table": load_table}

@@ -1,0 +1,83 @@
+"""The model zoo: Embedding (mask_zero) -> pooling or stacked (Bi)RNN -> dense head -> sigmoid.
+
+Token id 0 is padding; the Embedding's mask carries through every body, so padding never reaches a
+recurrent layer's final state or a pooled vector.
+"""
+
+import keras
+from keras import layers
+from omegaconf import DictConfig
+
+from pipeline.errors import InputError
+
+RECURRENT_LAYERS = {"simple_rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
+BODIES = ("pooling", *RECURRENT_LAYERS)
+POOLINGS = ("average", "max")
+
+
+@keras.saving.register_keras_serializable(package="rnnsweep")
+class MaskedGlobalMaxPooling1D(layers.Layer):
+    """GlobalMaxPooling1D that ignores masked (padding) steps; Keras' own one ignores the mask."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is not None:
+            lowest = keras.ops.full_like(inputs, float(keras.ops.finfo(inputs.dtype).min))
+            inputs = keras.ops.where(keras.ops.expand_dims(mask, -1), inputs, lowest)
+        return keras.ops.max(inputs, axis=1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+def validate_model_config(model_cfg: DictConfig) -> None:
+    if model_cfg.body not in BODIES:
+        raise InputError(f"model.body={model_cfg.body!r}; allowed: {', '.join(BODIES)}")
+    if model_cfg.body == "pooling" and model_cfg.pooling not in POOLINGS:
+        raise InputError(f"model.pooling={model_cfg.pooling!r}; allowed: {', '.join(POOLINGS)}")
+    positive = ["embedding_dim"] + (["units", "num_layers"] if model_cfg.body != "pooling" else [])
+    for key in positive:
+        if not isinstance(model_cfg[key], int) or model_cfg[key] < 1:
+            raise InputError(f"model.{key}={model_cfg[key]!r}; it must be an integer >= 1")
+    if not isinstance(model_cfg.head_units, int) or model_cfg.head_units < 0:
+        raise InputError(f"model.head_units={model_cfg.head_units!r}; it must be an integer >= 0")
+    for key in ("dropout", "recurrent_dropout"):
+        if not 0 <= model_cfg[key] < 1:
+            raise InputError(f"model.{key}={model_cfg[key]}; it must lie in [0, 1)")
+
+
+def build_model(model_cfg: DictConfig, vocab_size: int) -> keras.Model:
+    """An uncompiled binary classifier over padded int sequences of any length."""
+    validate_model_config(model_cfg)
+    inputs = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    x = layers.Embedding(vocab_size, model_cfg.embedding_dim, mask_zero=True, name="embedding")(inputs)
+    x = pooled(x, model_cfg) if model_cfg.body == "pooling" else recurrent(x, model_cfg)
+    if model_cfg.dropout:
+        x = layers.Dropout(model_cfg.dropout, name="head_dropout")(x)
+    if model_cfg.head_units:
+        x = layers.Dense(model_cfg.head_units, activation="relu", name="head")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="output")(x)
+    return keras.Model(inputs, outputs, name=model_cfg.name)
+
+
+def pooled(x, model_cfg: DictConfig):
+    if model_cfg.pooling == "max":
+        return MaskedGlobalMaxPooling1D(name="max_pool")(x)
+    return layers.GlobalAveragePooling1D(name="average_pool")(x)
+
+
+def recurrent(x, model_cfg: DictConfig):
+    layer_class = RECURRENT_LAYERS[model_cfg.body]
+    for index in range(model_cfg.num_layers):
+        layer = layer_class(
+            model_cfg.units,
+            dropout=model_cfg.dropout,
+            recurrent_dropout=model_cfg.recurrent_dropout,
+            return_sequences=index < model_cfg.num_layers - 1,
+            name=f"{model_cfg.body}_{index + 1}",
+        )
+        x = layers.Bidirectional(layer, name=f"bi_{layer.name}")(x) if model_cfg.bidirectional else layer(x)
+    return x

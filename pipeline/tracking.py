@@ -1,0 +1,142 @@
+"""MLflow: where runs go, what a run records, and the UI over the same store."""
+
+import logging
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import hydra
+import keras
+import mlflow
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline import CONFIG_DIR
+from pipeline.report import learning_curves_figure, plt
+
+log = logging.getLogger(__name__)
+
+SECRET_IN_URL = re.compile(r"(?P<scheme>\w[\w+.-]*://)(?P<user>[^:/@\s]+):(?P<password>[^@\s]+)@")
+
+
+def tracking_uri(cfg: DictConfig) -> str:
+    """The configured URI, or the local store: a sqlite file inside paths.mlruns_dir."""
+    if cfg.tracking.uri:
+        return cfg.tracking.uri
+    mlruns = Path(cfg.paths.mlruns_dir).expanduser().resolve()
+    return f"sqlite:///{mlruns / 'mlflow.db'}"
+
+
+def local_artifact_root(cfg: DictConfig) -> str | None:
+    """Artifacts of the local store live beside its database; a server decides its own."""
+    if cfg.tracking.uri:
+        return None
+    return (Path(cfg.paths.mlruns_dir).expanduser().resolve() / "artifacts").as_uri()
+
+
+def configure(cfg: DictConfig) -> str:
+    """Point MLflow at the configured store and experiment (created on first use); return the experiment id."""
+    uri = tracking_uri(cfg)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.get_experiment_by_name(cfg.tracking.experiment)
+    if experiment is None:
+        experiment_id = mlflow.create_experiment(cfg.tracking.experiment, artifact_location=local_artifact_root(cfg))
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    log.info("MLflow: %s, experiment %r", redact(uri), cfg.tracking.experiment)
+    return experiment_id
+
+
+def redact(text: str) -> str:
+    """Hide the password of any URL inside `text` (storage and tracking URLs may carry one)."""
+    return SECRET_IN_URL.sub(r"\g<scheme>\g<user>:***@", text)
+
+
+def flat_params(cfg: DictConfig) -> dict[str, str]:
+    """The resolved config as `group.key` -> value strings, secrets redacted."""
+    flat = {}
+
+    def walk(node, prefix):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix[:-1]] = redact(str(node))
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return flat
+
+
+def log_config(cfg: DictConfig) -> None:
+    """Params = the flattened resolved config; artifact config.yaml = the same config as YAML."""
+    mlflow.log_params(flat_params(cfg))
+    mlflow.log_text(redact(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
+
+
+def run_tags(cfg: DictConfig, entry: str) -> dict[str, str]:
+    """Tags to filter and group runs by in the MLflow UI."""
+    return {
+        "entry": entry,
+        "data": cfg.data.name,
+        "model": cfg.model.name,
+        "body": cfg.model.body,
+        "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1].lower(),
+    }
+
+
+def log_data(data) -> None:
+    """How the data was prepared (cache hit or miss, seconds, sizes) and its vocabulary."""
+    mlflow.set_tag("data_cache", "hit" if data.cache_hit else "miss")
+    mlflow.log_metric("prep_seconds", data.prep_seconds)
+    mlflow.log_params({f"data_size.{split}": size for split, size in data.sizes().items()} | {"vocab_size": data.vocab_size})
+    if data.vocabulary:
+        mlflow.log_text("\n".join(data.vocabulary), "vocabulary.txt")
+
+
+def log_training(result, data, cfg: DictConfig, title: str) -> None:
+    """Per-run figures as metrics; learning curves, and the model in Keras format, as artifacts."""
+    mlflow.log_metrics({name: float(value) for name, value in result.summary.items()})
+    figure = learning_curves_figure(result.history, title)
+    mlflow.log_figure(figure, "learning_curves.png")
+    plt.close(figure)
+    if cfg.train.log_model:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "model.keras"
+            result.model.save(path)
+            mlflow.log_artifact(str(path))
+
+
+class MlflowEpochLogger(keras.callbacks.Callback):
+    """Logs every number of an epoch's logs to the active MLflow run, step = epoch number (from 1)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        mlflow.log_metrics({key: float(value) for key, value in (logs or {}).items()}, step=epoch + 1)
+
+
+def ui_command(cfg: DictConfig) -> list[str]:
+    uri = tracking_uri(cfg)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    command += ["--host", cfg.tracking.ui_host, "--port", str(cfg.tracking.ui_port)]
+    if local_artifact_root(cfg):
+        command += ["--default-artifact-root", local_artifact_root(cfg)]
+    return command
+
+
+def ui_hint(cfg: DictConfig) -> str:
+    """What to type to look at the runs."""
+    if cfg.tracking.uri and cfg.tracking.uri.startswith(("http://", "https://")):
+        return f"open {redact(cfg.tracking.uri)} in a browser"
+    return f"run `rnn-ui` (or `mlflow ui {' '.join(ui_command(cfg)[4:])}`), then open http://{cfg.tracking.ui_host}:{cfg.tracking.ui_port}"
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def ui_main(cfg: DictConfig) -> None:
+    """rnn-ui: the MLflow UI on tracking.ui_host:ui_port over the store rnn-train writes to."""
+    command = ui_command(cfg)
+    print(" ".join(redact(part) for part in command), file=sys.stderr)
+    Path(cfg.paths.mlruns_dir).mkdir(parents=True, exist_ok=True)
+    os.execvp(command[0], command)

@@ -1,0 +1,175 @@
+"""Training: one model fitted on one prepared dataset, with plateau figures, timings and test scores.
+
+`train_model` is the one training function: `rnn-train` calls it once, every sweep trial calls it too.
+"""
+
+import dataclasses
+import logging
+import math
+import time
+
+import hydra
+import keras
+import mlflow
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline import CONFIG_DIR, tracking
+from pipeline.data import Dataset, prepare_data
+from pipeline.errors import InputError, exit_on_input_error
+from pipeline.model import build_model, validate_model_config
+from pipeline.report import format_summary
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    history: dict[str, list[float]]  # per-epoch logs as Keras recorded them, EpochStats' figures included
+    summary: dict[str, float]  # per-run figures: plateau, stall, timings, parameter count, test scores
+    model: keras.Model
+
+
+def plateau_epochs(losses: list[float], tolerance: float) -> int:
+    """Leading epochs whose training loss stays within `tolerance` (relative) of the first epoch's loss."""
+    if not losses:
+        return 0
+    first = losses[0]
+    count = 0
+    for loss in losses:
+        if not math.isfinite(loss) or abs(loss - first) > tolerance * abs(first):
+            break
+        count += 1
+    return count
+
+
+def longest_stall(val_losses: list[float]) -> int:
+    """The longest run of epochs without a new best validation loss."""
+    best, stall, longest = math.inf, 0, 0
+    for loss in val_losses:
+        if loss < best:
+            best, stall = loss, 0
+        else:
+            stall += 1
+            longest = max(longest, stall)
+    return longest
+
+
+class EpochStats(keras.callbacks.Callback):
+    """Adds epoch_seconds, samples_per_second and learning_rate to every epoch's logs (History keeps them)."""
+
+    def __init__(self, n_train: int):
+        super().__init__()
+        self.n_train = n_train
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = self.train_ended = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        self.train_ended = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        train_seconds = (self.train_ended if self.train_ended > self.started else now) - self.started
+        logs["epoch_seconds"] = now - self.started
+        logs["samples_per_second"] = self.n_train / train_seconds
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+def validate_train_config(cfg: DictConfig) -> None:
+    validate_model_config(cfg.model)
+    for key in ("epochs", "batch_size"):
+        if not isinstance(cfg.train[key], int) or cfg.train[key] < 1:
+            raise InputError(f"train.{key}={cfg.train[key]!r}; it must be an integer >= 1")
+    if not cfg.optimizer.learning_rate > 0:
+        raise InputError(f"optimizer.learning_rate={cfg.optimizer.learning_rate}; it must be > 0")
+    if not 0 <= cfg.train.plateau_tolerance < 1:
+        raise InputError(f"train.plateau_tolerance={cfg.train.plateau_tolerance}; it must lie in [0, 1)")
+
+
+def instantiate(node: DictConfig, what: str):
+    try:
+        return hydra.utils.instantiate(node)
+    except Exception as error:  # Hydra wraps the target's TypeError/ImportError in InstantiationException
+        raise InputError(f"{what}: {str(error).splitlines()[0]}") from None
+
+
+def make_callbacks(cfg: DictConfig, n_train: int, extra: list) -> list:
+    """Ours first (they add figures to the logs), then the configured ones, then MLflow, then the caller's."""
+    configured = instantiate(cfg.callbacks, "callbacks") if cfg.get("callbacks") else {}
+    logger = [tracking.MlflowEpochLogger()] if mlflow.active_run() else []
+    return [EpochStats(n_train), keras.callbacks.TerminateOnNaN(), *configured.values(), *logger, *extra]
+
+
+def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResult:
+    """Build, fit (logging each epoch to the active MLflow run, if any) and evaluate one model."""
+    validate_train_config(cfg)
+    keras.utils.set_random_seed(cfg.seed)
+    started = time.perf_counter()
+    model = build_model(cfg.model, data.vocab_size)
+    model.compile(optimizer=instantiate(cfg.optimizer, "optimizer"), loss="binary_crossentropy", metrics=["accuracy"])
+    built = time.perf_counter()
+    fitted = model.fit(
+        data.x_train, data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
+        shuffle=cfg.train.shuffle,
+        callbacks=make_callbacks(cfg, len(data.y_train), list(extra_callbacks)),
+        verbose=cfg.train.verbose,
+    )
+    fit_ended = time.perf_counter()
+    history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
+    summary = run_summary(history, cfg.train.plateau_tolerance)
+    summary |= {"params": model.count_params(), "build_seconds": built - started, "fit_seconds": fit_ended - built}
+    if cfg.train.evaluate_test:
+        test_loss, test_accuracy = model.evaluate(data.x_test, data.y_test, batch_size=cfg.train.batch_size, verbose=0)
+        summary |= {"test_loss": test_loss, "test_accuracy": test_accuracy}
+        summary["evaluate_seconds"] = time.perf_counter() - fit_ended
+    return TrainResult(history=history, summary=summary, model=model)
+
+
+def run_summary(history: dict[str, list[float]], tolerance: float) -> dict[str, float]:
+    losses, val_losses = history.get("loss", []), history.get("val_loss", [])
+    finite_val = [loss if math.isfinite(loss) else math.inf for loss in val_losses]
+    best = min(range(len(finite_val)), key=finite_val.__getitem__) if finite_val else None
+    summary = {
+        "epochs_run": len(losses),
+        "plateau_epochs": plateau_epochs(losses, tolerance),
+        "longest_stall": longest_stall(finite_val),
+        "nan_loss": int(any(not math.isfinite(loss) for loss in losses)),
+    }
+    if best is not None:
+        summary |= {"best_epoch": best + 1, "best_val_loss": val_losses[best]}
+        summary["best_val_accuracy"] = history["val_accuracy"][best]
+    return summary
+
+
+def run_training(cfg: DictConfig) -> TrainResult:
+    """rnn-train's job: prepare data, train once inside an MLflow run, log everything, print a summary."""
+    validate_train_config(cfg)
+    data = prepare_data(cfg.data, cfg.paths.cache_dir)
+    tracking.configure(cfg)
+    run_name = cfg.tracking.run_name or f"{cfg.model.name}-{cfg.data.name}"
+    with mlflow.start_run(run_name=run_name, tags=tracking.run_tags(cfg, entry="rnn-train")) as run:
+        tracking.log_config(cfg)
+        tracking.log_data(data)
+        result = train_model(cfg, data)
+        tracking.log_training(result, data, cfg, title=run_name)
+    print(f"\n{run_name}:\n{format_summary(data_figures(data) | result.summary)}")
+    print(f"\nMLflow run {run.info.run_id} in experiment {cfg.tracking.experiment!r}: {tracking.ui_hint(cfg)}")
+    return result
+
+
+def data_figures(data: Dataset) -> dict[str, float]:
+    return {"prep_seconds": data.prep_seconds, "data_cache_hit": int(data.cache_hit)}
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> None:
+    OmegaConf.resolve(cfg)  # freeze ${oc.env:...} now: MLflow sets MLFLOW_TRACKING_URI once configured
+    with exit_on_input_error():
+        run_training(cfg)
+
+
+if __name__ == "__main__":
+    main()

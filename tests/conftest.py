@@ -1,0 +1,68 @@
+"""Tests compose the real config from conf/ and shrink it here (small data, one epoch, temporary stores).
+
+Real data comes from ../shared/data (or $RNNSWEEP_SHARED_DATA), linked into a temporary download
+cache exactly where the product looks for its downloads; no test touches the network.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from pipeline import CONFIG_DIR
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("RNNSWEEP_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHRINK = ["train.epochs=1", "train.verbose=0", "train.batch_size=64", "train.log_model=false"]
+BIN = Path(sys.executable).parent
+
+
+def compose_config(*overrides: str):
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory) -> Path:
+    """A cache dir whose downloads/ holds the real archives, as an offline user would place them."""
+    if not (SHARED_DATA / "aclImdb_v1.tar.gz").is_file():
+        pytest.fail(f"real data not found in {SHARED_DATA}; set RNNSWEEP_SHARED_DATA")
+    cache = tmp_path_factory.mktemp("cache")
+    downloads = cache / "downloads"
+    downloads.mkdir()
+    (downloads / "aclImdb_v1.tar.gz").symlink_to(SHARED_DATA / "aclImdb_v1.tar.gz")
+    (downloads / "sentiment_labelled_sentences").symlink_to(SHARED_DATA / "sentiment_labelled_sentences")
+    return cache
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory) -> str:
+    """One sqlite MLflow store for the session (creating its tables takes a while)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlruns') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def make_cfg(tmp_path, data_cache, mlflow_uri):
+    """The real composed config, shrunk: the sentences data, one epoch, temporary stores."""
+
+    def make(*overrides: str):
+        return compose_config(
+            "data=sentences",
+            *SHRINK,
+            f"paths.cache_dir={data_cache}",
+            f"paths.mlruns_dir={tmp_path / 'mlruns'}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            f"tracking.uri={mlflow_uri}",
+            *overrides,
+        )
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _forget_mlflow_uri():
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; keep one test's store out of the next."""
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
