@@ -5,6 +5,7 @@ recurrent layer's final state or a pooled vector.
 """
 
 import keras
+import numpy as np
 from keras import layers
 from omegaconf import DictConfig
 
@@ -25,7 +26,7 @@ class MaskedGlobalMaxPooling1D(layers.Layer):
 
     def call(self, inputs, mask=None):
         if mask is not None:
-            lowest = keras.ops.full_like(inputs, float(keras.ops.finfo(inputs.dtype).min))
+            lowest = keras.ops.full_like(inputs, float(np.finfo(keras.backend.standardize_dtype(inputs.dtype)).min))
             inputs = keras.ops.where(keras.ops.expand_dims(mask, -1), inputs, lowest)
         return keras.ops.max(inputs, axis=1)
 

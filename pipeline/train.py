@@ -14,7 +14,7 @@ import mlflow
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import CONFIG_DIR, tracking
-from pipeline.data import Dataset, prepare_data
+from pipeline.data import Dataset, prepare_data, validate_data_config
 from pipeline.errors import InputError, exit_on_input_error
 from pipeline.model import build_model, validate_model_config
 from pipeline.report import format_summary
@@ -76,6 +76,8 @@ class EpochStats(keras.callbacks.Callback):
 
 
 def validate_train_config(cfg: DictConfig) -> None:
+    """Check every training setting before anything is read, trained or recorded."""
+    validate_data_config(cfg.data)
     validate_model_config(cfg.model)
     for key in ("epochs", "batch_size"):
         if not isinstance(cfg.train[key], int) or cfg.train[key] < 1:
@@ -84,20 +86,25 @@ def validate_train_config(cfg: DictConfig) -> None:
         raise InputError(f"optimizer.learning_rate={cfg.optimizer.learning_rate}; it must be > 0")
     if not 0 <= cfg.train.plateau_tolerance < 1:
         raise InputError(f"train.plateau_tolerance={cfg.train.plateau_tolerance}; it must lie in [0, 1)")
+    instantiate(cfg.optimizer, "optimizer")
+    configured_callbacks(cfg)
 
 
 def instantiate(node: DictConfig, what: str):
     try:
         return hydra.utils.instantiate(node)
     except Exception as error:  # Hydra wraps the target's TypeError/ImportError in InstantiationException
-        raise InputError(f"{what}: {str(error).splitlines()[0]}") from None
+        raise InputError(f"{what}: {' '.join(str(error).split())}") from None
 
 
 def make_callbacks(cfg: DictConfig, n_train: int, extra: list) -> list:
     """Ours first (they add figures to the logs), then the configured ones, then MLflow, then the caller's."""
-    configured = instantiate(cfg.callbacks, "callbacks") if cfg.get("callbacks") else {}
     logger = [tracking.MlflowEpochLogger()] if mlflow.active_run() else []
-    return [EpochStats(n_train), keras.callbacks.TerminateOnNaN(), *configured.values(), *logger, *extra]
+    return [EpochStats(n_train), keras.callbacks.TerminateOnNaN(), *configured_callbacks(cfg), *logger, *extra]
+
+
+def configured_callbacks(cfg: DictConfig) -> list:
+    return list(instantiate(cfg.callbacks, "callbacks").values()) if cfg.get("callbacks") else []
 
 
 def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResult:
