@@ -16,23 +16,27 @@ from pipeline import CONFIG_DIR
 from pipeline.report import learning_curves_figure, plt
 
 log = logging.getLogger(__name__)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar for one small download
 
 SECRET_IN_URL = re.compile(r"(?P<scheme>\w[\w+.-]*://)(?P<user>[^:/@\s]+):(?P<password>[^@\s]+)@")
+
+
+def absolute(path: str) -> Path:
+    return Path(path).expanduser().resolve()
 
 
 def tracking_uri(cfg: DictConfig) -> str:
     """The configured URI, or the local store: a sqlite file inside paths.mlruns_dir."""
     if cfg.tracking.uri:
         return cfg.tracking.uri
-    mlruns = Path(cfg.paths.mlruns_dir).expanduser().resolve()
-    return f"sqlite:///{mlruns / 'mlflow.db'}"
+    return f"sqlite:///{absolute(cfg.paths.mlruns_dir) / 'mlflow.db'}"
 
 
 def local_artifact_root(cfg: DictConfig) -> str | None:
     """Artifacts of the local store live beside its database; a server decides its own."""
     if cfg.tracking.uri:
         return None
-    return (Path(cfg.paths.mlruns_dir).expanduser().resolve() / "artifacts").as_uri()
+    return (absolute(cfg.paths.mlruns_dir) / "artifacts").as_uri()
 
 
 def configure(cfg: DictConfig) -> str:
@@ -56,8 +60,8 @@ def redact(text: str) -> str:
     return SECRET_IN_URL.sub(r"\g<scheme>\g<user>:***@", text)
 
 
-def flat_params(cfg: DictConfig) -> dict[str, str]:
-    """The resolved config as `group.key` -> value strings, secrets redacted."""
+def flat_params(cfg: DictConfig, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """The resolved config as `group.key` -> value strings, secrets redacted, top-level `skip` keys left out."""
     flat = {}
 
     def walk(node, prefix):
@@ -67,13 +71,13 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
         else:
             flat[prefix[:-1]] = redact(str(node))
 
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    walk({k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in skip}, "")
     return flat
 
 
-def log_config(cfg: DictConfig) -> None:
-    """Params = the flattened resolved config; artifact config.yaml = the same config as YAML."""
-    mlflow.log_params(flat_params(cfg))
+def log_config(cfg: DictConfig, skip: tuple[str, ...] = ()) -> None:
+    """Params = the flattened resolved config (less `skip`); artifact config.yaml = the whole config as YAML."""
+    mlflow.log_params(flat_params(cfg, skip))
     mlflow.log_text(redact(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
 
 
@@ -108,6 +112,16 @@ def log_training(result, data, cfg: DictConfig, title: str) -> None:
             path = Path(folder) / "model.keras"
             result.model.save(path)
             mlflow.log_artifact(str(path))
+
+
+def end_stale_runs(trial_attrs: dict) -> None:
+    """A dead worker's trial run and sweep run stay RUNNING in MLflow: mark them KILLED."""
+    client = mlflow.MlflowClient()
+    for key in ("mlflow_run_id", "mlflow_parent_run_id"):
+        run_id = trial_attrs.get(key)
+        if run_id and client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status="KILLED")
+            log.info("MLflow run %s of a dead worker marked KILLED", run_id)
 
 
 class MlflowEpochLogger(keras.callbacks.Callback):

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import CONFIG_DIR, tracking
 from pipeline.data import Dataset, prepare_data, validate_data_config
-from pipeline.errors import InputError, exit_on_input_error
+from pipeline.errors import InputError, console_entry, hydra_task
 from pipeline.model import build_model, validate_model_config
 from pipeline.report import format_summary
 
@@ -172,11 +172,13 @@ def data_figures(data: Dataset) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@hydra_task
 def main(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg)  # freeze ${oc.env:...} now: MLflow sets MLFLOW_TRACKING_URI once configured
-    with exit_on_input_error():
-        run_training(cfg)
+    run_training(cfg)
 
+
+cli = console_entry(main)
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -5,6 +5,7 @@ cache exactly where the product looks for its downloads; no test touches the net
 """
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -66,3 +67,23 @@ def _forget_mlflow_uri():
     """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; keep one test's store out of the next."""
     yield
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+SWEEP_SHRINK = [
+    "data=sentences", "data.subset=400", "data.max_len=20", "train.epochs=2", "train.batch_size=64",
+    "search.n_trials=3", "search.show_progress_bar=false", "search.heartbeat_seconds=1", "search.grace_seconds=2",
+]
+
+
+@pytest.fixture
+def sweep_overrides(tmp_path, data_cache, mlflow_uri, request):
+    """Command-line overrides of a tiny sweep with its own study database and MLflow experiment."""
+    experiment = re.sub(r"\W+", "-", request.node.name)[:100]
+    return [
+        *SWEEP_SHRINK,
+        f"paths.cache_dir={data_cache}",
+        f"paths.mlruns_dir={tmp_path / 'mlruns'}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        f"tracking.uri={mlflow_uri}",
+        f"tracking.experiment={experiment}",
+    ]

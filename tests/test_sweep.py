@@ -1,0 +1,144 @@
+"""rnn-sweep: validation before any trial, nested MLflow runs, resume, pruning, failures inside trials."""
+
+import subprocess
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline.errors import InputError
+from pipeline.sweep import EXIT_ALL_TRIALS_FAILED, compose, run_sweep
+from tests.conftest import BIN
+
+
+def sweep(overrides: list[str]) -> int:
+    return run_sweep(compose(overrides), overrides)
+
+
+def study_of(overrides: list[str]) -> optuna.Study:
+    cfg = compose(overrides)
+    return optuna.load_study(study_name=cfg.search.study_name, storage=f"sqlite:///{Path(cfg.paths.mlruns_dir) / 'optuna.db'}")
+
+
+def runs_of(overrides: list[str]):
+    cfg = compose(overrides)
+    client = MlflowClient(cfg.tracking.uri)
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+BAD_SPACES = [
+    ("+search.space.typo={path: model.unitz, type: int, low: 1, high: 3}", r"search.space.typo \(model.unitz=1\): Could not override 'model.unitz'"),
+    ("search.space.learning_rate.low=0.5", r"search.space.learning_rate: low=0.5 must be a number below high=0.03"),
+    ("search.space.body.choices=[]", r"search.space.body.choices is empty"),
+    ("search.space.learning_rate.low=0", r"search.space.learning_rate: log=true needs low > 0, got low=0"),
+    ("search.space.dropout.type=uniform", r"search.space.dropout.type='uniform'; allowed: float, int, categorical"),
+    ("search.space.dropout.high=1.5", r"search.space.dropout \(model.dropout=1.5\): model.dropout=1.5; it must lie in \[0, 1\)"),
+    ("+search.space.body.choices=[pooling,transformer]", None),
+    ("search.space.body.choices=[pooling,transformer]", r"model.body='transformer'; allowed: pooling, simple_rnn, lstm, gru"),
+    ("+search.space.opt={path: optimizer, type: categorical, choices: [adam, adagrad]}", r"search.space.opt \(optimizer=adagrad\): .*Could not find 'optimizer/adagrad'"),
+    ("search.sampler=grid", r"search.space.dropout: search.sampler=grid needs categorical entries only"),
+    ("search.sampler=bayes", r"search.sampler='bayes'; allowed: tpe, random, cmaes, grid"),
+    ("search.second_objective=fit_seconds", r"search.pruner=median cannot prune a two-objective study"),
+    ("search.objective=f1", r"search.objective='f1'; allowed: val_accuracy, val_loss, accuracy, loss"),
+    ("search.n_trials=0", r"search.n_trials=0; it must be an integer >= 1"),
+]
+
+
+@pytest.mark.parametrize("bad, message", [case for case in BAD_SPACES if case[1]], ids=lambda v: str(v)[:40])
+def test_bad_search_is_rejected_before_any_study_or_run(sweep_overrides, bad, message):
+    overrides = [*sweep_overrides, "search=quick", bad]
+    with pytest.raises(InputError, match=message):
+        sweep(overrides)
+    assert not (Path(compose(overrides).paths.mlruns_dir) / "optuna.db").exists()
+    assert runs_of(overrides)[1:] == ([], [])
+
+
+@pytest.mark.parametrize("bad", ["model.unitz=3", "search=nonexistent", "search.space.learning_rate.low=0"])
+def test_cli_rejects_bad_overrides_and_spaces_with_exit_2(tmp_path, bad):
+    command = [BIN / "rnn-sweep", "data=sentences", "search=quick", bad, f"paths.cache_dir={tmp_path}"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_sweep_makes_one_parent_and_one_child_per_trial_then_resumes(sweep_overrides):
+    overrides = [*sweep_overrides, "search=quick", "search.pruner=none"]
+    assert sweep(overrides) == 0
+    client, [parent], children = runs_of(overrides)
+    assert len(children) == 3 and {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert parent.data.tags["study"] == "quick-sentences-lstm" and parent.data.tags["sampler"] == "tpe"
+    assert parent.data.metrics["trials_complete"] == 3 and "best_test_accuracy" in parent.data.metrics
+    parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"search_space.yaml", "summary.txt", "optimization_history.png", "parallel_coordinates.png",
+            "learning_curves_by_learning_rate.png", "plateau_vs_learning_rate.png"} <= parent_artifacts
+    for child in children:
+        assert child.info.status == "FINISHED" and child.data.tags["trial_state"] == "COMPLETE"
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy")] == [1, 2]
+        assert {"plateau_epochs", "longest_stall", "fit_seconds", "epoch_seconds"} <= set(child.data.metrics)
+        assert "search.sampler" not in child.data.params and "model.body" in child.data.params
+    study = study_of(overrides)
+    assert sorted(t.number for t in study.trials) == [0, 1, 2]
+    best = study.best_trial
+    assert client.get_run(best.user_attrs["mlflow_run_id"]).data.params["model.body"] == best.params["body"]
+
+    assert sweep(overrides) == 0  # the same command again: the same study, three more trials
+    client, parents, children = runs_of(overrides)
+    assert len(parents) == 2 and len(children) == 6
+    assert sorted(t.number for t in study_of(overrides).trials) == list(range(6))
+
+
+def test_plateau_search_runs_the_learning_rate_grid(sweep_overrides):
+    overrides = [*sweep_overrides, "search=plateau", "train.epochs=3", "search.n_trials=5"]
+    assert sweep(overrides) == 0
+    study = study_of(overrides)
+    rates = sorted(t.params["learning_rate"] for t in study.trials)
+    assert rates == [1e-4, 1e-3, 1e-2, 5e-2, 1e-1]
+    assert all(t.user_attrs["epochs_run"] == 3 for t in study.trials), "no early stopping, no pruning"
+    _, [parent], _ = runs_of(overrides)
+    assert parent.data.tags["model"] == "gru" and parent.data.tags["optimizer"] == "rmsprop"
+
+
+def test_unpromising_trials_are_pruned_and_say_when(sweep_overrides):
+    overrides = [
+        *sweep_overrides, "search=plateau", "model=pooling", "optimizer=adam", "train.epochs=3", "search.n_trials=6",
+        "search.sampler=random", "search.pruner=median", "search.pruner_startup_trials=1", "search.pruner_warmup_epochs=0",
+        "search.space.learning_rate.choices=[0.03,1.0e-6]",
+    ]
+    assert sweep(overrides) == 0
+    study = study_of(overrides)
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned and all(t.params["learning_rate"] == 1e-6 for t in pruned)
+    client, _, children = runs_of(overrides)
+    for trial in pruned:
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.info.status == "FINISHED" and run.data.tags["trial_state"] == "PRUNED"
+        assert run.data.metrics["pruned_at_epoch"] == len(trial.user_attrs["curve_loss"]) < 3
+
+
+def test_a_failing_trial_stays_inside_the_trial_and_all_failing_exits_3(sweep_overrides):
+    overrides = [
+        *sweep_overrides, "search=plateau", "optimizer=sgd", "model=pooling", "train.epochs=2",
+        "search.space.learning_rate.choices=[1.0e30,0.01]", "search.n_trials=2",
+    ]
+    assert sweep(overrides) == 0
+    states = {t.params["learning_rate"]: t.state for t in study_of(overrides).trials}
+    assert states == {1e30: optuna.trial.TrialState.FAIL, 0.01: optuna.trial.TrialState.COMPLETE}
+    client, _, children = runs_of(overrides)
+    [failed] = [c for c in children if c.data.tags["trial_state"] == "FAIL"]
+    assert failed.info.status == "FAILED" and "loss became NaN or inf at epoch 1" in failed.data.tags["fail_reason"]
+
+    overrides = [*overrides, "search.space.learning_rate.choices=[1.0e30]", "search.study_name=all-fail", "search.n_trials=1"]
+    assert sweep(overrides) == EXIT_ALL_TRIALS_FAILED
+
+
+def test_two_objectives_report_a_pareto_front(sweep_overrides, capsys):
+    overrides = [*sweep_overrides, "search=quick", "search.pruner=none", "search.second_objective=fit_seconds"]
+    assert sweep(overrides) == 0
+    study = study_of(overrides)
+    assert len(study.directions) == 2 and study.best_trials
+    assert "Pareto front" in capsys.readouterr().out
