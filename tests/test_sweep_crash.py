@@ -1,0 +1,73 @@
+"""A worker killed with SIGKILL mid-trial: the same command continues the study and loses nothing."""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy
+from mlflow.tracking import MlflowClient
+
+from pipeline.sweep import compose
+from tests.conftest import BIN
+
+pytestmark = pytest.mark.slow
+TrialState = optuna.trial.TrialState
+
+
+def wait_for(condition, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_kill_9_mid_trial_then_rerun_continues_the_study(tmp_path, sweep_overrides):
+    overrides = [*sweep_overrides, "search=plateau", "train.epochs=25", "search.n_trials=3"]
+    command = [str(BIN / "rnn-sweep"), *overrides]
+    cfg = compose(overrides)
+    storage = f"sqlite:///{Path(cfg.paths.mlruns_dir) / 'optuna.db'}"
+
+    def trials():
+        """The study's trials, read without ever creating the worker's tables or study ourselves."""
+        try:
+            reader = optuna.storages.RDBStorage(storage, skip_table_creation=True)
+            return optuna.load_study(study_name=cfg.search.study_name, storage=reader).trials
+        except (KeyError, sqlalchemy.exc.OperationalError):  # no tables or no study yet
+            return []
+
+    worker = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: [t for t in trials() if t.number == 1 and t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs], 240, "trial 1 to run")
+        time.sleep(1.0)
+        os.killpg(worker.pid, signal.SIGKILL)
+        assert worker.wait(10) == -signal.SIGKILL
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    before = {t.number: t for t in trials()}
+    assert before[0].state == TrialState.COMPLETE and before[1].state == TrialState.RUNNING
+    killed_run_id = before[1].user_attrs["mlflow_run_id"]
+    client = MlflowClient(cfg.tracking.uri)
+    assert client.get_run(killed_run_id).info.status == "RUNNING", "SIGKILL leaves the run open: the re-run must end it"
+
+    time.sleep(cfg.search.grace_seconds + 1)
+    rerun = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+
+    after = {t.number: t for t in trials()}
+    assert after[0].state == TrialState.COMPLETE and after[0].values == before[0].values, "a finished trial is never lost"
+    assert after[1].state == TrialState.FAIL
+    [retry] = [t for t in after.values() if t.system_attrs.get("failed_trial") == 1]
+    assert retry.state == TrialState.COMPLETE and retry.params == after[1].params
+    assert len(after) == 2 + 3, "the killed invocation's two trials, then this invocation's three (the retry among them)"
+    assert client.get_run(killed_run_id).info.status == "KILLED"
+    assert client.get_run(before[1].user_attrs["mlflow_parent_run_id"]).info.status == "KILLED"
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    assert not client.search_runs([experiment.experiment_id], filter_string="attributes.status = 'RUNNING'")
