@@ -32,14 +32,17 @@ def test_kill_9_mid_trial_then_rerun_continues_the_study(tmp_path, sweep_overrid
     overrides = [*sweep_overrides, "search=plateau", "train.epochs=25", "search.n_trials=3"]
     command = [str(BIN / "rnn-sweep"), *overrides]
     cfg = compose(overrides)
-    storage = f"sqlite:///{Path(cfg.paths.mlruns_dir) / 'optuna.db'}"
+    database = Path(cfg.paths.mlruns_dir) / "optuna.db"
+    storage = f"sqlite:///{database}"
 
     def trials():
         """The study's trials, read without ever creating the worker's tables or study ourselves."""
+        if not database.exists():
+            return []
         try:
             reader = optuna.storages.RDBStorage(storage, skip_table_creation=True)
             return optuna.load_study(study_name=cfg.search.study_name, storage=reader).trials
-        except (KeyError, sqlalchemy.exc.OperationalError):  # no tables or no study yet
+        except (KeyError, sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError):  # not made yet
             return []
 
     worker = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
