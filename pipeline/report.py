@@ -54,6 +54,9 @@ def sweep_summary(study, mine, wall_seconds: float, best_test: dict) -> str:
         f"the study holds {len(study.trials)} ({total['trials_complete']} complete, {total['trials_pruned']} pruned, "
         f"{total['trials_fail']} failed)",
     ]
+    saved_epochs, saved_seconds = pruning_savings(mine)
+    if counts["trials_pruned"]:
+        lines.append(f"Pruning stopped {counts['trials_pruned']} trials early: {saved_epochs} epochs not trained, about {saved_seconds:.0f} s saved")
     if not total["trials_complete"]:
         return "\n".join(lines + ["No trial has completed yet."])
     best = best_trial(study)
@@ -66,6 +69,18 @@ def sweep_summary(study, mine, wall_seconds: float, best_test: dict) -> str:
         lines.append("Pareto front (trial: values):")
         lines += [f"  {t.number}: {', '.join(f'{v:.4f}' for v in t.values)}" for t in sorted(study.best_trials, key=lambda t: t.number)]
     return "\n".join(lines)
+
+
+def pruning_savings(trials) -> tuple[int, float]:
+    """Epochs the pruned trials did not train, and those epochs' seconds at each trial's own epoch pace."""
+    epochs, seconds = 0, 0.0
+    for trial in trials:
+        attrs = trial.user_attrs
+        if trial.state.name == "PRUNED" and attrs.get("epochs_run"):
+            missing = attrs["epochs_planned"] - attrs["epochs_run"]
+            epochs += int(missing)
+            seconds += missing * attrs["fit_seconds"] / attrs["epochs_run"]
+    return epochs, seconds
 
 
 def sweep_figures(study, objective: str) -> dict[str, plt.Figure]:

@@ -288,6 +288,7 @@ class Objective:
 def remember(trial: optuna.Trial, cfg: DictConfig, result) -> None:
     """What the end-of-sweep charts need, kept in the study itself (any worker's trials can be charted)."""
     trial.set_user_attr("learning_rate", float(cfg.optimizer.learning_rate))
+    trial.set_user_attr("epochs_planned", cfg.train.epochs)
     for name in ("plateau_epochs", "longest_stall", "epochs_run", "fit_seconds"):
         trial.set_user_attr(name, float(result.summary[name]))
     for name in ("loss", "val_loss", cfg.search.objective):
@@ -324,7 +325,8 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
         mine = [t for t in study.trials if t.user_attrs.get("mlflow_parent_run_id") == parent.info.run_id]
         best_test = report_best_model(study, objective) if complete(study.trials) else {}
         summary = report.sweep_summary(study, mine, time.perf_counter() - started, best_test)
-        mlflow.log_metrics(report.sweep_counts(mine) | best_test)
+        saved_epochs, saved_seconds = report.pruning_savings(mine)
+        mlflow.log_metrics(report.sweep_counts(mine) | best_test | {"pruning_saved_epochs": saved_epochs, "pruning_saved_seconds": saved_seconds})
         mlflow.log_text(summary, "summary.txt")
         for name, figure in report.sweep_figures(study, cfg.search.objective).items():
             mlflow.log_figure(figure, f"{name}.png")

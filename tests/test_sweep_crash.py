@@ -28,33 +28,39 @@ def wait_for(condition, seconds: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def read_trials(cfg) -> list:
+    """The study's trials, read without ever creating the worker's tables or study ourselves."""
+    database = Path(cfg.paths.mlruns_dir) / "optuna.db"
+    if not database.exists():
+        return []
+    try:
+        reader = optuna.storages.RDBStorage(f"sqlite:///{database}", skip_table_creation=True)
+        return optuna.load_study(study_name=cfg.search.study_name, storage=reader).trials
+    except (KeyError, sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError):  # not made yet
+        return []
+
+
+def start_and_wait_for_second_trial(cfg, command, tmp_path) -> subprocess.Popen:
+    with open(tmp_path / "worker.err", "w") as stderr:  # a file, not a pipe: a full pipe would stall the worker
+        worker = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+    try:
+        wait_for(lambda: [t for t in read_trials(cfg) if t.number == 1 and t.state == TrialState.RUNNING
+                          and "mlflow_run_id" in t.user_attrs], 240, "trial 1 to run")
+    except AssertionError:
+        os.killpg(worker.pid, signal.SIGKILL)
+        raise
+    time.sleep(1.0)  # well inside the trial
+    return worker
+
+
 def test_kill_9_mid_trial_then_rerun_continues_the_study(tmp_path, sweep_overrides):
     overrides = [*sweep_overrides, "search=plateau", "train.epochs=25", "search.n_trials=3"]
     command = [str(BIN / "rnn-sweep"), *overrides]
     cfg = compose(overrides)
-    database = Path(cfg.paths.mlruns_dir) / "optuna.db"
-    storage = f"sqlite:///{database}"
-
-    def trials():
-        """The study's trials, read without ever creating the worker's tables or study ourselves."""
-        if not database.exists():
-            return []
-        try:
-            reader = optuna.storages.RDBStorage(storage, skip_table_creation=True)
-            return optuna.load_study(study_name=cfg.search.study_name, storage=reader).trials
-        except (KeyError, sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError):  # not made yet
-            return []
-
-    worker = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_for(lambda: [t for t in trials() if t.number == 1 and t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs], 240, "trial 1 to run")
-        time.sleep(1.0)
-        os.killpg(worker.pid, signal.SIGKILL)
-        assert worker.wait(10) == -signal.SIGKILL
-    finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-    before = {t.number: t for t in trials()}
+    worker = start_and_wait_for_second_trial(cfg, command, tmp_path)
+    os.killpg(worker.pid, signal.SIGKILL)
+    assert worker.wait(10) == -signal.SIGKILL
+    before = {t.number: t for t in read_trials(cfg)}
     assert before[0].state == TrialState.COMPLETE and before[1].state == TrialState.RUNNING
     killed_run_id = before[1].user_attrs["mlflow_run_id"]
     client = MlflowClient(cfg.tracking.uri)
@@ -64,7 +70,7 @@ def test_kill_9_mid_trial_then_rerun_continues_the_study(tmp_path, sweep_overrid
     rerun = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
 
-    after = {t.number: t for t in trials()}
+    after = {t.number: t for t in read_trials(cfg)}
     assert after[0].state == TrialState.COMPLETE and after[0].values == before[0].values, "a finished trial is never lost"
     assert after[1].state == TrialState.FAIL
     [retry] = [t for t in after.values() if t.system_attrs.get("failed_trial") == 1]
@@ -74,3 +80,17 @@ def test_kill_9_mid_trial_then_rerun_continues_the_study(tmp_path, sweep_overrid
     assert client.get_run(before[1].user_attrs["mlflow_parent_run_id"]).info.status == "KILLED"
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)
     assert not client.search_runs([experiment.experiment_id], filter_string="attributes.status = 'RUNNING'")
+
+
+def test_ctrl_c_leaves_no_run_running_and_fails_only_the_interrupted_trial(tmp_path, sweep_overrides):
+    overrides = [*sweep_overrides, "search=plateau", "train.epochs=25", "search.n_trials=3"]
+    cfg = compose(overrides)
+    worker = start_and_wait_for_second_trial(cfg, [str(BIN / "rnn-sweep"), *overrides], tmp_path)
+    os.killpg(worker.pid, signal.SIGINT)
+    worker.wait(60)
+    stderr = (tmp_path / "worker.err").read_text()
+    assert worker.returncode != 0 and "KeyboardInterrupt" in stderr
+    assert [t.state for t in read_trials(cfg)] == [TrialState.COMPLETE, TrialState.FAIL]
+    client = MlflowClient(cfg.tracking.uri)
+    runs = client.search_runs([client.get_experiment_by_name(cfg.tracking.experiment).experiment_id])
+    assert len(runs) == 3 and sorted(r.info.status for r in runs) == ["FAILED", "FAILED", "FINISHED"]

@@ -1,0 +1,51 @@
+"""Resident memory of one sweep process over many trials: prints a markdown table.
+
+    python benchmarks/sweep_memory.py              # 50 trials of search=default on the UCI sentences, 1 epoch each
+    python benchmarks/sweep_memory.py --tiny       # CI: 2 x 2 trials
+
+The study is resumed in chunks inside one process (as a scheduled worker would), and the process's
+resident set size is read after each chunk. Keras state is cleared between trials, so it should stay flat.
+"""
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from pipeline.sweep import compose, run_sweep
+
+
+def resident_mib() -> float:
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * 4096 / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=50, help="trials in all")
+    parser.add_argument("--chunk", type=int, default=10, help="trials per resumed invocation")
+    parser.add_argument("--tiny", action="store_true", help="2 x 2 trials (seconds)")
+    args = parser.parse_args()
+    if args.tiny:
+        args.trials, args.chunk = 4, 2
+    with tempfile.TemporaryDirectory() as folder:
+        overrides = [
+            "search=default", "data=sentences", "data.max_len=20", "train.epochs=1", f"search.n_trials={args.chunk}",
+            "search.show_progress_bar=false", "train.log_model=false", f"paths.mlruns_dir={folder}/mlruns",
+            f"paths.log_dir={folder}/logs", f"tracking.uri=sqlite:///{folder}/mlflow.db",
+        ]
+        cfg = compose(overrides)
+        rows, started = [], time.perf_counter()
+        for done in range(args.chunk, args.trials + 1, args.chunk):
+            run_sweep(cfg, overrides)
+            rows.append((done, resident_mib(), time.perf_counter() - started))
+    print("| trials done | resident MiB | growth since the first chunk (MiB) | wall s |")
+    print("|---|---|---|---|")
+    for done, mib, seconds in rows:
+        print(f"| {done} | {mib:.0f} | {mib - rows[0][1]:+.0f} | {seconds:.0f} |")
+    per_trial = (rows[-1][1] - rows[0][1]) / max(rows[-1][0] - rows[0][0], 1)
+    print(f"\nGrowth per trial after the first chunk: {per_trial:+.2f} MiB")
+
+
+if __name__ == "__main__":
+    main()
