@@ -28,7 +28,7 @@ from optuna_integration import KerasPruningCallback
 from pipeline import CONFIG_DIR, report, tracking
 from pipeline.data import cache_key, prepare_data
 from pipeline.errors import InputError, console_entry, hydra_task
-from pipeline.train import validate_train_config, train_model
+from pipeline.train import configure_threads, train_model, validate_train_config
 
 log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, stale-trial retry
@@ -43,6 +43,7 @@ SAMPLERS = {
     "cmaes": lambda seed: optuna.samplers.CmaEsSampler(seed=seed),
 }
 PARAM_TYPES = ("float", "int", "categorical")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what max_total_trials counts; FAIL trials may be retried
 
 
 class StopWhenPruned(KerasPruningCallback):
@@ -100,6 +101,8 @@ def validate_search(cfg: DictConfig, base_overrides: list[str]) -> None:
             raise InputError(f"search.{key}={search[key]!r}; allowed: {', '.join(map(str, allowed))}")
     if not isinstance(search.n_trials, int) or search.n_trials < 1:
         raise InputError(f"search.n_trials={search.n_trials!r}; it must be an integer >= 1")
+    if search.max_total_trials is not None and (not isinstance(search.max_total_trials, int) or search.max_total_trials < 1):
+        raise InputError(f"search.max_total_trials={search.max_total_trials!r}; it must be null or an integer >= 1")
     if search.timeout is not None and not search.timeout > 0:
         raise InputError(f"search.timeout={search.timeout!r}; it must be null or a number of seconds > 0")
     if search.second_objective and search.pruner != "none":
@@ -305,11 +308,16 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
     """
     started = time.perf_counter()
     validate_search(cfg, base_overrides)
+    configure_threads(cfg.train.threads)
     if cfg.search.show_progress_bar:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar shows each trial's progress and the best value
     tracking.configure(cfg)
     study = make_study(cfg)
     optuna.storages.fail_stale_trials(study)  # a dead worker's trials: failed, their runs ended, retried
+    cap = cfg.search.max_total_trials
+    if cap is not None and len(study.get_trials(states=FINISHED)) >= cap:
+        print(f"Study {study.study_name!r} is complete: it holds {cap} or more finished trials (search.max_total_trials)")
+        return 0
     with mlflow.start_run(run_name=f"sweep-{cfg.search.study_name}", tags=parent_tags(cfg)) as parent:
         tracking.log_config(cfg)
         mlflow.log_text(OmegaConf.to_yaml(cfg.search.space), "search_space.yaml")
@@ -321,6 +329,7 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
             catch=(Exception,),
             gc_after_trial=True,
             show_progress_bar=cfg.search.show_progress_bar,
+            callbacks=[optuna.study.MaxTrialsCallback(cap, states=FINISHED)] if cap else None,
         )
         mine = [t for t in study.trials if t.user_attrs.get("mlflow_parent_run_id") == parent.info.run_id]
         best_test = report_best_model(study, objective) if complete(study.trials) else {}
@@ -331,6 +340,10 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
         for name, figure in report.sweep_figures(study, cfg.search.objective).items():
             mlflow.log_figure(figure, f"{name}.png")
             report.plt.close(figure)
+    counts = report.sweep_counts(mine)
+    log.info("sweep finished: %d trials added (%d complete, %d pruned, %d failed), study %r holds %d, MLflow parent run %s",
+             len(mine), counts["trials_complete"], counts["trials_pruned"], counts["trials_fail"], study.study_name,
+             len(study.trials), parent.info.run_id)
     print(summary)
     print(f"\nMLflow parent run {parent.info.run_id} in experiment {cfg.tracking.experiment!r}: {tracking.ui_hint(cfg)}")
     all_failed = mine and all(t.state == TrialState.FAIL for t in mine)

@@ -47,7 +47,10 @@ def configure(cfg: DictConfig) -> str:
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(cfg.tracking.experiment)
     if experiment is None:
-        experiment_id = mlflow.create_experiment(cfg.tracking.experiment, artifact_location=local_artifact_root(cfg))
+        try:
+            experiment_id = mlflow.create_experiment(cfg.tracking.experiment, artifact_location=local_artifact_root(cfg))
+        except mlflow.exceptions.MlflowException:  # another worker created it a moment ago
+            experiment_id = mlflow.get_experiment_by_name(cfg.tracking.experiment).experiment_id
     else:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)

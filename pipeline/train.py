@@ -75,6 +75,24 @@ class EpochStats(keras.callbacks.Callback):
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
+def configure_threads(threads: DictConfig) -> None:
+    """Fix TensorFlow's thread pools; only possible before TensorFlow runs its first op in this process."""
+    import tensorflow as tf
+
+    for key in ("intra_op", "inter_op"):
+        if not isinstance(threads[key], int) or threads[key] < 0:
+            raise InputError(f"train.threads.{key}={threads[key]!r}; it must be an integer >= 0 (0: TensorFlow decides)")
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads.intra_op)
+        tf.config.threading.set_inter_op_parallelism_threads(threads.inter_op)
+    except RuntimeError:  # TensorFlow already initialised here (e.g. several runs in one process): keep its pools
+        if (threads.intra_op, threads.inter_op) != (
+            tf.config.threading.get_intra_op_parallelism_threads(),
+            tf.config.threading.get_inter_op_parallelism_threads(),
+        ):
+            log.warning("TensorFlow already runs in this process: train.threads cannot change now")
+
+
 def validate_train_config(cfg: DictConfig) -> None:
     """Check every training setting before anything is read, trained or recorded."""
     validate_data_config(cfg.data)
@@ -154,6 +172,7 @@ def run_summary(history: dict[str, list[float]], tolerance: float) -> dict[str, 
 def run_training(cfg: DictConfig) -> TrainResult:
     """rnn-train's job: prepare data, train once inside an MLflow run, log everything, print a summary."""
     validate_train_config(cfg)
+    configure_threads(cfg.train.threads)
     data = prepare_data(cfg.data, cfg.paths.cache_dir)
     tracking.configure(cfg)
     run_name = cfg.tracking.run_name or f"{cfg.model.name}-{cfg.data.name}"

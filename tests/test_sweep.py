@@ -142,3 +142,31 @@ def test_two_objectives_report_a_pareto_front(sweep_overrides, capsys):
     study = study_of(overrides)
     assert len(study.directions) == 2 and study.best_trials
     assert "Pareto front" in capsys.readouterr().out
+
+
+def test_scheduled_invocations_stop_at_max_total_trials(sweep_overrides, capsys):
+    overrides = [*sweep_overrides, "search=quick", "search.pruner=none", "search.n_trials=2", "search.max_total_trials=3"]
+    assert sweep(overrides) == 0 and len(study_of(overrides).trials) == 2
+    assert sweep(overrides) == 0 and len(study_of(overrides).trials) == 3, "the cap stops the second invocation early"
+    capsys.readouterr()
+    assert sweep(overrides) == 0, "a complete study is no error for cron"
+    assert "is complete" in capsys.readouterr().out
+    _, parents, children = runs_of(overrides)
+    assert len(parents) == 2 and len(children) == 3, "the third invocation returned before creating any run"
+
+
+def test_cli_exit_codes_and_a_log_file_per_invocation(tmp_path, data_cache, sweep_overrides):
+    base = [str(BIN / "rnn-sweep"), *sweep_overrides, "search=plateau", "model=pooling", "optimizer=sgd", "train.epochs=1",
+            "search.n_trials=1", f"paths.log_dir={tmp_path / 'logs'}"]
+    ok = subprocess.run([*base, "search.space.learning_rate.choices=[0.01]"], capture_output=True, text=True, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "MLflow parent run" in ok.stdout
+    failing = subprocess.run([*base, "search.space.learning_rate.choices=[1.0e30]", "search.study_name=diverges"],
+                             capture_output=True, text=True, cwd=tmp_path)
+    assert failing.returncode == EXIT_ALL_TRIALS_FAILED, failing.stderr[-2000:]
+    bad = subprocess.run([*base, "search.n_trials=-1"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == "error: search.n_trials=-1; it must be an integer >= 1"
+    logs = sorted((tmp_path / "logs" / "sweep").glob("*/*.log"))
+    assert len(logs) == 3, "one folder and log file per invocation"
+    assert "sweep finished: 1 trials added (1 complete" in logs[0].read_text()
+    assert "sweep finished: 1 trials added (0 complete, 0 pruned, 1 failed)" in logs[1].read_text()
