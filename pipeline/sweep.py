@@ -194,8 +194,8 @@ def make_study(cfg: DictConfig) -> optuna.Study:
 def make_sampler(cfg: DictConfig) -> optuna.samplers.BaseSampler:
     if cfg.search.sampler == "grid":
         grid = {name: list(entry.choices) for name, entry in cfg.search.space.items()}
-        return optuna.samplers.GridSampler(grid, seed=cfg.seed)
-    return SAMPLERS[cfg.search.sampler](cfg.seed)
+        return optuna.samplers.GridSampler(grid, seed=cfg.search.seed)
+    return SAMPLERS[cfg.search.sampler](cfg.search.seed)
 
 
 def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
@@ -244,10 +244,10 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial):
         keras.backend.clear_session()  # a fresh graph and name scope per trial; memory stays flat
-        overrides = suggest(trial, self.cfg)
-        cfg = compose([*self.base_overrides, *overrides])
+        overrides = [*self.base_overrides, *suggest(trial, self.cfg)]
+        cfg = compose(overrides)
         data = self.dataset(cfg)
-        trial.set_user_attr("overrides", overrides)
+        trial.set_user_attr("overrides", overrides)  # the whole command line: any worker can rebuild this config
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, tags=self.tags(cfg, trial)) as run:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
             trial.set_user_attr("mlflow_parent_run_id", self.parent_run_id)
@@ -363,7 +363,7 @@ def report_best_model(study: optuna.Study, objective: Objective) -> dict[str, fl
     """Evaluate the best trial's stored model once on the test split; the sweep never looked at it."""
     best = report.best_trial(study)
     run_id = best.user_attrs.get("mlflow_run_id")
-    cfg = compose([*objective.base_overrides, *best.user_attrs.get("overrides", [])])
+    cfg = compose(best.user_attrs.get("overrides", objective.base_overrides))
     if not cfg.train.log_model or not run_id:
         log.warning("best trial %d has no stored model (train.log_model=false): no test evaluation", best.number)
         return {}
