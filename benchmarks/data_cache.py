@@ -9,7 +9,6 @@ the vectors go to a fresh temporary cache, so the first preparation is always a 
 
 import argparse
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.services import mlflow_server, postgres_server  # noqa: E402
+from tests.services import mlflow_server, postgres_server
 
 BIN = Path(sys.executable).parent
 LAYOUTS = (("1 worker x 2 threads", 1, 2), ("2 workers x 1 thread", 2, 1))

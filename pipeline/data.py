@@ -165,8 +165,8 @@ def split_and_vectorize(texts: Texts, data_cfg: DictConfig) -> Dataset:
     else:
         vocabulary, to_ids = adapt_vectorizer(fit_part, data_cfg.vocab_size)
         vocab_size = len(vocabulary)
-    pad = lambda part: pad_sequences(to_ids(part), data_cfg.max_len, data_cfg.truncate)  # noqa: E731
-    labels = lambda y: np.asarray(y, dtype=np.float32)  # noqa: E731
+    pad = lambda part: pad_sequences(to_ids(part), data_cfg.max_len, data_cfg.truncate)
+    labels = lambda y: np.asarray(y, dtype=np.float32)
     return Dataset(
         x_train=pad(fit_part), y_train=labels(train_labels[fit_idx]),
         x_val=pad(val_part), y_val=labels(train_labels[val_idx]),

@@ -5,7 +5,7 @@ import logging
 import matplotlib
 
 matplotlib.use("Agg")  # files only: runs are often unattended, with no display
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def learning_curves_figure(history: dict[str, list[float]], title: str) -> plt.Figure:

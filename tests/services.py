@@ -50,7 +50,7 @@ def postgres_server(databases: tuple[str, ...]):
         os.chown(folder, account.pw_uid, account.pw_gid)
     password_file = folder / "password"
     password_file.write_text(PASSWORD)
-    run = lambda *command: subprocess.run(as_postgres_user([*command]), check=True, capture_output=True, text=True)  # noqa: E731
+    run = lambda *command: subprocess.run(as_postgres_user([*command]), check=True, capture_output=True, text=True)
     if os.geteuid() == 0:
         os.chown(password_file, account.pw_uid, account.pw_gid)
     run(binaries / "initdb", "-D", folder / "data", "-U", USER, "--auth=scram-sha-256", f"--pwfile={password_file}")

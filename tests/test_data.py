@@ -196,8 +196,8 @@ def test_sentences_unknown_or_no_source_and_missing_file(tmp_path):
 def test_keras_imdb_ids_follow_keras_scheme(tmp_path):
     """start id 1, word ids shifted by 3, ids >= vocab_size become the OOV id 2, as keras.datasets.imdb does."""
     rng = np.random.default_rng(0)
-    make = lambda n: np.array([list(rng.integers(1, 40, size=5)) for _ in range(n)] + [[1, 2, 60]], dtype=object)  # noqa: E731
-    labels = lambda n: np.array([0, 1] * (n // 2) + [1])  # noqa: E731
+    make = lambda n: np.array([list(rng.integers(1, 40, size=5)) for _ in range(n)] + [[1, 2, 60]], dtype=object)
+    labels = lambda n: np.array([0, 1] * (n // 2) + [1])
     path = tmp_path / "imdb.npz"
     np.savez(path, x_train=make(20), y_train=labels(20), x_test=make(10), y_test=labels(10))
     cfg = data_config("keras_imdb", url=path.as_uri(), sha256=None, vocab_size=30, max_len=8)

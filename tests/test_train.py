@@ -1,6 +1,7 @@
 """Training figures and what one rnn-train run leaves in MLflow."""
 
 import json
+from pathlib import Path
 
 import keras
 import mlflow
@@ -68,8 +69,8 @@ def test_run_records_curves_figures_and_artifacts(make_cfg):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "learning_curves.png", "model.keras", "vocabulary.txt"} <= artifacts
     folder = client.download_artifacts(run.info.run_id, "")
-    assert open(f"{folder}/learning_curves.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-    assert "body: gru" in open(f"{folder}/config.yaml").read()
+    assert Path(folder, "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "body: gru" in Path(folder, "config.yaml").read_text()
     assert keras.saving.load_model(f"{folder}/model.keras").count_params() == result.model.count_params()
 
 
@@ -79,7 +80,7 @@ def test_secret_in_a_tracking_url_never_reaches_mlflow(make_cfg, monkeypatch):
     client = MlflowClient(cfg.tracking.uri)
     run = client.search_runs([client.get_experiment_by_name("test-secret").experiment_id])[0]
     recorded = json.dumps([run.data.params, run.data.tags])
-    recorded += open(client.download_artifacts(run.info.run_id, "config.yaml")).read()
+    recorded += Path(client.download_artifacts(run.info.run_id, "config.yaml")).read_text()
     assert "hunter2" not in recorded and "u:***@db" in recorded
 
 
@@ -92,9 +93,8 @@ def test_an_exception_inside_training_leaves_no_run_running(make_cfg):
 
     tracking.configure(cfg)
     data = prepare_data(cfg.data, cfg.paths.cache_dir)
-    with pytest.raises(RuntimeError, match="disk full"):
-        with mlflow.start_run():
-            train_model(cfg, data, extra_callbacks=[Crash()])
+    with pytest.raises(RuntimeError, match="disk full"), mlflow.start_run():
+        train_model(cfg, data, extra_callbacks=[Crash()])
     client = MlflowClient(cfg.tracking.uri)
     [run] = client.search_runs([client.get_experiment_by_name("test-crash").experiment_id])
     assert run.info.status == "FAILED"

@@ -2,6 +2,7 @@
 
 import re
 import subprocess
+from pathlib import Path
 
 import optuna
 import pytest
@@ -49,7 +50,7 @@ def test_two_workers_share_one_postgres_study_and_one_mlflow_server(tmp_path, da
             recorded = [str(run.data.params) + str(run.data.tags) for run in runs]
             for parent in parents:
                 for artifact in ("config.yaml", "search_space.yaml", "summary.txt"):
-                    recorded.append(open(client.download_artifacts(parent.info.run_id, artifact)).read())
-            recorded.append(open(client.download_artifacts(children[0].info.run_id, "config.yaml")).read())
+                    recorded.append(Path(client.download_artifacts(parent.info.run_id, artifact)).read_text())
+            recorded.append(Path(client.download_artifacts(children[0].info.run_id, "config.yaml")).read_text())
             assert not [text for text in recorded if PASSWORD in text], "the storage password reached MLflow"
             assert any("sweeper:***@127.0.0.1" in text for text in recorded)
