@@ -1,6 +1,10 @@
 """End to end on the real data (slow: seconds to a minute each; CI runs them too)."""
 
+import os
+import signal
 import subprocess
+import time
+import urllib.request
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -8,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from pipeline.data import prepare_data
 from pipeline.train import run_training
 from tests.conftest import BIN
+from tests.services import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -47,3 +52,24 @@ def test_seed_004_plateau_is_reproduced_and_falls_with_the_learning_rate(make_cf
         )
         plateau[learning_rate] = run_training(cfg).summary["plateau_epochs"]
     assert plateau[1e-4] >= 8 and plateau[1e-2] <= 2, plateau
+
+
+def test_rnn_ui_serves_the_local_store_on_loopback(tmp_path):
+    port = free_port()
+    command = [BIN / "rnn-ui", f"tracking.ui_port={port}", f"paths.mlruns_dir={tmp_path / 'mlruns'}"]
+    with open(tmp_path / "ui.log", "w") as log:
+        ui = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+                    assert answer.status == 200
+                    break
+            except OSError:
+                assert ui.poll() is None and time.monotonic() < deadline, (tmp_path / "ui.log").read_text()[-2000:]
+                time.sleep(0.5)
+        assert f"--backend-store-uri sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}" in (tmp_path / "ui.log").read_text()
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(30)

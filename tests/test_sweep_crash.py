@@ -1,14 +1,15 @@
 """A worker killed with SIGKILL mid-trial: the same command continues the study and loses nothing."""
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
 import optuna
 import pytest
-import sqlalchemy
 from mlflow.tracking import MlflowClient
 
 from pipeline.sweep import compose
@@ -18,14 +19,15 @@ pytestmark = pytest.mark.slow
 TrialState = optuna.trial.TrialState
 
 
-def wait_for(condition, seconds: float, what: str):
+def wait_for(condition, seconds: float, what: str, worker: subprocess.Popen, log: Path):
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and worker.poll() is None:
         found = condition()
         if found:
             return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+    state = "timed out" if worker.poll() is None else f"the worker exited {worker.returncode}"
+    raise AssertionError(f"{state} waiting for {what}:\n{log.read_text()[-3000:]}")
 
 
 def read_trials(cfg) -> list:
@@ -33,11 +35,13 @@ def read_trials(cfg) -> list:
     database = Path(cfg.paths.mlruns_dir) / "optuna.db"
     if not database.exists():
         return []
-    try:
-        reader = optuna.storages.RDBStorage(f"sqlite:///{database}", skip_table_creation=True)
-        return optuna.load_study(study_name=cfg.search.study_name, storage=reader).trials
-    except (KeyError, sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError):  # not made yet
+    try:  # read-only first: Optuna's storage would write its schema version into a half-made database
+        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as connection:
+            if not connection.execute("SELECT 1 FROM studies WHERE study_name = ?", (cfg.search.study_name,)).fetchall():
+                return []
+    except sqlite3.OperationalError:  # no tables yet, or locked for a moment
         return []
+    return optuna.load_study(study_name=cfg.search.study_name, storage=f"sqlite:///{database}").trials
 
 
 def start_and_wait_for_second_trial(cfg, command, tmp_path) -> subprocess.Popen:
@@ -45,7 +49,7 @@ def start_and_wait_for_second_trial(cfg, command, tmp_path) -> subprocess.Popen:
         worker = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     try:
         wait_for(lambda: [t for t in read_trials(cfg) if t.number == 1 and t.state == TrialState.RUNNING
-                          and "mlflow_run_id" in t.user_attrs], 240, "trial 1 to run")
+                          and "mlflow_run_id" in t.user_attrs], 240, "trial 1 to run", worker, tmp_path / "worker.err")
     except AssertionError:
         os.killpg(worker.pid, signal.SIGKILL)
         raise
