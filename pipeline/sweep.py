@@ -345,7 +345,8 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
              len(mine), counts["trials_complete"], counts["trials_pruned"], counts["trials_fail"], study.study_name,
              len(study.trials), parent.info.run_id)
     print(summary)
-    print(f"\nMLflow parent run {parent.info.run_id} in experiment {cfg.tracking.experiment!r}: {tracking.ui_hint(cfg)}")
+    print(f"\nMLflow parent run {parent.info.run_id} in experiment {cfg.tracking.experiment!r}; to look at it:")
+    print(tracking.ui_hint(cfg))
     all_failed = mine and all(t.state == TrialState.FAIL for t in mine)
     return EXIT_ALL_TRIALS_FAILED if all_failed else 0
 

@@ -144,10 +144,15 @@ def ui_command(cfg: DictConfig) -> list[str]:
 
 
 def ui_hint(cfg: DictConfig) -> str:
-    """What to type to look at the runs."""
+    """What to type to look at the runs: the lines that end a run's output."""
     if cfg.tracking.uri and cfg.tracking.uri.startswith(("http://", "https://")):
-        return f"open {redact(cfg.tracking.uri)} in a browser"
-    return f"run `rnn-ui` (or `mlflow ui {' '.join(ui_command(cfg)[4:])}`), then open http://{cfg.tracking.ui_host}:{cfg.tracking.ui_port}"
+        return f"  open {redact(cfg.tracking.uri)} in a browser"
+    ui = Path(sys.executable).parent / "rnn-ui"
+    ui = os.path.relpath(ui) if ui.is_relative_to(Path.cwd()) else str(ui)
+    address = f"http://{cfg.tracking.ui_host}:{cfg.tracking.ui_port}"
+    overrides = f" paths.mlruns_dir={cfg.paths.mlruns_dir}" if cfg.paths.mlruns_dir != "mlruns" else ""
+    plain = "mlflow ui " + " ".join(ui_command(cfg)[4:])
+    return f"  {ui}{overrides}        then open {address}\n  (the same without rnnsweep: {redact(plain)})"
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

@@ -182,7 +182,7 @@ def run_training(cfg: DictConfig) -> TrainResult:
         result = train_model(cfg, data)
         tracking.log_training(result, data, cfg, title=run_name)
     print(f"\n{run_name}:\n{format_summary(data_figures(data) | result.summary)}")
-    print(f"\nMLflow run {run.info.run_id} in experiment {cfg.tracking.experiment!r}: {tracking.ui_hint(cfg)}")
+    print(f"\nMLflow run {run.info.run_id} in experiment {cfg.tracking.experiment!r}; to look at it:\n{tracking.ui_hint(cfg)}")
     return result
 
 

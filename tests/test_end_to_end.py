@@ -21,7 +21,8 @@ def test_rnn_train_cli_on_real_sentences_ends_with_where_to_look(tmp_path, data_
     command = [BIN / "rnn-train", "data=sentences", "model=gru", "train.epochs=2", f"paths.cache_dir={data_cache}"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "test_accuracy" in result.stdout and "rnn-ui" in result.stdout.splitlines()[-1]
+    assert "test_accuracy" in result.stdout and "rnn-ui" in result.stdout.splitlines()[-2]
+    assert "then open http://127.0.0.1:5000" in result.stdout.splitlines()[-2]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     [run] = client.search_runs([client.get_experiment_by_name("rnnsweep").experiment_id])
     assert run.info.status == "FINISHED" and len(client.get_metric_history(run.info.run_id, "val_loss")) == 2
