@@ -243,7 +243,7 @@ class Objective:
         return self.prepare(cache_key(cfg.data), OmegaConf.to_yaml(cfg.data))
 
     def __call__(self, trial: optuna.Trial):
-        keras.backend.clear_session()  # a fresh graph and name scope per trial; memory stays flat
+        keras.backend.clear_session()  # a fresh graph per trial, and one gc.collect: memory stays flat
         overrides = [*self.base_overrides, *suggest(trial, self.cfg)]
         cfg = compose(overrides)
         data = self.dataset(cfg)
@@ -292,7 +292,7 @@ def remember(trial: optuna.Trial, cfg: DictConfig, result) -> None:
     """What the end-of-sweep charts need, kept in the study itself (any worker's trials can be charted)."""
     trial.set_user_attr("learning_rate", float(cfg.optimizer.learning_rate))
     trial.set_user_attr("epochs_planned", cfg.train.epochs)
-    for name in ("plateau_epochs", "longest_stall", "epochs_run", "fit_seconds"):
+    for name in ("plateau_epochs", "longest_stall", "epochs_run", "fit_seconds", "build_seconds"):
         trial.set_user_attr(name, float(result.summary[name]))
     for name in ("loss", "val_loss", cfg.search.objective):
         trial.set_user_attr(f"curve_{name}", [v if math.isfinite(v) else None for v in result.history.get(name, [])])
@@ -326,8 +326,7 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
             objective,
             n_trials=cfg.search.n_trials,
             timeout=cfg.search.timeout,
-            catch=(Exception,),
-            gc_after_trial=True,
+            catch=(Exception,),  # a failing trial is FAIL with its reason; the sweep goes on
             show_progress_bar=cfg.search.show_progress_bar,
             callbacks=[optuna.study.MaxTrialsCallback(cap, states=FINISHED)] if cap else None,
         )
