@@ -247,7 +247,8 @@ class Objective:
         overrides = [*self.base_overrides, *suggest(trial, self.cfg)]
         cfg = compose(overrides)
         data = self.dataset(cfg)
-        trial.set_user_attr("overrides", overrides)  # the whole command line: any worker can rebuild this config
+        # the whole command line, so any worker can rebuild this config (a password in it is not kept)
+        trial.set_user_attr("overrides", [tracking.redact(o) for o in overrides])
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, tags=self.tags(cfg, trial)) as run:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
             trial.set_user_attr("mlflow_parent_run_id", self.parent_run_id)
