@@ -16,7 +16,6 @@ import argparse
 import time
 
 import keras
-import numpy as np
 from hydra import compose, initialize_config_dir
 from keras import layers
 
@@ -94,17 +93,16 @@ def main() -> None:
     for model in args.models:
         cfg = config(model, args.epochs, args.batch_size, args.subset)
         data = prepare_data(cfg.data, cfg.paths.cache_dir)
-        keras.backend.clear_session()
-        rows.append(row("classic", model, run_classic(cfg, data), data))
-        keras.backend.clear_session()
-        rows.append(row("rnnsweep", model, run_rnnsweep(cfg, data), data))
+        for side, train in (("classic", run_classic), ("rnnsweep", run_rnnsweep)):
+            keras.backend.clear_session()
+            rows.append(row(side, model, train(cfg, data), data))
+            print(rows[-1], flush=True)  # as they come: a full run takes a while
     padding = 1 - (data.x_train > 0).mean()
-    print(f"IMDB {data.sizes()}, maxlen 500 ({padding:.0%} of training steps are padding), batch {args.batch_size}, "
-          f"{args.epochs} epoch(s), figures of the last epoch; started {started}")
+    print(f"\nIMDB {data.sizes()}, maxlen 500 ({padding:.0%} of training steps are padding), batch {args.batch_size}, "
+          f"{args.epochs} epoch(s), figures of the last epoch; started {started}; keras {keras.__version__}")
     print("| model | training | epoch s | reviews/s | useful tokens/s | test accuracy |")
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))
-    print(f"\n{np.__name__} {np.__version__}, keras {keras.__version__}")
 
 
 if __name__ == "__main__":
