@@ -99,8 +99,11 @@ def validate_search(cfg: DictConfig, base_overrides: list[str]) -> None:
     for key, allowed in choices.items():
         if search[key] not in allowed:
             raise InputError(f"search.{key}={search[key]!r}; allowed: {', '.join(map(str, allowed))}")
-    if not isinstance(search.n_trials, int) or search.n_trials < 1:
-        raise InputError(f"search.n_trials={search.n_trials!r}; it must be an integer >= 1")
+    minimums = {"n_trials": 1, "heartbeat_seconds": 1, "grace_seconds": 1, "max_retry": 0,
+                "pruner_startup_trials": 0, "pruner_warmup_epochs": 0}
+    for key, lowest in minimums.items():
+        if not isinstance(search[key], int) or isinstance(search[key], bool) or search[key] < lowest:
+            raise InputError(f"search.{key}={search[key]!r}; it must be an integer >= {lowest}")
     if search.max_total_trials is not None and (not isinstance(search.max_total_trials, int) or search.max_total_trials < 1):
         raise InputError(f"search.max_total_trials={search.max_total_trials!r}; it must be null or an integer >= 1")
     if search.timeout is not None and not search.timeout > 0:

@@ -46,6 +46,10 @@ BAD_SPACES = [
     ("search.second_objective=fit_seconds", r"search.pruner=median cannot prune a two-objective study"),
     ("search.objective=f1", r"search.objective='f1'; allowed: val_accuracy, val_loss, accuracy, loss"),
     ("search.n_trials=0", r"search.n_trials=0; it must be an integer >= 1"),
+    ("search.heartbeat_seconds=0", r"search.heartbeat_seconds=0; it must be an integer >= 1"),
+    ("search.max_retry=-1", r"search.max_retry=-1; it must be an integer >= 0"),
+    ("search.max_total_trials=0", r"search.max_total_trials=0; it must be null or an integer >= 1"),
+    ("search.timeout=-5", r"search.timeout=-5; it must be null or a number of seconds > 0"),
 ]
 
 
