@@ -5,6 +5,7 @@ vectorizer is adapted on the training part only; the arrays are cached on disk u
 from the data config, so a second run with the same config reads one file.
 """
 
+import codecs
 import dataclasses
 import hashlib
 import json
@@ -101,6 +102,11 @@ def validate_data_config(data_cfg: DictConfig) -> None:
         if unknown or not data_cfg.sources:
             problem = f"unknown source {unknown[0]!r}" if unknown else "no source"
             raise InputError(f"data.sources={list(data_cfg.sources)}: {problem}; allowed: {', '.join(SENTENCE_FILES)}")
+    if data_cfg.get("encoding") is not None:
+        try:
+            codecs.lookup(data_cfg.encoding)
+        except LookupError:
+            raise InputError(f"data.encoding={data_cfg.encoding!r} is not a text encoding Python knows (e.g. utf-8, latin-1)") from None
     if data_cfg.subset is not None and (not isinstance(data_cfg.subset, int) or data_cfg.subset < 4):
         raise InputError(f"data.subset={data_cfg.subset!r}; it must be null or an integer >= 4")
 

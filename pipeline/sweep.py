@@ -172,8 +172,7 @@ def make_study(cfg: DictConfig) -> optuna.Study:
         retry(study, trial)
 
     url = storage_url(cfg)
-    if url.startswith("sqlite:///"):
-        tracking.absolute(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    tracking.ensure_sqlite_folder(url)
     try:
         storage = RDBStorage(
             url,

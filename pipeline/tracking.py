@@ -13,6 +13,7 @@ import mlflow
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import CONFIG_DIR
+from pipeline.errors import InputError, exit_on_input_error
 from pipeline.report import learning_curves_figure, plt
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,20 @@ SECRET_IN_URL = re.compile(r"(?P<scheme>\w[\w+.-]*://)(?P<user>[^:/@\s]+):(?P<pa
 
 def absolute(path: str) -> Path:
     return Path(path).expanduser().resolve()
+
+
+def ensure_sqlite_folder(url: str) -> None:
+    """SQLite creates its file but not the folder around it."""
+    if url.startswith("sqlite:///"):
+        absolute(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+def validate_tracking_config(tracking_cfg: DictConfig) -> None:
+    if not tracking_cfg.experiment or not isinstance(tracking_cfg.experiment, str):
+        raise InputError(f"tracking.experiment={tracking_cfg.experiment!r}; it must be a non-empty name")
+    port = tracking_cfg.ui_port
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise InputError(f"tracking.ui_port={port!r}; it must be an integer from 1 to 65535")
 
 
 def tracking_uri(cfg: DictConfig) -> str:
@@ -42,8 +57,7 @@ def local_artifact_root(cfg: DictConfig) -> str | None:
 def configure(cfg: DictConfig) -> str:
     """Point MLflow at the configured store and experiment (created on first use); return the experiment id."""
     uri = tracking_uri(cfg)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    ensure_sqlite_folder(uri)
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(cfg.tracking.experiment)
     if experiment is None:
@@ -158,6 +172,8 @@ def ui_hint(cfg: DictConfig) -> str:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def ui_main(cfg: DictConfig) -> None:
     """rnn-ui: the MLflow UI on tracking.ui_host:ui_port over the store rnn-train writes to."""
+    with exit_on_input_error():
+        validate_tracking_config(cfg.tracking)
     command = ui_command(cfg)
     print(" ".join(redact(part) for part in command), file=sys.stderr)
     Path(cfg.paths.mlruns_dir).mkdir(parents=True, exist_ok=True)

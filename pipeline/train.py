@@ -100,12 +100,18 @@ def validate_train_config(cfg: DictConfig) -> None:
     for key in ("epochs", "batch_size"):
         if not isinstance(cfg.train[key], int) or cfg.train[key] < 1:
             raise InputError(f"train.{key}={cfg.train[key]!r}; it must be an integer >= 1")
-    if not cfg.optimizer.learning_rate > 0:
+    for key in ("shuffle", "evaluate_test", "log_model"):
+        if not isinstance(cfg.train[key], bool):
+            raise InputError(f"train.{key}={cfg.train[key]!r}; allowed: true, false")
+    if cfg.train.verbose not in (0, 1, 2):
+        raise InputError(f"train.verbose={cfg.train.verbose!r}; allowed: 0, 1, 2")
+    if not isinstance(cfg.optimizer.learning_rate, (int, float)) or not cfg.optimizer.learning_rate > 0:
         raise InputError(f"optimizer.learning_rate={cfg.optimizer.learning_rate}; it must be > 0")
     if not 0 <= cfg.train.plateau_tolerance < 1:
         raise InputError(f"train.plateau_tolerance={cfg.train.plateau_tolerance}; it must lie in [0, 1)")
     instantiate(cfg.optimizer, "optimizer")
     configured_callbacks(cfg)
+    tracking.validate_tracking_config(cfg.tracking)
 
 
 def instantiate(node: DictConfig, what: str):
