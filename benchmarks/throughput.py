@@ -3,13 +3,14 @@
     python benchmarks/throughput.py                         # full 20k/5k/25k split, 2 epochs, every architecture
     python benchmarks/throughput.py --models bilstm_stacked --epochs 3
     python benchmarks/throughput.py --tiny                  # CI: 1,000 reviews, 1 epoch, pooling and gru
+    python benchmarks/throughput.py --models bilstm_stacked --ablation   # + the buckets through Keras' own step
 
 Both sides train on the same vectorized arrays (vocab 10k, 500 tokens, post-padded) with the same
 batch size and seed, in the same process, alternating. The classic side is the seeds' script: the
 model without a mask, fixed 500-step batches. rnnsweep's side is `train_model` with its preset
-(masked padding), early stopping off so both train the same epochs. Useful tokens are the
-non-padding tokens of the training split; reviews/s and tokens/s come from the last epoch (the
-first one also traces the graph).
+(masked padding, length buckets: each batch cut to its longest review), early stopping off so both
+train the same epochs. Useful tokens are the non-padding tokens of the training split; reviews/s and
+tokens/s come from the last epoch (the first one also traces the graph).
 """
 
 import argparse
@@ -20,7 +21,9 @@ from hydra import compose, initialize_config_dir
 from keras import layers
 
 from pipeline import CONFIG_DIR
+from pipeline.batching import evaluation_stream, training_stream
 from pipeline.data import prepare_data
+from pipeline.model import build_model
 from pipeline.train import EpochStats, train_model
 
 MODELS = ("pooling", "simple_rnn", "lstm", "gru", "bilstm_stacked")
@@ -64,6 +67,19 @@ def run_classic(cfg, data) -> dict:
     return {"history": history, "test_accuracy": accuracy}
 
 
+def run_keras_step(cfg, data) -> dict:
+    """The ablation: rnnsweep's model and length-bucketed stream, but Keras' own step, which reads the stream in-graph."""
+    keras.utils.set_random_seed(cfg.seed)
+    zoo_model = build_model(cfg.model, data.vocab_size)
+    model = keras.Model(zoo_model.inputs, zoo_model.outputs)  # a plain Functional: Keras' make_train_function
+    model.compile(optimizer=keras.optimizers.Adam(cfg.optimizer.learning_rate), loss="binary_crossentropy", metrics=["accuracy"])
+    history = model.fit(training_stream(data.x_train, data.y_train, cfg.train, cfg.seed), epochs=cfg.train.epochs,
+                        validation_data=evaluation_stream(data.x_val, data.y_val, cfg.train), shuffle=False,
+                        callbacks=[EpochStats(len(data.y_train))], verbose=0).history
+    _, accuracy = model.evaluate(evaluation_stream(data.x_test, data.y_test, cfg.train), verbose=0)
+    return {"history": history, "test_accuracy": accuracy}
+
+
 def run_rnnsweep(cfg, data) -> dict:
     result = train_model(cfg, data)
     return {"history": result.history, "test_accuracy": result.summary["test_accuracy"]}
@@ -84,16 +100,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=512, help="the classic script's fixed batch")
     parser.add_argument("--subset", type=int, default=None, help="train and test reviews to keep (stratified)")
-    parser.add_argument("--tiny", action="store_true", help="1,000 reviews, 1 epoch, pooling and gru (seconds)")
+    parser.add_argument("--ablation", action="store_true", help="also: buckets through Keras' own train step")
+    parser.add_argument("--tiny", action="store_true", help="1,000 reviews, 1 epoch, pooling and gru, ablation too (seconds)")
     args = parser.parse_args()
     if args.tiny:
-        args.models, args.epochs, args.subset = ["pooling", "gru"], 1, 1000
+        args.models, args.epochs, args.subset, args.ablation = ["pooling", "gru"], 1, 1000, True
     started = time.strftime("%Y-%m-%d %H:%M")
     rows = []
     for model in args.models:
         cfg = config(model, args.epochs, args.batch_size, args.subset)
         data = prepare_data(cfg.data, cfg.paths.cache_dir)
-        for side, train in (("classic", run_classic), ("rnnsweep", run_rnnsweep)):
+        sides = [("classic", run_classic), ("rnnsweep", run_rnnsweep)]
+        sides += [("buckets, Keras' step", run_keras_step)] if args.ablation else []
+        for side, train in sides:
             keras.backend.clear_session()
             rows.append(row(side, model, train(cfg, data), data))
             print(rows[-1], flush=True)  # as they come: a full run takes a while

@@ -62,6 +62,9 @@ def sweep_summary(study, mine, wall_seconds: float, best_test: dict) -> str:
     best = best_trial(study)
     values = ", ".join(f"{v:.4f}" for v in best.values)
     lines.append(f"Best trial {best.number}: value {values}")
+    baseline = next((t for t in study.trials if t.user_attrs.get("baseline") and t.values), None)
+    if baseline and len(study.directions) == 1:
+        lines.append(f"  {'baseline':<20} trial {baseline.number} (the config's own values): value {baseline.value:.4f}")
     lines += [f"  {name:<20} {value}" for name, value in best.params.items()]
     if best_test:
         lines.append(f"  {'test accuracy':<20} {best_test['best_test_accuracy']:.4f} (its model, evaluated once on the test split)")

@@ -6,6 +6,7 @@ searched. The study lives in an Optuna storage, so the same command resumes it, 
 behind by a dead worker is failed (heartbeat) and retried.
 """
 
+import contextlib
 import functools
 import gc
 import logging
@@ -26,6 +27,7 @@ from optuna.trial import TrialState
 from optuna_integration import KerasPruningCallback
 
 from pipeline import CONFIG_DIR, report, tracking
+from pipeline.batching import evaluation_stream
 from pipeline.data import cache_key, prepare_data
 from pipeline.errors import InputError, console_entry, hydra_task
 from pipeline.train import configure_threads, train_model, validate_train_config
@@ -69,15 +71,29 @@ class TrainingDiverged(RuntimeError):
 def compose(overrides: list[str]) -> DictConfig:
     """The sweep config for these command-line overrides, composed by Hydra, interpolations resolved."""
     try:
-        if GlobalHydra.instance().is_initialized():
+        with hydra_context():
             cfg = hydra.compose("sweep", overrides=overrides)
-        else:
-            with hydra.initialize_config_dir(CONFIG_DIR, version_base="1.3"):
-                cfg = hydra.compose("sweep", overrides=overrides)
         OmegaConf.resolve(cfg)
     except HydraException as error:
         raise InputError(" ".join(str(error).split())) from None
     return cfg
+
+
+@contextlib.contextmanager
+def hydra_context():
+    """Hydra's config search path: the running app's, or conf/ when called from a library or a test."""
+    if GlobalHydra.instance().is_initialized():
+        yield
+    else:
+        with hydra.initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+            yield
+
+
+def chosen_groups(overrides: list[str]) -> dict[str, str]:
+    """Which option of each config group these overrides select, e.g. {"optimizer": "adam"}."""
+    with hydra_context():
+        cfg = hydra.compose("sweep", overrides=overrides, return_hydra_config=True)
+    return OmegaConf.to_container(cfg.hydra.runtime.choices)
 
 
 def override(path: str, value) -> str:
@@ -108,6 +124,8 @@ def validate_search(cfg: DictConfig, base_overrides: list[str]) -> None:
         raise InputError(f"search.max_total_trials={search.max_total_trials!r}; it must be null or an integer >= 1")
     if search.timeout is not None and not search.timeout > 0:
         raise InputError(f"search.timeout={search.timeout!r}; it must be null or a number of seconds > 0")
+    if not isinstance(search.baseline_first, bool):
+        raise InputError(f"search.baseline_first={search.baseline_first!r}; allowed: true, false")
     if search.second_objective and search.pruner != "none":
         raise InputError(f"search.pruner={search.pruner} cannot prune a two-objective study; set search.pruner=none")
     if not search.space:
@@ -208,6 +226,26 @@ def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
     if cfg.search.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=cfg.train.epochs)
     return optuna.pruners.NopPruner()
+
+
+def baseline_params(cfg: DictConfig, base_overrides: list[str]) -> dict:
+    """The space's parameters at the composed config's own values (those inside the space): the baseline trial."""
+    groups = chosen_groups(base_overrides)
+    params = {}
+    for name, entry in cfg.search.space.items():
+        value = groups[entry.path] if entry.path in groups else OmegaConf.select(cfg, entry.path)
+        if in_space(value, entry):
+            params[name] = value
+    return params
+
+
+def in_space(value, entry: DictConfig) -> bool:
+    if entry.type == "categorical":
+        return value in list(entry.choices)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not entry.low <= value <= entry.high:
+        return False
+    step = entry.get("step") or (1 if entry.type == "int" else None)
+    return step is None or math.isclose((value - entry.low) / step, round((value - entry.low) / step), abs_tol=1e-9)
 
 
 def suggest(trial: optuna.Trial, cfg: DictConfig) -> list[str]:
@@ -321,6 +359,8 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
     if cap is not None and len(study.get_trials(states=FINISHED)) >= cap:
         print(f"Study {study.study_name!r} is complete: it holds {cap} or more finished trials (search.max_total_trials)")
         return 0
+    if cfg.search.baseline_first and cfg.search.sampler != "grid":  # a grid covers every point anyway
+        study.enqueue_trial(baseline_params(cfg, base_overrides), {"baseline": True}, skip_if_exists=True)  # once per study
     with mlflow.start_run(run_name=f"sweep-{cfg.search.study_name}", tags=parent_tags(cfg)) as parent:
         tracking.log_config(cfg)
         mlflow.log_text(OmegaConf.to_yaml(cfg.search.space), "search_space.yaml")
@@ -376,7 +416,7 @@ def report_best_model(study: optuna.Study, objective: Objective) -> dict[str, fl
         log.warning("best trial %d: its model could not be loaded (%s): no test evaluation", best.number, error)
         return {}
     data = objective.dataset(cfg)
-    test_loss, test_accuracy = model.evaluate(data.x_test, data.y_test, batch_size=cfg.train.batch_size, verbose=0)
+    test_loss, test_accuracy = model.evaluate(evaluation_stream(data.x_test, data.y_test, cfg.train), verbose=0)
     mlflow.MlflowClient().log_metric(run_id, "test_accuracy", test_accuracy)
     del model
     gc.collect()

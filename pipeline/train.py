@@ -14,6 +14,7 @@ import mlflow
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import CONFIG_DIR, tracking
+from pipeline.batching import evaluation_stream, training_stream, validate_bucketing_config
 from pipeline.data import Dataset, prepare_data, validate_data_config
 from pipeline.errors import InputError, console_entry, hydra_task
 from pipeline.model import build_model, validate_model_config
@@ -97,6 +98,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     """Check every training setting before anything is read, trained or recorded."""
     validate_data_config(cfg.data)
     validate_model_config(cfg.model)
+    validate_bucketing_config(cfg.train)
     for key in ("epochs", "batch_size"):
         if not isinstance(cfg.train[key], int) or cfg.train[key] < 1:
             raise InputError(f"train.{key}={cfg.train[key]!r}; it must be an integer >= 1")
@@ -140,11 +142,10 @@ def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResu
     model.compile(optimizer=instantiate(cfg.optimizer, "optimizer"), loss="binary_crossentropy", metrics=["accuracy"])
     built = time.perf_counter()
     fitted = model.fit(
-        data.x_train, data.y_train,
-        validation_data=(data.x_val, data.y_val),
+        training_stream(data.x_train, data.y_train, cfg.train, cfg.seed),
+        validation_data=evaluation_stream(data.x_val, data.y_val, cfg.train),
         epochs=cfg.train.epochs,
-        batch_size=cfg.train.batch_size,
-        shuffle=cfg.train.shuffle,
+        shuffle=False,  # the stream reshuffles itself every epoch (train.shuffle)
         callbacks=make_callbacks(cfg, len(data.y_train), list(extra_callbacks)),
         verbose=cfg.train.verbose,
     )
@@ -153,7 +154,7 @@ def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResu
     summary = run_summary(history, cfg.train.plateau_tolerance)
     summary |= {"params": model.count_params(), "build_seconds": built - started, "fit_seconds": fit_ended - built}
     if cfg.train.evaluate_test:
-        test_loss, test_accuracy = model.evaluate(data.x_test, data.y_test, batch_size=cfg.train.batch_size, verbose=0)
+        test_loss, test_accuracy = model.evaluate(evaluation_stream(data.x_test, data.y_test, cfg.train), verbose=0)
         summary |= {"test_loss": test_loss, "test_accuracy": test_accuracy}
         summary["evaluate_seconds"] = time.perf_counter() - fit_ended
     return TrainResult(history=history, summary=summary, model=model)

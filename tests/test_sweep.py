@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import InputError
-from pipeline.sweep import EXIT_ALL_TRIALS_FAILED, compose, run_sweep
+from pipeline.sweep import EXIT_ALL_TRIALS_FAILED, baseline_params, compose, run_sweep
 from tests.conftest import BIN
 
 
@@ -50,6 +50,7 @@ BAD_SPACES = [
     ("search.max_retry=-1", r"search.max_retry=-1; it must be an integer >= 0"),
     ("search.max_total_trials=0", r"search.max_total_trials=0; it must be null or an integer >= 1"),
     ("search.timeout=-5", r"search.timeout=-5; it must be null or a number of seconds > 0"),
+    ("search.baseline_first=sometimes", r"search.baseline_first='sometimes'; allowed: true, false"),
 ]
 
 
@@ -90,10 +91,29 @@ def test_sweep_makes_one_parent_and_one_child_per_trial_then_resumes(sweep_overr
     best = study.best_trial
     assert client.get_run(best.user_attrs["mlflow_run_id"]).data.params["model.body"] == best.params["body"]
 
+    baseline = study.trials[0]  # search.baseline_first: the composed config's own values, first
+    fixed = {"body": "lstm", "dropout": 0.0, "learning_rate": 0.001}  # lstm's 64 units lie outside quick's [16, 32]
+    assert baseline.user_attrs["baseline"] and baseline.system_attrs["fixed_params"] == fixed
+    assert {name: baseline.params[name] for name in fixed} == fixed and baseline.params["units"] in (16, 32)
+
     assert sweep(overrides) == 0  # the same command again: the same study, three more trials
     client, parents, children = runs_of(overrides)
     assert len(parents) == 2 and len(children) == 6
-    assert sorted(t.number for t in study_of(overrides).trials) == list(range(6))
+    trials = study_of(overrides).trials
+    assert sorted(t.number for t in trials) == list(range(6))
+    assert [t.number for t in trials if t.user_attrs.get("baseline")] == [0], "the baseline runs once per study"
+
+
+def test_baseline_takes_the_composed_values_that_lie_in_the_space():
+    cfg = compose(["data=imdb", "search=default"])
+    assert baseline_params(cfg, ["data=imdb", "search=default"]) == {
+        "body": "lstm", "bidirectional": False, "num_layers": 1, "units": 64, "embedding_dim": 32, "dropout": 0.0,
+        "recurrent_dropout": 0.0, "optimizer": "adam", "learning_rate": 0.001, "batch_size": 128,
+    }
+    overrides = ["search=default", "optimizer=rmsprop", "model.dropout=0.05", "model.units=48", "optimizer.learning_rate=0.5"]
+    params = baseline_params(compose(overrides), overrides)
+    assert params["optimizer"] == "rmsprop"
+    assert not {"dropout", "units", "learning_rate"} & params.keys(), "off the step grid, not a choice, above high"
 
 
 def test_plateau_search_runs_the_learning_rate_grid(sweep_overrides):
