@@ -4,6 +4,8 @@ Token id 0 is padding; the Embedding's mask carries through every body, so paddi
 recurrent layer's final state or a pooled vector.
 """
 
+import functools
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -58,10 +60,9 @@ class VariableLengthModel(keras.Model):
 
 
 def step_per_batch(step):
-    def one_step(data):  # a fresh function per model: TensorFlow counts (and warns about) retracing per function
-        return step(data)
-
-    traced = tf.function(one_step, reduce_retracing=True)
+    # A partial, not the bound method or a nested def: TensorFlow counts traces per code object, so every
+    # model of a sweep would add to one count and trigger its "frequent retracing" warning.
+    traced = tf.function(functools.partial(step), reduce_retracing=True)
 
     def run(iterator):
         return traced(next(iterator))  # StopIteration ends the epoch, as Keras expects
