@@ -42,7 +42,7 @@ class VariableLengthModel(keras.Model):
     """A functional model whose fit and evaluate take each batch at its own length, at full speed.
 
     Keras' TensorFlow trainer runs its step inside a graph that reads the dataset; when batch lengths
-    vary, that graph sees an unknown length, and the stacked BiLSTM trained 1.3x to 2x slower there
+    vary, that graph sees an unknown length, and the stacked BiLSTM trained 1.3x to 1.5x slower there
     than with the same batches fed from outside (benchmarks/RESULTS.md, "buckets, Keras' step").
     Taking each batch out of the iterator first and passing it to one step function (traced for the
     first shape, then once for any shape) keeps the fast path. One step per call: steps_per_execution 1.
