@@ -95,13 +95,13 @@ class ZooHyperModel(kt.HyperModel):
         return compose(self.base + [override(path, value) for path, value in chosen.items()])
 
     def build(self, hp):
-        cfg = self.config(hp)
+        self.cfg = cfg = self.config(hp)  # fit() follows for the same values: compose once per trial
         model = build_model(cfg.model, self.data.vocab_size)
         model.compile(optimizer=instantiate(cfg.optimizer, "optimizer"), loss="binary_crossentropy", metrics=["accuracy"])
         return model
 
     def fit(self, hp, model, *args, callbacks=(), **kwargs):
-        cfg, data = self.config(hp), self.data
+        cfg, data = self.cfg, self.data
         return model.fit(
             training_stream(data.x_train, data.y_train, cfg.train, cfg.seed),
             validation_data=evaluation_stream(data.x_val, data.y_val, cfg.train),
