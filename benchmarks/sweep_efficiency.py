@@ -54,7 +54,8 @@ def run_rnnsweep(args, workdir: Path) -> list[tuple[float, float]]:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = mlflow.MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(compose(base_overrides(args)).tracking.experiment)
-    trials = client.search_runs([experiment.experiment_id], "tags.mlflow.parentRunId != ''", max_results=10000)
+    children = client.search_runs([experiment.experiment_id], "tags.mlflow.parentRunId != ''", max_results=10000)
+    trials = [run for run in children if run.data.tags.get("confirm") != "true"]  # seed confirmations come after the budget
     return [(point.timestamp / 1000 - started, point.value)
             for run in trials for point in client.get_metric_history(run.info.run_id, "val_accuracy")]
 

@@ -10,3 +10,18 @@ from pathlib import Path
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # absolute, so the apps run from any directory
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the terminal
+
+from omegaconf import OmegaConf  # noqa: E402
+
+
+def higher_is_better(metric: str) -> bool:
+    """Accuracies are maximized, losses minimized: the direction follows from the metric, it is no setting."""
+    return "accuracy" in metric
+
+
+# ${best_mode:val_accuracy} = max: Keras' word for the direction of a monitored metric (EarlyStopping's mode)
+OmegaConf.register_new_resolver("best_mode", lambda metric: "max" if higher_is_better(metric) else "min", replace=True)
+
+from pipeline.startup import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()  # and the start-up lines TensorFlow prints whatever TF_CPP_MIN_LOG_LEVEL says

@@ -25,12 +25,13 @@ from pipeline.errors import InputError
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1  # bump when the cached arrays change meaning
+CACHE_FORMAT = 2  # bump when the cached arrays change meaning (2: no empty rows, counts of the texts that were)
 TRUNCATE_SIDES = ("pre", "post")
 SENTENCE_FILES = {"amazon": "amazon_cells_labelled.txt", "imdb": "imdb_labelled.txt", "yelp": "yelp_labelled.txt"}
 IMDB_SPLITS = ("train", "test")
 IMDB_LABELS = {"neg": 0, "pos": 1}
 KERAS_IMDB_START, KERAS_IMDB_OOV, KERAS_IMDB_INDEX_FROM = 1, 2, 3
+VECTORIZER_OOV = 1  # TextVectorization's [UNK] id
 
 
 @dataclasses.dataclass
@@ -55,12 +56,18 @@ class Dataset:
     y_test: np.ndarray
     vocab_size: int
     vocabulary: list[str]
+    empty_texts: dict[str, int] = dataclasses.field(default_factory=dict)  # texts with no token: dropped (train, val) or one OOV token (test)
     cache_hit: bool = False
     prep_seconds: float = 0.0
     cache_file: str = ""
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+    def chance_loss(self) -> float:
+        """Cross-entropy of always predicting the training label frequency: ln 2 on balanced binary data."""
+        p = float(np.clip(np.mean(self.y_train), 1e-7, 1 - 1e-7))
+        return -(p * np.log(p) + (1 - p) * np.log(1 - p))
 
 
 def prepare_data(data_cfg: DictConfig, cache_dir: str) -> Dataset:
@@ -69,10 +76,9 @@ def prepare_data(data_cfg: DictConfig, cache_dir: str) -> Dataset:
     validate_data_config(data_cfg)
     cache_dir = Path(cache_dir).expanduser()
     cache_file = cache_dir / "vectors" / f"{data_cfg.name}-{cache_key(data_cfg)}.npz"
-    cache_hit = cache_file.exists()
-    if cache_hit:
-        dataset = load_cached(cache_file)
-    else:
+    dataset = load_cached(cache_file) if cache_file.exists() else None
+    cache_hit = dataset is not None
+    if not cache_hit:
         texts = LOADERS[data_cfg.name](data_cfg, cache_dir / "downloads")
         dataset = split_and_vectorize(texts, data_cfg)
         save_cached(dataset, cache_file)
@@ -82,6 +88,9 @@ def prepare_data(data_cfg: DictConfig, cache_dir: str) -> Dataset:
         "data %s: cache %s, %.2f s to prepare, sizes %s (%s)",
         data_cfg.name, "hit" if cache_hit else "miss", dataset.prep_seconds, dataset.sizes(), cache_file,
     )
+    if any(dataset.empty_texts.values()):
+        log.info("data %s: texts with no token after standardization: %s dropped from train, %s from validation, "
+                 "%s kept in test as one OOV token", data_cfg.name, *dataset.empty_texts.values())
     return dataset
 
 
@@ -145,15 +154,22 @@ def save_cached(dataset: Dataset, cache_file: Path) -> None:
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f.name: getattr(dataset, f.name) for f in dataclasses.fields(Dataset) if f.name.startswith(("x_", "y_"))}
     fd, tmp_name = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp.npz")
+    empty = {f"empty_{split}": count for split, count in dataset.empty_texts.items()}
     with os.fdopen(fd, "wb") as tmp:
-        np.savez(tmp, vocab_size=dataset.vocab_size, vocabulary=np.array(dataset.vocabulary, dtype=str), **arrays)
+        np.savez(tmp, vocab_size=dataset.vocab_size, vocabulary=np.array(dataset.vocabulary, dtype=str), **arrays, **empty)
     os.replace(tmp_name, cache_file)
 
 
-def load_cached(cache_file: Path) -> Dataset:
-    with np.load(cache_file) as stored:
-        fields = {name: stored[name] for name in stored.files if name.startswith(("x_", "y_"))}
-        return Dataset(**fields, vocab_size=int(stored["vocab_size"]), vocabulary=stored["vocabulary"].tolist())
+def load_cached(cache_file: Path) -> Dataset | None:
+    """The cached arrays, or None when the file cannot be read (a cache is rebuilt, never trusted blindly)."""
+    try:
+        with np.load(cache_file) as stored:
+            fields = {name: stored[name] for name in stored.files if name.startswith(("x_", "y_"))}
+            empty = {name.removeprefix("empty_"): int(stored[name]) for name in stored.files if name.startswith("empty_")}
+            return Dataset(**fields, vocab_size=int(stored["vocab_size"]), vocabulary=stored["vocabulary"].tolist(), empty_texts=empty)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
+        log.warning("vector cache %s is unreadable (%s): rebuilding it", cache_file, error)
+        return None
 
 
 # ---------------------------------------------------------------------------- split + vectorize
@@ -167,18 +183,35 @@ def split_and_vectorize(texts: Texts, data_cfg: DictConfig) -> Dataset:
     fit_part, val_part = [train[i] for i in fit_idx], [train[i] for i in val_idx]
     if texts_are_token_ids(train):
         vocabulary, to_ids = [], lambda part: part
-        vocab_size = data_cfg.vocab_size
+        vocab_size, oov = data_cfg.vocab_size, KERAS_IMDB_OOV
     else:
         vocabulary, to_ids = adapt_vectorizer(fit_part, data_cfg.vocab_size)
-        vocab_size = len(vocabulary)
+        vocab_size, oov = len(vocabulary), VECTORIZER_OOV
     pad = lambda part: pad_sequences(to_ids(part), data_cfg.max_len, data_cfg.truncate)
     labels = lambda y: np.asarray(y, dtype=np.float32)
+    x_train, y_train, dropped_train = drop_empty_rows(pad(fit_part), labels(train_labels[fit_idx]))
+    x_val, y_val, dropped_val = drop_empty_rows(pad(val_part), labels(train_labels[val_idx]))
+    x_test, test_as_oov = fill_empty_rows(pad(test), oov)
+    check_labels(y_train, f"the training split less its {dropped_train} texts without a token")
+    check_labels(y_val, f"the validation split less its {dropped_val} texts without a token")
     return Dataset(
-        x_train=pad(fit_part), y_train=labels(train_labels[fit_idx]),
-        x_val=pad(val_part), y_val=labels(train_labels[val_idx]),
-        x_test=pad(test), y_test=labels(test_labels),
+        x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test, y_test=labels(test_labels),
         vocab_size=vocab_size, vocabulary=vocabulary,
+        empty_texts={"train": dropped_train, "val": dropped_val, "test": test_as_oov},
     )
+
+
+def drop_empty_rows(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Leave out rows without a single token (a text of punctuation only): no model can learn from padding."""
+    kept = x.any(axis=1)
+    return x[kept], y[kept], int((~kept).sum())
+
+
+def fill_empty_rows(x: np.ndarray, oov: int) -> tuple[np.ndarray, int]:
+    """Give a tokenless row one OOV token instead: the test split is scored whole, never shrunk by preprocessing."""
+    empty = ~x.any(axis=1)
+    x[empty, 0] = oov
+    return x, int(empty.sum())
 
 
 def stratified_subset(items: list, labels: np.ndarray, size: int | None, seed: int):
@@ -275,7 +308,7 @@ def check_labels(labels: np.ndarray, where: str) -> None:
     if len(labels) == 0:
         raise InputError(f"{where}: no examples")
     if len(set(labels.tolist())) < 2:
-        raise InputError(f"{where}: only label {labels[0]} occurs; a binary classifier needs both 0 and 1")
+        raise InputError(f"{where}: only label {int(labels[0])} occurs; a binary classifier needs both 0 and 1")
 
 
 def load_imdb(data_cfg: DictConfig, downloads: Path) -> Texts:

@@ -1,11 +1,17 @@
-"""User-facing errors: bad input becomes one line on stderr and exit code 2."""
+"""User-facing errors: bad input becomes one line on stderr and exit code 2; no output shows a password."""
 
 import contextlib
 import functools
+import logging
 import sys
+import traceback
 
+from pipeline.redaction import install_log_redaction, redact, save_hydra_files
+
+EXIT_UNEXPECTED = 1
 EXIT_INPUT_ERROR = 2
 _task_started = False  # set once Hydra has composed the config and handed it to a task function
+log = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -18,34 +24,110 @@ def exit_on_input_error():
     try:
         yield
     except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
+        message = f"error: {redact(str(error))}"
+        print(message, file=sys.stderr)
+        to_log_file(message)
         sys.exit(EXIT_INPUT_ERROR)
 
 
 def hydra_task(task):
-    """Decorate a Hydra task function: its InputErrors exit 2, and the config is known to have composed."""
+    """Decorate a Hydra task function: its InputErrors exit 2, the config is known to have composed, and no
+    password reaches the log, Hydra's run folder or a traceback (an unexpected error: redacted, exit 1)."""
 
     @functools.wraps(task)
     def run(cfg):
         global _task_started
         _task_started = True
-        with exit_on_input_error():
-            return task(cfg)
+        if isinstance(sys.stderr, Terminal):
+            sys.stderr.release()
+        install_log_redaction()
+        try:
+            save_hydra_files(cfg)
+        except OSError as error:
+            log.warning("the run folder's .hydra files were not written: %s", error)
+        try:
+            with exit_on_input_error():
+                return task(cfg)
+        except Exception:  # noqa: BLE001 - Hydra would print it, with every override, password included
+            text = redact(traceback.format_exc())
+            sys.stderr.write(text)
+            to_log_file(f"unexpected error, exit {EXIT_UNEXPECTED}:\n{text}")
+            sys.exit(EXIT_UNEXPECTED)
 
     return run
 
 
+def to_log_file(message: str) -> None:
+    """Write `message` to the run's log file(s) only (Hydra's console handler already showed it, or must not)."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (message,), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+class Terminal:
+    """sys.stdout or sys.stderr with every write redacted; stderr is also held back until released, so that
+    what Hydra prints before the task starts becomes one line if the command line does not compose (and
+    is passed on unchanged otherwise)."""
+
+    def __init__(self, real, holding: bool = False):
+        self.real, self.held, self.holding = real, [], holding
+
+    def write(self, text: str) -> int:
+        if self.holding:
+            self.held.append(text)
+            return len(text)
+        self.real.write(redact(text))
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.holding:
+            self.real.flush()
+
+    def release(self) -> None:
+        if self.holding:
+            self.holding = False
+            self.write("".join(self.held))
+            self.held.clear()
+            self.flush()
+
+    def __getattr__(self, name):  # encoding, isatty, fileno, buffer, ... of the real stream
+        return getattr(self.real, name)
+
+
+def one_line(hydra_output: str) -> str:
+    """Hydra's error output as one line: the message, without its hint, search path listing or traceback frames."""
+    lines = [line for line in hydra_output.splitlines() if line.strip() and "HYDRA_FULL_ERROR" not in line]
+    if "Config search path:" in lines:
+        lines = lines[: lines.index("Config search path:")]
+    frames = [index for index, line in enumerate(lines) if line.startswith("  File ")]
+    if frames:  # a traceback: its last exception, i.e. the lines after the last frame's source lines
+        lines = [line for line in lines[frames[-1] + 1:] if not line.startswith("    ")]
+    return redact(" ".join(" ".join(lines).split()))
+
+
 def console_entry(app):
     """A console script for a @hydra.main app that exits 2, not Hydra's 1, when the command line does not
-    compose (unknown override path, missing group option): before the task starts, every 1 is that."""
+    compose (unknown override path, missing group option, a YAML error): before the task starts, every 1 is
+    that, and Hydra's many lines become one `error: ...` line. Whatever Python prints is redacted."""
 
     @functools.wraps(app)
     def entry():
+        global _task_started
+        _task_started = False
+        real = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = Terminal(sys.stdout), Terminal(sys.stderr, holding=True)
+        held = sys.stderr
         try:
             app()
         except SystemExit as exiting:
-            if exiting.code == 1 and not _task_started:
+            if exiting.code == 1 and not _task_started and held.holding:
+                held.holding = False
+                print(f"error: {one_line(''.join(held.held))}", file=held.real)
                 sys.exit(EXIT_INPUT_ERROR)
             raise
+        finally:
+            held.release()
+            sys.stdout, sys.stderr = real
 
     return entry

@@ -38,6 +38,18 @@ class MaskedGlobalMaxPooling1D(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="rnnsweep")
+class MaskedGlobalAveragePooling1D(layers.GlobalAveragePooling1D):
+    """GlobalAveragePooling1D whose fully masked row (a text with no token) averages to zeros, not 0/0 = NaN."""
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return super().call(inputs)
+        steps = keras.ops.expand_dims(keras.ops.cast(mask, inputs.dtype), -1)
+        total = keras.ops.sum(keras.ops.where(steps > 0, inputs, 0), axis=1)
+        return total / keras.ops.maximum(keras.ops.sum(steps, axis=1), 1)
+
+
+@keras.saving.register_keras_serializable(package="rnnsweep")
 class VariableLengthModel(keras.Model):
     """A functional model whose fit and evaluate take each batch at its own length, at full speed.
 
@@ -104,7 +116,7 @@ def build_model(model_cfg: DictConfig, vocab_size: int) -> keras.Model:
 def pooled(x, model_cfg: DictConfig):
     if model_cfg.pooling == "max":
         return MaskedGlobalMaxPooling1D(name="max_pool")(x)
-    return layers.GlobalAveragePooling1D(name="average_pool")(x)
+    return MaskedGlobalAveragePooling1D(name="average_pool")(x)
 
 
 def recurrent(x, model_cfg: DictConfig):

@@ -1,6 +1,8 @@
 """Figures and terminal summaries made from training histories."""
 
 import logging
+import math
+import statistics
 
 import matplotlib
 
@@ -8,8 +10,8 @@ matplotlib.use("Agg")  # files only: runs are often unattended, with no display
 import matplotlib.pyplot as plt
 
 
-def learning_curves_figure(history: dict[str, list[float]], title: str) -> plt.Figure:
-    """Loss and accuracy per epoch, training vs validation, side by side."""
+def learning_curves_figure(history: dict[str, list[float]], title: str, chance_loss: float | None = None) -> plt.Figure:
+    """Loss and accuracy per epoch, training vs validation, side by side; chance level dashed on the loss."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for axis, metric in zip(axes, ("loss", "accuracy")):
         for prefix, label in (("", "train"), ("val_", "validation")):
@@ -17,9 +19,17 @@ def learning_curves_figure(history: dict[str, list[float]], title: str) -> plt.F
             axis.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
         axis.set(xlabel="epoch", ylabel=metric, title=metric)
         axis.grid(alpha=0.3)
+    if chance_loss is not None:
+        draw_chance(axes[0], chance_loss)
+    for axis in axes:
         axis.legend()
     figure.suptitle(title)
     return figure
+
+
+def draw_chance(axis, chance_loss: float) -> None:
+    """The loss of predicting the training label frequency: a curve on this line has learned nothing yet."""
+    axis.axhline(chance_loss, color="grey", linestyle="--", linewidth=1, label=f"chance ({chance_loss:.3f})")
 
 
 def format_summary(summary: dict[str, float]) -> str:
@@ -44,8 +54,10 @@ def sweep_counts(trials) -> dict[str, int]:
     return {f"trials_{state.lower()}": states.count(state) for state in ("COMPLETE", "PRUNED", "FAIL")}
 
 
-def sweep_summary(study, mine, wall_seconds: float, best_test: dict) -> str:
-    """The end-of-sweep table: this invocation's counts and wall time, the study's best trial, the Pareto front."""
+def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_seconds: float,
+                  empty_texts: dict[str, int], stopped: Exception | None = None) -> str:
+    """The end-of-sweep text: this invocation's counts and wall time, what the data lost, plateaus stopped early,
+    the winner confirmed over seeds (or the study's best trial), the Pareto front."""
     counts = sweep_counts(mine)
     total = sweep_counts(study.trials)
     lines = [
@@ -54,24 +66,83 @@ def sweep_summary(study, mine, wall_seconds: float, best_test: dict) -> str:
         f"the study holds {len(study.trials)} ({total['trials_complete']} complete, {total['trials_pruned']} pruned, "
         f"{total['trials_fail']} failed)",
     ]
+    if stopped is not None:
+        lines.append(f"Stopped: {stopped}")
+    if any(empty_texts.values()):
+        lines.append(f"Data: texts with no token after standardization: {empty_texts.get('train', 0)} dropped from train, "
+                     f"{empty_texts.get('val', 0)} from validation, {empty_texts.get('test', 0)} kept in test as one OOV token")
     saved_epochs, saved_seconds = pruning_savings(mine)
     if counts["trials_pruned"]:
         lines.append(f"Pruning stopped {counts['trials_pruned']} trials early: {saved_epochs} epochs not trained, about {saved_seconds:.0f} s saved")
+    lines += censored_plateau_lines(mine)
     if not total["trials_complete"]:
         return "\n".join(lines + ["No trial has completed yet."])
     best = best_trial(study)
     values = ", ".join(f"{v:.4f}" for v in best.values)
-    lines.append(f"Best trial {best.number}: value {values}")
+    lines.append(f"Best trial {best.number}: value {values} (best epoch {best.user_attrs.get('best_epoch', 0):.0f})")
     baseline = next((t for t in study.trials if t.user_attrs.get("baseline") and t.values), None)
     if baseline and len(study.directions) == 1:
         lines.append(f"  {'baseline':<20} trial {baseline.number} (the config's own values): value {baseline.value:.4f}")
     lines += [f"  {name:<20} {value}" for name, value in best.params.items()]
-    if best_test:
-        lines.append(f"  {'test accuracy':<20} {best_test['best_test_accuracy']:.4f} (its model, evaluated once on the test split)")
+    lines += confirmation_lines(best, confirmed, confirm_seconds)
     if len(study.directions) > 1:
         lines.append("Pareto front (trial: values):")
         lines += [f"  {t.number}: {', '.join(f'{v:.4f}' for v in t.values)}" for t in sorted(study.best_trials, key=lambda t: t.number)]
     return "\n".join(lines)
+
+
+def censored_plateau_lines(trials) -> list[str]:
+    """How many trials ended while still on their loss plateau: their plateau_epochs is a lower bound."""
+    censored = [t for t in trials if t.user_attrs.get("plateau_censored") and t.user_attrs.get("plateau_epochs", 0) >= 2]
+    if not censored:
+        return []
+    pruned = sum(t.state.name == "PRUNED" for t in censored)
+    return [f"Stopped on their plateau: {len(censored)} trials ({pruned} pruned) ended while their training loss was still "
+            f"flat, so their plateau_epochs is a lower bound (marked in plateau_vs_learning_rate.png); "
+            f"search.pruner=patient lets slow starters run on"]
+
+
+def confirmation_lines(best, confirmed: list, confirm_seconds: float) -> list[str]:
+    """The seed-confirmation table and the winner by mean, or the single best trial's test score."""
+    if not confirmed:
+        return []
+    winner = confirmed[0]
+    if len(confirmed) == 1 and len(winner.seeds) == 1:
+        tests = winner.test_accuracies
+        return [f"  {'test accuracy':<20} {tests[0]:.4f} (its model, evaluated once on the test split)"] if tests else []
+    lines = [f"Confirmation: the top {len(confirmed)} trials with {len(winner.seeds) - 1} more training seeds each "
+             f"(+{confirm_seconds:.0f} s; the data split stays fixed)",
+             f"  {'trial':>5}  {'seeds':<12} {'value mean ± sd':<18} {'test accuracy mean ± sd':<24} config"]
+    for row in confirmed:
+        config = " ".join(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}" for name, value in row.trial.params.items())
+        seeds = ",".join(map(str, row.seeds))
+        lines.append(f"  {row.trial.number:>5}  {seeds:<12} {row.describe(row.values):<18} {row.describe(row.test_accuracies):<24} {config}")
+    changed = winner.trial.number != best.number
+    lines.append(f"Winner by mean over seeds: trial {winner.trial.number} — "
+                 + (f"confirmation changed the ranking (the single best trial was {best.number})" if changed
+                    else "the single best trial held its place"))
+    return lines
+
+
+def winner_figures(confirmed: list, confirm_seconds: float) -> dict[str, float]:
+    """The sweep's answer as parent-run metrics: the winner, its mean and spread over seeds."""
+    if not confirmed:
+        return {}
+    winner = confirmed[0]
+    value_mean, value_sd = mean_sd(winner.values)
+    figures = {"best_trial": winner.trial.number, "best_value_mean": value_mean, "best_value_sd": value_sd,
+               "confirm_seeds_per_trial": len(winner.seeds), "confirm_seconds": confirm_seconds}
+    if winner.test_accuracies:
+        figures["best_test_accuracy"], figures["best_test_accuracy_sd"] = mean_sd(winner.test_accuracies)
+    return figures
+
+
+def mean_sd(figures: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation of the finite figures (sd 0 for one, NaN for none)."""
+    finite = [f for f in figures if math.isfinite(f)]
+    if not finite:
+        return math.nan, math.nan
+    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
 
 
 def pruning_savings(trials) -> tuple[int, float]:
@@ -125,22 +196,31 @@ def curves_by_learning_rate(trials) -> plt.Figure:
         for axis, curve in zip(axes, ("curve_loss", "curve_val_loss")):
             values = [v if v is not None else float("nan") for v in trial.user_attrs.get(curve, [])]
             axis.plot(range(1, len(values) + 1), values, color=colour, alpha=0.8)
+    chance = next((t.user_attrs["chance_loss"] for t in trials if "chance_loss" in t.user_attrs), None)
     for axis, title in zip(axes, ("training loss", "validation loss")):
         axis.set(xlabel="epoch", ylabel="loss", title=title)
         axis.grid(alpha=0.3)
+        if chance is not None:
+            draw_chance(axis, chance)
+            axis.legend(loc="upper right")
     figure.colorbar(cm.ScalarMappable(norm=norm, cmap=cm.viridis), ax=axes, label="learning rate")
     return figure
 
 
 def plateau_vs_learning_rate(trials) -> plt.Figure:
-    """plateau_epochs of every trial against its learning rate: the plateau reveal."""
+    """plateau_epochs of every trial against its learning rate: the plateau reveal. A trial that ended still on
+    its plateau (censored) is drawn as an upward triangle: read it as "at least this many epochs"."""
     figure, axis = plt.subplots(figsize=(6, 4), constrained_layout=True)
     for state, marker in (("COMPLETE", "o"), ("PRUNED", "x"), ("FAIL", "s")):
-        chosen = [t for t in trials if t.state.name == state]
-        if chosen:
-            rates = [t.user_attrs["learning_rate"] for t in chosen]
-            plateaus = [t.user_attrs["plateau_epochs"] for t in chosen]
-            axis.scatter(rates, plateaus, marker=marker, label=state.lower())
+        for censored in (False, True):
+            chosen = [t for t in trials if t.state.name == state and bool(t.user_attrs.get("plateau_censored")) == censored]
+            if chosen:
+                rates = [t.user_attrs["learning_rate"] for t in chosen]
+                plateaus = [t.user_attrs["plateau_epochs"] for t in chosen]
+                style = {"marker": "^", "facecolors": "none", "edgecolors": f"C{('COMPLETE', 'PRUNED', 'FAIL').index(state)}"} if censored \
+                    else {"marker": marker, "color": f"C{('COMPLETE', 'PRUNED', 'FAIL').index(state)}"}
+                label = f"{state.lower()}, still on its plateau (≥)" if censored else state.lower()
+                axis.scatter(rates, plateaus, label=label, **style)
     axis.set(xscale="log", xlabel="learning rate", ylabel="plateau_epochs", title="loss plateau vs learning rate")
     axis.grid(alpha=0.3)
     axis.legend()

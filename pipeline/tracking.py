@@ -2,7 +2,6 @@
 
 import logging
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -12,14 +11,13 @@ import keras
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import CONFIG_DIR
+from pipeline import CONFIG_DIR, stores
 from pipeline.errors import InputError, exit_on_input_error
+from pipeline.redaction import SECRET_IN_URL, redact  # noqa: F401 - tracking.redact is used across the package
 from pipeline.report import learning_curves_figure, plt
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar for one small download
-
-SECRET_IN_URL = re.compile(r"(?P<scheme>\w[\w+.-]*://)(?P<user>[^:/@\s]+):(?P<password>[^@\s]+)@")
 
 
 def absolute(path: str) -> Path:
@@ -54,27 +52,27 @@ def local_artifact_root(cfg: DictConfig) -> str | None:
     return (absolute(cfg.paths.mlruns_dir) / "artifacts").as_uri()
 
 
-def configure(cfg: DictConfig) -> str:
-    """Point MLflow at the configured store and experiment (created on first use); return the experiment id."""
+def configure(cfg: DictConfig, also_check: tuple[stores.Store, ...] = ()) -> str:
+    """Point MLflow at the configured store and experiment (created on first use); return the experiment id.
+
+    First `paths.*`, the MLflow store and `also_check` (the sweep's Optuna store) are probed without writing;
+    the store is then created or opened under its lock (pipeline/stores.py)."""
     uri = tracking_uri(cfg)
-    ensure_sqlite_folder(uri)
-    mlflow.set_tracking_uri(uri)
-    experiment = mlflow.get_experiment_by_name(cfg.tracking.experiment)
-    if experiment is None:
-        try:
-            experiment_id = mlflow.create_experiment(cfg.tracking.experiment, artifact_location=local_artifact_root(cfg))
-        except mlflow.exceptions.MlflowException:  # another worker created it a moment ago
-            experiment_id = mlflow.get_experiment_by_name(cfg.tracking.experiment).experiment_id
-    else:
-        experiment_id = experiment.experiment_id
-    mlflow.set_experiment(experiment_id=experiment_id)
+    store = stores.mlflow_store(uri)
+    stores.check_before_writing(cfg.paths, (store, *also_check))
+    with stores.opening(store):
+        mlflow.set_tracking_uri(uri)
+        experiment = mlflow.get_experiment_by_name(cfg.tracking.experiment)
+        if experiment is None:
+            try:
+                experiment_id = mlflow.create_experiment(cfg.tracking.experiment, artifact_location=local_artifact_root(cfg))
+            except mlflow.exceptions.MlflowException:  # another worker created it a moment ago
+                experiment_id = mlflow.get_experiment_by_name(cfg.tracking.experiment).experiment_id
+        else:
+            experiment_id = experiment.experiment_id
+        mlflow.set_experiment(experiment_id=experiment_id)
     log.info("MLflow: %s, experiment %r", redact(uri), cfg.tracking.experiment)
     return experiment_id
-
-
-def redact(text: str) -> str:
-    """Hide the password of any URL inside `text` (storage and tracking URLs may carry one)."""
-    return SECRET_IN_URL.sub(r"\g<scheme>\g<user>:***@", text)
 
 
 def flat_params(cfg: DictConfig, skip: tuple[str, ...] = ()) -> dict[str, str]:
@@ -112,7 +110,7 @@ def run_tags(cfg: DictConfig, entry: str) -> dict[str, str]:
 def log_data(data) -> None:
     """How the data was prepared (cache hit or miss, seconds, sizes) and its vocabulary."""
     mlflow.set_tag("data_cache", "hit" if data.cache_hit else "miss")
-    mlflow.log_metric("prep_seconds", data.prep_seconds)
+    mlflow.log_metrics({"prep_seconds": data.prep_seconds} | {f"empty_texts_{split}": n for split, n in data.empty_texts.items()})
     mlflow.log_params({f"data_size.{split}": size for split, size in data.sizes().items()} | {"vocab_size": data.vocab_size})
     if data.vocabulary:
         mlflow.log_text("\n".join(data.vocabulary), "vocabulary.txt")
@@ -121,7 +119,7 @@ def log_data(data) -> None:
 def log_training(result, data, cfg: DictConfig, title: str) -> None:
     """Per-run figures as metrics; learning curves, and the model in Keras format, as artifacts."""
     mlflow.log_metrics({name: float(value) for name, value in result.summary.items()})
-    figure = learning_curves_figure(result.history, title)
+    figure = learning_curves_figure(result.history, title, result.summary.get("chance_loss"))
     mlflow.log_figure(figure, "learning_curves.png")
     plt.close(figure)
     if cfg.train.log_model:

@@ -6,6 +6,8 @@
 import dataclasses
 import logging
 import math
+import operator
+import sys
 import time
 
 import hydra
@@ -13,7 +15,8 @@ import keras
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import CONFIG_DIR, tracking
+from pipeline import CONFIG_DIR, higher_is_better, signals, tracking
+from pipeline.config import check_known_keys
 from pipeline.batching import evaluation_stream, training_stream, validate_bucketing_config
 from pipeline.data import Dataset, prepare_data, validate_data_config
 from pipeline.errors import InputError, console_entry, hydra_task
@@ -21,6 +24,7 @@ from pipeline.model import build_model, validate_model_config
 from pipeline.report import format_summary
 
 log = logging.getLogger(__name__)
+MONITORED = ("val_accuracy", "val_loss", "accuracy", "loss")  # per-epoch metrics a best epoch can be chosen by
 
 
 @dataclasses.dataclass
@@ -53,6 +57,25 @@ def longest_stall(val_losses: list[float]) -> int:
             stall += 1
             longest = max(longest, stall)
     return longest
+
+
+class BestEpoch(keras.callbacks.Callback):
+    """Keeps the weights of the best epoch of `monitor` and restores them however training ends (out of
+    epochs, early-stopped, pruned, NaN): the model kept, stored and tested is the one its figures describe."""
+
+    def __init__(self, monitor: str):
+        super().__init__()
+        self.monitor, self.better = monitor, operator.gt if higher_is_better(monitor) else operator.lt
+        self.epoch, self.value, self.weights = None, None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and math.isfinite(value) and (self.value is None or self.better(value, self.value)):
+            self.epoch, self.value, self.weights = epoch, float(value), self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self.weights is not None:
+            self.model.set_weights(self.weights)
 
 
 class EpochStats(keras.callbacks.Callback):
@@ -96,6 +119,7 @@ def configure_threads(threads: DictConfig) -> None:
 
 def validate_train_config(cfg: DictConfig) -> None:
     """Check every training setting before anything is read, trained or recorded."""
+    check_known_keys(cfg)
     validate_data_config(cfg.data)
     validate_model_config(cfg.model)
     validate_bucketing_config(cfg.train)
@@ -109,8 +133,13 @@ def validate_train_config(cfg: DictConfig) -> None:
         raise InputError(f"train.verbose={cfg.train.verbose!r}; allowed: 0, 1, 2")
     if not isinstance(cfg.optimizer.learning_rate, (int, float)) or not cfg.optimizer.learning_rate > 0:
         raise InputError(f"optimizer.learning_rate={cfg.optimizer.learning_rate}; it must be > 0")
-    if not 0 <= cfg.train.plateau_tolerance < 1:
-        raise InputError(f"train.plateau_tolerance={cfg.train.plateau_tolerance}; it must lie in [0, 1)")
+    for key in ("plateau_tolerance", "chance_tolerance"):
+        if not 0 <= cfg.train[key] < 1:
+            raise InputError(f"train.{key}={cfg.train[key]}; it must lie in [0, 1)")
+    if cfg.train.monitor not in MONITORED:
+        raise InputError(f"train.monitor={cfg.train.monitor!r}; allowed: {', '.join(MONITORED)}")
+    if not isinstance(cfg.train.seed, int) or isinstance(cfg.train.seed, bool):
+        raise InputError(f"train.seed={cfg.train.seed!r}; it must be an integer")
     instantiate(cfg.optimizer, "optimizer")
     configured_callbacks(cfg)
     tracking.validate_tracking_config(cfg.tracking)
@@ -123,10 +152,12 @@ def instantiate(node: DictConfig, what: str):
         raise InputError(f"{what}: {' '.join(str(error).split())}") from None
 
 
-def make_callbacks(cfg: DictConfig, n_train: int, extra: list) -> list:
-    """Ours first (they add figures to the logs), then the configured ones, then MLflow, then the caller's."""
+def make_callbacks(cfg: DictConfig, n_train: int, best: BestEpoch, extra: list) -> list:
+    """Ours first (they add figures to the logs), then the configured ones, then MLflow, then the caller's;
+    the best-epoch keeper last, so its weights are the ones restored at the end."""
     logger = [tracking.MlflowEpochLogger()] if mlflow.active_run() else []
-    return [EpochStats(n_train), keras.callbacks.TerminateOnNaN(), *configured_callbacks(cfg), *logger, *extra]
+    ours = [EpochStats(n_train), keras.callbacks.TerminateOnNaN(), signals.StopOnSignal()]
+    return [*ours, *configured_callbacks(cfg), *logger, *extra, best]
 
 
 def configured_callbacks(cfg: DictConfig) -> list:
@@ -136,22 +167,24 @@ def configured_callbacks(cfg: DictConfig) -> list:
 def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResult:
     """Build, fit (logging each epoch to the active MLflow run, if any) and evaluate one model."""
     validate_train_config(cfg)
-    keras.utils.set_random_seed(cfg.seed)
+    keras.utils.set_random_seed(cfg.train.seed)
     started = time.perf_counter()
     model = build_model(cfg.model, data.vocab_size)
     model.compile(optimizer=instantiate(cfg.optimizer, "optimizer"), loss="binary_crossentropy", metrics=["accuracy"])
     built = time.perf_counter()
+    best = BestEpoch(cfg.train.monitor)
     fitted = model.fit(
-        training_stream(data.x_train, data.y_train, cfg.train, cfg.seed),
+        training_stream(data.x_train, data.y_train, cfg.train, cfg.train.seed),
         validation_data=evaluation_stream(data.x_val, data.y_val, cfg.train),
         epochs=cfg.train.epochs,
         shuffle=False,  # the stream reshuffles itself every epoch (train.shuffle)
-        callbacks=make_callbacks(cfg, len(data.y_train), list(extra_callbacks)),
+        callbacks=make_callbacks(cfg, len(data.y_train), best, list(extra_callbacks)),
         verbose=cfg.train.verbose,
     )
     fit_ended = time.perf_counter()
     history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
-    summary = run_summary(history, cfg.train.plateau_tolerance)
+    summary = run_summary(history, best.epoch, cfg.train)
+    summary |= plateau_level(history.get("loss", []), summary["plateau_epochs"], data.chance_loss(), cfg.train.chance_tolerance)
     summary |= {"params": model.count_params(), "build_seconds": built - started, "fit_seconds": fit_ended - built}
     if cfg.train.evaluate_test:
         test_loss, test_accuracy = model.evaluate(evaluation_stream(data.x_test, data.y_test, cfg.train), verbose=0)
@@ -160,20 +193,31 @@ def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResu
     return TrainResult(history=history, summary=summary, model=model)
 
 
-def run_summary(history: dict[str, list[float]], tolerance: float) -> dict[str, float]:
-    losses, val_losses = history.get("loss", []), history.get("val_loss", [])
-    finite_val = [loss if math.isfinite(loss) else math.inf for loss in val_losses]
-    best = min(range(len(finite_val)), key=finite_val.__getitem__) if finite_val else None
+def run_summary(history: dict[str, list[float]], best_epoch: int | None, train_cfg: DictConfig) -> dict[str, float]:
+    """Per-run figures; `best_epoch` (from 0) is the epoch of the weights kept, whose figures are reported."""
+    losses = history.get("loss", [])
+    finite_val = [loss if math.isfinite(loss) else math.inf for loss in history.get("val_loss", [])]
+    plateau = plateau_epochs(losses, train_cfg.plateau_tolerance)
     summary = {
         "epochs_run": len(losses),
-        "plateau_epochs": plateau_epochs(losses, tolerance),
+        "plateau_epochs": plateau,
+        "plateau_censored": int(0 < plateau == len(losses)),  # ended still on its plateau: it lasted at least this long
         "longest_stall": longest_stall(finite_val),
         "nan_loss": int(any(not math.isfinite(loss) for loss in losses)),
     }
-    if best is not None:
-        summary |= {"best_epoch": best + 1, "best_val_loss": val_losses[best]}
-        summary["best_val_accuracy"] = history["val_accuracy"][best]
+    if best_epoch is not None:
+        summary["best_epoch"] = best_epoch + 1
+        summary |= {f"best_{name}": history[name][best_epoch] for name in MONITORED if name in history}
     return summary
+
+
+def plateau_level(losses: list[float], plateau: int, chance: float, tolerance: float) -> dict[str, float]:
+    """The plateau's mean training loss against chance_loss: a plateau at chance means the model predicts the prior."""
+    figures = {"chance_loss": chance}
+    if plateau >= 2:  # one epoch is no plateau
+        figures["plateau_loss"] = sum(losses[:plateau]) / plateau
+        figures["plateau_at_chance"] = int(abs(figures["plateau_loss"] - chance) <= tolerance * chance)
+    return figures
 
 
 def run_training(cfg: DictConfig) -> TrainResult:
@@ -181,8 +225,9 @@ def run_training(cfg: DictConfig) -> TrainResult:
     validate_train_config(cfg)
     configure_threads(cfg.train.threads)
     data = prepare_data(cfg.data, cfg.paths.cache_dir)
+    signals.check()
     tracking.configure(cfg)
-    run_name = cfg.tracking.run_name or f"{cfg.model.name}-{cfg.data.name}"
+    run_name = tracking.redact(cfg.tracking.run_name or f"{cfg.model.name}-{cfg.data.name}")
     with mlflow.start_run(run_name=run_name, tags=tracking.run_tags(cfg, entry="rnn-train")) as run:
         tracking.log_config(cfg)
         tracking.log_data(data)
@@ -194,14 +239,21 @@ def run_training(cfg: DictConfig) -> TrainResult:
 
 
 def data_figures(data: Dataset) -> dict[str, float]:
-    return {"prep_seconds": data.prep_seconds, "data_cache_hit": int(data.cache_hit)}
+    empty = {f"empty_texts_{split}": count for split, count in data.empty_texts.items()}
+    return {"prep_seconds": data.prep_seconds, "data_cache_hit": int(data.cache_hit)} | empty
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 @hydra_task
 def main(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg)  # freeze ${oc.env:...} now: MLflow sets MLFLOW_TRACKING_URI once configured
-    run_training(cfg)
+    with signals.stop_on_signals():
+        try:
+            run_training(cfg)
+            signals.check()
+        except signals.Interrupted as stop:
+            print(f"{stop}: the run was ended (FAILED), nothing else changed", file=sys.stderr)
+            raise SystemExit(stop.exit_code) from None
 
 
 cli = console_entry(main)

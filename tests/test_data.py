@@ -4,6 +4,7 @@ import io
 import subprocess
 import tarfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -366,3 +367,19 @@ def test_cli_bad_data_exits_2_with_one_line_and_creates_no_run(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {tmp_path / 'missing.csv'}: no such file"]
     assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_a_damaged_cache_entry_is_rebuilt_and_said_so(tmp_path, caplog, damage):
+    path = tmp_path / "reviews.csv"
+    table_frame(positive="1", negative="0").to_csv(path, index=False)
+    cfg = data_config("table", path=str(path), text_column="review", label_column="sentiment")
+    first = prepare_data(cfg, tmp_path / "cache")
+    cached = Path(first.cache_file)
+    content = cached.read_bytes()
+    cached.write_bytes({"truncate": content[: len(content) // 2], "garbage": b"\x00not a zip" * 50, "empty": b""}[damage])
+    with caplog.at_level("WARNING"):
+        again = prepare_data(cfg, tmp_path / "cache")
+    assert not again.cache_hit and "is unreadable" in caplog.text and "rebuilding it" in caplog.text
+    assert np.array_equal(again.x_train, first.x_train) and np.array_equal(again.y_test, first.y_test)
+    assert prepare_data(cfg, tmp_path / "cache").cache_hit, "the rebuilt entry is whole again"

@@ -88,3 +88,14 @@ def test_bad_model_settings_are_rejected(values, message):
     cfg = OmegaConf.merge(cfg, values)
     with pytest.raises(InputError, match=message):
         build_model(cfg, VOCAB)
+
+
+@pytest.mark.parametrize("variant", MASKED_VARIANTS, ids=lambda v: "-".join(str(x) for x in v.values()))
+def test_a_row_without_a_single_token_gives_a_finite_prediction(variant):
+    """The second line of defence (the data never sends such rows): masked average pooling of nothing is 0, not 0/0."""
+    model = build_model(model_config("lstm", units=8, embedding_dim=6, head_units=4, **variant), VOCAB)
+    rows = np.array([[0, 0, 0, 0], [5, 17, 0, 0]], dtype="int32")
+    assert np.isfinite(model.predict(rows, verbose=0)).all()
+    if variant.get("pooling") == "average":
+        pooled = keras.Model(model.inputs, model.get_layer("average_pool").output).predict(rows[:1], verbose=0)
+        np.testing.assert_array_equal(pooled, np.zeros_like(pooled))

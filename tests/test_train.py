@@ -75,7 +75,7 @@ def test_run_records_curves_figures_and_artifacts(make_cfg):
 
 
 def test_secret_in_a_tracking_url_never_reaches_mlflow(make_cfg, monkeypatch):
-    cfg = make_cfg("train.epochs=1", "tracking.experiment=test-secret", "+extra.storage=postgresql://u:hunter2@db/optuna")
+    cfg = make_cfg("train.epochs=1", "tracking.experiment=test-secret", "tracking.run_name=postgresql://u:hunter2@db/optuna")
     run_training(cfg)
     client = MlflowClient(cfg.tracking.uri)
     run = client.search_runs([client.get_experiment_by_name("test-secret").experiment_id])[0]

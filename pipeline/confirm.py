@@ -1,0 +1,139 @@
+"""Seed confirmation: the top trials trained again with other training seeds; the winner is the best mean.
+
+One trial's value is one sample: the same config on the UCI sentences moves its test accuracy by several
+points with the seed. Only train.seed changes (weights, shuffling, dropout); the data split keeps its
+seed. Each extra training is a child run tagged `confirm`; its figures are kept in the study's user
+attributes, so a later invocation or another worker reuses them instead of training again.
+"""
+
+import dataclasses
+import gc
+import logging
+import math
+
+import keras
+import mlflow
+import optuna
+from omegaconf import DictConfig
+from optuna.trial import FrozenTrial, TrialState
+
+from pipeline import signals, tracking
+from pipeline.batching import evaluation_stream
+from pipeline.config import compose
+from pipeline.report import best_trial, mean_sd
+from pipeline.objective import Objective, TrialFailed, failures_blamed_on_the_config
+from pipeline.train import train_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Confirmed:
+    """One configuration's samples over training seeds: the trial's own seed first."""
+
+    trial: FrozenTrial
+    seeds: list[int]
+    values: list[float]  # the objective per seed (NaN where that seed diverged)
+    test_accuracies: list[float]  # per seed where a test score exists
+
+    @property
+    def mean(self) -> float:
+        return mean_sd(self.values)[0]
+
+    def describe(self, figures: list[float]) -> str:
+        """mean ± sd, and over how many seeds when fewer than all (a seed without a stored model has no test score)."""
+        mean, sd = mean_sd(figures)
+        if math.isnan(mean):
+            return "n/a"
+        count = sum(math.isfinite(f) for f in figures)
+        return f"{mean:.4f} ± {sd:.4f}" + (f" (n={count})" if count < len(self.seeds) else "")
+
+
+def ranked(study: optuna.Study) -> list[FrozenTrial]:
+    """Complete trials, best value first (single-objective studies)."""
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    return sorted(trials, key=lambda t: t.value, reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
+
+
+def confirm(study: optuna.Study, objective: Objective) -> list[Confirmed]:
+    """The top search.confirm_top_k trials, each with search.confirm_seeds more seeds, best mean first.
+
+    With confirm_top_k 0, or two objectives (a Pareto front, no single ranking), the best trial alone."""
+    search = objective.cfg.search
+    if not search.confirm_top_k or len(study.directions) > 1:
+        return [confirm_trial(study, best_trial(study), 0, objective)]
+    table = [confirm_trial(study, trial, search.confirm_seeds, objective) for trial in ranked(study)[: search.confirm_top_k]]
+    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+    return sorted(table, key=lambda row: -sign * row.mean if math.isfinite(row.mean) else math.inf)
+
+
+def confirm_trial(study, trial: FrozenTrial, extra_seeds: int, objective: Objective) -> Confirmed:
+    cfg = compose(trial.user_attrs["overrides"])
+    data = objective.dataset(cfg)
+    own_test = study.user_attrs.get(f"test:{trial.number}")
+    if own_test is None:
+        own_test = stored_model_test_accuracy(trial, cfg, data)
+        study.set_user_attr(f"test:{trial.number}", own_test)
+    row = Confirmed(trial, [cfg.train.seed], [trial.values[0]], [own_test] if own_test is not None else [])
+    for seed in range(cfg.train.seed + 1, cfg.train.seed + 1 + extra_seeds):
+        key = f"confirm:{trial.number}:{seed}"
+        figures = study.user_attrs.get(key)
+        if figures is None:
+            signals.check()
+            figures = train_with_seed(trial, seed, data)
+            study.set_user_attr(key, figures)
+        row.seeds.append(seed)
+        row.values.append(figures["value"] if figures["value"] is not None else math.nan)
+        if figures["test_accuracy"] is not None:
+            row.test_accuracies.append(figures["test_accuracy"])
+    return row
+
+
+def train_with_seed(trial: FrozenTrial, seed: int, data) -> dict:
+    """Train the trial's config again with another training seed, as a child run tagged `confirm`."""
+    keras.backend.clear_session()
+    cfg = compose([*trial.user_attrs["overrides"], f"train.seed={seed}", "train.evaluate_test=true"])
+    tags = tracking.run_tags(cfg, entry="rnn-sweep confirm") | {
+        "study": cfg.search.study_name, "confirm": "true", "confirm_of_trial": str(trial.number), "train_seed": str(seed),
+    }
+    try:
+        with mlflow.start_run(run_name=f"trial-{trial.number}-seed-{seed}", nested=True, tags=tags):
+            tracking.log_config(cfg, skip=("search",))
+            tracking.log_data(data)
+            result = train_seed(cfg, data)
+            tracking.log_training(result, data, cfg, title=f"trial {trial.number}, seed {seed}")
+    except TrialFailed as failure:  # this seed failed the config: a figure of the config, not a reason to stop
+        log.warning("trial %d with seed %d failed: %s", trial.number, seed, failure)
+        return {"value": None, "test_accuracy": None}
+    diverged = result.summary["nan_loss"]
+    return {
+        "value": None if diverged else result.summary.get(f"best_{cfg.search.objective}"),
+        "test_accuracy": None if diverged else result.summary.get("test_accuracy"),
+    }
+
+
+def train_seed(cfg: DictConfig, data):
+    try:
+        with failures_blamed_on_the_config():
+            return train_model(cfg, data)
+    except TrialFailed as failure:
+        mlflow.set_tags({"fail_reason": str(failure)[:5000]})
+        raise
+
+
+def stored_model_test_accuracy(trial: FrozenTrial, cfg: DictConfig, data) -> float | None:
+    """The trial's stored model (its best epoch), evaluated once on the test split; None without a stored model."""
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    if not cfg.train.log_model or not run_id:
+        log.warning("trial %d has no stored model (train.log_model=false): no test score for its own seed", trial.number)
+        return None
+    try:
+        model = keras.saving.load_model(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model.keras"))
+    except (OSError, mlflow.exceptions.MlflowException) as error:
+        log.warning("trial %d: its model could not be loaded (%s): no test score for its own seed", trial.number, error)
+        return None
+    _, test_accuracy = model.evaluate(evaluation_stream(data.x_test, data.y_test, cfg.train), verbose=0)
+    mlflow.MlflowClient().log_metric(run_id, "test_accuracy", test_accuracy)
+    del model
+    gc.collect()
+    return float(test_accuracy)

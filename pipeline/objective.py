@@ -1,0 +1,172 @@
+"""One sweep trial: sample the space, compose the trial's config, train it inside a nested MLflow run.
+
+Only the hyperparameters may fail a trial (TrialFailed: the sweep goes on). A data or config error
+(InputError) or a signal (Interrupted) ends the trial as FAIL and stops the sweep.
+"""
+
+import contextlib
+import functools
+import logging
+import math
+
+import keras
+import mlflow
+import optuna
+from omegaconf import DictConfig, OmegaConf
+from optuna_integration import KerasPruningCallback
+
+from pipeline import signals, tracking
+from pipeline.config import chosen_groups, compose
+from pipeline.data import cache_key, prepare_data
+from pipeline.errors import InputError
+from pipeline.space import suggest
+from pipeline.train import TrainResult, train_model
+
+# trial user attribute fail_kind: why a FAIL trial failed; only "hyperparameters" is the trial's own doing
+FAIL_HYPERPARAMETERS, FAIL_INPUT, FAIL_INTERRUPTED = "hyperparameters", "input", "interrupted"
+
+
+class NoTracebackFor(logging.Filter):
+    """Optuna logs a failed trial with its traceback; for a signal or an input error the one line says it all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], (signals.Interrupted, InputError)):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("optuna.study._optimize").addFilter(NoTracebackFor())
+
+
+class TrialFailed(Exception):
+    """The trial's hyperparameters failed it (the loss diverged, the model could not be built or fitted)."""
+
+
+@contextlib.contextmanager
+def failures_blamed_on_the_config():
+    """What training raises is the configuration's doing (TrialFailed), except an input error or a signal, even
+    a second signal that landed inside TensorFlow and came out wrapped in one of its errors."""
+    try:
+        yield
+    except (signals.Interrupted, InputError):
+        raise
+    except Exception as error:
+        if signals.received() is not None:
+            raise signals.Interrupted(signals.received()) from error
+        raise TrialFailed(f"{type(error).__name__}: {error}") from error
+
+
+class StopWhenPruned(KerasPruningCallback):
+    """Optuna's Keras pruning callback, but a pruned trial ends fit() normally so its history is kept."""
+
+    pruned_at_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        try:
+            super().on_epoch_end(epoch, logs)
+        except optuna.TrialPruned:
+            self.pruned_at_epoch = epoch + 1
+            self.model.stop_training = True
+
+
+class Objective:
+    """One trial: sample, compose, train (data prepared once per data config), record in MLflow."""
+
+    def __init__(self, cfg: DictConfig, base_overrides: list[str]):
+        self.cfg, self.base_overrides = cfg, base_overrides
+        self.groups = chosen_groups(base_overrides)
+        self.parent_run_id = None  # set once the sweep's parent run exists
+        self.ran: list[int] = []  # numbers of the trials this invocation ran, whatever became of them
+        self.prepare = functools.lru_cache(maxsize=2)(self._prepare)
+
+    def trials(self, study: optuna.Study) -> list:
+        """The study's trials that this invocation ran (failed ones included)."""
+        ran = set(self.ran)
+        return [t for t in study.get_trials(deepcopy=False) if t.number in ran]
+
+    def _prepare(self, key: str, data_yaml: str):
+        return prepare_data(OmegaConf.create(data_yaml), self.cfg.paths.cache_dir)
+
+    def dataset(self, cfg: DictConfig):
+        return self.prepare(cache_key(cfg.data), OmegaConf.to_yaml(cfg.data))
+
+    def __call__(self, trial: optuna.Trial):
+        self.ran.append(trial.number)
+        signals.check()  # a signal between two trials: the next one never starts (it is FAIL, and counted)
+        trial.set_user_attr("mlflow_parent_run_id", self.parent_run_id)
+        keras.backend.clear_session()  # a fresh graph per trial, and one gc.collect: memory stays flat
+        overrides = [*self.base_overrides, *suggest(trial, self.cfg, self.groups)]
+        # the whole command line, so any worker can rebuild this config (a password in it is not kept)
+        trial.set_user_attr("overrides", [tracking.redact(o) for o in overrides])
+        try:
+            cfg = compose(overrides)
+            data = self.dataset(cfg)
+        except InputError:
+            trial.set_user_attr("fail_kind", FAIL_INPUT)
+            raise
+        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, tags=self.tags(cfg, trial)) as run:
+            trial.set_user_attr("mlflow_run_id", run.info.run_id)
+            tracking.log_config(cfg, skip=("search",))
+            tracking.log_data(data)
+            pruning = self.pruning_callback(trial)
+            result = self.train(trial, cfg, data, pruning)
+            remember(trial, cfg, result)
+            tracking.log_training(result, data, cfg, title=f"trial {trial.number} of {cfg.search.study_name}")
+            if result.summary["nan_loss"]:
+                self.fail(trial, f"training loss became NaN or inf at epoch {result.summary['epochs_run']}")
+            pruned_at = pruning[0].pruned_at_epoch if pruning else None
+            mlflow.set_tag("trial_state", "PRUNED" if pruned_at else "COMPLETE")
+            if pruned_at:
+                mlflow.log_metric("pruned_at_epoch", pruned_at)
+        if pruned_at:
+            raise optuna.TrialPruned(f"pruned at epoch {pruned_at}")
+        return self.values(trial, result)
+
+    def train(self, trial: optuna.Trial, cfg: DictConfig, data, pruning: list) -> TrainResult:
+        """train_model; what it raises is the hyperparameters' doing, except a signal or an input error."""
+        kinds = {signals.Interrupted: FAIL_INTERRUPTED, InputError: FAIL_INPUT, TrialFailed: FAIL_HYPERPARAMETERS}
+        try:
+            with failures_blamed_on_the_config():
+                return train_model(cfg, data, extra_callbacks=pruning)
+        except tuple(kinds) as error:
+            self.record_failure(trial, next(kind for cls, kind in kinds.items() if isinstance(error, cls)), str(error))
+            raise
+
+    def fail(self, trial: optuna.Trial, reason: str):
+        self.record_failure(trial, FAIL_HYPERPARAMETERS, reason)
+        raise TrialFailed(reason)
+
+    @staticmethod
+    def record_failure(trial: optuna.Trial, kind: str, reason: str) -> None:
+        trial.set_user_attr("fail_kind", kind)
+        mlflow.set_tags({"trial_state": "FAIL", "fail_kind": kind, "fail_reason": reason[:5000]})
+
+    def pruning_callback(self, trial: optuna.Trial) -> list:
+        if self.cfg.search.pruner == "none":
+            return []
+        return [StopWhenPruned(trial, monitor=self.cfg.search.objective)]
+
+    def tags(self, cfg: DictConfig, trial: optuna.Trial) -> dict[str, str]:
+        tags = tracking.run_tags(cfg, entry="rnn-sweep trial")
+        return tags | {"study": cfg.search.study_name, "trial_number": str(trial.number)}
+
+    def values(self, trial: optuna.Trial, result: TrainResult):
+        """The best epoch's objective: the epoch whose weights were kept and stored (train.monitor)."""
+        best = result.summary.get(f"best_{self.cfg.search.objective}")
+        if best is None:
+            self.fail(trial, f"no epoch gave a finite {self.cfg.search.objective}")
+        if not self.cfg.search.second_objective:
+            return best
+        return best, result.summary[self.cfg.search.second_objective]
+
+
+def remember(trial: optuna.Trial, cfg: DictConfig, result: TrainResult) -> None:
+    """What the end-of-sweep charts need, kept in the study itself (any worker's trials can be charted)."""
+    trial.set_user_attr("learning_rate", float(cfg.optimizer.learning_rate))
+    trial.set_user_attr("epochs_planned", cfg.train.epochs)
+    for name in ("plateau_epochs", "plateau_censored", "longest_stall", "epochs_run", "fit_seconds", "build_seconds",
+                 "chance_loss", "plateau_at_chance", "best_epoch"):
+        if name in result.summary:
+            trial.set_user_attr(name, float(result.summary[name]))
+    for name in ("loss", "val_loss", cfg.search.objective):
+        trial.set_user_attr(f"curve_{name}", [v if math.isfinite(v) else None for v in result.history.get(name, [])])
