@@ -75,6 +75,10 @@ def prepare_data(data_cfg: DictConfig, cache_dir: str) -> Dataset:
     started = time.perf_counter()
     validate_data_config(data_cfg)
     cache_dir = Path(cache_dir).expanduser()
+    try:
+        (cache_dir / "vectors").mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"paths.cache_dir={cache_dir}: cannot be created ({error.strerror}: {error.filename})") from None
     cache_file = cache_dir / "vectors" / f"{data_cfg.name}-{cache_key(data_cfg)}.npz"
     dataset = load_cached(cache_file) if cache_file.exists() else None
     cache_hit = dataset is not None

@@ -12,6 +12,7 @@ log in: one InputError line naming the file or the URL (its password hidden), an
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import logging
 import os
 import socket
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 LOCK_SECONDS = 600  # how long a process waits while another creates or migrates a store (that takes ~2 s)
 CONNECT_SECONDS = 10  # a network probe gives up after this long
+SQL_SCHEMES = ("postgresql", "mysql", "mssql")  # the databases MLflow's tracking store speaks besides SQLite
 SQLITE_BUSY_SECONDS = 60  # how long an SQLite reader waits for a writer of another process
 _locks: dict[Path, filelock.FileLock] = {}  # one lock object per file: re-entrant within the process
 _complete: set[Path] = set()  # SQLite stores found complete (every table, MLflow's current schema): no lock to open
@@ -87,10 +89,11 @@ def check_before_writing(paths, stores: Iterable[Store]) -> None:
             check_sqlite_store(store)
         elif store.url.startswith(("http://", "https://")):
             check_reachable(store)
-        elif "://" in store.url or store.kind == "Optuna":
+        elif store.kind == "Optuna" or urlsplit(store.url).scheme.split("+")[0] in SQL_SCHEMES:
             check_database(store)
-        else:  # an MLflow file store: a folder
+        elif "://" not in store.url or store.url.startswith("file://"):  # an MLflow file store: a folder
             check_creatable(f"{store.setting}={store.url}", Path(store.url.removeprefix("file://")).expanduser().absolute())
+        # any other MLflow URI (databricks, ...): MLflow's own errors, as one line (opening)
 
 
 def check_creatable(what: str, path: Path) -> None:
@@ -239,10 +242,42 @@ def creation_lock(store: Store):
 
 
 @contextlib.contextmanager
+def database_lock(store: Store):
+    """PostgreSQL and MySQL: the same, as a lock inside the database server, which workers on every machine see
+    (Optuna's first table creation races there too: `duplicate key value violates "pg_type_typname_nsp_index"`).
+    Released when its connection closes, also when the process dies."""
+    try:
+        url = make_url(store.url)
+        backend = url.get_backend_name()
+    except sqlalchemy.exc.ArgumentError:  # not an SQLAlchemy URL (MLflow's databricks, ...): nothing to lock
+        url = backend = None
+    if backend not in ("postgresql", "mysql"):
+        yield
+        return
+    name = f"rnnsweep {store.kind} store creation"
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)  # advisory locks: per database
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, connect_args={"connect_timeout": CONNECT_SECONDS})
+    try:
+        with engine.connect() as connection:
+            if backend == "postgresql":
+                connection.execute(sqlalchemy.text(f"SET lock_timeout = '{LOCK_SECONDS}s'"))
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            elif connection.execute(sqlalchemy.text("SELECT GET_LOCK(:name, :seconds)"), {"name": name, "seconds": LOCK_SECONDS}).scalar() != 1:
+                raise InputError(f"{store.name}: another process held the lock {name!r} for {LOCK_SECONDS} s; is it stuck?")
+            yield
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
 def lock_unless_complete(store: Store):
     """Hold the store's lock inside, unless the store is complete (known, or found so once the lock is ours:
     another worker finished it while we waited); then nothing is created or migrated, and nobody waits."""
-    if store.file is None or store.file in _complete:
+    if store.file is None:
+        with database_lock(store):
+            yield
+        return
+    if store.file in _complete:
         yield
         return
     with creation_lock(store):

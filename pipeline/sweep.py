@@ -154,8 +154,8 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
     the exit code. `cfg` is the sweep config composed from `base_overrides`, which every trial's config starts from.
     """
     started = time.perf_counter()
+    configure_threads(cfg.train.threads)  # first: validating the optimizer starts TensorFlow, which fixes its pools
     validate_search(cfg, base_overrides)
-    configure_threads(cfg.train.threads)
     objective = Objective(cfg, base_overrides)
     objective.dataset(cfg)  # the base config's data, before any study or run exists: a data error stops here
     signals.check()

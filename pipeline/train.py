@@ -222,8 +222,8 @@ def plateau_level(losses: list[float], plateau: int, chance: float, tolerance: f
 
 def run_training(cfg: DictConfig) -> TrainResult:
     """rnn-train's job: prepare data, train once inside an MLflow run, log everything, print a summary."""
+    configure_threads(cfg.train.threads)  # first: validating the optimizer starts TensorFlow, which fixes its pools
     validate_train_config(cfg)
-    configure_threads(cfg.train.threads)
     data = prepare_data(cfg.data, cfg.paths.cache_dir)
     signals.check()
     tracking.configure(cfg)

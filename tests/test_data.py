@@ -383,3 +383,10 @@ def test_a_damaged_cache_entry_is_rebuilt_and_said_so(tmp_path, caplog, damage):
     assert not again.cache_hit and "is unreadable" in caplog.text and "rebuilding it" in caplog.text
     assert np.array_equal(again.x_train, first.x_train) and np.array_equal(again.y_test, first.y_test)
     assert prepare_data(cfg, tmp_path / "cache").cache_hit, "the rebuilt entry is whole again"
+
+
+def test_a_cache_dir_that_cannot_be_created_is_one_input_error(tmp_path):
+    (tmp_path / "plain-file").write_text("not a folder")
+    cfg = data_config("sentences", local_dir=str(write_sentences(tmp_path / "uci")))
+    with pytest.raises(InputError, match=r"paths.cache_dir=.*plain-file/cache: cannot be created \(Not a directory"):
+        prepare_data(cfg, tmp_path / "plain-file" / "cache")
