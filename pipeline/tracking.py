@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import CONFIG_DIR, stores
 from pipeline.errors import InputError, exit_on_input_error
-from pipeline.redaction import SECRET_IN_URL, redact  # noqa: F401 - tracking.redact is used across the package
+from pipeline.redaction import redact  # noqa: F401 - tracking.redact is used across the package
 from pipeline.report import learning_curves_figure, plt
 
 log = logging.getLogger(__name__)
@@ -22,12 +22,6 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar
 
 def absolute(path: str) -> Path:
     return Path(path).expanduser().resolve()
-
-
-def ensure_sqlite_folder(url: str) -> None:
-    """SQLite creates its file but not the folder around it."""
-    if url.startswith("sqlite:///"):
-        absolute(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
 
 def validate_tracking_config(tracking_cfg: DictConfig) -> None:
