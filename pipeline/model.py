@@ -95,7 +95,7 @@ def validate_model_config(model_cfg: DictConfig) -> None:
     if not isinstance(model_cfg.head_units, int) or model_cfg.head_units < 0:
         raise InputError(f"model.head_units={model_cfg.head_units!r}; it must be an integer >= 0")
     for key in ("dropout", "recurrent_dropout"):
-        if not 0 <= model_cfg[key] < 1:
+        if not isinstance(model_cfg[key], (int, float)) or isinstance(model_cfg[key], bool) or not 0 <= model_cfg[key] < 1:
             raise InputError(f"model.{key}={model_cfg[key]}; it must lie in [0, 1)")
 
 

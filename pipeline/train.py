@@ -134,7 +134,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     if not isinstance(cfg.optimizer.learning_rate, (int, float)) or not cfg.optimizer.learning_rate > 0:
         raise InputError(f"optimizer.learning_rate={cfg.optimizer.learning_rate}; it must be > 0")
     for key in ("plateau_tolerance", "chance_tolerance"):
-        if not 0 <= cfg.train[key] < 1:
+        if not is_number(cfg.train[key]) or not 0 <= cfg.train[key] < 1:
             raise InputError(f"train.{key}={cfg.train[key]}; it must lie in [0, 1)")
     if cfg.train.monitor not in MONITORED:
         raise InputError(f"train.monitor={cfg.train.monitor!r}; allowed: {', '.join(MONITORED)}")
@@ -143,6 +143,10 @@ def validate_train_config(cfg: DictConfig) -> None:
     instantiate(cfg.optimizer, "optimizer")
     configured_callbacks(cfg)
     tracking.validate_tracking_config(cfg.tracking)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def instantiate(node: DictConfig, what: str):

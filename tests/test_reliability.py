@@ -89,6 +89,8 @@ def test_the_baseline_is_enqueued_again_only_when_its_try_failed_for_another_rea
          r"search.space.opt.when.path=optimizer is the entry's own path"),
         ("+search.space.size={path: model.units, type: categorical, choices: [8]}", r"search.space.size.path=model.units is searched by search.space.units already"),
         ("+search.space.goal={path: search.objective, type: categorical, choices: [loss]}", r"search.space.goal.path=search.objective: the sweep's own settings cannot be searched"),
+        ("train.chance_tolerance=abc", r"train.chance_tolerance=abc; it must lie in \[0, 1\)"),
+        ("model.dropout=lots", r"model.dropout=lots; it must lie in \[0, 1\)"),
         ("+train.foo=1", r"train.foo is not a setting rnnsweep reads; allowed under train: batch_size, .*verbose"),
         ("model.dropout=-0.1", r"^model.dropout=-0.1; it must lie in \[0, 1\)$"),
         ("train.monitor=val_loss", r"train.monitor=val_loss must be search.objective=val_accuracy in a sweep"),
