@@ -29,7 +29,7 @@ from pipeline.batching import evaluation_stream, training_stream
 from pipeline.data import prepare_data
 from pipeline.model import build_model
 from pipeline.sweep import compose, override
-from pipeline.train import configured_callbacks, instantiate
+from pipeline.config import configured_callbacks, instantiate
 
 BIN = Path(sys.executable).parent
 

@@ -14,6 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 from omegaconf import OmegaConf  # noqa: E402
 
 
+MONITORED = ("val_accuracy", "val_loss", "accuracy", "loss")  # per-epoch metrics a best epoch can be chosen by
+
+
 def higher_is_better(metric: str) -> bool:
     """Accuracies are maximized, losses minimized: the direction follows from the metric, it is no setting."""
     return "accuracy" in metric
@@ -21,6 +24,10 @@ def higher_is_better(metric: str) -> bool:
 
 # ${best_mode:val_accuracy} = max: Keras' word for the direction of a monitored metric (EarlyStopping's mode)
 OmegaConf.register_new_resolver("best_mode", lambda metric: "max" if higher_is_better(metric) else "min", replace=True)
+
+from pipeline import schema  # noqa: E402
+
+schema.register()  # the config groups' typed bases (Hydra's ConfigStore), before anything composes conf/
 
 from pipeline.startup import import_tensorflow_quietly  # noqa: E402
 

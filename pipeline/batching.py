@@ -10,7 +10,6 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig
 
-from pipeline.errors import InputError
 
 
 def text_lengths(x: np.ndarray) -> np.ndarray:
@@ -65,10 +64,3 @@ def evaluation_stream(x: np.ndarray, y: np.ndarray, train_cfg: DictConfig) -> tf
     """Validation or test batches in a fixed order: with buckets, all texts sorted by length (least padding)."""
     pool_batches = -(-len(y) // train_cfg.batch_size) if train_cfg.length_buckets else 0
     return batch_stream(x, y, train_cfg.batch_size, pool_batches, seed=None)
-
-
-def validate_bucketing_config(train_cfg: DictConfig) -> None:
-    if not isinstance(train_cfg.length_buckets, bool):
-        raise InputError(f"train.length_buckets={train_cfg.length_buckets!r}; allowed: true, false")
-    if not isinstance(train_cfg.bucket_pool, int) or isinstance(train_cfg.bucket_pool, bool) or train_cfg.bucket_pool < 1:
-        raise InputError(f"train.bucket_pool={train_cfg.bucket_pool!r}; it must be an integer >= 1")

@@ -1,26 +1,41 @@
-"""Composing configs the way the command line does: Hydra's compose over conf/, for sweeps and their trials."""
+"""The config: composed the way the command line does (Hydra over conf/), and checked once, here.
 
+Types come from the schemas of pipeline/schema.py (Hydra rejects a wrong type while composing; `explain`
+turns its many lines into this module's one); ranges and allowed values from the table RULES; the rules
+between values from CROSS_CHECKS. `check` runs once per entry point and once per sweep trial.
+"""
+
+import codecs
 import contextlib
-import functools
+import dataclasses
+import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import CONFIG_DIR
+from pipeline import CONFIG_DIR, MONITORED, higher_is_better
+from pipeline.data import LOADERS, SENTENCE_FILES, TRUNCATE_SIDES
 from pipeline.errors import InputError
+from pipeline.model import BODIES, POOLINGS
+from pipeline.schema import schema_keys
 
 
-def compose(overrides: list[str]) -> DictConfig:
-    """The sweep config for these command-line overrides, composed by Hydra, interpolations resolved."""
+def compose(overrides: list[str], config_name: str = "sweep", resolve: bool = True) -> DictConfig:
+    """The config for these command-line overrides, composed by Hydra (interpolations resolved); a value of the
+    wrong type or a bad override is one InputError line."""
     try:
         with hydra_context():
-            cfg = hydra.compose("sweep", overrides=overrides)
-        OmegaConf.resolve(cfg)
+            cfg = hydra.compose(config_name, overrides=overrides)
+        if resolve:
+            OmegaConf.resolve(cfg)
     except HydraException as error:
-        raise InputError(" ".join(str(error).split())) from None
+        raise InputError(explain(hydra_error_text(error)) or " ".join(str(error).split())) from None
     return cfg
 
 
@@ -50,23 +65,202 @@ def override(path: str, value) -> str:
     return f"{path}={value}"
 
 
-FREE_FORM = ("optimizer", "callbacks", "search.space", "data.label_map")  # keys checked by their own consumers
+def quoted_override(path: str, text: str) -> str:
+    """A Hydra override assigning the string `text` as it is (spaces, commas, colons and quotes included)."""
+    return f"{path}='{text.replace(chr(39), chr(92) + chr(39))}'"
 
 
-@functools.cache
-def declared_keys() -> frozenset[str]:
-    """Every dotted key some file of conf/ declares (a group's keys over all its presets): the keys rnnsweep reads."""
-    keys = set()
-    for path in Path(CONFIG_DIR).rglob("*.yaml"):
-        group = path.parent.relative_to(CONFIG_DIR).as_posix()
-        node = OmegaConf.to_container(OmegaConf.load(path))
-        node.pop("defaults", None)
-        node.pop("hydra", None)
-        if group == "." or "# @package _global_" in path.read_text():
-            keys |= set(dotted_keys(node))
-        else:
-            keys |= {group, *dotted_keys(node, f"{group}.")}
-    return frozenset(keys)
+def group_options(group: str) -> list[str]:
+    """The presets of a config group, e.g. optimizer: adam, rmsprop, sgd."""
+    return sorted(path.stem for path in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+
+
+# ------------------------------------------------------------------------------------------ rules
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """What one setting may hold; `needs` completes the message `key=value; needs`."""
+
+    test: Callable[[Any], bool]
+    needs: str
+    quoted: bool = True  # show a bad string value in quotes (choices) or as typed (numbers)
+    applies: Callable[[DictConfig], bool] = lambda cfg: True
+
+    def message(self, key: str, value) -> str:
+        shown = str(value).lower() if isinstance(value, bool) else repr(value) if self.quoted else value
+        return f"{key}={shown}{'' if self.needs.startswith(' ') else '; '}{self.needs}"
+
+
+def is_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def integer(low: int, high: int | None = None, nullable: bool = False, **kwargs) -> Rule:
+    def test(value):
+        return (nullable and value is None) or (is_integer(value) and value >= low and (high is None or value <= high))
+
+    needs = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
+    return Rule(test, f"it must be {'null or ' if nullable else ''}{needs}", **kwargs)
+
+
+def one_of(*allowed, what: str = "", **kwargs) -> Rule:
+    def test(value):  # of the same type too: true is not 1
+        return any(value == option and type(value) is type(option) for option in allowed)
+
+    return Rule(test, f"{what}allowed: {', '.join(map(str, allowed))}", **kwargs)
+
+
+BOOLEAN = Rule(lambda value: isinstance(value, bool), "allowed: true, false")
+FRACTION = Rule(lambda value: is_number(value) and 0 <= value < 1, "it must lie in [0, 1)", quoted=False)
+SHARE = Rule(lambda value: is_number(value) and 0 < value < 1, "it must lie strictly between 0 and 1", quoted=False)
+recurrent = dict(applies=lambda cfg: cfg.model.body != "pooling")  # pooling has no recurrent layers to size
+
+RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.monitor follows search.objective)
+    "search.n_trials": integer(1),
+    "search.timeout": Rule(lambda value: value is None or is_number(value) and value > 0,
+                           "it must be null or a number of seconds > 0", quoted=False),
+    "search.max_total_trials": integer(1, nullable=True),
+    "search.baseline_first": BOOLEAN,
+    "search.seed": integer(0),
+    "search.pruner_startup_trials": integer(0),
+    "search.pruner_warmup_epochs": integer(0),
+    "search.pruner_patience": integer(0),
+    "search.objective": one_of(*MONITORED),
+    "search.direction": one_of("maximize", "minimize"),
+    "search.second_objective": one_of(None, "fit_seconds"),
+    "search.confirm_top_k": integer(0),
+    "search.confirm_seeds": integer(0),
+    "search.heartbeat_seconds": integer(1),
+    "search.grace_seconds": integer(1),
+    "search.max_retry": integer(0),
+    "search.show_progress_bar": BOOLEAN,
+    "seed": integer(0),
+    "data.name": one_of(*LOADERS, what=" is not a loader; "),
+    "data.truncate": one_of(*TRUNCATE_SIDES),
+    "data.val_split": SHARE,
+    "data.test_split": SHARE,
+    "data.vocab_size": integer(3),
+    "data.max_len": integer(3),
+    "data.subset": integer(4, nullable=True),
+    "data.split_seed": integer(0),
+    "data.header": BOOLEAN,
+    "model.body": one_of(*BODIES),
+    "model.pooling": one_of(*POOLINGS, applies=lambda cfg: cfg.model.body == "pooling"),
+    "model.embedding_dim": integer(1),
+    "model.units": integer(1, **recurrent),
+    "model.num_layers": integer(1, **recurrent),
+    "model.bidirectional": BOOLEAN,
+    "model.head_units": integer(0),
+    "model.dropout": FRACTION,
+    "model.recurrent_dropout": FRACTION,
+    "optimizer.learning_rate": Rule(lambda value: is_number(value) and value > 0, "it must be > 0", quoted=False),
+    "train.epochs": integer(1),
+    "train.batch_size": integer(1),
+    "train.seed": Rule(is_integer, "it must be an integer"),
+    "train.monitor": one_of(*MONITORED),
+    "train.shuffle": BOOLEAN,
+    "train.length_buckets": BOOLEAN,
+    "train.bucket_pool": integer(1),
+    "train.evaluate_test": BOOLEAN,
+    "train.plateau_tolerance": FRACTION,
+    "train.chance_tolerance": FRACTION,
+    "train.verbose": one_of(0, 1, 2),
+    "train.log_model": BOOLEAN,
+    "train.threads.intra_op": integer(0),
+    "train.threads.inter_op": integer(0),
+    "tracking.experiment": Rule(lambda value: isinstance(value, str) and value != "", "it must be a non-empty name"),
+    "tracking.ui_port": integer(1, 65535),
+}
+
+
+def check(cfg: DictConfig) -> None:
+    """The one check of a composed config (rnn-train's, a sweep's, a trial's): every key known, every value in
+    its range, the values consistent. The first problem is raised as one InputError line."""
+    check_known_keys(cfg)
+    for key, rule in RULES.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is not _ABSENT and rule.applies(cfg) and not rule.test(value):
+            raise InputError(rule.message(key, value))
+    for cross_check in CROSS_CHECKS:
+        cross_check(cfg)
+
+
+_ABSENT = object()
+
+
+def check_sources(cfg: DictConfig) -> None:
+    sources = cfg.data.get("sources")
+    if sources is None:
+        return
+    unknown = [source for source in sources if source not in SENTENCE_FILES]
+    if unknown or not sources:
+        problem = f"unknown source {unknown[0]!r}" if unknown else "no source"
+        raise InputError(f"data.sources={list(sources)}: {problem}; allowed: {', '.join(SENTENCE_FILES)}")
+
+
+def check_encoding(cfg: DictConfig) -> None:
+    if cfg.data.get("encoding") is None:
+        return
+    try:
+        codecs.lookup(cfg.data.encoding)
+    except LookupError:
+        raise InputError(f"data.encoding={cfg.data.encoding!r} is not a text encoding Python knows (e.g. utf-8, latin-1)") from None
+
+
+def check_study_settings(cfg: DictConfig) -> None:
+    """A sweep's settings that depend on each other (a config without `search` has none)."""
+    search = cfg.get("search")
+    if search is None:
+        return
+    for kind in ("sampler", "pruner"):
+        catalog = search[f"{kind}s"]
+        if search[kind] not in catalog:
+            raise InputError(f"search.{kind}={search[kind]!r}; allowed: {', '.join(catalog)}")
+    if search.second_objective and not is_pruner(cfg, "NopPruner"):
+        raise InputError(f"search.pruner={search.pruner} cannot prune a two-objective study; set search.pruner=none")
+    natural = "maximize" if higher_is_better(search.objective) else "minimize"
+    if search.direction != natural:
+        raise InputError(f"search.direction={search.direction} does not fit search.objective={search.objective}; allowed: {natural}")
+    if cfg.train.monitor != search.objective:
+        raise InputError(f"train.monitor={cfg.train.monitor} must be search.objective={search.objective} in a sweep: "
+                         "a trial's value and its kept weights come from one epoch")
+
+
+def is_pruner(cfg: DictConfig, class_name: str) -> bool:
+    return cfg.search.pruners[cfg.search.pruner]._target_.rsplit(".", 1)[-1] == class_name
+
+
+def is_grid(cfg: DictConfig) -> bool:
+    return cfg.search.samplers[cfg.search.sampler]._target_.rsplit(".", 1)[-1] == "GridSampler"
+
+
+CROSS_CHECKS = (check_sources, check_encoding, check_study_settings)
+
+
+def check_instantiable(cfg: DictConfig) -> None:
+    """The optimizer and callbacks can be made from their _target_ nodes (an unknown argument, a misspelt class):
+    once per entry point, before any data or run; training then instantiates them once."""
+    instantiate(cfg.optimizer, "optimizer")
+    configured_callbacks(cfg)
+
+
+def instantiate(node: DictConfig, what: str, **kwargs):
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except Exception as error:  # Hydra wraps the target's TypeError/ImportError in InstantiationException
+        raise InputError(f"{what}: {' '.join(str(error).split())}") from None
+
+
+def configured_callbacks(cfg: DictConfig) -> list:
+    return list(instantiate(cfg.callbacks, "callbacks").values()) if cfg.get("callbacks") else []
+
+
+FREE_FORM = ("optimizer", "callbacks", "search.space", "search.samplers", "search.pruners", "data.label_map")  # any keys: checked by their consumers
 
 
 def dotted_keys(node, prefix: str = ""):
@@ -78,7 +272,7 @@ def dotted_keys(node, prefix: str = ""):
 
 def check_known_keys(cfg: DictConfig) -> None:
     """Reject a key no part of rnnsweep reads (e.g. +train.foo=1): a typo would silently change nothing."""
-    known = declared_keys()
+    known = schema_keys()
     for key in dotted_keys(OmegaConf.to_container(cfg)):
         if key == "hydra" or key.startswith("hydra.") or any(key.startswith(f"{free}.") for free in FREE_FORM):
             continue
@@ -86,3 +280,34 @@ def check_known_keys(cfg: DictConfig) -> None:
             parent = key.rpartition(".")[0]
             siblings = sorted(k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == parent)
             raise InputError(f"{key} is not a setting rnnsweep reads; allowed {'under ' + parent if parent else 'at the top'}: {', '.join(siblings)}")
+
+
+# --------------------------------------------------------------------------- Hydra's type errors
+
+MERGING = re.compile(r"Error merging override (?P<key>[\w.]+)=(?P<value>\S*)")
+
+
+def hydra_error_text(error: BaseException) -> str:
+    """A composition error with its causes (the schema's type error is the cause of Hydra's)."""
+    parts = []
+    while error is not None:
+        parts.append(str(error))
+        error = error.__cause__
+    return "\n".join(parts)
+
+
+def explain(hydra_output: str) -> str | None:
+    """A value of the wrong type on the command line (model.units=true, train.epochs=abc) in the words of its
+    rule, e.g. 'model.units=true; it must be an integer >= 1'; None when the output is about something else."""
+    match = MERGING.search(hydra_output)
+    if not match:
+        return None
+    key, text = match["key"], f"{match['key']}={match['value']}"
+    rule = RULES.get(key)
+    if rule is None:
+        return None
+    try:
+        value = OverridesParser.create().parse_override(text).value()
+    except HydraException:
+        value = match["value"]
+    return rule.message(key, value)

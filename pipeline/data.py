@@ -5,7 +5,6 @@ vectorizer is adapted on the training part only; the arrays are cached on disk u
 from the data config, so a second run with the same config reads one file.
 """
 
-import codecs
 import dataclasses
 import hashlib
 import json
@@ -71,9 +70,8 @@ class Dataset:
 
 
 def prepare_data(data_cfg: DictConfig, cache_dir: str) -> Dataset:
-    """Load, split and vectorize the data of `data_cfg`, or read the result from the cache."""
+    """Load, split and vectorize the data of `data_cfg` (checked by config.check), or read the result from the cache."""
     started = time.perf_counter()
-    validate_data_config(data_cfg)
     cache_dir = Path(cache_dir).expanduser()
     try:
         (cache_dir / "vectors").mkdir(parents=True, exist_ok=True)
@@ -96,32 +94,6 @@ def prepare_data(data_cfg: DictConfig, cache_dir: str) -> Dataset:
         log.info("data %s: texts with no token after standardization: %s dropped from train, %s from validation, "
                  "%s kept in test as one OOV token", data_cfg.name, *dataset.empty_texts.values())
     return dataset
-
-
-def validate_data_config(data_cfg: DictConfig) -> None:
-    if data_cfg.name not in LOADERS:
-        raise InputError(f"data.name={data_cfg.name!r} is not a loader; allowed: {', '.join(LOADERS)}")
-    if data_cfg.truncate not in TRUNCATE_SIDES:
-        raise InputError(f"data.truncate={data_cfg.truncate!r}; allowed: pre, post")
-    for key in ("val_split", "test_split"):
-        value = data_cfg.get(key)
-        if value is not None and not 0 < value < 1:
-            raise InputError(f"data.{key}={value}; it must lie strictly between 0 and 1")
-    for key in ("vocab_size", "max_len"):
-        if not isinstance(data_cfg[key], int) or data_cfg[key] < 3:
-            raise InputError(f"data.{key}={data_cfg[key]!r}; it must be an integer >= 3")
-    if data_cfg.name == "sentences":
-        unknown = [source for source in data_cfg.sources if source not in SENTENCE_FILES]
-        if unknown or not data_cfg.sources:
-            problem = f"unknown source {unknown[0]!r}" if unknown else "no source"
-            raise InputError(f"data.sources={list(data_cfg.sources)}: {problem}; allowed: {', '.join(SENTENCE_FILES)}")
-    if data_cfg.get("encoding") is not None:
-        try:
-            codecs.lookup(data_cfg.encoding)
-        except LookupError:
-            raise InputError(f"data.encoding={data_cfg.encoding!r} is not a text encoding Python knows (e.g. utf-8, latin-1)") from None
-    if data_cfg.subset is not None and (not isinstance(data_cfg.subset, int) or data_cfg.subset < 4):
-        raise InputError(f"data.subset={data_cfg.subset!r}; it must be null or an integer >= 4")
 
 
 def cache_key(data_cfg: DictConfig) -> str:

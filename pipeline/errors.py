@@ -106,10 +106,11 @@ def one_line(hydra_output: str) -> str:
     return redact(" ".join(" ".join(lines).split()))
 
 
-def console_entry(app):
+def console_entry(app, explain=lambda hydra_output: None):
     """A console script for a @hydra.main app that exits 2, not Hydra's 1, when the command line does not
     compose (unknown override path, missing group option, a YAML error): before the task starts, every 1 is
-    that, and Hydra's many lines become one `error: ...` line. Whatever Python prints is redacted."""
+    that, and Hydra's many lines become one `error: ...` line (`explain`'s words when it has some, e.g. for a
+    value of the wrong type). Whatever Python prints is redacted."""
 
     @functools.wraps(app)
     def entry():
@@ -123,7 +124,8 @@ def console_entry(app):
         except SystemExit as exiting:
             if exiting.code == 1 and not _task_started and held.holding:
                 held.holding = False
-                print(f"error: {one_line(''.join(held.held))}", file=held.real)
+                output = "".join(held.held)
+                print(f"error: {redact(explain(output) or one_line(output))}", file=held.real)
                 sys.exit(EXIT_INPUT_ERROR)
             raise
         finally:

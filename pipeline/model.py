@@ -12,7 +12,6 @@ import tensorflow as tf
 from keras import layers
 from omegaconf import DictConfig
 
-from pipeline.errors import InputError
 
 RECURRENT_LAYERS = {"simple_rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
 BODIES = ("pooling", *RECURRENT_LAYERS)
@@ -83,25 +82,16 @@ def step_per_batch(step):
     return run
 
 
-def validate_model_config(model_cfg: DictConfig) -> None:
-    if model_cfg.body not in BODIES:
-        raise InputError(f"model.body={model_cfg.body!r}; allowed: {', '.join(BODIES)}")
-    if model_cfg.body == "pooling" and model_cfg.pooling not in POOLINGS:
-        raise InputError(f"model.pooling={model_cfg.pooling!r}; allowed: {', '.join(POOLINGS)}")
-    positive = ["embedding_dim"] + (["units", "num_layers"] if model_cfg.body != "pooling" else [])
-    for key in positive:
-        if not isinstance(model_cfg[key], int) or model_cfg[key] < 1:
-            raise InputError(f"model.{key}={model_cfg[key]!r}; it must be an integer >= 1")
-    if not isinstance(model_cfg.head_units, int) or model_cfg.head_units < 0:
-        raise InputError(f"model.head_units={model_cfg.head_units!r}; it must be an integer >= 0")
-    for key in ("dropout", "recurrent_dropout"):
-        if not isinstance(model_cfg[key], (int, float)) or isinstance(model_cfg[key], bool) or not 0 <= model_cfg[key] < 1:
-            raise InputError(f"model.{key}={model_cfg[key]}; it must lie in [0, 1)")
+def model_label(model_cfg: DictConfig) -> str:
+    """What the model is, for run names and tags: gru, bilstm, lstm_x2, max_pooling (not the preset it came from)."""
+    if model_cfg.body == "pooling":
+        return f"{model_cfg.pooling}_pooling"
+    label = f"bi{model_cfg.body}" if model_cfg.bidirectional else model_cfg.body
+    return f"{label}_x{model_cfg.num_layers}" if model_cfg.num_layers > 1 else label
 
 
 def build_model(model_cfg: DictConfig, vocab_size: int) -> keras.Model:
-    """An uncompiled binary classifier over padded int sequences of any length."""
-    validate_model_config(model_cfg)
+    """An uncompiled binary classifier over padded int sequences of any length (its config: checked by config.check)."""
     inputs = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     x = layers.Embedding(vocab_size, model_cfg.embedding_dim, mask_zero=True, name="embedding")(inputs)
     x = pooled(x, model_cfg) if model_cfg.body == "pooling" else recurrent(x, model_cfg)
@@ -110,7 +100,7 @@ def build_model(model_cfg: DictConfig, vocab_size: int) -> keras.Model:
     if model_cfg.head_units:
         x = layers.Dense(model_cfg.head_units, activation="relu", name="head")(x)
     outputs = layers.Dense(1, activation="sigmoid", name="output")(x)
-    return VariableLengthModel(inputs, outputs, name=model_cfg.name)
+    return VariableLengthModel(inputs, outputs, name=model_label(model_cfg))
 
 
 def pooled(x, model_cfg: DictConfig):

@@ -15,11 +15,11 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 from optuna_integration import KerasPruningCallback
 
-from pipeline import signals, tracking
-from pipeline.config import chosen_groups, compose
+from pipeline import config, signals, tracking
+from pipeline.config import chosen_groups, compose, quoted_override
 from pipeline.data import cache_key, prepare_data
 from pipeline.errors import InputError
-from pipeline.space import suggest
+from pipeline.space import parse_space, suggest
 from pipeline.train import TrainResult, train_model
 
 # trial user attribute fail_kind: why a FAIL trial failed; only "hyperparameters" is the trial's own doing
@@ -75,6 +75,7 @@ class Objective:
     def __init__(self, cfg: DictConfig, base_overrides: list[str]):
         self.cfg, self.base_overrides = cfg, base_overrides
         self.groups = chosen_groups(base_overrides)
+        self.entries = parse_space(cfg)
         self.parent_run_id = None  # set once the sweep's parent run exists
         self.ran: list[int] = []  # numbers of the trials this invocation ran, whatever became of them
         self.prepare = functools.lru_cache(maxsize=2)(self._prepare)
@@ -95,11 +96,13 @@ class Objective:
         signals.check()  # a signal between two trials: the next one never starts (it is FAIL, and counted)
         trial.set_user_attr("mlflow_parent_run_id", self.parent_run_id)
         keras.backend.clear_session()  # a fresh graph per trial, and one gc.collect: memory stays flat
-        overrides = [*self.base_overrides, *suggest(trial, self.cfg, self.groups)]
+        overrides = [*self.base_overrides, *suggest(trial, self.entries, self.cfg, self.groups),
+                     quoted_override("search.study_name", self.cfg.search.study_name)]  # the sweep's, whatever body the trial has
         # the whole command line, so any worker can rebuild this config (a password in it is not kept)
         trial.set_user_attr("overrides", [tracking.redact(o) for o in overrides])
         try:
             cfg = compose(overrides)
+            config.check(cfg)  # the trial's own config, once: train_model and prepare_data do not check again
             data = self.dataset(cfg)
         except InputError:
             trial.set_user_attr("fail_kind", FAIL_INPUT)
@@ -142,7 +145,7 @@ class Objective:
         mlflow.set_tags({"trial_state": "FAIL", "fail_kind": kind, "fail_reason": reason[:5000]})
 
     def pruning_callback(self, trial: optuna.Trial) -> list:
-        if self.cfg.search.pruner == "none":
+        if config.is_pruner(self.cfg, "NopPruner"):
             return []
         return [StopWhenPruned(trial, monitor=self.cfg.search.objective)]
 

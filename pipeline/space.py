@@ -1,75 +1,136 @@
-"""The search-space language of conf/search/: entries name a config path or group, a type and a range or
-choices, and optionally `when` another path holds one of some values. Checked once; sampled per trial."""
+"""The search-space language of conf/search/: each entry names a config path or group, a type and a range
+or choices, and optionally `when` another path holds one of some values. Entries become Optuna
+distributions (Optuna rejects a bad range; its reason is given in one line naming the entry), checked
+once before a sweep starts and sampled per trial."""
 
+import dataclasses
 import math
-from pathlib import Path
 
 import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import CONFIG_DIR
-from pipeline.config import chosen_groups, override
+from pipeline.config import check, chosen_groups, compose, group_options, is_grid, override
 from pipeline.errors import InputError
 
-PARAM_TYPES = ("float", "int", "categorical")
+TYPES = {"float": FloatDistribution, "int": IntDistribution, "categorical": CategoricalDistribution}
 _ABSENT = object()
 
 
-def validate_entry(name: str, entry: DictConfig, sampler: str) -> None:
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One searched setting: the config path (or group) it sets, its distribution, and its condition."""
+
+    name: str
+    path: str
+    distribution: BaseDistribution
+    when_path: str | None = None
+    when_in: tuple = ()
+    written_ends: tuple = ()  # low and high as written (Optuna may round high down to a whole number of steps)
+
+    def probe_values(self) -> list:
+        """The values whose composition proves the entry well-formed: every choice, or both ends of a range."""
+        if isinstance(self.distribution, CategoricalDistribution):
+            return list(self.distribution.choices)
+        return list(self.written_ends)
+
+    def contains(self, value) -> bool:
+        d = self.distribution
+        if isinstance(d, CategoricalDistribution):
+            return value in d.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not d.low <= value <= d.high:
+            return False
+        steps = None if d.step is None else (value - d.low) / d.step
+        return steps is None or math.isclose(steps, round(steps), abs_tol=1e-9)
+
+    def sample(self, trial: optuna.Trial):
+        d = self.distribution
+        if isinstance(d, CategoricalDistribution):
+            return trial.suggest_categorical(self.name, d.choices)
+        if isinstance(d, IntDistribution):
+            return trial.suggest_int(self.name, d.low, d.high, step=d.step, log=d.log)
+        return trial.suggest_float(self.name, d.low, d.high, step=d.step, log=d.log)
+
+
+def parse_entry(name: str, node) -> Entry:
     where = f"search.space.{name}"
-    if not isinstance(entry, DictConfig) or not entry.get("path"):
+    if not isinstance(node, DictConfig) or not node.get("path"):
         raise InputError(f"{where} needs a path: the config value or group it searches, e.g. model.units")
-    if entry.get("type") not in PARAM_TYPES:
-        raise InputError(f"{where}.type={entry.get('type')!r}; allowed: {', '.join(PARAM_TYPES)}")
-    if entry.type == "categorical":
-        if not entry.get("choices"):
-            raise InputError(f"{where}.choices is empty; list at least one value")
-    else:
-        low, high = entry.get("low"), entry.get("high")
-        if not isinstance(low, (int, float)) or not isinstance(high, (int, float)) or low >= high:
-            raise InputError(f"{where}: low={low} must be a number below high={high}")
-        if entry.get("log") and low <= 0:
-            raise InputError(f"{where}: log=true needs low > 0, got low={low}")
-        if entry.get("log") and entry.get("step"):
-            raise InputError(f"{where}: log and step cannot be combined")
-        if entry.get("step") is not None and not entry.step > 0:
-            raise InputError(f"{where}.step={entry.step}; it must be > 0")
-        if sampler == "grid":
-            raise InputError(f"{where}: search.sampler=grid needs categorical entries only, this one is {entry.type}")
-    when = entry.get("when")
+    if node.get("type") not in TYPES:
+        raise InputError(f"{where}.type={node.get('type')!r}; allowed: {', '.join(TYPES)}")
+    when = node.get("when")
     if when is not None and (not when.get("path") or not when.get("in")):
         raise InputError(f"{where}.when needs a path and a non-empty list 'in', e.g. {{path: model.body, in: [lstm]}}")
+    try:
+        distribution = make_distribution(node)
+    except (ValueError, TypeError) as error:
+        raise InputError(f"{where}: {' '.join(str(error).split())}") from None
+    ends = () if node.type == "categorical" else (node.low, node.high)
+    return Entry(name, node.path, distribution, when and when.path, tuple(when["in"]) if when else (), ends)
 
 
-def probe_values(entry: DictConfig) -> list:
-    """The values whose composition proves an entry well-formed: every choice, or both ends of a range."""
-    return list(entry.choices) if entry.type == "categorical" else [entry.low, entry.high]
+def make_distribution(node: DictConfig) -> BaseDistribution:
+    if node.type == "categorical":
+        return CategoricalDistribution(list(node.get("choices") or []))
+    number = int if node.type == "int" else (int, float)
+    for end in ("low", "high"):
+        if not isinstance(node.get(end), number) or isinstance(node.get(end), bool):
+            raise ValueError(f"{end}={node.get(end)!r} must be {'an integer' if node.type == 'int' else 'a number'}")
+    step = node.get("step") or (1 if node.type == "int" else None)
+    return TYPES[node.type](node.low, node.high, log=bool(node.get("log")), step=step)
 
 
-def validate_paths(cfg: DictConfig, groups: dict[str, str]) -> None:
-    """Each path searched once, never the sweep's own settings; a `when` names a config value, a group or another
-    searched path, with values that path can take: a typo would make an entry silently never apply."""
+def parse_space(cfg: DictConfig) -> list[Entry]:
+    return [parse_entry(name, node) for name, node in cfg.search.space.items()]
+
+
+def check_space(cfg: DictConfig, base_overrides: list[str], groups: dict[str, str]) -> list[Entry]:
+    """Every entry well-formed, every value it can take a valid config, every path and condition meaningful:
+    before any study or run exists. Returns the parsed space."""
+    if not cfg.search.space:
+        raise InputError("search.space is empty; name at least one config path to search")
+    entries = parse_space(cfg)
+    if is_grid(cfg):
+        ranged = next((e for e in entries if not isinstance(e.distribution, CategoricalDistribution)), None)
+        if ranged:
+            raise InputError(f"search.space.{ranged.name}: search.sampler={cfg.search.sampler} needs categorical entries only, "
+                             f"this one is {type(ranged.distribution).__name__}")
+    searched = check_paths(entries)
+    for entry in entries:
+        for value in entry.probe_values():
+            try:
+                check(compose([*base_overrides, override(entry.path, value)]))
+            except InputError as error:
+                raise InputError(f"search.space.{entry.name} ({entry.path}={value}): {error}") from None
+    for entry in entries:
+        if entry.when_path:
+            check_when(entry, cfg, groups, searched)
+    return entries
+
+
+def check_paths(entries: list[Entry]) -> dict[str, Entry]:
+    """Each path searched once, never the sweep's own settings; returns the entries by path."""
     searched = {}
-    for name, entry in cfg.search.space.items():
+    for entry in entries:
         if entry.path.startswith("search.") or entry.path == "train.monitor":
-            raise InputError(f"search.space.{name}.path={entry.path}: the sweep's own settings cannot be searched")
+            raise InputError(f"search.space.{entry.name}.path={entry.path}: the sweep's own settings cannot be searched")
         if entry.path in searched:
-            raise InputError(f"search.space.{name}.path={entry.path} is searched by search.space.{searched[entry.path]} already")
-        searched[entry.path] = name
-    for name, entry in cfg.search.space.items():
-        if entry.get("when"):
-            validate_when(f"search.space.{name}.when", entry, cfg, groups, searched)
+            raise InputError(f"search.space.{entry.name}.path={entry.path} is searched by search.space.{searched[entry.path].name} already")
+        searched[entry.path] = entry
+    return searched
 
 
-def validate_when(where: str, entry: DictConfig, cfg: DictConfig, groups: dict[str, str], searched: dict[str, str]) -> None:
-    path, values = entry.when.path, list(entry.when["in"])
+def check_when(entry: Entry, cfg: DictConfig, groups: dict[str, str], searched: dict[str, Entry]) -> None:
+    """A `when` names a config value, a group or another searched path, with values that path can take: a typo
+    would make the entry silently never apply."""
+    where, path, values = f"search.space.{entry.name}.when", entry.when_path, list(entry.when_in)
     if path == entry.path:
         raise InputError(f"{where}.path={path} is the entry's own path; name another one, e.g. model.body")
     if path in searched:
-        other = cfg.search.space[searched[path]]
-        possible = list(other.choices) if other.type == "categorical" else None
+        other = searched[path].distribution
+        possible = list(other.choices) if isinstance(other, CategoricalDistribution) else None
     elif path in groups:
-        possible = sorted(option.stem for option in (Path(CONFIG_DIR) / path).glob("*.yaml"))
+        possible = group_options(path)
     else:
         value = OmegaConf.select(cfg, path, default=_ABSENT)
         if value is _ABSENT or isinstance(value, DictConfig):
@@ -87,39 +148,21 @@ def current_value(cfg: DictConfig, path: str, groups: dict[str, str]):
 
 def baseline_params(cfg: DictConfig, base_overrides: list[str]) -> dict:
     """The space's parameters at the composed config's own values (those inside the space): the baseline trial."""
-    groups = chosen_groups(base_overrides)
-    params = {}
-    for name, entry in cfg.search.space.items():
+    groups, params = chosen_groups(base_overrides), {}
+    for entry in parse_space(cfg):
         value = current_value(cfg, entry.path, groups)
-        if in_space(value, entry):
-            params[name] = value
+        if entry.contains(value):
+            params[entry.name] = value
     return params
 
 
-def in_space(value, entry: DictConfig) -> bool:
-    if entry.type == "categorical":
-        return value in list(entry.choices)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not entry.low <= value <= entry.high:
-        return False
-    step = entry.get("step") or (1 if entry.type == "int" else None)
-    return step is None or math.isclose((value - entry.low) / step, round((value - entry.low) / step), abs_tol=1e-9)
-
-
-def suggest(trial: optuna.Trial, cfg: DictConfig, groups: dict[str, str]) -> list[str]:
+def suggest(trial: optuna.Trial, entries: list[Entry], cfg: DictConfig, groups: dict[str, str]) -> list[str]:
     """Sample the space (define-by-run: an entry whose `when` does not hold is skipped); return overrides.
 
-    `groups`: the config groups' options chosen by the base command line (chosen_groups)."""
+    `groups`: the config groups' options chosen by the base command line (config.chosen_groups)."""
     chosen = {}
-    for name, entry in cfg.search.space.items():
-        when = entry.get("when")
-        if when and chosen.get(when.path, current_value(cfg, when.path, groups)) not in list(when["in"]):
+    for entry in entries:
+        if entry.when_path and chosen.get(entry.when_path, current_value(cfg, entry.when_path, groups)) not in entry.when_in:
             continue
-        if entry.type == "categorical":
-            chosen[entry.path] = trial.suggest_categorical(name, list(entry.choices))
-        elif entry.type == "int":
-            step = entry.get("step") or 1
-            chosen[entry.path] = trial.suggest_int(name, entry.low, entry.high, step=step, log=bool(entry.get("log")))
-        else:
-            step, log_scale = entry.get("step"), bool(entry.get("log"))
-            chosen[entry.path] = trial.suggest_float(name, entry.low, entry.high, step=step, log=log_scale)
+        chosen[entry.path] = entry.sample(trial)
     return [override(path, value) for path, value in chosen.items()]

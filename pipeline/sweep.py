@@ -20,70 +20,28 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from pipeline import CONFIG_DIR, higher_is_better, report, signals, stores, tracking
-from pipeline.config import chosen_groups, compose, override
+from pipeline import CONFIG_DIR, config, report, signals, stores, tracking
+from pipeline.config import chosen_groups, compose
 from pipeline.confirm import confirm
 from pipeline.errors import InputError, console_entry, hydra_task
 from pipeline.objective import FAIL_HYPERPARAMETERS, Objective, TrialFailed
-from pipeline.space import baseline_params, probe_values, validate_entry, validate_paths
-from pipeline.train import MONITORED, configure_threads, validate_train_config
+from pipeline.space import baseline_params, check_space
+from pipeline.train import configure_threads
 
 log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, stale-trial retry
 
 EXIT_ALL_TRIALS_FAILED = 3
-SECOND_OBJECTIVES = ("fit_seconds",)
-DIRECTIONS = ("maximize", "minimize")
-SAMPLERS = {
-    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
-    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
-    "cmaes": lambda seed: optuna.samplers.CmaEsSampler(seed=seed),
-}
-PRUNERS = ("median", "patient", "hyperband", "none")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what max_total_trials counts; FAIL trials may be retried
 
 
-def validate_search(cfg: DictConfig, base_overrides: list[str]) -> None:
-    """Reject a bad search before any study, run or trial exists."""
-    search = cfg.search
-    choices = {
-        "sampler": [*SAMPLERS, "grid"], "pruner": PRUNERS,
-        "direction": DIRECTIONS, "objective": MONITORED, "second_objective": [None, *SECOND_OBJECTIVES],
-    }
-    for key, allowed in choices.items():
-        if search[key] not in allowed:
-            raise InputError(f"search.{key}={search[key]!r}; allowed: {', '.join(map(str, allowed))}")
-    minimums = {"n_trials": 1, "heartbeat_seconds": 1, "grace_seconds": 1, "max_retry": 0, "pruner_startup_trials": 0,
-                "pruner_warmup_epochs": 0, "pruner_patience": 0, "confirm_top_k": 0, "confirm_seeds": 0}
-    for key, lowest in minimums.items():
-        if not isinstance(search[key], int) or isinstance(search[key], bool) or search[key] < lowest:
-            raise InputError(f"search.{key}={search[key]!r}; it must be an integer >= {lowest}")
-    if search.max_total_trials is not None and (not isinstance(search.max_total_trials, int) or search.max_total_trials < 1):
-        raise InputError(f"search.max_total_trials={search.max_total_trials!r}; it must be null or an integer >= 1")
-    if search.timeout is not None and not search.timeout > 0:
-        raise InputError(f"search.timeout={search.timeout!r}; it must be null or a number of seconds > 0")
-    if not isinstance(search.baseline_first, bool):
-        raise InputError(f"search.baseline_first={search.baseline_first!r}; allowed: true, false")
-    if search.second_objective and search.pruner != "none":
-        raise InputError(f"search.pruner={search.pruner} cannot prune a two-objective study; set search.pruner=none")
-    natural = "maximize" if higher_is_better(search.objective) else "minimize"
-    if search.direction != natural:
-        raise InputError(f"search.direction={search.direction} does not fit search.objective={search.objective}; allowed: {natural}")
-    if cfg.train.monitor != search.objective:
-        raise InputError(f"train.monitor={cfg.train.monitor} must be search.objective={search.objective} in a sweep: "
-                         "a trial's value and its kept weights come from one epoch")
-    if not search.space:
-        raise InputError("search.space is empty; name at least one config path to search")
-    for name, entry in search.space.items():
-        validate_entry(name, entry, search.sampler)
-    validate_train_config(cfg)  # the base settings first: a bad one is named as itself, not as a search entry's
-    for name, entry in search.space.items():
-        for value in probe_values(entry):
-            try:
-                validate_train_config(compose([*base_overrides, override(entry.path, value)]))
-            except InputError as error:
-                raise InputError(f"search.space.{name} ({entry.path}={value}): {error}") from None
-    validate_paths(cfg, chosen_groups(base_overrides))
+def check_sweep(cfg: DictConfig, base_overrides: list[str]) -> None:
+    """The sweep's one check, before any data, study or run: the base config (a bad setting is named as itself,
+    not as a search entry's), then the space, each of whose values must compose to a valid config."""
+    config.check(cfg)
+    configure_threads(cfg.train.threads)  # before the optimizer is first made: that starts TensorFlow, which fixes its pools
+    config.check_instantiable(cfg)
+    check_space(cfg, base_overrides, chosen_groups(base_overrides))
 
 
 # ------------------------------------------------------------------------------------- study
@@ -124,26 +82,16 @@ def make_study(cfg: DictConfig) -> optuna.Study:
 
 
 def make_sampler(cfg: DictConfig, offset: int = 0) -> optuna.samplers.BaseSampler:
-    """The configured sampler, seeded with search.seed plus `offset`: the number of trials the study already holds,
-    so that running the same command again continues the search instead of drawing the same start-up points."""
-    seed = cfg.search.seed + offset
-    if cfg.search.sampler == "grid":
-        grid = {name: list(entry.choices) for name, entry in cfg.search.space.items()}
-        return optuna.samplers.GridSampler(grid, seed=seed)
-    return SAMPLERS[cfg.search.sampler](seed)
+    """search.samplers[search.sampler], instantiated with search.seed plus `offset`: the number of trials the
+    study already holds, so that running the same command again continues the search instead of drawing the
+    same start-up points. A grid sampler is given the space's choices."""
+    extra = {"search_space": {name: list(entry.choices) for name, entry in cfg.search.space.items()}} if config.is_grid(cfg) else {}
+    return config.instantiate(cfg.search.samplers[cfg.search.sampler], "search.sampler", seed=cfg.search.seed + offset,
+                              _convert_="all", **extra)
 
 
 def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
-    median = optuna.pruners.MedianPruner(
-        n_startup_trials=cfg.search.pruner_startup_trials, n_warmup_steps=cfg.search.pruner_warmup_epochs
-    )
-    if cfg.search.pruner == "median":
-        return median
-    if cfg.search.pruner == "patient":  # the median rule, applied only after pruner_patience epochs without progress
-        return optuna.pruners.PatientPruner(median, patience=cfg.search.pruner_patience)
-    if cfg.search.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=cfg.train.epochs)
-    return optuna.pruners.NopPruner()
+    return config.instantiate(cfg.search.pruners[cfg.search.pruner], "search.pruner")
 
 
 # --------------------------------------------------------------------------------------- run
@@ -154,8 +102,7 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
     the exit code. `cfg` is the sweep config composed from `base_overrides`, which every trial's config starts from.
     """
     started = time.perf_counter()
-    configure_threads(cfg.train.threads)  # first: validating the optimizer starts TensorFlow, which fixes its pools
-    validate_search(cfg, base_overrides)
+    check_sweep(cfg, base_overrides)
     objective = Objective(cfg, base_overrides)
     objective.dataset(cfg)  # the base config's data, before any study or run exists: a data error stops here
     signals.check()
@@ -201,7 +148,7 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
 def enqueue_baseline(study: optuna.Study, cfg: DictConfig, base_overrides: list[str]) -> None:
     """The composed config's own values, once per study; again when its try failed for another reason than its
     hyperparameters (a data error, a signal): every search is measured against a known baseline."""
-    if not cfg.search.baseline_first or cfg.search.sampler == "grid":  # a grid covers every point anyway
+    if not cfg.search.baseline_first or config.is_grid(cfg):  # a grid covers every point anyway
         return
     tries = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")]
     if any(t.state != TrialState.FAIL or t.user_attrs.get("fail_kind") == FAIL_HYPERPARAMETERS for t in tries):
@@ -255,7 +202,7 @@ def main(cfg: DictConfig) -> int:
     return code
 
 
-cli = console_entry(main)
+cli = console_entry(main, explain=config.explain)
 
 if __name__ == "__main__":
     cli()

@@ -11,8 +11,9 @@ import keras
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import CONFIG_DIR, stores
-from pipeline.errors import InputError, exit_on_input_error
+from pipeline import CONFIG_DIR, config, stores
+from pipeline.errors import exit_on_input_error
+from pipeline.model import model_label
 from pipeline.redaction import redact  # noqa: F401 - tracking.redact is used across the package
 from pipeline.report import learning_curves_figure, plt
 
@@ -22,14 +23,6 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar
 
 def absolute(path: str) -> Path:
     return Path(path).expanduser().resolve()
-
-
-def validate_tracking_config(tracking_cfg: DictConfig) -> None:
-    if not tracking_cfg.experiment or not isinstance(tracking_cfg.experiment, str):
-        raise InputError(f"tracking.experiment={tracking_cfg.experiment!r}; it must be a non-empty name")
-    port = tracking_cfg.ui_port
-    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        raise InputError(f"tracking.ui_port={port!r}; it must be an integer from 1 to 65535")
 
 
 def tracking_uri(cfg: DictConfig) -> str:
@@ -95,7 +88,7 @@ def run_tags(cfg: DictConfig, entry: str) -> dict[str, str]:
     return {
         "entry": entry,
         "data": cfg.data.name,
-        "model": cfg.model.name,
+        "model": model_label(cfg.model),  # what was trained, whichever preset it started from
         "body": cfg.model.body,
         "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1].lower(),
     }
@@ -165,7 +158,7 @@ def ui_hint(cfg: DictConfig) -> str:
 def ui_main(cfg: DictConfig) -> None:
     """rnn-ui: the MLflow UI on tracking.ui_host:ui_port over the store rnn-train writes to."""
     with exit_on_input_error():
-        validate_tracking_config(cfg.tracking)
+        config.check(cfg)
     command = ui_command(cfg)
     print(" ".join(redact(part) for part in command), file=sys.stderr)
     Path(cfg.paths.mlruns_dir).mkdir(parents=True, exist_ok=True)

@@ -15,16 +15,14 @@ import keras
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import CONFIG_DIR, higher_is_better, signals, tracking
-from pipeline.config import check_known_keys
-from pipeline.batching import evaluation_stream, training_stream, validate_bucketing_config
-from pipeline.data import Dataset, prepare_data, validate_data_config
-from pipeline.errors import InputError, console_entry, hydra_task
-from pipeline.model import build_model, validate_model_config
+from pipeline import CONFIG_DIR, MONITORED, config, higher_is_better, signals, tracking
+from pipeline.batching import evaluation_stream, training_stream
+from pipeline.data import Dataset, prepare_data
+from pipeline.errors import console_entry, hydra_task
+from pipeline.model import build_model, model_label
 from pipeline.report import format_summary
 
 log = logging.getLogger(__name__)
-MONITORED = ("val_accuracy", "val_loss", "accuracy", "loss")  # per-epoch metrics a best epoch can be chosen by
 
 
 @dataclasses.dataclass
@@ -103,9 +101,6 @@ def configure_threads(threads: DictConfig) -> None:
     """Fix TensorFlow's thread pools; only possible before TensorFlow runs its first op in this process."""
     import tensorflow as tf
 
-    for key in ("intra_op", "inter_op"):
-        if not isinstance(threads[key], int) or threads[key] < 0:
-            raise InputError(f"train.threads.{key}={threads[key]!r}; it must be an integer >= 0 (0: TensorFlow decides)")
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads.intra_op)
         tf.config.threading.set_inter_op_parallelism_threads(threads.inter_op)
@@ -117,64 +112,21 @@ def configure_threads(threads: DictConfig) -> None:
             log.warning("TensorFlow already runs in this process: train.threads cannot change now")
 
 
-def validate_train_config(cfg: DictConfig) -> None:
-    """Check every training setting before anything is read, trained or recorded."""
-    check_known_keys(cfg)
-    validate_data_config(cfg.data)
-    validate_model_config(cfg.model)
-    validate_bucketing_config(cfg.train)
-    for key in ("epochs", "batch_size"):
-        if not isinstance(cfg.train[key], int) or cfg.train[key] < 1:
-            raise InputError(f"train.{key}={cfg.train[key]!r}; it must be an integer >= 1")
-    for key in ("shuffle", "evaluate_test", "log_model"):
-        if not isinstance(cfg.train[key], bool):
-            raise InputError(f"train.{key}={cfg.train[key]!r}; allowed: true, false")
-    if cfg.train.verbose not in (0, 1, 2):
-        raise InputError(f"train.verbose={cfg.train.verbose!r}; allowed: 0, 1, 2")
-    if not isinstance(cfg.optimizer.learning_rate, (int, float)) or not cfg.optimizer.learning_rate > 0:
-        raise InputError(f"optimizer.learning_rate={cfg.optimizer.learning_rate}; it must be > 0")
-    for key in ("plateau_tolerance", "chance_tolerance"):
-        if not is_number(cfg.train[key]) or not 0 <= cfg.train[key] < 1:
-            raise InputError(f"train.{key}={cfg.train[key]}; it must lie in [0, 1)")
-    if cfg.train.monitor not in MONITORED:
-        raise InputError(f"train.monitor={cfg.train.monitor!r}; allowed: {', '.join(MONITORED)}")
-    if not isinstance(cfg.train.seed, int) or isinstance(cfg.train.seed, bool):
-        raise InputError(f"train.seed={cfg.train.seed!r}; it must be an integer")
-    instantiate(cfg.optimizer, "optimizer")
-    configured_callbacks(cfg)
-    tracking.validate_tracking_config(cfg.tracking)
-
-
-def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def instantiate(node: DictConfig, what: str):
-    try:
-        return hydra.utils.instantiate(node)
-    except Exception as error:  # Hydra wraps the target's TypeError/ImportError in InstantiationException
-        raise InputError(f"{what}: {' '.join(str(error).split())}") from None
-
-
 def make_callbacks(cfg: DictConfig, n_train: int, best: BestEpoch, extra: list) -> list:
     """Ours first (they add figures to the logs), then the configured ones, then MLflow, then the caller's;
     the best-epoch keeper last, so its weights are the ones restored at the end."""
     logger = [tracking.MlflowEpochLogger()] if mlflow.active_run() else []
     ours = [EpochStats(n_train), keras.callbacks.TerminateOnNaN(), signals.StopOnSignal()]
-    return [*ours, *configured_callbacks(cfg), *logger, *extra, best]
-
-
-def configured_callbacks(cfg: DictConfig) -> list:
-    return list(instantiate(cfg.callbacks, "callbacks").values()) if cfg.get("callbacks") else []
+    return [*ours, *config.configured_callbacks(cfg), *logger, *extra, best]
 
 
 def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResult:
-    """Build, fit (logging each epoch to the active MLflow run, if any) and evaluate one model."""
-    validate_train_config(cfg)
+    """Build, fit (logging each epoch to the active MLflow run, if any) and evaluate one model; `cfg` has passed
+    config.check (a bad optimizer or callback argument is still one InputError, found as it is made)."""
     keras.utils.set_random_seed(cfg.train.seed)
     started = time.perf_counter()
     model = build_model(cfg.model, data.vocab_size)
-    model.compile(optimizer=instantiate(cfg.optimizer, "optimizer"), loss="binary_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=config.instantiate(cfg.optimizer, "optimizer"), loss="binary_crossentropy", metrics=["accuracy"])
     built = time.perf_counter()
     best = BestEpoch(cfg.train.monitor)
     fitted = model.fit(
@@ -225,13 +177,14 @@ def plateau_level(losses: list[float], plateau: int, chance: float, tolerance: f
 
 
 def run_training(cfg: DictConfig) -> TrainResult:
-    """rnn-train's job: prepare data, train once inside an MLflow run, log everything, print a summary."""
-    configure_threads(cfg.train.threads)  # first: validating the optimizer starts TensorFlow, which fixes its pools
-    validate_train_config(cfg)
+    """rnn-train's job: check the config, prepare data, train once inside an MLflow run, log everything, print a summary."""
+    config.check(cfg)
+    configure_threads(cfg.train.threads)  # before the optimizer is first made: that starts TensorFlow, which fixes its pools
+    config.check_instantiable(cfg)
     data = prepare_data(cfg.data, cfg.paths.cache_dir)
     signals.check()
     tracking.configure(cfg)
-    run_name = tracking.redact(cfg.tracking.run_name or f"{cfg.model.name}-{cfg.data.name}")
+    run_name = tracking.redact(cfg.tracking.run_name or f"{model_label(cfg.model)}-{cfg.data.name}")
     with mlflow.start_run(run_name=run_name, tags=tracking.run_tags(cfg, entry="rnn-train")) as run:
         tracking.log_config(cfg)
         tracking.log_data(data)
@@ -260,7 +213,7 @@ def main(cfg: DictConfig) -> None:
             raise SystemExit(stop.exit_code) from None
 
 
-cli = console_entry(main)
+cli = console_entry(main, explain=config.explain)
 
 if __name__ == "__main__":
     cli()

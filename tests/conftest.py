@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import initialize_config_dir
 
 from pipeline import CONFIG_DIR
+from pipeline.config import compose
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("RNNSWEEP_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -21,8 +22,9 @@ BIN = Path(sys.executable).parent
 
 
 def compose_config(*overrides: str):
+    """rnn-train's config, as the product composes it (a value of the wrong type: one InputError line)."""
     with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+        return compose(list(overrides), "train", resolve=False)
 
 
 @pytest.fixture(scope="session")

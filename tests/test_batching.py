@@ -9,7 +9,7 @@ import pytest
 from pipeline.batching import batch_stream, evaluation_stream, length_sorted_batches, text_lengths, training_stream
 from pipeline.errors import InputError
 from pipeline.model import VariableLengthModel, build_model
-from pipeline.train import validate_train_config
+from pipeline.config import check, compose
 from tests.conftest import compose_config
 
 VOCAB = 40
@@ -115,4 +115,4 @@ def test_reloaded_model_keeps_its_class(tmp_path):
 ])
 def test_bad_bucket_settings_are_named(override, message):
     with pytest.raises(InputError, match=re.escape(message)):
-        validate_train_config(compose_config(override))
+        check(compose([override]))

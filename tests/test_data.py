@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from pipeline.config import check
 from pipeline.data import pad_sequences, prepare_data
 from pipeline.errors import InputError
 from tests.conftest import BIN, compose_config
@@ -182,10 +183,13 @@ def test_sentences_bad_lines_are_named(tmp_path, content, message):
 
 def test_sentences_unknown_or_no_source_and_missing_file(tmp_path):
     folder = write_sentences(tmp_path / "uci")
+    cfg = compose_config("data=sentences", f"data.local_dir={folder}")
+    cfg.data.sources = ["twitter"]
     with pytest.raises(InputError, match=r"unknown source 'twitter'; allowed: amazon, imdb, yelp"):
-        prepare_data(data_config("sentences", local_dir=str(folder), sources=["twitter"]), tmp_path / "cache")
+        check(cfg)
+    cfg.data.sources = []
     with pytest.raises(InputError, match=r"data.sources=\[\]: no source; allowed: amazon, imdb, yelp"):
-        prepare_data(data_config("sentences", local_dir=str(folder), sources=[]), tmp_path / "cache")
+        check(cfg)
     (folder / "yelp_labelled.txt").unlink()
     with pytest.raises(InputError, match=r"yelp_labelled.txt: no such file"):
         prepare_data(data_config("sentences", local_dir=str(folder)), tmp_path / "cache")
@@ -292,8 +296,11 @@ def test_table_missing_and_undecodable_files(tmp_path):
     ],
 )
 def test_bad_data_settings_are_rejected(tmp_path, values, message):
+    cfg = compose_config("data=table", "data.path=x.csv")
+    for key, value in values.items():
+        OmegaConf.update(cfg, f"data.{key}", value)
     with pytest.raises(InputError, match=message):
-        prepare_data(data_config("table", path="x.csv", **values), tmp_path / "cache")
+        check(cfg)
 
 
 # ---------------------------------------------------------------------------- split + vectorize

@@ -1,18 +1,16 @@
 """The model zoo: every preset builds and fits a step; padding never changes a prediction."""
 
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from pipeline import CONFIG_DIR
+from pipeline.config import check, compose, group_options, override
 from pipeline.errors import InputError
 from pipeline.model import build_model
 from tests.conftest import compose_config
 
-PRESETS = sorted(path.stem for path in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
+PRESETS = group_options("model")
 VOCAB = 50
 
 
@@ -84,10 +82,9 @@ def test_post_padding_gives_the_same_prediction_as_no_padding(variant):
     ],
 )
 def test_bad_model_settings_are_rejected(values, message):
-    cfg = model_config("lstm")
-    cfg = OmegaConf.merge(cfg, values)
+    overrides = [override(f"model.{key}", value) for key, value in values.items()]
     with pytest.raises(InputError, match=message):
-        build_model(cfg, VOCAB)
+        check(compose(["model=lstm", *overrides]))
 
 
 @pytest.mark.parametrize("variant", MASKED_VARIANTS, ids=lambda v: "-".join(str(x) for x in v.values()))

@@ -127,12 +127,12 @@ def misspell_patience(cfg):
         ("seed=1", misspell_patience, r"callbacks: .*patiense"),
     ],
 )
-def test_bad_training_settings_are_rejected_before_any_run(make_cfg, override, mutate, message):
-    cfg = make_cfg("tracking.experiment=test-bad", override)
-    if mutate:
-        mutate(cfg)
+def test_bad_training_settings_are_rejected_before_any_run(make_cfg, mlflow_uri, override, mutate, message):
     with pytest.raises(InputError, match=message):
+        cfg = make_cfg("tracking.experiment=test-bad", override)  # a value of the wrong type stops here
+        if mutate:
+            mutate(cfg)
         run_training(cfg)
-    client = MlflowClient(cfg.tracking.uri)
+    client = MlflowClient(mlflow_uri)
     experiment = client.get_experiment_by_name("test-bad")
     assert experiment is None or not client.search_runs([experiment.experiment_id])

@@ -1,0 +1,93 @@
+"""The config is checked once per entry point (and once per trial), before data or MLflow are touched, by one
+rule per setting: the schema's types (pipeline/schema.py) and the range table (pipeline/config.py RULES)."""
+
+import dataclasses
+import re
+import subprocess
+import typing
+
+import pytest
+from omegaconf import OmegaConf
+
+from pipeline import config, schema
+from pipeline.config import RULES, check, compose
+from pipeline.errors import InputError
+from pipeline.space import parse_space
+from pipeline.sweep import run_sweep
+from pipeline.train import run_training
+from tests.conftest import BIN
+
+BAD_VALUES = [  # (override, the one line it gets)
+    ("model.units=true", "model.units=true; it must be an integer >= 1"),
+    ("model.num_layers=true", "model.num_layers=true; it must be an integer >= 1"),
+    ("train.bucket_pool=true", "train.bucket_pool=true; it must be an integer >= 1"),
+    ("train.epochs=abc", "train.epochs='abc'; it must be an integer >= 1"),
+    ("model.dropout=1.0", "model.dropout=1.0; it must lie in [0, 1)"),
+    ("train.verbose=true", "train.verbose=true; allowed: 0, 1, 2"),
+]
+
+
+def integer_keys() -> list[str]:
+    """Every setting the schemas type as an integer."""
+    keys = []
+    for group, cls in [*schema.SCHEMAS.items(), ("data", schema.SentencesData)]:
+        for field in dataclasses.fields(cls):
+            if field.type in (int, typing.Optional[int]):
+                keys.append(f"{group}.{field.name}")
+    return keys
+
+
+@pytest.mark.parametrize("key", integer_keys())
+def test_true_is_no_integer_anywhere(key):
+    """One integer rule for every integer setting: the old checks took model.units=true as 1."""
+    with pytest.raises(InputError, match=rf"^{re.escape(key)}=true; (it must be (null or )?an integer|allowed: 0, 1, 2$)"):
+        check(compose([f"{key}=true", "data=sentences"]))
+
+
+def test_every_rule_names_a_setting_of_the_schema():
+    known = schema.schema_keys()
+    assert [key for key in RULES if key not in known and not key.startswith("optimizer.")] == []
+
+
+@pytest.mark.parametrize("entry", ["rnn-train", "rnn-sweep"])
+@pytest.mark.parametrize("bad, line", BAD_VALUES, ids=[bad for bad, _ in BAD_VALUES])
+def test_each_entry_point_rejects_a_bad_value_before_data_or_mlflow(tmp_path, entry, bad, line):
+    cache, mlruns = tmp_path / "cache", tmp_path / "mlruns"
+    command = [str(BIN / entry), "data=sentences", bad, f"paths.cache_dir={cache}", f"paths.mlruns_dir={mlruns}",
+               f"paths.log_dir={tmp_path / 'logs'}", "tracking.uri=null"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [f"error: {line}"]
+    assert not cache.exists() and not mlruns.exists(), "nothing read, downloaded or recorded"
+
+
+class CountChecks:
+    """Records every config.check call; the check itself still runs."""
+
+    def __init__(self, monkeypatch):
+        self.configs = []
+        real = config.check
+
+        def counting(cfg):
+            self.configs.append(cfg)
+            return real(cfg)
+
+        monkeypatch.setattr("pipeline.config.check", counting)  # train, sweep and objective call config.check
+        monkeypatch.setattr("pipeline.space.check", counting)  # the probes of the search space
+
+
+def test_rnn_train_checks_its_config_once(make_cfg, monkeypatch):
+    calls = CountChecks(monkeypatch)
+    run_training(make_cfg("tracking.experiment=check-once"))
+    assert len(calls.configs) == 1, "prepare_data, build_model and train_model check nothing again"
+
+
+def test_a_sweep_checks_its_base_once_each_probe_once_and_each_trial_once(sweep_overrides, monkeypatch):
+    overrides = [*sweep_overrides, "search=quick", "search.n_trials=2", "search.pruner=none"]
+    cfg = compose(overrides)
+    probes = sum(len(entry.probe_values()) for entry in parse_space(cfg))
+    calls = CountChecks(monkeypatch)
+    assert run_sweep(cfg, overrides) == 0
+    assert len(calls.configs) == 1 + probes + 2
+    trial_configs = calls.configs[1 + probes:]
+    assert all(OmegaConf.select(c, "search.study_name") == cfg.search.study_name for c in trial_configs)
