@@ -107,9 +107,20 @@ def read_curve(test: RangeTest, lr_cfg: DictConfig) -> lr_curve.RangeFigures:
     return lr_curve.analyse(test.lrs, test.losses, lr_cfg.smoothing, lr_cfg.start_steps, lr_cfg.tolerance, lr_cfg.divergence)
 
 
-def log_range_test(test: RangeTest, figures: lr_curve.RangeFigures, chance_loss: float, lr_cfg: DictConfig, title: str) -> None:
+def steps_per_epoch(cfg: DictConfig, data: Dataset) -> int:
+    return -(-len(data.y_train) // cfg.train.batch_size)
+
+
+def plateau_figures(figures: lr_curve.RangeFigures, learning_rate: float, epoch_steps: int) -> dict[str, float]:
+    """The plateau to expect when training at the configured constant learning rate."""
+    steps = figures.plateau_steps_at(learning_rate)
+    return {} if steps is None else {"expected_plateau_steps": steps, "expected_plateau_epochs": steps / epoch_steps}
+
+
+def log_range_test(test: RangeTest, figures: lr_curve.RangeFigures, chance_loss: float, lr_cfg: DictConfig, title: str,
+                   expected: dict[str, float]) -> None:
     """The curve as per-step metrics (step = training step from 1), the figures as metrics, the plot as lr_find.png."""
-    curve = lr_curve.smoothed(test.losses, lr_cfg.smoothing)
+    curve = lr_curve.smoothed(test.losses, lr_cfg.smoothing)  # logged at the step it was computed, not shifted
     now = int(time.time() * 1000)
     per_step = [
         Metric(key, value, now, step)
@@ -117,8 +128,8 @@ def log_range_test(test: RangeTest, figures: lr_curve.RangeFigures, chance_loss:
         for key, value in zip(("loss", "smoothed_loss", "learning_rate"), values)
     ]
     mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=per_step)
-    mlflow.log_metrics(figures.metrics() | {"chance_loss": chance_loss, "steps_run": len(test.losses), "range_seconds": test.seconds})
-    figure = lr_curve.range_figure(test.lrs, test.losses, curve, figures, chance_loss, lr_cfg.tolerance, title)
+    mlflow.log_metrics(figures.metrics() | expected | {"chance_loss": chance_loss, "steps_run": len(test.losses), "range_seconds": test.seconds})
+    figure = lr_curve.range_figure(test.lrs, test.losses, lr_cfg.smoothing, figures, chance_loss, lr_cfg.tolerance, title)
     mlflow.log_figure(figure, "lr_find.png")
     lr_curve.plt.close(figure)
 
@@ -137,11 +148,13 @@ def run_lr_find(cfg: DictConfig) -> lr_curve.RangeFigures:
         tracking.log_data(data)
         test = range_test(cfg, data)
         figures = read_curve(test, cfg.lr_find)
-        log_range_test(test, figures, data.chance_loss(), cfg.lr_find, title=run_name)
+        expected = plateau_figures(figures, cfg.optimizer.learning_rate, steps_per_epoch(cfg, data))
+        log_range_test(test, figures, data.chance_loss(), cfg.lr_find, run_name, expected)
     lr = cfg.lr_find
     print(f"\n{run_name}: {len(test.losses)} steps, learning rate {lr.start_lr:g} to {test.lrs[-1]:.3g} "
           f"(range {lr.start_lr:g} to {lr.end_lr:g}), {test.seconds:.1f} s")
-    print(lr_curve.format_table(figures, data.chance_loss(), lr.tolerance, lr.divergence))
+    print(lr_curve.format_table(figures, data.chance_loss(), lr.tolerance, lr.divergence, cfg.optimizer.learning_rate,
+                                steps_per_epoch(cfg, data)))
     print(f"\nMLflow run {run.info.run_id} in experiment {cfg.tracking.experiment!r} (plot: lr_find.png); to look at it:\n"
           f"{tracking.ui_hint(cfg)}")
     return figures
