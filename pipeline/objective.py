@@ -106,7 +106,7 @@ class Objective:
             raise
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, tags=self.tags(cfg, trial)) as run:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
-            tracking.log_config(cfg, skip=("search",))
+            tracking.log_config(cfg, skip=("search", "lr_find"))
             tracking.log_data(data)
             pruning = self.pruning_callback(trial)
             result = self.train(trial, cfg, data, pruning)

@@ -24,6 +24,7 @@ from pipeline import CONFIG_DIR, higher_is_better, report, signals, stores, trac
 from pipeline.config import chosen_groups, compose, override
 from pipeline.confirm import confirm
 from pipeline.errors import InputError, console_entry, hydra_task
+from pipeline.lr_range import apply_lr_range, log_lr_range, validate_lr_range
 from pipeline.objective import FAIL_HYPERPARAMETERS, Objective, TrialFailed
 from pipeline.space import baseline_params, probe_values, validate_entry, validate_paths
 from pipeline.train import MONITORED, configure_threads, validate_train_config
@@ -74,6 +75,7 @@ def validate_search(cfg: DictConfig, base_overrides: list[str]) -> None:
                          "a trial's value and its kept weights come from one epoch")
     if not search.space:
         raise InputError("search.space is empty; name at least one config path to search")
+    validate_lr_range(cfg)
     for name, entry in search.space.items():
         validate_entry(name, entry, search.sampler)
     validate_train_config(cfg)  # the base settings first: a bad one is named as itself, not as a search entry's
@@ -169,10 +171,12 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
         print(f"Study {study.study_name!r} is complete: it holds {cap} or more finished trials (search.max_total_trials)")
         return 0
     study.sampler = make_sampler(cfg, offset=len(study.trials))
+    lr_range = apply_lr_range(cfg, objective.dataset(cfg), study)  # search.lr_range=auto: before the baseline is placed
     enqueue_baseline(study, cfg, base_overrides)
     with mlflow.start_run(run_name=f"sweep-{cfg.search.study_name}", tags=parent_tags(cfg)) as parent:
         objective.parent_run_id = parent.info.run_id
         tracking.log_config(cfg)
+        log_lr_range(lr_range, cfg, objective.dataset(cfg).chance_loss())
         mlflow.log_text(OmegaConf.to_yaml(cfg.search.space), "search_space.yaml")
         try:
             study.optimize(

@@ -2,18 +2,22 @@
 
 import math
 import subprocess
+from pathlib import Path
 
 import keras
 import numpy as np
+import optuna
 import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from pipeline import CONFIG_DIR
+from pipeline.config import compose as compose_sweep
 from pipeline.errors import InputError
 from pipeline.lr_curve import analyse, delay, format_table, smoothed
 from pipeline.lr_find import LossPerStep, rising_schedule, run_lr_find
+from pipeline.sweep import run_sweep
 from tests.conftest import BIN
 
 CHANCE = math.log(2)
@@ -179,3 +183,42 @@ def test_cli_on_tiny_data_records_the_curve_the_figures_and_the_plot(tmp_path, d
     assert run.data.metrics["chance_loss"] == pytest.approx(CHANCE, rel=0.01) and "min_loss_lr" in run.data.metrics
     assert "lr_find.png" in [a.path for a in client.list_artifacts(run.info.run_id)]
     assert run.data.params["lr_find.steps"] == str(steps)
+
+
+# ------------------------------------------------------------------------------- search.lr_range=auto
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (["search=quick", "search.lr_range=sometimes"], r"search.lr_range='sometimes'; allowed: null, auto"),
+        (["search=plateau", "search.lr_range=auto"], r"search.lr_range=auto needs a float entry over optimizer.learning_rate"),
+        (["search=quick", "search.lr_range=auto", "lr_find.steps=1"], r"lr_find.steps=1; it must be an integer >= 2"),
+    ],
+)
+def test_bad_lr_range_is_rejected_before_any_study_or_run(sweep_overrides, bad, message):
+    overrides = [*sweep_overrides, *bad]
+    with pytest.raises(InputError, match=message):
+        run_sweep(compose_sweep(overrides), overrides)
+    assert not (Path(compose_sweep(overrides).paths.mlruns_dir) / "optuna.db").exists()
+
+
+@pytest.mark.slow
+def test_lr_range_auto_bounds_the_learning_rate_from_a_range_test_and_the_study_keeps_them(sweep_overrides):
+    overrides = [*sweep_overrides, "search=quick", "search.lr_range=auto", "search.n_trials=2", "train.epochs=1", "lr_find.steps=150"]
+    assert run_sweep(compose_sweep(overrides), overrides) == 0
+    cfg = compose_sweep(overrides)
+    study = optuna.load_study(study_name=cfg.search.study_name, storage=f"sqlite:///{Path(cfg.paths.mlruns_dir) / 'optuna.db'}")
+    low, high = study.user_attrs["lr_range"]
+    client = MlflowClient(cfg.tracking.uri)
+    [first] = client.search_runs([client.get_experiment_by_name(cfg.tracking.experiment).experiment_id], "tags.entry = 'rnn-sweep'")
+    assert first.data.metrics["lr_find_plateau_edge_lr"] == low and first.data.metrics["lr_find_min_loss_lr"] == high
+    assert "lr_find.png" in [a.path for a in client.list_artifacts(first.info.run_id)]
+    assert run_sweep(compose_sweep(overrides), overrides) == 0  # continued: the same bounds, no second range test
+    study = optuna.load_study(study_name=cfg.search.study_name, storage=f"sqlite:///{Path(cfg.paths.mlruns_dir) / 'optuna.db'}")
+    assert study.user_attrs["lr_range"] == [low, high] and len(study.trials) == 4
+    assert all(low <= t.params["learning_rate"] <= high for t in study.trials if "learning_rate" in t.params)
+    parents = client.search_runs([client.get_experiment_by_name(cfg.tracking.experiment).experiment_id], "tags.entry = 'rnn-sweep'")
+    second = next(run for run in parents if run.info.run_id != first.info.run_id)
+    assert "lr_find.png" not in [a.path for a in client.list_artifacts(second.info.run_id)]
+    assert float(second.data.params["search.space.learning_rate.low"]) == low
