@@ -112,11 +112,17 @@ def one_of(*allowed, what: str = "", **kwargs) -> Rule:
     def test(value):  # of the same type too: true is not 1
         return any(value == option and type(value) is type(option) for option in allowed)
 
-    return Rule(test, f"{what}allowed: {', '.join(map(str, allowed))}", **kwargs)
+    return Rule(test, f"{what}allowed: {', '.join(map(yaml_word, allowed))}", **kwargs)
+
+
+def yaml_word(value) -> str:
+    """A value as it is written in conf/ and on the command line: null, true, 0.5, gru."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 BOOLEAN = Rule(lambda value: isinstance(value, bool), "allowed: true, false")
 FRACTION = Rule(lambda value: is_number(value) and 0 <= value < 1, "it must lie in [0, 1)", quoted=False)
+POSITIVE = Rule(lambda value: is_number(value) and value > 0, "it must be a number > 0")
 SHARE = Rule(lambda value: is_number(value) and 0 < value < 1, "it must lie strictly between 0 and 1", quoted=False)
 recurrent = dict(applies=lambda cfg: cfg.model.body != "pooling")  # pooling has no recurrent layers to size
 
@@ -139,6 +145,7 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "search.grace_seconds": integer(1),
     "search.max_retry": integer(0),
     "search.show_progress_bar": BOOLEAN,
+    "search.lr_range": one_of(None, "auto"),
     "seed": integer(0),
     "data.name": one_of(*LOADERS, what=" is not a loader; "),
     "data.truncate": one_of(*TRUNCATE_SIDES),
@@ -173,6 +180,13 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "train.log_model": BOOLEAN,
     "train.threads.intra_op": integer(0),
     "train.threads.inter_op": integer(0),
+    "lr_find.start_lr": POSITIVE,
+    "lr_find.end_lr": POSITIVE,
+    "lr_find.steps": integer(2),
+    "lr_find.start_steps": integer(1),
+    "lr_find.smoothing": FRACTION,
+    "lr_find.tolerance": FRACTION,
+    "lr_find.divergence": Rule(lambda value: is_number(value) and value > 1, "it must be a number > 1"),
     "tracking.experiment": Rule(lambda value: isinstance(value, str) and value != "", "it must be a non-empty name"),
     "tracking.ui_port": integer(1, 65535),
 }
@@ -239,7 +253,17 @@ def is_grid(cfg: DictConfig) -> bool:
     return cfg.search.samplers[cfg.search.sampler]._target_.rsplit(".", 1)[-1] == "GridSampler"
 
 
-CROSS_CHECKS = (check_sources, check_encoding, check_study_settings)
+def check_lr_find(cfg: DictConfig) -> None:
+    lr_find = cfg.get("lr_find")
+    if lr_find is None:
+        return
+    if not lr_find.start_lr < lr_find.end_lr:
+        raise InputError(f"lr_find.start_lr={lr_find.start_lr} >= lr_find.end_lr={lr_find.end_lr}; the range must rise")
+    if lr_find.start_steps >= lr_find.steps:
+        raise InputError(f"lr_find.start_steps={lr_find.start_steps}; it must be below lr_find.steps={lr_find.steps}")
+
+
+CROSS_CHECKS = (check_sources, check_encoding, check_study_settings, check_lr_find)
 
 
 def check_instantiable(cfg: DictConfig) -> None:

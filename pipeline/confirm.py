@@ -98,7 +98,7 @@ def train_with_seed(trial: FrozenTrial, seed: int, data) -> dict:
     }
     try:
         with mlflow.start_run(run_name=f"trial-{trial.number}-seed-{seed}", nested=True, tags=tags):
-            tracking.log_config(cfg, skip=("search",))
+            tracking.log_config(cfg, skip=("search", "lr_find"))
             tracking.log_data(data)
             result = train_seed(cfg, data)
             tracking.log_training(result, data, cfg, title=f"trial {trial.number}, seed {seed}")

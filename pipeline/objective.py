@@ -75,10 +75,14 @@ class Objective:
     def __init__(self, cfg: DictConfig, base_overrides: list[str]):
         self.cfg, self.base_overrides = cfg, base_overrides
         self.groups = chosen_groups(base_overrides)
-        self.entries = parse_space(cfg)
         self.parent_run_id = None  # set once the sweep's parent run exists
         self.ran: list[int] = []  # numbers of the trials this invocation ran, whatever became of them
         self.prepare = functools.lru_cache(maxsize=2)(self._prepare)
+
+    @functools.cached_property
+    def entries(self):
+        """The space, parsed when the first trial samples it (search.lr_range=auto may have set its bounds)."""
+        return parse_space(self.cfg)
 
     def trials(self, study: optuna.Study) -> list:
         """The study's trials that this invocation ran (failed ones included)."""
@@ -109,7 +113,7 @@ class Objective:
             raise
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, tags=self.tags(cfg, trial)) as run:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
-            tracking.log_config(cfg, skip=("search",))
+            tracking.log_config(cfg, skip=("search", "lr_find"))
             tracking.log_data(data)
             pruning = self.pruning_callback(trial)
             result = self.train(trial, cfg, data, pruning)

@@ -105,6 +105,17 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
+class LrFindConfig:
+    start_lr: float = MISSING
+    end_lr: float = MISSING
+    steps: int = MISSING
+    smoothing: float = MISSING
+    start_steps: int = MISSING
+    tolerance: float = MISSING
+    divergence: float = MISSING
+
+
+@dataclasses.dataclass
 class TrackingConfig:
     uri: Optional[str] = MISSING
     experiment: str = MISSING
@@ -139,11 +150,13 @@ class SearchConfig:
     grace_seconds: int = MISSING
     max_retry: int = MISSING
     show_progress_bar: bool = MISSING
+    lr_range: Optional[str] = MISSING
     space: dict[str, Any] = MISSING  # name -> {path, type, low, high, log, step, choices, when}
 
 
 SCHEMAS = {
     "paths": PathsConfig, "model": ModelConfig, "train": TrainConfig, "tracking": TrackingConfig, "search": SearchConfig,
+    "lr_find": LrFindConfig,
 }
 # the data group has one schema per loader (schema/data_imdb, ...), each the base of its preset
 DATA_SCHEMAS = {"imdb": ImdbData, "keras_imdb": KerasImdbData, "sentences": SentencesData, "table": TableData}

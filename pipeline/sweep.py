@@ -24,6 +24,7 @@ from pipeline import CONFIG_DIR, config, report, signals, stores, tracking
 from pipeline.config import chosen_groups, compose
 from pipeline.confirm import confirm
 from pipeline.errors import InputError, console_entry, hydra_task
+from pipeline.lr_range import apply_lr_range, log_lr_range, lr_entry
 from pipeline.objective import FAIL_HYPERPARAMETERS, Objective, TrialFailed
 from pipeline.space import baseline_params, check_space
 from pipeline.train import configure_threads
@@ -42,6 +43,8 @@ def check_sweep(cfg: DictConfig, base_overrides: list[str]) -> None:
     configure_threads(cfg.train.threads)  # before the optimizer is first made: that starts TensorFlow, which fixes its pools
     config.check_instantiable(cfg)
     check_space(cfg, base_overrides, chosen_groups(base_overrides))
+    if cfg.search.lr_range == "auto":
+        lr_entry(cfg)  # the float entry whose bounds the range test will set
 
 
 # ------------------------------------------------------------------------------------- study
@@ -116,10 +119,12 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
         print(f"Study {study.study_name!r} is complete: it holds {cap} or more finished trials (search.max_total_trials)")
         return 0
     study.sampler = make_sampler(cfg, offset=len(study.trials))
+    lr_range = apply_lr_range(cfg, objective.dataset(cfg), study)  # search.lr_range=auto: before the baseline is placed
     enqueue_baseline(study, cfg, base_overrides)
     with mlflow.start_run(run_name=f"sweep-{cfg.search.study_name}", tags=parent_tags(cfg)) as parent:
         objective.parent_run_id = parent.info.run_id
         tracking.log_config(cfg)
+        log_lr_range(lr_range, cfg, objective.dataset(cfg).chance_loss())
         mlflow.log_text(OmegaConf.to_yaml(cfg.search.space), "search_space.yaml")
         try:
             study.optimize(
