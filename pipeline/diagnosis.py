@@ -1,0 +1,131 @@
+"""The plateau diagnosis of a sweep: a short paragraph written from the study's own figures.
+
+Every sentence carries a number from this study (trials, epochs, learning rates, losses, gradient norms);
+where the trials cannot tell, it says "not enough trials" instead of guessing. Reads the figures each
+trial keeps in the study (objective.remember): plateau_epochs, plateau_censored, plateau_at_chance,
+plateau_loss, chance_loss, learning_rate, and the gradient figures when train.log_gradients logged them.
+"""
+
+import statistics
+
+from optuna.trial import FrozenTrial, TrialState
+
+MIN_PLATEAU = 2  # epochs: one flat epoch is no plateau (train.plateau_level agrees)
+RECORDED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def plateau_diagnosis(trials: list[FrozenTrial]) -> list[str]:
+    """The paragraph as lines: which trials plateaued and how long, at what loss, the learning-rate threshold,
+    what the gradient did, and what to change."""
+    measured = [t for t in trials if t.state in RECORDED and "plateau_epochs" in t.user_attrs and "learning_rate" in t.user_attrs]
+    if len(measured) < 2:
+        return [f"Plateau diagnosis: not enough trials ({len(measured)} with plateau figures; 2 or more needed)."]
+    flat = [t for t in measured if t.user_attrs["plateau_epochs"] >= MIN_PLATEAU]
+    lines = ["Plateau diagnosis:", f"  {who_plateaued(flat, measured)}"]
+    if flat:
+        lines += [f"  {line}" for line in (plateau_level(flat), gradient_signal(flat)) if line]
+    threshold = learning_rate_threshold(measured)
+    lines.append(f"  {threshold[0]}")
+    lines.append(f"  {advice(flat, measured, threshold[1])}")
+    return lines
+
+
+def attr(trial: FrozenTrial, name: str, default=None):
+    return trial.user_attrs.get(name, default)
+
+
+def epochs_text(trial: FrozenTrial) -> str:
+    plateau = int(attr(trial, "plateau_epochs"))
+    return f"≥ {plateau}" if attr(trial, "plateau_censored") else f"{plateau}"
+
+
+def who_plateaued(flat: list[FrozenTrial], measured: list[FrozenTrial]) -> str:
+    if not flat:
+        longest = max(int(attr(t, "plateau_epochs")) for t in measured)
+        return f"no trial of {len(measured)} sat on a loss plateau of {MIN_PLATEAU}+ epochs (the longest flat start: {longest} epoch)."
+    by_lr = sorted(flat, key=lambda t: (attr(t, "learning_rate"), -attr(t, "plateau_epochs")))
+    shown = ", ".join(f"trial {t.number} (lr {attr(t, 'learning_rate'):.2g}{setting_text(t)}): {epochs_text(t)}" for t in by_lr[:6])
+    more = f", and {len(by_lr) - 6} more" if len(by_lr) > 6 else ""
+    censored = sum(bool(attr(t, "plateau_censored")) for t in flat)
+    tail = f"; {censored} ended still flat (≥: a lower bound)" if censored else ""
+    return f"{len(flat)} of {len(measured)} trials sat on a loss plateau of {MIN_PLATEAU}+ epochs — {shown}{more}{tail}."
+
+
+def setting_text(trial: FrozenTrial) -> str:
+    """The searched settings other than the learning rate that tell plateaus apart (body, optimizer, masking)."""
+    keys = [k for k in ("body", "optimizer", "mask_padding", "padding") if k in trial.params]
+    return "".join(f", {k} {trial.params[k]}" for k in keys)
+
+
+def plateau_level(flat: list[FrozenTrial]) -> str | None:
+    placed = [t for t in flat if attr(t, "plateau_loss") is not None and attr(t, "chance_loss") is not None]
+    if not placed:
+        return None
+    chance = attr(placed[0], "chance_loss")
+    at_chance = [t for t in placed if attr(t, "plateau_at_chance")]
+    mean_loss = statistics.fmean(attr(t, "plateau_loss") for t in placed)
+    if len(at_chance) == len(placed):
+        return (f"All {len(placed)} plateaus sat at chance level (mean training loss {mean_loss:.3f} against chance "
+                f"{chance:.3f}): the model predicted the label frequency and nothing else.")
+    return (f"{len(at_chance)} of {len(placed)} plateaus sat at chance level ({chance:.3f}); the mean plateau loss was "
+            f"{mean_loss:.3f}: {'the others had learned something before stalling' if at_chance else 'none predicted the label frequency alone'}.")
+
+
+def gradient_signal(flat: list[FrozenTrial]) -> str:
+    pairs = [(attr(t, "plateau_grad_norm"), attr(t, "escape_grad_norm")) for t in flat]
+    during = [p for p, _ in pairs if p is not None]
+    if not during:
+        return "No gradient figures were logged for these trials (train.log_gradients), so the gradient signal cannot be told apart."
+    escaped = [(p, e) for p, e in pairs if p is not None and e is not None and p > 0]
+    text = f"During the plateaus the mean gradient norm was {statistics.fmean(during):.3g}"
+    if not escaped:
+        return text + "; no plateaued trial escaped, so there is no after to compare with."
+    ratio = statistics.median(e / p for p, e in escaped)
+    kind = ("a vanishing gradient: too little signal reached the weights" if ratio > 2
+            else "a gradient as large as after the escape but without a direction yet" if ratio > 0.5
+            else "a larger gradient than after the escape that moved nothing")
+    return text + f"; after the escape it was {ratio:.2g}× that (median over {len(escaped)} trials): {kind}."
+
+
+def learning_rate_threshold(measured: list[FrozenTrial]) -> tuple[str, float | None]:
+    """The lowest learning rate from which on no trial plateaued, when trials on both sides show it."""
+    rates = sorted({attr(t, "learning_rate") for t in measured})
+    for rate in rates:
+        above = [t for t in measured if attr(t, "learning_rate") >= rate]
+        below = [t for t in measured if attr(t, "learning_rate") < rate]
+        if all(attr(t, "plateau_epochs") < MIN_PLATEAU for t in above):
+            if not below:
+                return (f"No trial plateaued at any learning rate tried ({rates[0]:.2g} to {rates[-1]:.2g}).", None)
+            if len(above) < 2 or not any(attr(t, "plateau_epochs") >= MIN_PLATEAU for t in below):
+                break
+            return (f"No trial with a learning rate of {rate:.2g} or more plateaued ({len(above)} trials); below it "
+                    f"{sum(attr(t, 'plateau_epochs') >= MIN_PLATEAU for t in below)} of {len(below)} did.", rate)
+    return ("Not enough trials to place a learning-rate threshold: trials that plateaued and trials that did not "
+            "overlap in learning rate, or too few lie above the last plateau.", None)
+
+
+def advice(flat: list[FrozenTrial], measured: list[FrozenTrial], threshold: float | None) -> str:
+    if not flat:
+        return "To change: nothing for plateaus; every trial left its starting loss within one epoch."
+    steps = []
+    if threshold is not None:
+        steps.append(f"use a learning rate of at least {threshold:.2g} for these settings")
+    masked = masking_contrast(measured)
+    if masked:
+        steps.append(masked)
+    pruned = [t for t in flat if t.state == TrialState.PRUNED and attr(t, "plateau_censored")]
+    if pruned:
+        steps.append(f"{len(pruned)} pruned trials were still on their plateau: search.pruner=patient would let them show whether they escape")
+    if not steps:
+        return "To change: not enough trials to say which setting ends the plateaus; search the learning rate wider."
+    return "To change: " + "; ".join(steps) + "."
+
+
+def masking_contrast(measured: list[FrozenTrial]) -> str | None:
+    groups = {value: [attr(t, "plateau_epochs") for t in measured if t.params.get("mask_padding") == value] for value in (True, False)}
+    if not groups[True] or not groups[False]:
+        return None
+    masked, unmasked = statistics.fmean(groups[True]), statistics.fmean(groups[False])
+    if unmasked <= masked:
+        return None
+    return f"keep model.mask_padding=true (plateaus {masked:.1f} epochs on average masked, {unmasked:.1f} unmasked)"
