@@ -28,7 +28,7 @@ from omegaconf import DictConfig
 from pipeline.batching import evaluation_stream, training_stream
 from pipeline.data import prepare_data
 from pipeline.model import build_model
-from pipeline.sweep import compose, override
+from pipeline.config import compose, override
 from pipeline.config import configured_callbacks, instantiate
 
 BIN = Path(sys.executable).parent

@@ -9,7 +9,6 @@ the plateau edge, the steepest descent, the minimum and the blow-up. Everything 
 import dataclasses
 import logging
 import math
-import sys
 import time
 
 import hydra
@@ -145,13 +144,7 @@ def run_lr_find(cfg: DictConfig) -> lr_curve.RangeFigures:
 @hydra_task
 def main(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg)  # freeze ${oc.env:...} now: MLflow sets MLFLOW_TRACKING_URI once configured
-    with signals.stop_on_signals():
-        try:
-            run_lr_find(cfg)
-            signals.check()
-        except signals.Interrupted as stop:
-            print(f"{stop}: the run was ended (FAILED), nothing else changed", file=sys.stderr)
-            raise SystemExit(stop.exit_code) from None
+    signals.run_one(run_lr_find, cfg)
 
 
 cli = console_entry(main, explain=config.explain)

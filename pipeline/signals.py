@@ -7,6 +7,7 @@ signal stops at once.
 
 import contextlib
 import signal
+import sys
 
 import keras
 
@@ -64,3 +65,15 @@ class StopOnSignal(keras.callbacks.Callback):
 
     def on_test_batch_end(self, batch, logs=None):
         check()
+
+
+def run_one(job, cfg) -> None:
+    """A one-run command (rnn-train, rnn-lr-find) under SIGINT/SIGTERM: its run is ended FAILED, nothing else
+    changes, and the command exits 128 + the signal's number."""
+    with stop_on_signals():
+        try:
+            job(cfg)
+            check()
+        except Interrupted as stop:
+            print(f"{stop}: the run was ended (FAILED), nothing else changed", file=sys.stderr)
+            raise SystemExit(stop.exit_code) from None

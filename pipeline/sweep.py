@@ -21,7 +21,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from pipeline import CONFIG_DIR, config, report, signals, stores, tracking
-from pipeline.config import chosen_groups, compose
+from pipeline.config import chosen_groups, compose  # noqa: F401 - compose: the tests build sweep configs with it
 from pipeline.confirm import confirm
 from pipeline.errors import InputError, console_entry, hydra_task
 from pipeline.lr_range import apply_lr_range, log_lr_range, lr_entry

@@ -7,7 +7,6 @@ import dataclasses
 import logging
 import math
 import operator
-import sys
 import time
 
 import hydra
@@ -204,13 +203,7 @@ def data_figures(data: Dataset) -> dict[str, float]:
 @hydra_task
 def main(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg)  # freeze ${oc.env:...} now: MLflow sets MLFLOW_TRACKING_URI once configured
-    with signals.stop_on_signals():
-        try:
-            run_training(cfg)
-            signals.check()
-        except signals.Interrupted as stop:
-            print(f"{stop}: the run was ended (FAILED), nothing else changed", file=sys.stderr)
-            raise SystemExit(stop.exit_code) from None
+    signals.run_one(run_training, cfg)
 
 
 cli = console_entry(main, explain=config.explain)

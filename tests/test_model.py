@@ -3,7 +3,6 @@
 import keras
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from pipeline.config import check, compose, group_options, override
 from pipeline.errors import InputError
