@@ -20,7 +20,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import CONFIG_DIR, MONITORED, higher_is_better
-from pipeline.data import LOADERS, SENTENCE_FILES, TRUNCATE_SIDES
+from pipeline.data import LOADERS, PADDING_SIDES, SENTENCE_FILES, TRUNCATE_SIDES
 from pipeline.errors import InputError
 from pipeline.model import BODIES, POOLINGS
 from pipeline.schema import schema_keys
@@ -142,6 +142,7 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "seed": integer(0),
     "data.name": one_of(*LOADERS, what=" is not a loader; "),
     "data.truncate": one_of(*TRUNCATE_SIDES),
+    "data.padding": one_of(*PADDING_SIDES),
     "data.val_split": SHARE,
     "data.test_split": SHARE,
     "data.vocab_size": integer(3),
@@ -150,6 +151,7 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "data.split_seed": integer(0),
     "data.header": BOOLEAN,
     "model.body": one_of(*BODIES),
+    "model.mask_padding": BOOLEAN,
     "model.pooling": one_of(*POOLINGS, applies=lambda cfg: cfg.model.body == "pooling"),
     "model.embedding_dim": integer(1),
     "model.units": integer(1, **recurrent),
@@ -171,6 +173,7 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "train.chance_tolerance": FRACTION,
     "train.verbose": one_of(0, 1, 2),
     "train.log_model": BOOLEAN,
+    "train.log_gradients": BOOLEAN,
     "train.threads.intra_op": integer(0),
     "train.threads.inter_op": integer(0),
     "tracking.experiment": Rule(lambda value: isinstance(value, str) and value != "", "it must be a non-empty name"),
@@ -239,7 +242,13 @@ def is_grid(cfg: DictConfig) -> bool:
     return cfg.search.samplers[cfg.search.sampler]._target_.rsplit(".", 1)[-1] == "GridSampler"
 
 
-CROSS_CHECKS = (check_sources, check_encoding, check_study_settings)
+def check_padding_cut(cfg: DictConfig) -> None:
+    if cfg.train.length_buckets and not cfg.model.mask_padding:
+        raise InputError("train.length_buckets=true with model.mask_padding=false: unmasked padding is input, cutting it "
+                         "would change what the model sees; leave train.length_buckets to follow model.mask_padding")
+
+
+CROSS_CHECKS = (check_sources, check_encoding, check_study_settings, check_padding_cut)
 
 
 def check_instantiable(cfg: DictConfig) -> None:
