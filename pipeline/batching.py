@@ -1,9 +1,11 @@
 """Batches of similar-length texts, each cut to its longest text, so recurrent layers skip most padding.
 
-The vectorized arrays are post-padded to `data.max_len`; over half of an IMDB batch is padding. Masking
-keeps padding out of the results but not out of the compute, so training batches are formed from texts
-of similar length (sorted within shuffled pools of a few batches) and each batch keeps only the columns
-up to its longest text. Results do not change: the padding that is cut was masked anyway.
+The vectorized arrays are padded to `data.max_len` (after each text, or before it: data.padding); over half
+of an IMDB batch is padding. Masking keeps padding out of the results but not out of the compute, so
+training batches are formed from texts of similar length (sorted within shuffled pools of a few batches)
+and each batch keeps only the columns that hold its longest text. Results do not change: the padding that
+is cut was masked anyway. Unmasked padding (model.mask_padding=false) is input: then train.length_buckets
+is off and every batch keeps data.max_len columns.
 """
 
 import numpy as np
@@ -13,7 +15,7 @@ from omegaconf import DictConfig
 
 
 def text_lengths(x: np.ndarray) -> np.ndarray:
-    """Tokens per row of a post-padded array (0 is padding only)."""
+    """Tokens per row of a padded array (0 is padding only)."""
     return np.count_nonzero(x, axis=1)
 
 
@@ -46,12 +48,18 @@ def batch_stream(x: np.ndarray, y: np.ndarray, batch_size: int, pool_batches: in
 
     def batches():
         for rows in length_sorted_batches(lengths, batch_size, pool_batches, rng):
-            width = max(1, lengths[rows].max()) if pool_batches else x.shape[1]
-            yield x[rows, :width], y[rows]
+            yield (cut_to_longest(x[rows]) if pool_batches else x[rows]), y[rows]
 
     signature = (tf.TensorSpec((None, None), tf.as_dtype(x.dtype)), tf.TensorSpec((None,), tf.as_dtype(y.dtype)))
     stream = tf.data.Dataset.from_generator(batches, output_signature=signature)
     return stream.apply(tf.data.experimental.assert_cardinality(-(-len(y) // batch_size))).prefetch(2)
+
+
+def cut_to_longest(block: np.ndarray) -> np.ndarray:
+    """The columns from the first to the last that hold a token in some row: the batch cut to its longest text,
+    whichever side it is padded on (data.padding). At least one column, even for rows of padding only."""
+    used = np.flatnonzero(block.any(axis=0))
+    return block[:, used[0]:used[-1] + 1] if len(used) else block[:, :1]
 
 
 def training_stream(x: np.ndarray, y: np.ndarray, train_cfg: DictConfig, seed: int) -> tf.data.Dataset:

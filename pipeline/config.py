@@ -20,7 +20,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import CONFIG_DIR, MONITORED, higher_is_better
-from pipeline.data import LOADERS, SENTENCE_FILES, TRUNCATE_SIDES
+from pipeline.data import LOADERS, PADDING_SIDES, SENTENCE_FILES, TRUNCATE_SIDES
 from pipeline.errors import InputError
 from pipeline.model import BODIES, POOLINGS
 from pipeline.schema import schema_keys
@@ -149,6 +149,7 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "seed": integer(0),
     "data.name": one_of(*LOADERS, what=" is not a loader; "),
     "data.truncate": one_of(*TRUNCATE_SIDES),
+    "data.padding": one_of(*PADDING_SIDES),
     "data.val_split": SHARE,
     "data.test_split": SHARE,
     "data.vocab_size": integer(3),
@@ -157,6 +158,7 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "data.split_seed": integer(0),
     "data.header": BOOLEAN,
     "model.body": one_of(*BODIES),
+    "model.mask_padding": BOOLEAN,
     "model.pooling": one_of(*POOLINGS, applies=lambda cfg: cfg.model.body == "pooling"),
     "model.embedding_dim": integer(1),
     "model.units": integer(1, **recurrent),
@@ -178,6 +180,7 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "train.chance_tolerance": FRACTION,
     "train.verbose": one_of(0, 1, 2),
     "train.log_model": BOOLEAN,
+    "train.log_gradients": BOOLEAN,
     "train.threads.intra_op": integer(0),
     "train.threads.inter_op": integer(0),
     "lr_find.start_lr": POSITIVE,
@@ -263,7 +266,13 @@ def check_lr_find(cfg: DictConfig) -> None:
         raise InputError(f"lr_find.start_steps={lr_find.start_steps}; it must be below lr_find.steps={lr_find.steps}")
 
 
-CROSS_CHECKS = (check_sources, check_encoding, check_study_settings, check_lr_find)
+def check_padding_cut(cfg: DictConfig) -> None:
+    if cfg.train.length_buckets and not cfg.model.mask_padding:
+        raise InputError("train.length_buckets=true with model.mask_padding=false: unmasked padding is input, cutting it "
+                         "would change what the model sees; leave train.length_buckets to follow model.mask_padding")
+
+
+CROSS_CHECKS = (check_sources, check_encoding, check_study_settings, check_lr_find, check_padding_cut)
 
 
 def check_instantiable(cfg: DictConfig) -> None:

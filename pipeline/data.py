@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 2  # bump when the cached arrays change meaning (2: no empty rows, counts of the texts that were)
 TRUNCATE_SIDES = ("pre", "post")
+PADDING_SIDES = ("post", "pre")
 SENTENCE_FILES = {"amazon": "amazon_cells_labelled.txt", "imdb": "imdb_labelled.txt", "yelp": "yelp_labelled.txt"}
 IMDB_SPLITS = ("train", "test")
 IMDB_LABELS = {"neg": 0, "pos": 1}
@@ -163,11 +164,11 @@ def split_and_vectorize(texts: Texts, data_cfg: DictConfig) -> Dataset:
     else:
         vocabulary, to_ids = adapt_vectorizer(fit_part, data_cfg.vocab_size)
         vocab_size, oov = len(vocabulary), VECTORIZER_OOV
-    pad = lambda part: pad_sequences(to_ids(part), data_cfg.max_len, data_cfg.truncate)
+    pad = lambda part: pad_sequences(to_ids(part), data_cfg.max_len, data_cfg.truncate, data_cfg.padding)
     labels = lambda y: np.asarray(y, dtype=np.float32)
     x_train, y_train, dropped_train = drop_empty_rows(pad(fit_part), labels(train_labels[fit_idx]))
     x_val, y_val, dropped_val = drop_empty_rows(pad(val_part), labels(train_labels[val_idx]))
-    x_test, test_as_oov = fill_empty_rows(pad(test), oov)
+    x_test, test_as_oov = fill_empty_rows(pad(test), oov, data_cfg.padding)
     check_labels(y_train, f"the training split less its {dropped_train} texts without a token")
     check_labels(y_val, f"the validation split less its {dropped_val} texts without a token")
     return Dataset(
@@ -183,10 +184,10 @@ def drop_empty_rows(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return x[kept], y[kept], int((~kept).sum())
 
 
-def fill_empty_rows(x: np.ndarray, oov: int) -> tuple[np.ndarray, int]:
+def fill_empty_rows(x: np.ndarray, oov: int, padding: str) -> tuple[np.ndarray, int]:
     """Give a tokenless row one OOV token instead: the test split is scored whole, never shrunk by preprocessing."""
     empty = ~x.any(axis=1)
-    x[empty, 0] = oov
+    x[empty, -1 if padding == "pre" else 0] = oov
     return x, int(empty.sum())
 
 
@@ -225,8 +226,9 @@ def adapt_vectorizer(fit_texts: list[str], vocab_size: int):
     return vectorizer.get_vocabulary(), to_ids
 
 
-def pad_sequences(sequences, max_len: int, truncate: str) -> np.ndarray:
-    """Post-pad with 0 to `max_len`; keep the first (`post`) or last (`pre`) tokens of longer ones.
+def pad_sequences(sequences, max_len: int, truncate: str, padding: str) -> np.ndarray:
+    """Pad with 0 to `max_len` after (`post`) or before (`pre`) each text; keep the first (`post`) or last (`pre`)
+    tokens of longer ones.
 
     `sequences` is a list of id lists, or (flat ids, lengths) as TextVectorization's ragged output gives.
     """
@@ -243,6 +245,8 @@ def pad_sequences(sequences, max_len: int, truncate: str) -> np.ndarray:
     filled = columns < kept[:, None]
     padded = np.zeros((len(lengths), max_len), dtype=np.int32)
     padded[filled] = flat[(starts[:, None] + columns)[filled]]
+    if padding == "pre":  # each row's tokens moved to its end, in their order
+        padded = padded[np.arange(len(lengths))[:, None], (columns - (max_len - kept)[:, None]) % max_len]
     return padded
 
 

@@ -1,7 +1,8 @@
 """The model zoo: Embedding (mask_zero) -> pooling or stacked (Bi)RNN -> dense head -> sigmoid.
 
 Token id 0 is padding; the Embedding's mask carries through every body, so padding never reaches a
-recurrent layer's final state or a pooled vector.
+recurrent layer's final state or a pooled vector. With model.mask_padding=false there is no mask: the
+padding's embedding is fed to the layers and averaged into pooled vectors, as in the classic scripts.
 """
 
 import functools
@@ -38,7 +39,8 @@ class MaskedGlobalMaxPooling1D(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="rnnsweep")
 class MaskedGlobalAveragePooling1D(layers.GlobalAveragePooling1D):
-    """GlobalAveragePooling1D whose fully masked row (a text with no token) averages to zeros, not 0/0 = NaN."""
+    """GlobalAveragePooling1D whose fully masked row (a text with no token) averages to zeros, not 0/0 = NaN.
+    Without a mask (model.mask_padding=false) it is Keras' plain average over every step, padding included."""
 
     def call(self, inputs, mask=None):
         if mask is None:
@@ -59,6 +61,13 @@ class VariableLengthModel(keras.Model):
     first shape, then once for any shape) keeps the fast path. One step per call: steps_per_execution 1.
     """
 
+    gradient_signal = None  # a gradients.GradientSignal while fit() logs the gradient figures (train.log_gradients)
+
+    def train_step(self, data):
+        if self.gradient_signal is None:
+            return super().train_step(data)
+        return measured_train_step(self, data, self.gradient_signal)
+
     def make_train_function(self, force=False):
         if self.train_function is None or force:
             self.train_function = step_per_batch(self.train_step)
@@ -68,6 +77,24 @@ class VariableLengthModel(keras.Model):
         if self.test_function is None or force:
             self.test_function = step_per_batch(self.test_step)
         return self.test_function
+
+
+def measured_train_step(model: keras.Model, data, signal) -> dict:
+    """Keras' TensorFlow train_step for our models (one loss, no sample weights), the same ops in the same order,
+    plus the step's gradients and weights before and after the update handed to `signal` (GradientSignal.record)."""
+    x, y = data
+    with tf.GradientTape() as tape:
+        y_pred = model(x, training=True)
+        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+        loss_tracker = next(metric for metric in model.metrics if metric.name == "loss")
+        loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])  # weighted by batch size, as Keras does
+        loss = model.optimizer.scale_loss(loss)
+    weights = model.trainable_weights
+    gradients = tape.gradient(loss, weights)
+    before = [tf.identity(weight.value) for weight in weights]
+    model.optimizer.apply_gradients(zip(gradients, weights))
+    signal.record(gradients, before, [weight.value for weight in weights])
+    return model.compute_metrics(x, y, y_pred)
 
 
 def step_per_batch(step):
@@ -93,7 +120,7 @@ def model_label(model_cfg: DictConfig) -> str:
 def build_model(model_cfg: DictConfig, vocab_size: int) -> keras.Model:
     """An uncompiled binary classifier over padded int sequences of any length (its config: checked by config.check)."""
     inputs = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-    x = layers.Embedding(vocab_size, model_cfg.embedding_dim, mask_zero=True, name="embedding")(inputs)
+    x = layers.Embedding(vocab_size, model_cfg.embedding_dim, mask_zero=model_cfg.mask_padding, name="embedding")(inputs)
     x = pooled(x, model_cfg) if model_cfg.body == "pooling" else recurrent(x, model_cfg)
     if model_cfg.dropout:
         x = layers.Dropout(model_cfg.dropout, name="head_dropout")(x)

@@ -172,8 +172,9 @@ def remember(trial: optuna.Trial, cfg: DictConfig, result: TrainResult) -> None:
     trial.set_user_attr("learning_rate", float(cfg.optimizer.learning_rate))
     trial.set_user_attr("epochs_planned", cfg.train.epochs)
     for name in ("plateau_epochs", "plateau_censored", "longest_stall", "epochs_run", "fit_seconds", "build_seconds",
-                 "chance_loss", "plateau_at_chance", "best_epoch"):
+                 "chance_loss", "plateau_at_chance", "best_epoch", "plateau_grad_norm", "escape_grad_norm",
+                 "plateau_update_ratio", "escape_update_ratio"):
         if name in result.summary:
             trial.set_user_attr(name, float(result.summary[name]))
-    for name in ("loss", "val_loss", cfg.search.objective):
+    for name in ("loss", "val_loss", cfg.search.objective, "grad_norm", "update_ratio"):  # the last two: [] unless train.log_gradients
         trial.set_user_attr(f"curve_{name}", [v if math.isfinite(v) else None for v in result.history.get(name, [])])

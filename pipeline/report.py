@@ -11,8 +11,12 @@ import matplotlib.pyplot as plt
 
 
 def learning_curves_figure(history: dict[str, list[float]], title: str, chance_loss: float | None = None) -> plt.Figure:
-    """Loss and accuracy per epoch, training vs validation, side by side; chance level dashed on the loss."""
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    """Loss and accuracy per epoch, training vs validation, side by side; chance level dashed on the loss; and the
+    gradient signal (grad_norm, update_ratio) when it was logged (train.log_gradients)."""
+    gradients = "grad_norm" in history
+    figure, axes = plt.subplots(1, 3 if gradients else 2, figsize=(15 if gradients else 10, 4), constrained_layout=True)
+    if gradients:
+        draw_gradient_signal(axes[2], history)
     for axis, metric in zip(axes, ("loss", "accuracy")):
         for prefix, label in (("", "train"), ("val_", "validation")):
             values = history.get(prefix + metric, [])
@@ -21,10 +25,24 @@ def learning_curves_figure(history: dict[str, list[float]], title: str, chance_l
         axis.grid(alpha=0.3)
     if chance_loss is not None:
         draw_chance(axes[0], chance_loss)
-    for axis in axes:
+    for axis in axes[:2]:
         axis.legend()
     figure.suptitle(title)
     return figure
+
+
+def draw_gradient_signal(axis, history: dict[str, list[float]]) -> None:
+    """grad_norm (left scale) and update_ratio (right scale) per epoch, both logarithmic: a vanishing gradient
+    falls on both; a large gradient without progress keeps its norm while the loss stays flat."""
+    epochs = range(1, len(history["grad_norm"]) + 1)
+    axis.plot(epochs, history["grad_norm"], marker="o", markersize=3, color="C2", label="grad_norm")
+    axis.set(xlabel="epoch", ylabel="grad_norm (mean over the epoch's steps)", yscale="log", title="gradient signal")
+    axis.grid(alpha=0.3)
+    ratio_axis = axis.twinx()
+    ratio_axis.plot(epochs, history.get("update_ratio", []), marker="s", markersize=3, color="C3", label="update_ratio")
+    ratio_axis.set(ylabel="update_ratio (|Δw| / |w| per step)", yscale="log")
+    handles = [*axis.get_legend_handles_labels()[0], *ratio_axis.get_legend_handles_labels()[0]]
+    axis.legend(handles=handles, loc="best")
 
 
 def draw_chance(axis, chance_loss: float) -> None:
@@ -75,6 +93,7 @@ def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_sec
     if counts["trials_pruned"]:
         lines.append(f"Pruning stopped {counts['trials_pruned']} trials early: {saved_epochs} epochs not trained, about {saved_seconds:.0f} s saved")
     lines += censored_plateau_lines(mine)
+    lines += plateau_table_lines(study.trials)
     if not total["trials_complete"]:
         return "\n".join(lines + ["No trial has completed yet."])
     best = best_trial(study)
@@ -209,8 +228,28 @@ def curves_by_learning_rate(trials) -> plt.Figure:
 
 def plateau_vs_learning_rate(trials) -> plt.Figure:
     """plateau_epochs of every trial against its learning rate: the plateau reveal. A trial that ended still on
-    its plateau (censored) is drawn as an upward triangle: read it as "at least this many epochs"."""
-    figure, axis = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    its plateau (censored) is drawn as an upward triangle: read it as "at least this many epochs". When the
+    search also varied categorical settings such as model.mask_padding or data.padding, each setting is one
+    series (one colour, points nudged apart sideways so equal values stay visible)."""
+    figure, axis = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    series = plateau_series(trials)
+    if len(series) == 1:
+        draw_states(axis, trials)
+    else:
+        for index, (label, members) in enumerate(series.items()):
+            draw_series(axis, members, label, f"C{index % 10}", 10 ** ((index - (len(series) - 1) / 2) * 0.04))
+        axis.scatter([], [], marker="^", facecolors="none", edgecolors="grey", label="still on its plateau (≥)")
+        for state, marker in (("PRUNED", "x"), ("FAIL", "s")):
+            if any(t.state.name == state for t in trials):
+                axis.scatter([], [], marker=marker, color="grey", label=state.lower())
+    axis.set(xscale="log", xlabel="learning rate", ylabel="plateau_epochs", title="loss plateau vs learning rate")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize="small")
+    return figure
+
+
+def draw_states(axis, trials) -> None:
+    """One colour per trial state; censored plateaus hollow triangles."""
     for state, marker in (("COMPLETE", "o"), ("PRUNED", "x"), ("FAIL", "s")):
         for censored in (False, True):
             chosen = [t for t in trials if t.state.name == state and bool(t.user_attrs.get("plateau_censored")) == censored]
@@ -221,7 +260,64 @@ def plateau_vs_learning_rate(trials) -> plt.Figure:
                     else {"marker": marker, "color": f"C{('COMPLETE', 'PRUNED', 'FAIL').index(state)}"}
                 label = f"{state.lower()}, still on its plateau (≥)" if censored else state.lower()
                 axis.scatter(rates, plateaus, label=label, **style)
-    axis.set(xscale="log", xlabel="learning rate", ylabel="plateau_epochs", title="loss plateau vs learning rate")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    return figure
+
+
+def draw_series(axis, trials, label: str, colour: str, nudge: float) -> None:
+    """One setting's trials: a line through its mean plateau per learning rate, a marker per trial (hollow
+    triangle: censored, x: pruned, square: failed)."""
+    by_rate = {}
+    for trial in trials:
+        by_rate.setdefault(trial.user_attrs["learning_rate"], []).append(trial.user_attrs["plateau_epochs"])
+    rates = sorted(by_rate)
+    axis.plot([r * nudge for r in rates], [statistics.fmean(by_rate[r]) for r in rates], color=colour, alpha=0.6, label=label)
+    for trial in trials:
+        x, y = trial.user_attrs["learning_rate"] * nudge, trial.user_attrs["plateau_epochs"]
+        if trial.user_attrs.get("plateau_censored"):
+            axis.scatter([x], [y], marker="^", facecolors="none", edgecolors=colour, s=60)
+        else:
+            axis.scatter([x], [y], marker={"PRUNED": "x", "FAIL": "s"}.get(trial.state.name, "o"), color=colour)
+
+
+MAX_SERIES = 8  # more settings than this make the chart unreadable: then it draws all trials as one
+
+
+def setting(trial) -> str:
+    """The trial's values of the searched categorical settings that are not numbers (model.mask_padding,
+    data.padding, optimizer, model.body ...), as `name=value` text; "" when the search varied none."""
+    from optuna.distributions import CategoricalDistribution
+
+    chosen = [(name, trial.params[name]) for name, distribution in trial.distributions.items()
+              if isinstance(distribution, CategoricalDistribution)
+              and all(isinstance(choice, (bool, str)) for choice in distribution.choices)]
+    return ", ".join(f"{name}={str(value).lower() if isinstance(value, bool) else value}" for name, value in chosen)
+
+
+def plateau_series(trials) -> dict[str, list]:
+    """The trials grouped by their setting (see `setting`); one group when there are none or too many."""
+    series = {}
+    for trial in sorted(trials, key=setting):
+        series.setdefault(setting(trial), []).append(trial)
+    return series if len(series) <= MAX_SERIES else {"": list(trials)}
+
+
+def plateau_table_lines(trials) -> list[str]:
+    """plateau_epochs by setting (rows) and learning rate (columns), when the trials form such a grid: at most
+    10 learning rates, and at least half of the cells filled. `≥n`: censored, the run ended still on its plateau;
+    several trials in one cell: their values, comma-separated."""
+    charted = [t for t in trials if "plateau_epochs" in t.user_attrs and "learning_rate" in t.user_attrs]
+    series = plateau_series(charted)
+    rates = sorted({t.user_attrs["learning_rate"] for t in charted})
+    cells = {(t.user_attrs["learning_rate"], label) for label, members in series.items() for t in members}
+    if not charted or len(rates) > 10 or len(cells) * 2 < len(rates) * len(series):
+        return []
+    width = max(len(label) for label in series) or len("plateau_epochs")
+    lines = ["Plateau epochs by " + ("setting and " if len(series) > 1 else "") + "learning rate (≥: still on its plateau when the run ended):",
+             f"  {'learning rate':<{width}}  " + "  ".join(f"{rate:>7.3g}" for rate in rates)]
+    for label, members in series.items():
+        row = []
+        for rate in rates:
+            values = [f"{'≥' if t.user_attrs.get('plateau_censored') else ''}{t.user_attrs['plateau_epochs']:.0f}"
+                      for t in members if t.user_attrs["learning_rate"] == rate]
+            row.append(f"{','.join(values) or '-':>7}")
+        lines.append(f"  {label or 'plateau_epochs':<{width}}  " + "  ".join(row))
+    return lines

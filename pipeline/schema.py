@@ -27,6 +27,7 @@ class DataConfig:
     vocab_size: int = MISSING
     max_len: int = MISSING
     truncate: str = MISSING
+    padding: str = MISSING
     val_split: float = MISSING
     split_seed: int = MISSING
     subset: Optional[int] = MISSING
@@ -72,6 +73,7 @@ class TableData(DataConfig):
 class ModelConfig:
     body: str = MISSING
     pooling: str = MISSING
+    mask_padding: bool = MISSING
     embedding_dim: int = MISSING
     units: int = MISSING
     num_layers: int = MISSING
@@ -101,6 +103,7 @@ class TrainConfig:
     chance_tolerance: float = MISSING
     verbose: int = MISSING
     log_model: bool = MISSING
+    log_gradients: bool = MISSING
     threads: ThreadsConfig = dataclasses.field(default_factory=ThreadsConfig)
 
 

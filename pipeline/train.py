@@ -19,6 +19,7 @@ from pipeline.batching import evaluation_stream, training_stream
 from pipeline.data import Dataset, prepare_data
 from pipeline.errors import console_entry, hydra_task
 from pipeline.model import build_model, model_label
+from pipeline.gradients import GradientSignal, plateau_gradient_figures
 from pipeline.report import format_summary
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ def make_callbacks(cfg: DictConfig, n_train: int, best: BestEpoch, extra: list) 
     the best-epoch keeper last, so its weights are the ones restored at the end."""
     logger = [tracking.MlflowEpochLogger()] if mlflow.active_run() else []
     ours = [EpochStats(n_train), keras.callbacks.TerminateOnNaN(), signals.StopOnSignal()]
+    ours += [GradientSignal()] if cfg.train.log_gradients else []
     return [*ours, *config.configured_callbacks(cfg), *logger, *extra, best]
 
 
@@ -160,6 +162,7 @@ def run_summary(history: dict[str, list[float]], best_epoch: int | None, train_c
         "longest_stall": longest_stall(finite_val),
         "nan_loss": int(any(not math.isfinite(loss) for loss in losses)),
     }
+    summary |= plateau_gradient_figures(history, plateau)
     if best_epoch is not None:
         summary["best_epoch"] = best_epoch + 1
         summary |= {f"best_{name}": history[name][best_epoch] for name in MONITORED if name in history}

@@ -290,6 +290,7 @@ def test_table_missing_and_undecodable_files(tmp_path):
     [
         ({"name": "csv"}, r"data.name='csv' is not a loader; allowed: imdb, sentences, keras_imdb, table"),
         ({"truncate": "middle"}, r"data.truncate='middle'; allowed: pre, post"),
+        ({"padding": "middle"}, r"data.padding='middle'; allowed: post, pre"),
         ({"val_split": 1.5}, r"data.val_split=1.5; it must lie strictly between 0 and 1"),
         ({"max_len": 0}, r"data.max_len=0; it must be an integer >= 3"),
         ({"subset": -5}, r"data.subset=-5; it must be null or an integer >= 4"),
@@ -325,8 +326,14 @@ def test_vectorizer_sees_only_the_fitting_part_and_split_is_stratified_and_seede
 
 def test_pad_sequences_truncates_on_the_chosen_side_and_post_pads():
     sequences = [[1, 2, 3, 4, 5], [6, 7], []]
-    assert pad_sequences(sequences, 3, "post").tolist() == [[1, 2, 3], [6, 7, 0], [0, 0, 0]]
-    assert pad_sequences(sequences, 3, "pre").tolist() == [[3, 4, 5], [6, 7, 0], [0, 0, 0]]
+    assert pad_sequences(sequences, 3, "post", "post").tolist() == [[1, 2, 3], [6, 7, 0], [0, 0, 0]]
+    assert pad_sequences(sequences, 3, "pre", "post").tolist() == [[3, 4, 5], [6, 7, 0], [0, 0, 0]]
+
+
+def test_pre_padding_puts_the_zeros_before_each_text_in_its_order():
+    sequences = [[1, 2, 3, 4, 5], [6, 7], [8], []]
+    assert pad_sequences(sequences, 3, "pre", "pre").tolist() == [[3, 4, 5], [0, 6, 7], [0, 0, 8], [0, 0, 0]]
+    assert pad_sequences(sequences, 3, "post", "pre").tolist() == [[1, 2, 3], [0, 6, 7], [0, 0, 8], [0, 0, 0]]
 
 
 def test_subset_is_stratified(tmp_path):
