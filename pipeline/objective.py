@@ -172,7 +172,7 @@ def remember(trial: optuna.Trial, cfg: DictConfig, result: TrainResult) -> None:
     trial.set_user_attr("learning_rate", float(cfg.optimizer.learning_rate))
     trial.set_user_attr("epochs_planned", cfg.train.epochs)
     for name in ("plateau_epochs", "plateau_censored", "longest_stall", "epochs_run", "fit_seconds", "build_seconds",
-                 "chance_loss", "plateau_at_chance", "best_epoch", "plateau_grad_norm", "escape_grad_norm",
+                 "chance_loss", "plateau_loss", "plateau_at_chance", "best_epoch", "plateau_grad_norm", "escape_grad_norm",
                  "plateau_update_ratio", "escape_update_ratio"):
         if name in result.summary:
             trial.set_user_attr(name, float(result.summary[name]))

@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only: runs are often unattended, with no display
 import matplotlib.pyplot as plt
 
+from pipeline.diagnosis import plateau_diagnosis
+
 
 def learning_curves_figure(history: dict[str, list[float]], title: str, chance_loss: float | None = None) -> plt.Figure:
     """Loss and accuracy per epoch, training vs validation, side by side; chance level dashed on the loss; and the
@@ -94,6 +96,7 @@ def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_sec
         lines.append(f"Pruning stopped {counts['trials_pruned']} trials early: {saved_epochs} epochs not trained, about {saved_seconds:.0f} s saved")
     lines += censored_plateau_lines(mine)
     lines += plateau_table_lines(study.trials)
+    lines += plateau_diagnosis(study.trials)
     if not total["trials_complete"]:
         return "\n".join(lines + ["No trial has completed yet."])
     best = best_trial(study)
