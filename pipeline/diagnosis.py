@@ -72,19 +72,29 @@ def plateau_level(flat: list[FrozenTrial]) -> str | None:
 
 
 def gradient_signal(flat: list[FrozenTrial]) -> str:
-    pairs = [(attr(t, "plateau_grad_norm"), attr(t, "escape_grad_norm")) for t in flat]
-    during = [p for p, _ in pairs if p is not None]
-    if not during:
+    logged = [t for t in flat if attr(t, "plateau_grad_norm") is not None]
+    if not logged:
         return "No gradient figures were logged for these trials (train.log_gradients), so the gradient signal cannot be told apart."
-    escaped = [(p, e) for p, e in pairs if p is not None and e is not None and p > 0]
-    text = f"During the plateaus the mean gradient norm was {statistics.fmean(during):.3g}"
+    escaped = [t for t in logged if attr(t, "escape_grad_norm") is not None and attr(t, "plateau_grad_norm") > 0]
     if not escaped:
-        return text + "; no plateaued trial escaped, so there is no after to compare with."
-    ratio = statistics.median(e / p for p, e in escaped)
-    kind = ("a vanishing gradient: too little signal reached the weights" if ratio > 2
-            else "a gradient as large as after the escape but without a direction yet" if ratio > 0.5
-            else "a larger gradient than after the escape that moved nothing")
-    return text + f"; after the escape it was {ratio:.2g}× that (median over {len(escaped)} trials): {kind}."
+        return (f"During the plateaus the mean gradient norm was {statistics.fmean(attr(t, 'plateau_grad_norm') for t in logged):.3g}; "
+                "no plateaued trial escaped, so there is no after to compare with.")
+    shown = "; ".join(before_and_after(t) for t in sorted(escaped, key=lambda t: attr(t, "learning_rate"))[:4])
+    ratio = statistics.median(attr(t, "escape_grad_norm") / attr(t, "plateau_grad_norm") for t in escaped)
+    if ratio >= 2:
+        kind = f"the gradient was {ratio:.2g}× smaller on the plateau than after it (median): too weak a signal to move the weights far"
+    elif ratio > 0.5:
+        kind = f"the gradient was about as large on the plateau as after it (×{ratio:.2g}, median): steps of some size, without a direction yet"
+    else:
+        kind = f"the gradient was larger on the plateau than after it (×{ratio:.2g}, median): large steps that did not lower the loss"
+    return f"On the plateau → after the escape: {shown}. So {kind}."
+
+
+def before_and_after(trial: FrozenTrial) -> str:
+    text = f"lr {attr(trial, 'learning_rate'):.2g}: gradient norm {attr(trial, 'plateau_grad_norm'):.3g} → {attr(trial, 'escape_grad_norm'):.3g}"
+    if attr(trial, "plateau_update_ratio") is not None and attr(trial, "escape_update_ratio") is not None:
+        text += f", step {attr(trial, 'plateau_update_ratio'):.2g} → {attr(trial, 'escape_update_ratio'):.2g} of the weights' norm"
+    return text
 
 
 def learning_rate_threshold(measured: list[FrozenTrial]) -> tuple[str, float | None]:
