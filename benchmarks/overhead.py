@@ -15,6 +15,7 @@ import tempfile
 
 import optuna
 
+from pipeline.figures import Fig
 from pipeline.sweep import compose, run_sweep
 
 
@@ -42,10 +43,10 @@ def main() -> None:
         study = run_fresh(3 if args.tiny else args.trials, ["train.epochs=1"] if args.tiny else [])
     rows = []
     for trial in study.trials:
-        if trial.datetime_complete is None or "fit_seconds" not in trial.user_attrs:
+        if trial.datetime_complete is None or Fig.fit_seconds not in trial.user_attrs:
             continue
         wall = (trial.datetime_complete - trial.datetime_start).total_seconds()
-        fit, build = trial.user_attrs["fit_seconds"], trial.user_attrs.get("build_seconds", 0.0)
+        fit, build = trial.user_attrs[Fig.fit_seconds], trial.user_attrs.get(Fig.build_seconds, 0.0)
         rows.append((trial.number, trial.state.name.lower(), wall, fit, build, wall - fit - build))
     print(f"Study {study.study_name!r}: {len(rows)} finished trials")
     print("| trial | state | trial s | fit s | build s | orchestration s | orchestration % |")

@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pipeline import signals, tracking
 from pipeline.batching import evaluation_stream
 from pipeline.config import compose
+from pipeline.figures import Attr, Fig
 from pipeline.report import best_trial, mean_sd
 from pipeline.objective import Objective, TrialFailed, failures_blamed_on_the_config
 from pipeline.train import train_model
@@ -68,7 +69,7 @@ def confirm(study: optuna.Study, objective: Objective) -> list[Confirmed]:
 
 
 def confirm_trial(study, trial: FrozenTrial, extra_seeds: int, objective: Objective) -> Confirmed:
-    cfg = compose(trial.user_attrs["overrides"])
+    cfg = compose(trial.user_attrs[Attr.overrides])
     data = objective.dataset(cfg)
     own_test = study.user_attrs.get(f"test:{trial.number}")
     if own_test is None:
@@ -92,7 +93,7 @@ def confirm_trial(study, trial: FrozenTrial, extra_seeds: int, objective: Object
 def train_with_seed(trial: FrozenTrial, seed: int, data) -> dict:
     """Train the trial's config again with another training seed, as a child run tagged `confirm`."""
     keras.backend.clear_session()
-    cfg = compose([*trial.user_attrs["overrides"], f"train.seed={seed}", "train.evaluate_test=true"])
+    cfg = compose([*trial.user_attrs[Attr.overrides], f"train.seed={seed}", "train.evaluate_test=true"])
     tags = tracking.run_tags(cfg, entry="rnn-sweep confirm") | {
         "study": cfg.search.study_name, "confirm": "true", "confirm_of_trial": str(trial.number), "train_seed": str(seed),
     }
@@ -105,10 +106,10 @@ def train_with_seed(trial: FrozenTrial, seed: int, data) -> dict:
     except TrialFailed as failure:  # this seed failed the config: a figure of the config, not a reason to stop
         log.warning("trial %d with seed %d failed: %s", trial.number, seed, failure)
         return {"value": None, "test_accuracy": None}
-    diverged = result.summary["nan_loss"]
+    diverged = result.summary[Fig.nan_loss]
     return {
-        "value": None if diverged else result.summary.get(f"best_{cfg.search.objective}"),
-        "test_accuracy": None if diverged else result.summary.get("test_accuracy"),
+        "value": None if diverged else result.summary.get(Fig.best(cfg.search.objective)),
+        "test_accuracy": None if diverged else result.summary.get(Fig.test_accuracy),
     }
 
 
@@ -123,7 +124,7 @@ def train_seed(cfg: DictConfig, data):
 
 def stored_model_test_accuracy(trial: FrozenTrial, cfg: DictConfig, data) -> float | None:
     """The trial's stored model (its best epoch), evaluated once on the test split; None without a stored model."""
-    run_id = trial.user_attrs.get("mlflow_run_id")
+    run_id = trial.user_attrs.get(Attr.mlflow_run_id)
     if not cfg.train.log_model or not run_id:
         log.warning("trial %d has no stored model (train.log_model=false): no test score for its own seed", trial.number)
         return None

@@ -10,6 +10,8 @@ import statistics
 
 from optuna.trial import FrozenTrial, TrialState
 
+from pipeline.figures import Attr, Fig
+
 MIN_PLATEAU = 2  # epochs: one flat epoch is no plateau (train.plateau_level agrees)
 RECORDED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -17,10 +19,10 @@ RECORDED = (TrialState.COMPLETE, TrialState.PRUNED)
 def plateau_diagnosis(trials: list[FrozenTrial]) -> list[str]:
     """The paragraph as lines: which trials plateaued and how long, at what loss, the learning-rate threshold,
     what the gradient did, and what to change."""
-    measured = [t for t in trials if t.state in RECORDED and "plateau_epochs" in t.user_attrs and "learning_rate" in t.user_attrs]
+    measured = [t for t in trials if t.state in RECORDED and Fig.plateau_epochs in t.user_attrs and Attr.learning_rate in t.user_attrs]
     if len(measured) < 2:
         return [f"Plateau diagnosis: not enough trials ({len(measured)} with plateau figures; 2 or more needed)."]
-    flat = [t for t in measured if t.user_attrs["plateau_epochs"] >= MIN_PLATEAU]
+    flat = [t for t in measured if t.user_attrs[Fig.plateau_epochs] >= MIN_PLATEAU]
     lines = ["Plateau diagnosis:", f"  {who_plateaued(flat, measured)}"]
     if flat:
         lines += [f"  {line}" for line in (plateau_level(flat), gradient_signal(flat)) if line]
@@ -35,18 +37,18 @@ def attr(trial: FrozenTrial, name: str, default=None):
 
 
 def epochs_text(trial: FrozenTrial) -> str:
-    plateau = int(attr(trial, "plateau_epochs"))
-    return f"≥ {plateau}" if attr(trial, "plateau_censored") else f"{plateau}"
+    plateau = int(attr(trial, Fig.plateau_epochs))
+    return f"≥ {plateau}" if attr(trial, Fig.plateau_censored) else f"{plateau}"
 
 
 def who_plateaued(flat: list[FrozenTrial], measured: list[FrozenTrial]) -> str:
     if not flat:
-        longest = max(int(attr(t, "plateau_epochs")) for t in measured)
+        longest = max(int(attr(t, Fig.plateau_epochs)) for t in measured)
         return f"no trial of {len(measured)} sat on a loss plateau of {MIN_PLATEAU}+ epochs (the longest flat start: {longest} epoch)."
-    by_lr = sorted(flat, key=lambda t: (attr(t, "learning_rate"), -attr(t, "plateau_epochs")))
-    shown = ", ".join(f"trial {t.number} (lr {attr(t, 'learning_rate'):.2g}{setting_text(t)}): {epochs_text(t)}" for t in by_lr[:6])
+    by_lr = sorted(flat, key=lambda t: (attr(t, Attr.learning_rate), -attr(t, Fig.plateau_epochs)))
+    shown = ", ".join(f"trial {t.number} (lr {attr(t, Attr.learning_rate):.2g}{setting_text(t)}): {epochs_text(t)}" for t in by_lr[:6])
     more = f", and {len(by_lr) - 6} more" if len(by_lr) > 6 else ""
-    censored = sum(bool(attr(t, "plateau_censored")) for t in flat)
+    censored = sum(bool(attr(t, Fig.plateau_censored)) for t in flat)
     tail = f"; {censored} ended still flat (≥: a lower bound)" if censored else ""
     return f"{len(flat)} of {len(measured)} trials sat on a loss plateau of {MIN_PLATEAU}+ epochs — {shown}{more}{tail}."
 
@@ -58,12 +60,12 @@ def setting_text(trial: FrozenTrial) -> str:
 
 
 def plateau_level(flat: list[FrozenTrial]) -> str | None:
-    placed = [t for t in flat if attr(t, "plateau_loss") is not None and attr(t, "chance_loss") is not None]
+    placed = [t for t in flat if attr(t, Fig.plateau_loss) is not None and attr(t, Fig.chance_loss) is not None]
     if not placed:
         return None
-    chance = attr(placed[0], "chance_loss")
-    at_chance = [t for t in placed if attr(t, "plateau_at_chance")]
-    mean_loss = statistics.fmean(attr(t, "plateau_loss") for t in placed)
+    chance = attr(placed[0], Fig.chance_loss)
+    at_chance = [t for t in placed if attr(t, Fig.plateau_at_chance)]
+    mean_loss = statistics.fmean(attr(t, Fig.plateau_loss) for t in placed)
     if len(at_chance) == len(placed):
         return (f"All {len(placed)} plateaus sat at chance level (mean training loss {mean_loss:.3f} against chance "
                 f"{chance:.3f}): the model predicted the label frequency and nothing else.")
@@ -72,15 +74,15 @@ def plateau_level(flat: list[FrozenTrial]) -> str | None:
 
 
 def gradient_signal(flat: list[FrozenTrial]) -> str:
-    logged = [t for t in flat if attr(t, "plateau_grad_norm") is not None]
+    logged = [t for t in flat if attr(t, Fig.plateau_grad_norm) is not None]
     if not logged:
         return "No gradient figures were logged for these trials (train.log_gradients), so the gradient signal cannot be told apart."
-    escaped = [t for t in logged if attr(t, "escape_grad_norm") is not None and attr(t, "plateau_grad_norm") > 0]
+    escaped = [t for t in logged if attr(t, Fig.escape_grad_norm) is not None and attr(t, Fig.plateau_grad_norm) > 0]
     if not escaped:
-        return (f"During the plateaus the mean gradient norm was {statistics.fmean(attr(t, 'plateau_grad_norm') for t in logged):.3g}; "
+        return (f"During the plateaus the mean gradient norm was {statistics.fmean(attr(t, Fig.plateau_grad_norm) for t in logged):.3g}; "
                 "no plateaued trial escaped, so there is no after to compare with.")
-    shown = "; ".join(before_and_after(t) for t in sorted(escaped, key=lambda t: attr(t, "learning_rate"))[:4])
-    ratio = statistics.median(attr(t, "escape_grad_norm") / attr(t, "plateau_grad_norm") for t in escaped)
+    shown = "; ".join(before_and_after(t) for t in sorted(escaped, key=lambda t: attr(t, Attr.learning_rate))[:4])
+    ratio = statistics.median(attr(t, Fig.escape_grad_norm) / attr(t, Fig.plateau_grad_norm) for t in escaped)
     if ratio >= 2:
         kind = f"the gradient was {ratio:.2g}× smaller on the plateau than after it (median): too weak a signal to move the weights far"
     elif ratio > 0.5:
@@ -91,25 +93,25 @@ def gradient_signal(flat: list[FrozenTrial]) -> str:
 
 
 def before_and_after(trial: FrozenTrial) -> str:
-    text = f"lr {attr(trial, 'learning_rate'):.2g}: gradient norm {attr(trial, 'plateau_grad_norm'):.3g} → {attr(trial, 'escape_grad_norm'):.3g}"
-    if attr(trial, "plateau_update_ratio") is not None and attr(trial, "escape_update_ratio") is not None:
-        text += f", step {attr(trial, 'plateau_update_ratio'):.2g} → {attr(trial, 'escape_update_ratio'):.2g} of the weights' norm"
+    text = f"lr {attr(trial, Attr.learning_rate):.2g}: gradient norm {attr(trial, Fig.plateau_grad_norm):.3g} → {attr(trial, Fig.escape_grad_norm):.3g}"
+    if attr(trial, Fig.plateau_update_ratio) is not None and attr(trial, Fig.escape_update_ratio) is not None:
+        text += f", step {attr(trial, Fig.plateau_update_ratio):.2g} → {attr(trial, Fig.escape_update_ratio):.2g} of the weights' norm"
     return text
 
 
 def learning_rate_threshold(measured: list[FrozenTrial]) -> tuple[str, float | None]:
     """The lowest learning rate from which on no trial plateaued, when trials on both sides show it."""
-    rates = sorted({attr(t, "learning_rate") for t in measured})
+    rates = sorted({attr(t, Attr.learning_rate) for t in measured})
     for rate in rates:
-        above = [t for t in measured if attr(t, "learning_rate") >= rate]
-        below = [t for t in measured if attr(t, "learning_rate") < rate]
-        if all(attr(t, "plateau_epochs") < MIN_PLATEAU for t in above):
+        above = [t for t in measured if attr(t, Attr.learning_rate) >= rate]
+        below = [t for t in measured if attr(t, Attr.learning_rate) < rate]
+        if all(attr(t, Fig.plateau_epochs) < MIN_PLATEAU for t in above):
             if not below:
                 return (f"No trial plateaued at any learning rate tried ({rates[0]:.2g} to {rates[-1]:.2g}).", None)
-            if len(above) < 2 or not any(attr(t, "plateau_epochs") >= MIN_PLATEAU for t in below):
+            if len(above) < 2 or not any(attr(t, Fig.plateau_epochs) >= MIN_PLATEAU for t in below):
                 break
             return (f"No trial with a learning rate of {rate:.2g} or more plateaued ({len(above)} trials); below it "
-                    f"{sum(attr(t, 'plateau_epochs') >= MIN_PLATEAU for t in below)} of {len(below)} did.", rate)
+                    f"{sum(attr(t, Fig.plateau_epochs) >= MIN_PLATEAU for t in below)} of {len(below)} did.", rate)
     return ("Not enough trials to place a learning-rate threshold: trials that plateaued and trials that did not "
             "overlap in learning rate, or too few lie above the last plateau.", None)
 
@@ -123,7 +125,7 @@ def advice(flat: list[FrozenTrial], measured: list[FrozenTrial], threshold: floa
     masked = masking_contrast(measured)
     if masked:
         steps.append(masked)
-    pruned = [t for t in flat if t.state == TrialState.PRUNED and attr(t, "plateau_censored")]
+    pruned = [t for t in flat if t.state == TrialState.PRUNED and attr(t, Fig.plateau_censored)]
     if pruned:
         steps.append(f"{len(pruned)} pruned trials were still on their plateau: search.pruner=patient would let them show whether they escape")
     if not steps:
@@ -132,7 +134,7 @@ def advice(flat: list[FrozenTrial], measured: list[FrozenTrial], threshold: floa
 
 
 def masking_contrast(measured: list[FrozenTrial]) -> str | None:
-    groups = {value: [attr(t, "plateau_epochs") for t in measured if t.params.get("mask_padding") == value] for value in (True, False)}
+    groups = {value: [attr(t, Fig.plateau_epochs) for t in measured if t.params.get("mask_padding") == value] for value in (True, False)}
     if not groups[True] or not groups[False]:
         return None
     masked, unmasked = statistics.fmean(groups[True]), statistics.fmean(groups[False])

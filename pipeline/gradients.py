@@ -9,6 +9,8 @@ adds to this callback's means; they are read once per epoch, so measuring never 
 import keras
 import tensorflow as tf
 
+from pipeline.figures import Fig
+
 GRADIENT_METRICS = ("grad_norm", "update_ratio")  # the names in History, MLflow and the run summary
 
 
@@ -55,9 +57,9 @@ def plateau_gradient_figures(history: dict[str, list[float]], plateau: int) -> d
     for name in GRADIENT_METRICS:
         values = history.get(name, [])
         if len(values) >= plateau:
-            figures[f"plateau_{name}"] = mean(values[:plateau])
+            figures[Fig(f"plateau_{name}")] = mean(values[:plateau])
         if len(values) > plateau:
-            figures[f"escape_{name}"] = mean(values[plateau:])
+            figures[Fig(f"escape_{name}")] = mean(values[plateau:])
     return figures
 
 

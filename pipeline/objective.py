@@ -19,6 +19,7 @@ from pipeline import config, signals, tracking
 from pipeline.config import chosen_groups, compose, quoted_override
 from pipeline.data import cache_key, prepare_data
 from pipeline.errors import InputError
+from pipeline.figures import REMEMBERED, Attr, Fig
 from pipeline.space import parse_space, suggest
 from pipeline.train import TrainResult, train_model
 
@@ -98,29 +99,29 @@ class Objective:
     def __call__(self, trial: optuna.Trial):
         self.ran.append(trial.number)
         signals.check()  # a signal between two trials: the next one never starts (it is FAIL, and counted)
-        trial.set_user_attr("mlflow_parent_run_id", self.parent_run_id)
+        trial.set_user_attr(Attr.mlflow_parent_run_id, self.parent_run_id)
         keras.backend.clear_session()  # a fresh graph per trial, and one gc.collect: memory stays flat
         overrides = [*self.base_overrides, *suggest(trial, self.entries, self.cfg, self.groups),
                      quoted_override("search.study_name", self.cfg.search.study_name)]  # the sweep's, whatever body the trial has
         # the whole command line, so any worker can rebuild this config (a password in it is not kept)
-        trial.set_user_attr("overrides", [tracking.redact(o) for o in overrides])
+        trial.set_user_attr(Attr.overrides, [tracking.redact(o) for o in overrides])
         try:
             cfg = compose(overrides)
             config.check(cfg)  # the trial's own config, once: train_model and prepare_data do not check again
             data = self.dataset(cfg)
         except InputError:
-            trial.set_user_attr("fail_kind", FAIL_INPUT)
+            trial.set_user_attr(Attr.fail_kind, FAIL_INPUT)
             raise
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, tags=self.tags(cfg, trial)) as run:
-            trial.set_user_attr("mlflow_run_id", run.info.run_id)
+            trial.set_user_attr(Attr.mlflow_run_id, run.info.run_id)
             tracking.log_config(cfg, skip=("search", "lr_find"))
             tracking.log_data(data)
             pruning = self.pruning_callback(trial)
             result = self.train(trial, cfg, data, pruning)
             remember(trial, cfg, result)
             tracking.log_training(result, data, cfg, title=f"trial {trial.number} of {cfg.search.study_name}")
-            if result.summary["nan_loss"]:
-                self.fail(trial, f"training loss became NaN or inf at epoch {result.summary['epochs_run']}")
+            if result.summary[Fig.nan_loss]:
+                self.fail(trial, f"training loss became NaN or inf at epoch {result.summary[Fig.epochs_run]}")
             pruned_at = pruning[0].pruned_at_epoch if pruning else None
             mlflow.set_tag("trial_state", "PRUNED" if pruned_at else "COMPLETE")
             if pruned_at:
@@ -145,7 +146,7 @@ class Objective:
 
     @staticmethod
     def record_failure(trial: optuna.Trial, kind: str, reason: str) -> None:
-        trial.set_user_attr("fail_kind", kind)
+        trial.set_user_attr(Attr.fail_kind, kind)
         mlflow.set_tags({"trial_state": "FAIL", "fail_kind": kind, "fail_reason": reason[:5000]})
 
     def pruning_callback(self, trial: optuna.Trial) -> list:
@@ -159,7 +160,7 @@ class Objective:
 
     def values(self, trial: optuna.Trial, result: TrainResult):
         """The best epoch's objective: the epoch whose weights were kept and stored (train.monitor)."""
-        best = result.summary.get(f"best_{self.cfg.search.objective}")
+        best = result.summary.get(Fig.best(self.cfg.search.objective))
         if best is None:
             self.fail(trial, f"no epoch gave a finite {self.cfg.search.objective}")
         if not self.cfg.search.second_objective:
@@ -169,12 +170,10 @@ class Objective:
 
 def remember(trial: optuna.Trial, cfg: DictConfig, result: TrainResult) -> None:
     """What the end-of-sweep charts need, kept in the study itself (any worker's trials can be charted)."""
-    trial.set_user_attr("learning_rate", float(cfg.optimizer.learning_rate))
-    trial.set_user_attr("epochs_planned", cfg.train.epochs)
-    for name in ("plateau_epochs", "plateau_censored", "longest_stall", "epochs_run", "fit_seconds", "build_seconds",
-                 "chance_loss", "plateau_loss", "plateau_at_chance", "best_epoch", "plateau_grad_norm", "escape_grad_norm",
-                 "plateau_update_ratio", "escape_update_ratio"):
+    trial.set_user_attr(Attr.learning_rate, float(cfg.optimizer.learning_rate))
+    trial.set_user_attr(Attr.epochs_planned, cfg.train.epochs)
+    for name in REMEMBERED:
         if name in result.summary:
             trial.set_user_attr(name, float(result.summary[name]))
     for name in ("loss", "val_loss", cfg.search.objective, "grad_norm", "update_ratio"):  # the last two: [] unless train.log_gradients
-        trial.set_user_attr(f"curve_{name}", [v if math.isfinite(v) else None for v in result.history.get(name, [])])
+        trial.set_user_attr(Attr.curve(name), [v if math.isfinite(v) else None for v in result.history.get(name, [])])

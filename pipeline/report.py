@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # files only: runs are often unattended, with no display
 import matplotlib.pyplot as plt
 
 from pipeline.diagnosis import plateau_diagnosis
+from pipeline.figures import Attr, Fig
 
 
 def learning_curves_figure(history: dict[str, list[float]], title: str, chance_loss: float | None = None) -> plt.Figure:
@@ -101,8 +102,8 @@ def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_sec
         return "\n".join(lines + ["No trial has completed yet."])
     best = best_trial(study)
     values = ", ".join(f"{v:.4f}" for v in best.values)
-    lines.append(f"Best trial {best.number}: value {values} (best epoch {best.user_attrs.get('best_epoch', 0):.0f})")
-    baseline = next((t for t in study.trials if t.user_attrs.get("baseline") and t.values), None)
+    lines.append(f"Best trial {best.number}: value {values} (best epoch {best.user_attrs.get(Fig.best_epoch, 0):.0f})")
+    baseline = next((t for t in study.trials if t.user_attrs.get(Attr.baseline) and t.values), None)
     if baseline and len(study.directions) == 1:
         lines.append(f"  {'baseline':<20} trial {baseline.number} (the config's own values): value {baseline.value:.4f}")
     lines += [f"  {name:<20} {value}" for name, value in best.params.items()]
@@ -115,7 +116,7 @@ def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_sec
 
 def censored_plateau_lines(trials) -> list[str]:
     """How many trials ended while still on their loss plateau: their plateau_epochs is a lower bound."""
-    censored = [t for t in trials if t.user_attrs.get("plateau_censored") and t.user_attrs.get("plateau_epochs", 0) >= 2]
+    censored = [t for t in trials if t.user_attrs.get(Fig.plateau_censored) and t.user_attrs.get(Fig.plateau_epochs, 0) >= 2]
     if not censored:
         return []
     pruned = sum(t.state.name == "PRUNED" for t in censored)
@@ -172,10 +173,10 @@ def pruning_savings(trials) -> tuple[int, float]:
     epochs, seconds = 0, 0.0
     for trial in trials:
         attrs = trial.user_attrs
-        if trial.state.name == "PRUNED" and attrs.get("epochs_run"):
-            missing = attrs["epochs_planned"] - attrs["epochs_run"]
+        if trial.state.name == "PRUNED" and attrs.get(Fig.epochs_run):
+            missing = attrs[Attr.epochs_planned] - attrs[Fig.epochs_run]
             epochs += int(missing)
-            seconds += missing * attrs["fit_seconds"] / attrs["epochs_run"]
+            seconds += missing * attrs[Fig.fit_seconds] / attrs[Fig.epochs_run]
     return epochs, seconds
 
 
@@ -199,7 +200,7 @@ def sweep_figures(study, objective: str) -> dict[str, plt.Figure]:
                 figures[name] = make(study, target=target, target_name=objective).figure
         except (ValueError, RuntimeError, ZeroDivisionError) as error:  # too few trials or values for this plot
             logging.getLogger(__name__).info("no %s plot: %s", name, error)
-    charted = [t for t in study.trials if "curve_loss" in t.user_attrs]
+    charted = [t for t in study.trials if Attr.curve("loss") in t.user_attrs]
     if charted:
         figures["learning_curves_by_learning_rate"] = curves_by_learning_rate(charted)
         figures["plateau_vs_learning_rate"] = plateau_vs_learning_rate(charted)
@@ -210,15 +211,15 @@ def curves_by_learning_rate(trials) -> plt.Figure:
     """Every trial's training and validation loss per epoch, coloured by its learning rate."""
     from matplotlib import cm, colors
 
-    rates = [t.user_attrs["learning_rate"] for t in trials]
+    rates = [t.user_attrs[Attr.learning_rate] for t in trials]
     norm = colors.LogNorm(min(rates), max(rates) * (1.0001 if min(rates) == max(rates) else 1))
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for trial in trials:
-        colour = cm.viridis(norm(trial.user_attrs["learning_rate"]))
-        for axis, curve in zip(axes, ("curve_loss", "curve_val_loss")):
+        colour = cm.viridis(norm(trial.user_attrs[Attr.learning_rate]))
+        for axis, curve in zip(axes, (Attr.curve("loss"), Attr.curve("val_loss"))):
             values = [v if v is not None else float("nan") for v in trial.user_attrs.get(curve, [])]
             axis.plot(range(1, len(values) + 1), values, color=colour, alpha=0.8)
-    chance = next((t.user_attrs["chance_loss"] for t in trials if "chance_loss" in t.user_attrs), None)
+    chance = next((t.user_attrs[Fig.chance_loss] for t in trials if Fig.chance_loss in t.user_attrs), None)
     for axis, title in zip(axes, ("training loss", "validation loss")):
         axis.set(xlabel="epoch", ylabel="loss", title=title)
         axis.grid(alpha=0.3)
@@ -255,10 +256,10 @@ def draw_states(axis, trials) -> None:
     """One colour per trial state; censored plateaus hollow triangles."""
     for state, marker in (("COMPLETE", "o"), ("PRUNED", "x"), ("FAIL", "s")):
         for censored in (False, True):
-            chosen = [t for t in trials if t.state.name == state and bool(t.user_attrs.get("plateau_censored")) == censored]
+            chosen = [t for t in trials if t.state.name == state and bool(t.user_attrs.get(Fig.plateau_censored)) == censored]
             if chosen:
-                rates = [t.user_attrs["learning_rate"] for t in chosen]
-                plateaus = [t.user_attrs["plateau_epochs"] for t in chosen]
+                rates = [t.user_attrs[Attr.learning_rate] for t in chosen]
+                plateaus = [t.user_attrs[Fig.plateau_epochs] for t in chosen]
                 style = {"marker": "^", "facecolors": "none", "edgecolors": f"C{('COMPLETE', 'PRUNED', 'FAIL').index(state)}"} if censored \
                     else {"marker": marker, "color": f"C{('COMPLETE', 'PRUNED', 'FAIL').index(state)}"}
                 label = f"{state.lower()}, still on its plateau (≥)" if censored else state.lower()
@@ -270,12 +271,12 @@ def draw_series(axis, trials, label: str, colour: str, nudge: float) -> None:
     triangle: censored, x: pruned, square: failed)."""
     by_rate = {}
     for trial in trials:
-        by_rate.setdefault(trial.user_attrs["learning_rate"], []).append(trial.user_attrs["plateau_epochs"])
+        by_rate.setdefault(trial.user_attrs[Attr.learning_rate], []).append(trial.user_attrs[Fig.plateau_epochs])
     rates = sorted(by_rate)
     axis.plot([r * nudge for r in rates], [statistics.fmean(by_rate[r]) for r in rates], color=colour, alpha=0.6, label=label)
     for trial in trials:
-        x, y = trial.user_attrs["learning_rate"] * nudge, trial.user_attrs["plateau_epochs"]
-        if trial.user_attrs.get("plateau_censored"):
+        x, y = trial.user_attrs[Attr.learning_rate] * nudge, trial.user_attrs[Fig.plateau_epochs]
+        if trial.user_attrs.get(Fig.plateau_censored):
             axis.scatter([x], [y], marker="^", facecolors="none", edgecolors=colour, s=60)
         else:
             axis.scatter([x], [y], marker={"PRUNED": "x", "FAIL": "s"}.get(trial.state.name, "o"), color=colour)
@@ -307,10 +308,10 @@ def plateau_table_lines(trials) -> list[str]:
     """plateau_epochs by setting (rows) and learning rate (columns), when the trials form such a grid: at most
     10 learning rates, and at least half of the cells filled. `≥n`: censored, the run ended still on its plateau;
     several trials in one cell: their values, comma-separated."""
-    charted = [t for t in trials if "plateau_epochs" in t.user_attrs and "learning_rate" in t.user_attrs]
+    charted = [t for t in trials if Fig.plateau_epochs in t.user_attrs and Attr.learning_rate in t.user_attrs]
     series = plateau_series(charted)
-    rates = sorted({t.user_attrs["learning_rate"] for t in charted})
-    cells = {(t.user_attrs["learning_rate"], label) for label, members in series.items() for t in members}
+    rates = sorted({t.user_attrs[Attr.learning_rate] for t in charted})
+    cells = {(t.user_attrs[Attr.learning_rate], label) for label, members in series.items() for t in members}
     if not charted or len(rates) > 10 or len(cells) * 2 < len(rates) * len(series):
         return []
     width = max(len(label) for label in series) or len("plateau_epochs")
@@ -319,8 +320,8 @@ def plateau_table_lines(trials) -> list[str]:
     for label, members in series.items():
         row = []
         for rate in rates:
-            values = [f"{'≥' if t.user_attrs.get('plateau_censored') else ''}{t.user_attrs['plateau_epochs']:.0f}"
-                      for t in members if t.user_attrs["learning_rate"] == rate]
+            values = [f"{'≥' if t.user_attrs.get(Fig.plateau_censored) else ''}{t.user_attrs[Fig.plateau_epochs]:.0f}"
+                      for t in members if t.user_attrs[Attr.learning_rate] == rate]
             row.append(f"{','.join(values) or '-':>7}")
         lines.append(f"  {label or 'plateau_epochs':<{width}}  " + "  ".join(row))
     return lines

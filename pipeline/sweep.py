@@ -24,6 +24,7 @@ from pipeline import CONFIG_DIR, config, report, signals, stores, tracking
 from pipeline.config import chosen_groups, compose  # noqa: F401 - compose: the tests build sweep configs with it
 from pipeline.confirm import confirm
 from pipeline.errors import InputError, console_entry, hydra_task
+from pipeline.figures import Attr
 from pipeline.lr_range import apply_lr_range, log_lr_range, lr_entry
 from pipeline.objective import FAIL_HYPERPARAMETERS, Objective, TrialFailed
 from pipeline.space import baseline_params, check_space
@@ -155,10 +156,10 @@ def enqueue_baseline(study: optuna.Study, cfg: DictConfig, base_overrides: list[
     hyperparameters (a data error, a signal): every search is measured against a known baseline."""
     if not cfg.search.baseline_first or config.is_grid(cfg):  # a grid covers every point anyway
         return
-    tries = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")]
-    if any(t.state != TrialState.FAIL or t.user_attrs.get("fail_kind") == FAIL_HYPERPARAMETERS for t in tries):
+    tries = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(Attr.baseline)]
+    if any(t.state != TrialState.FAIL or t.user_attrs.get(Attr.fail_kind) == FAIL_HYPERPARAMETERS for t in tries):
         return
-    study.enqueue_trial(baseline_params(cfg, base_overrides), {"baseline": True})
+    study.enqueue_trial(baseline_params(cfg, base_overrides), {Attr.baseline: True})
 
 
 def record_sweep(study, objective: Objective, wall_seconds: float, confirmed: list, confirm_seconds: float,

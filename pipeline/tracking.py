@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import CONFIG_DIR, config, stores
 from pipeline.errors import exit_on_input_error
+from pipeline.figures import Attr, Fig
 from pipeline.model import model_label
 from pipeline.redaction import redact  # noqa: F401 - tracking.redact is used across the package
 from pipeline.report import learning_curves_figure, plt
@@ -106,7 +107,7 @@ def log_data(data) -> None:
 def log_training(result, data, cfg: DictConfig, title: str) -> None:
     """Per-run figures as metrics; learning curves, and the model in Keras format, as artifacts."""
     mlflow.log_metrics({name: float(value) for name, value in result.summary.items()})
-    figure = learning_curves_figure(result.history, title, result.summary.get("chance_loss"))
+    figure = learning_curves_figure(result.history, title, result.summary.get(Fig.chance_loss))
     mlflow.log_figure(figure, "learning_curves.png")
     plt.close(figure)
     if cfg.train.log_model:
@@ -119,7 +120,7 @@ def log_training(result, data, cfg: DictConfig, title: str) -> None:
 def end_stale_runs(trial_attrs: dict) -> None:
     """A dead worker's trial run and sweep run stay RUNNING in MLflow: mark them KILLED."""
     client = mlflow.MlflowClient()
-    for key in ("mlflow_run_id", "mlflow_parent_run_id"):
+    for key in (Attr.mlflow_run_id, Attr.mlflow_parent_run_id):
         run_id = trial_attrs.get(key)
         if run_id and client.get_run(run_id).info.status == "RUNNING":
             client.set_terminated(run_id, status="KILLED")

@@ -18,6 +18,7 @@ from pipeline import CONFIG_DIR, MONITORED, config, higher_is_better, signals, t
 from pipeline.batching import evaluation_stream, training_stream
 from pipeline.data import Dataset, prepare_data
 from pipeline.errors import console_entry, hydra_task
+from pipeline.figures import Fig
 from pipeline.model import build_model, model_label
 from pipeline.gradients import GradientSignal, plateau_gradient_figures
 from pipeline.report import format_summary
@@ -141,12 +142,12 @@ def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResu
     fit_ended = time.perf_counter()
     history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
     summary = run_summary(history, best.epoch, cfg.train)
-    summary |= plateau_level(history.get("loss", []), summary["plateau_epochs"], data.chance_loss(), cfg.train.chance_tolerance)
-    summary |= {"params": model.count_params(), "build_seconds": built - started, "fit_seconds": fit_ended - built}
+    summary |= plateau_level(history.get("loss", []), summary[Fig.plateau_epochs], data.chance_loss(), cfg.train.chance_tolerance)
+    summary |= {Fig.params: model.count_params(), Fig.build_seconds: built - started, Fig.fit_seconds: fit_ended - built}
     if cfg.train.evaluate_test:
         test_loss, test_accuracy = model.evaluate(evaluation_stream(data.x_test, data.y_test, cfg.train), verbose=0)
-        summary |= {"test_loss": test_loss, "test_accuracy": test_accuracy}
-        summary["evaluate_seconds"] = time.perf_counter() - fit_ended
+        summary |= {Fig.test_loss: test_loss, Fig.test_accuracy: test_accuracy}
+        summary[Fig.evaluate_seconds] = time.perf_counter() - fit_ended
     return TrainResult(history=history, summary=summary, model=model)
 
 
@@ -156,25 +157,25 @@ def run_summary(history: dict[str, list[float]], best_epoch: int | None, train_c
     finite_val = [loss if math.isfinite(loss) else math.inf for loss in history.get("val_loss", [])]
     plateau = plateau_epochs(losses, train_cfg.plateau_tolerance)
     summary = {
-        "epochs_run": len(losses),
-        "plateau_epochs": plateau,
-        "plateau_censored": int(0 < plateau == len(losses)),  # ended still on its plateau: it lasted at least this long
-        "longest_stall": longest_stall(finite_val),
-        "nan_loss": int(any(not math.isfinite(loss) for loss in losses)),
+        Fig.epochs_run: len(losses),
+        Fig.plateau_epochs: plateau,
+        Fig.plateau_censored: int(0 < plateau == len(losses)),  # ended still on its plateau: it lasted at least this long
+        Fig.longest_stall: longest_stall(finite_val),
+        Fig.nan_loss: int(any(not math.isfinite(loss) for loss in losses)),
     }
     summary |= plateau_gradient_figures(history, plateau)
     if best_epoch is not None:
-        summary["best_epoch"] = best_epoch + 1
-        summary |= {f"best_{name}": history[name][best_epoch] for name in MONITORED if name in history}
+        summary[Fig.best_epoch] = best_epoch + 1
+        summary |= {Fig.best(name): history[name][best_epoch] for name in MONITORED if name in history}
     return summary
 
 
 def plateau_level(losses: list[float], plateau: int, chance: float, tolerance: float) -> dict[str, float]:
     """The plateau's mean training loss against chance_loss: a plateau at chance means the model predicts the prior."""
-    figures = {"chance_loss": chance}
+    figures = {Fig.chance_loss: chance}
     if plateau >= 2:  # one epoch is no plateau
-        figures["plateau_loss"] = sum(losses[:plateau]) / plateau
-        figures["plateau_at_chance"] = int(abs(figures["plateau_loss"] - chance) <= tolerance * chance)
+        figures[Fig.plateau_loss] = sum(losses[:plateau]) / plateau
+        figures[Fig.plateau_at_chance] = int(abs(figures[Fig.plateau_loss] - chance) <= tolerance * chance)
     return figures
 
 

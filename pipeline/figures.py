@@ -1,0 +1,59 @@
+"""Names shared by the modules that write and read them, so that a misspelt name fails where it is written
+(an AttributeError on import or first use), not as a missing key at the end of a sweep.
+
+`Fig`: a run's figures — the keys of TrainResult.summary, logged as MLflow metrics of the run.
+`Attr`: a trial's attributes in the study (Optuna user_attrs) — what report.py, diagnosis.py, confirm.py,
+the stale-trial handler and the benchmarks read back, whichever worker wrote them.
+Both are str enums: a member is its own name as a plain string (MLflow and Optuna store that string).
+"""
+
+from enum import StrEnum
+
+
+class Fig(StrEnum):
+    epochs_run = "epochs_run"
+    plateau_epochs = "plateau_epochs"  # leading epochs within train.plateau_tolerance of epoch 1's training loss
+    plateau_censored = "plateau_censored"  # 1: the run ended still on its plateau (plateau_epochs is a lower bound)
+    longest_stall = "longest_stall"
+    nan_loss = "nan_loss"
+    best_epoch = "best_epoch"  # from 1: the epoch whose weights were kept
+    chance_loss = "chance_loss"
+    plateau_loss = "plateau_loss"
+    plateau_at_chance = "plateau_at_chance"
+    plateau_grad_norm = "plateau_grad_norm"
+    escape_grad_norm = "escape_grad_norm"
+    plateau_update_ratio = "plateau_update_ratio"
+    escape_update_ratio = "escape_update_ratio"
+    params = "params"
+    build_seconds = "build_seconds"
+    fit_seconds = "fit_seconds"
+    evaluate_seconds = "evaluate_seconds"
+    test_loss = "test_loss"
+    test_accuracy = "test_accuracy"
+
+    @staticmethod
+    def best(metric: str) -> str:
+        """The best epoch's value of a per-epoch metric, e.g. best_val_accuracy."""
+        return f"best_{metric}"
+
+
+class Attr(StrEnum):
+    overrides = "overrides"  # the trial's whole command line (passwords redacted): any worker can rebuild its config
+    baseline = "baseline"  # the composed config's own values, enqueued once per study
+    fail_kind = "fail_kind"  # why a FAIL trial failed: hyperparameters | input | interrupted
+    mlflow_run_id = "mlflow_run_id"
+    mlflow_parent_run_id = "mlflow_parent_run_id"
+    learning_rate = "learning_rate"
+    epochs_planned = "epochs_planned"
+
+    @staticmethod
+    def curve(metric: str) -> str:
+        """A per-epoch curve kept for the end-of-sweep charts, e.g. curve_loss."""
+        return f"curve_{metric}"
+
+
+REMEMBERED = (  # the run figures every trial keeps in the study for the charts, the summary and the diagnosis
+    Fig.plateau_epochs, Fig.plateau_censored, Fig.longest_stall, Fig.epochs_run, Fig.fit_seconds, Fig.build_seconds,
+    Fig.chance_loss, Fig.plateau_loss, Fig.plateau_at_chance, Fig.best_epoch, Fig.plateau_grad_norm, Fig.escape_grad_norm,
+    Fig.plateau_update_ratio, Fig.escape_update_ratio,
+)
