@@ -25,6 +25,7 @@ from pipeline.config import chosen_groups, compose, override
 from pipeline.confirm import confirm
 from pipeline.errors import InputError, console_entry, hydra_task
 from pipeline.objective import FAIL_HYPERPARAMETERS, Objective, TrialFailed
+from pipeline.registry import register_winner, validate_register_as
 from pipeline.space import baseline_params, probe_values, validate_entry, validate_paths
 from pipeline.train import MONITORED, configure_threads, validate_train_config
 
@@ -62,6 +63,7 @@ def validate_search(cfg: DictConfig, base_overrides: list[str]) -> None:
         raise InputError(f"search.max_total_trials={search.max_total_trials!r}; it must be null or an integer >= 1")
     if search.timeout is not None and not search.timeout > 0:
         raise InputError(f"search.timeout={search.timeout!r}; it must be null or a number of seconds > 0")
+    validate_register_as(search.register_as)
     if not isinstance(search.baseline_first, bool):
         raise InputError(f"search.baseline_first={search.baseline_first!r}; allowed: true, false")
     if search.second_objective and search.pruner != "none":
@@ -186,14 +188,17 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
             confirm_started = time.perf_counter()
             confirmed = confirm(study, objective) if complete(study.trials) else []
             confirm_seconds = time.perf_counter() - confirm_started
+            registered = register_winner(cfg.search, confirmed[0].trial) if confirmed else None
         except (signals.Interrupted, InputError) as stop:  # the summary of what ran, then the stop itself
             print(record_sweep(study, objective, time.perf_counter() - started, [], 0.0, stopped=stop))
             raise
-        summary = record_sweep(study, objective, time.perf_counter() - started, confirmed, confirm_seconds)
+        summary = record_sweep(study, objective, time.perf_counter() - started, confirmed, confirm_seconds, registered=registered)
     mine = objective.trials(study)
     print(summary)
+    if registered:
+        print(f"\nThe winner's model: {registered} (rnn-predict predict.model={registered} ..., or mlflow models serve -m {registered})")
     print(f"\nMLflow parent run {parent.info.run_id} in experiment {cfg.tracking.experiment!r}; to look at it:")
-    print(tracking.ui_hint(cfg))
+    print(tracking.ui_hint(cfg, parent))
     all_failed = mine and all(t.state == TrialState.FAIL for t in mine)
     return EXIT_ALL_TRIALS_FAILED if all_failed else 0
 
@@ -210,7 +215,7 @@ def enqueue_baseline(study: optuna.Study, cfg: DictConfig, base_overrides: list[
 
 
 def record_sweep(study, objective: Objective, wall_seconds: float, confirmed: list, confirm_seconds: float,
-                 stopped: Exception | None = None) -> str:
+                 stopped: Exception | None = None, registered: str | None = None) -> str:
     """Log the sweep's figures, summary and charts to the parent run and the log file; return the summary."""
     mine = objective.trials(study)
     data = objective.dataset(objective.cfg)
@@ -220,6 +225,9 @@ def record_sweep(study, objective: Objective, wall_seconds: float, confirmed: li
     figures = counts | report.winner_figures(confirmed, confirm_seconds)
     mlflow.log_metrics(figures | {"pruning_saved_epochs": saved_epochs, "pruning_saved_seconds": saved_seconds})
     mlflow.log_text(summary, "summary.txt")
+    tracking.describe_run(report.sweep_note(study.study_name, summary, confirmed, registered))
+    if registered:
+        mlflow.set_tag("registered_model", registered)
     for name, figure in report.sweep_figures(study, objective.cfg.search.objective).items():
         mlflow.log_figure(figure, f"{name}.png")
         report.plt.close(figure)
