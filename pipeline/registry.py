@@ -38,7 +38,7 @@ def register_winner(search_cfg: DictConfig, trial) -> str | None:
         return None
     client = mlflow.MlflowClient()
     current = champion(client, name)
-    if current is not None and current.model_id == model_id:
+    if current is not None and logged_model_of(current) == model_id:
         log.info("models:/%s@%s is already trial %d's model (version %s)", name, CHAMPION, trial.number, current.version)
         return f"models:/{name}@{CHAMPION}"
     tags = {"study": search_cfg.study_name, "trial": str(trial.number)}
@@ -53,3 +53,8 @@ def champion(client: mlflow.MlflowClient, name: str):
         return client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:  # no such model yet, or no version with the alias
         return None
+
+
+def logged_model_of(version) -> str | None:
+    """The LoggedModel id a registry version was made from (the sqlite store leaves version.model_id empty)."""
+    return version.model_id or (version.source.removeprefix("models:/") if version.source.startswith("models:/") else None)
