@@ -8,6 +8,7 @@ strings) linked to the run and its best epoch. `data=keras_imdb` has no raw text
 sequences): its logged model takes token ids instead, and says so.
 """
 
+import functools
 import importlib.metadata
 import logging
 import platform
@@ -181,6 +182,7 @@ def input_example(data, text: bool) -> pd.DataFrame:
     return pd.DataFrame({IDS_COLUMN: [row[row > 0].astype(np.int64).tolist() for row in data.x_val[:2]]})
 
 
+@functools.cache
 def requirements() -> list[str]:
     """The packages the model needs to load and predict, at the versions it was logged with (no inference run)."""
     tensorflow = "tensorflow-cpu" if platform.machine() in ("x86_64", "AMD64") else "tensorflow"
