@@ -29,7 +29,8 @@ from omegaconf import DictConfig
 
 import pipeline
 from pipeline import model as _custom_layers  # noqa: F401 - registers the trained models' own layers for loading
-from pipeline.data import KERAS_IMDB_OOV, VECTORIZER_OOV, VECTORIZER_TEXT_SETTINGS
+from pipeline.data import KERAS_IMDB_OOV, VECTORIZER_OOV, VECTORIZER_TEXT_SETTINGS, pad_sequences
+from pipeline.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,6 @@ class TextClassifier(mlflow.pyfunc.PythonModel):
     @classmethod
     def from_keras(cls, path) -> "TextClassifier":
         """The same interface over a bare end-to-end .keras file (no MLflow model around it)."""
-        from pipeline.errors import InputError
-
         scorer = cls()
         scorer.model, scorer.padding = keras.saving.load_model(path, compile=False), {}
         scorer.takes_text = scorer.model.inputs[0].dtype == "string"
@@ -143,7 +142,7 @@ class TextClassifier(mlflow.pyfunc.PythonModel):
             inputs = tf.constant([str(text) for text in rows])[:, None]
         else:
             inputs = tf.constant(pad_ids(rows, self.padding["max_len"], self.padding["truncate"]))
-        if len(rows) <= PREDICT_BATCH:  # one batch: called eagerly, no predict function to trace (MLflow's check at logging)
+        if len(rows) <= PREDICT_BATCH:  # one batch (a few texts, a served request): called eagerly, no predict function to trace
             return keras.ops.convert_to_numpy(self.model(inputs, training=False)).reshape(-1)
         batches = tf.data.Dataset.from_tensor_slices(inputs).batch(PREDICT_BATCH)
         return self.model.predict(batches, verbose=0).reshape(-1)
@@ -162,8 +161,6 @@ def column_of(model_input) -> list:
 
 
 def pad_ids(rows: list, max_len: int, truncate: str) -> np.ndarray:
-    from pipeline.data import pad_sequences
-
     padded = pad_sequences([list(map(int, row)) for row in rows], max_len, truncate)
     padded[~padded.any(axis=1), 0] = KERAS_IMDB_OOV
     return padded
