@@ -58,3 +58,4 @@ def champion(client: mlflow.MlflowClient, name: str):
 def logged_model_of(version) -> str | None:
     """The LoggedModel id a registry version was made from (the sqlite store leaves version.model_id empty)."""
     return version.model_id or (version.source.removeprefix("models:/") if version.source.startswith("models:/") else None)
+

@@ -25,6 +25,7 @@ from pipeline.config import chosen_groups, compose, override
 from pipeline.confirm import confirm
 from pipeline.errors import InputError, console_entry, hydra_task
 from pipeline.objective import FAIL_HYPERPARAMETERS, Objective, TrialFailed
+from pipeline.datasets import log_datasets
 from pipeline.registry import register_winner, validate_register_as
 from pipeline.space import baseline_params, probe_values, validate_entry, validate_paths
 from pipeline.train import MONITORED, configure_threads, validate_train_config
@@ -175,6 +176,7 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
     with mlflow.start_run(run_name=f"sweep-{cfg.search.study_name}", tags=parent_tags(cfg)) as parent:
         objective.parent_run_id = parent.info.run_id
         tracking.log_config(cfg)
+        log_datasets(objective.dataset(cfg), cfg.data, ("train", "val", "test"))  # trials fit and select, the winner is tested
         mlflow.log_text(OmegaConf.to_yaml(cfg.search.space), "search_space.yaml")
         try:
             study.optimize(
