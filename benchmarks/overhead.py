@@ -36,11 +36,12 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="3 trials of 1 epoch (seconds)")
     parser.add_argument("--storage", help="read this Optuna storage instead of running a sweep")
     parser.add_argument("--study", help="the study to read from --storage")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the sweep, e.g. train.log_model=false")
     args = parser.parse_args()
     if args.storage:
         study = optuna.load_study(study_name=args.study, storage=args.storage)
     else:
-        study = run_fresh(3 if args.tiny else args.trials, ["train.epochs=1"] if args.tiny else [])
+        study = run_fresh(3 if args.tiny else args.trials, (["train.epochs=1"] if args.tiny else []) + args.overrides)
     rows = []
     for trial in study.trials:
         if trial.datetime_complete is None or Fig.fit_seconds not in trial.user_attrs:

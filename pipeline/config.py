@@ -145,6 +145,7 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "search.grace_seconds": integer(1),
     "search.max_retry": integer(0),
     "search.show_progress_bar": BOOLEAN,
+    "search.dashboard_port": integer(1, 65535),
     "search.lr_range": one_of(None, "auto"),
     "seed": integer(0),
     "data.name": one_of(*LOADERS, what=" is not a loader; "),

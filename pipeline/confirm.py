@@ -17,7 +17,8 @@ import optuna
 from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline import signals, tracking
+from pipeline import export, signals, tracking
+from pipeline.datasets import log_datasets
 from pipeline.batching import evaluation_stream
 from pipeline.config import compose
 from pipeline.figures import Attr, Fig
@@ -100,7 +101,7 @@ def train_with_seed(trial: FrozenTrial, seed: int, data) -> dict:
     try:
         with mlflow.start_run(run_name=f"trial-{trial.number}-seed-{seed}", nested=True, tags=tags):
             tracking.log_config(cfg, skip=("search", "lr_find"))
-            tracking.log_data(data)
+            tracking.log_data(data, cfg)
             result = train_seed(cfg, data)
             tracking.log_training(result, data, cfg, title=f"trial {trial.number}, seed {seed}")
     except TrialFailed as failure:  # this seed failed the config: a figure of the config, not a reason to stop
@@ -124,17 +125,18 @@ def train_seed(cfg: DictConfig, data):
 
 def stored_model_test_accuracy(trial: FrozenTrial, cfg: DictConfig, data) -> float | None:
     """The trial's stored model (its best epoch), evaluated once on the test split; None without a stored model."""
-    run_id = trial.user_attrs.get(Attr.mlflow_run_id)
-    if not cfg.train.log_model or not run_id:
+    run_id, model_id = trial.user_attrs.get(Attr.mlflow_run_id), trial.user_attrs.get(Attr.mlflow_model_id)
+    if not cfg.train.log_model or not run_id or not model_id:
         log.warning("trial %d has no stored model (train.log_model=false): no test score for its own seed", trial.number)
         return None
     try:
-        model = keras.saving.load_model(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model.keras"))
+        model = export.stored_id_model(model_id)
     except (OSError, mlflow.exceptions.MlflowException) as error:
         log.warning("trial %d: its model could not be loaded (%s): no test score for its own seed", trial.number, error)
         return None
     _, test_accuracy = model.evaluate(evaluation_stream(data.x_test, data.y_test, cfg.train), verbose=0)
-    mlflow.MlflowClient().log_metric(run_id, "test_accuracy", test_accuracy)
+    mlflow.MlflowClient().log_metric(run_id, "test_accuracy", test_accuracy, model_id=model_id)
+    log_datasets(data, cfg.data, ("test",), run_id=run_id)
     del model
     gc.collect()
     return float(test_accuracy)

@@ -32,6 +32,7 @@ IMDB_SPLITS = ("train", "test")
 IMDB_LABELS = {"neg": 0, "pos": 1}
 KERAS_IMDB_START, KERAS_IMDB_OOV, KERAS_IMDB_INDEX_FROM = 1, 2, 3
 VECTORIZER_OOV = 1  # TextVectorization's [UNK] id
+VECTORIZER_TEXT_SETTINGS = {"standardize": "lower_and_strip_punctuation", "split": "whitespace"}  # what training adapts; the exported model repeats it (pipeline/export.py)
 
 
 @dataclasses.dataclass
@@ -216,7 +217,7 @@ def adapt_vectorizer(fit_texts: list[str], vocab_size: int):
     import tensorflow as tf
     from keras.layers import TextVectorization
 
-    vectorizer = TextVectorization(max_tokens=vocab_size, ragged=True)
+    vectorizer = TextVectorization(max_tokens=vocab_size, ragged=True, **VECTORIZER_TEXT_SETTINGS)
     vectorizer.adapt(tf.data.Dataset.from_tensor_slices(fit_texts).batch(2048))
 
     def to_ids(texts: list[str]):

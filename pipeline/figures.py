@@ -43,6 +43,7 @@ class Attr(StrEnum):
     fail_kind = "fail_kind"  # why a FAIL trial failed: hyperparameters | input | interrupted
     mlflow_run_id = "mlflow_run_id"
     mlflow_parent_run_id = "mlflow_parent_run_id"
+    mlflow_model_id = "mlflow_model_id"  # the trial's logged MLflow model (string in, probability out)
     learning_rate = "learning_rate"
     epochs_planned = "epochs_planned"
 

@@ -115,11 +115,14 @@ class Objective:
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, tags=self.tags(cfg, trial)) as run:
             trial.set_user_attr(Attr.mlflow_run_id, run.info.run_id)
             tracking.log_config(cfg, skip=("search", "lr_find"))
-            tracking.log_data(data)
+            tracking.log_data(data, cfg)
             pruning = self.pruning_callback(trial)
             result = self.train(trial, cfg, data, pruning)
             remember(trial, cfg, result)
-            tracking.log_training(result, data, cfg, title=f"trial {trial.number} of {cfg.search.study_name}")
+            model_id = tracking.log_training(result, data, cfg, title=f"trial {trial.number} of {cfg.search.study_name}")
+            if model_id:
+                trial.set_user_attr(Attr.mlflow_model_id, model_id)
+            tracking.describe_run(trial_description(trial, cfg, result))
             if result.summary[Fig.nan_loss]:
                 self.fail(trial, f"training loss became NaN or inf at epoch {result.summary[Fig.epochs_run]}")
             pruned_at = pruning[0].pruned_at_epoch if pruning else None
@@ -166,6 +169,14 @@ class Objective:
         if not self.cfg.search.second_objective:
             return best
         return best, result.summary[self.cfg.search.second_objective]
+
+
+def trial_description(trial: optuna.Trial, cfg: DictConfig, result: TrainResult) -> str:
+    """One line for the trial run's description in the MLflow UI: what was tried and what it scored."""
+    sampled = ", ".join(f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}" for name, value in trial.params.items())
+    best = result.summary.get(f"best_{cfg.search.objective}")
+    score = f"{cfg.search.objective} {best:.4f} at epoch {result.summary['best_epoch']:.0f}" if best is not None else "no finite score"
+    return f"Trial {trial.number} of `{cfg.search.study_name}`: {sampled or 'the baseline'} → {score}"
 
 
 def remember(trial: optuna.Trial, cfg: DictConfig, result: TrainResult) -> None:

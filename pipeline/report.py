@@ -325,3 +325,21 @@ def plateau_table_lines(trials) -> list[str]:
             row.append(f"{','.join(values) or '-':>7}")
         lines.append(f"  {label or 'plateau_epochs':<{width}}  " + "  ".join(row))
     return lines
+
+
+def sweep_note(study_name: str, summary: str, confirmed: list, registered: str | None) -> str:
+    """The parent run's description in the MLflow UI (Markdown): the winner, its parameters, its test score, where
+    its model is registered, then the whole end-of-sweep summary (counts, plateaus, confirmation)."""
+    lines = [f"### Sweep `{study_name}`", ""]
+    if confirmed:
+        winner = confirmed[0]
+        test = winner.describe(winner.test_accuracies)
+        lines += [f"**Winner: trial {winner.trial.number}**, objective {winner.describe(winner.values)} over "
+                  f"{len(winner.seeds)} training seed(s); test accuracy {test}.", ""]
+        if registered:
+            lines += [f"Registered as `{registered}`.", ""]
+        lines += ["| parameter | value |", "|---|---|"]
+        lines += [f"| {name} | {value:.4g} |" if isinstance(value, float) else f"| {name} | {value} |"
+                  for name, value in winner.trial.params.items()]
+        lines.append("")
+    return "\n".join(lines + ["```", summary.strip("\n"), "```"])

@@ -149,10 +149,12 @@ class SearchConfig:
     second_objective: Optional[str] = MISSING
     confirm_top_k: int = MISSING
     confirm_seeds: int = MISSING
+    register_as: Optional[str] = MISSING
     heartbeat_seconds: int = MISSING
     grace_seconds: int = MISSING
     max_retry: int = MISSING
     show_progress_bar: bool = MISSING
+    dashboard_port: int = MISSING
     lr_range: Optional[str] = MISSING
     space: dict[str, Any] = MISSING  # name -> {path, type, low, high, log, step, choices, when}
 

@@ -27,6 +27,8 @@ from pipeline.errors import InputError, console_entry, hydra_task
 from pipeline.figures import Attr
 from pipeline.lr_range import apply_lr_range, log_lr_range, lr_entry
 from pipeline.objective import FAIL_HYPERPARAMETERS, Objective, TrialFailed
+from pipeline.datasets import log_datasets
+from pipeline.registry import register_winner, validate_register_as
 from pipeline.space import baseline_params, check_space
 from pipeline.train import configure_threads
 
@@ -44,6 +46,7 @@ def check_sweep(cfg: DictConfig, base_overrides: list[str]) -> None:
     configure_threads(cfg.train.threads)  # before the optimizer is first made: that starts TensorFlow, which fixes its pools
     config.check_instantiable(cfg)
     check_space(cfg, base_overrides, chosen_groups(base_overrides))
+    validate_register_as(cfg.search.register_as)
     if cfg.search.lr_range == "auto":
         lr_entry(cfg)  # the float entry whose bounds the range test will set
 
@@ -126,6 +129,7 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
         objective.parent_run_id = parent.info.run_id
         tracking.log_config(cfg)
         log_lr_range(lr_range, cfg, objective.dataset(cfg).chance_loss())
+        log_datasets(objective.dataset(cfg), cfg.data, ("train", "val", "test"))  # trials fit and select, the winner is tested
         mlflow.log_text(OmegaConf.to_yaml(cfg.search.space), "search_space.yaml")
         try:
             study.optimize(
@@ -139,14 +143,17 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
             confirm_started = time.perf_counter()
             confirmed = confirm(study, objective) if complete(study.trials) else []
             confirm_seconds = time.perf_counter() - confirm_started
+            registered = register_winner(cfg.search, confirmed[0].trial) if confirmed else None
         except (signals.Interrupted, InputError) as stop:  # the summary of what ran, then the stop itself
             print(record_sweep(study, objective, time.perf_counter() - started, [], 0.0, stopped=stop))
             raise
-        summary = record_sweep(study, objective, time.perf_counter() - started, confirmed, confirm_seconds)
+        summary = record_sweep(study, objective, time.perf_counter() - started, confirmed, confirm_seconds, registered=registered)
     mine = objective.trials(study)
     print(summary)
+    if registered:
+        print(f"\nThe winner's model: {registered} (rnn-predict predict.model={registered} ..., or mlflow models serve -m {registered})")
     print(f"\nMLflow parent run {parent.info.run_id} in experiment {cfg.tracking.experiment!r}; to look at it:")
-    print(tracking.ui_hint(cfg))
+    print(tracking.ui_hint(cfg, parent))
     all_failed = mine and all(t.state == TrialState.FAIL for t in mine)
     return EXIT_ALL_TRIALS_FAILED if all_failed else 0
 
@@ -163,7 +170,7 @@ def enqueue_baseline(study: optuna.Study, cfg: DictConfig, base_overrides: list[
 
 
 def record_sweep(study, objective: Objective, wall_seconds: float, confirmed: list, confirm_seconds: float,
-                 stopped: Exception | None = None) -> str:
+                 stopped: Exception | None = None, registered: str | None = None) -> str:
     """Log the sweep's figures, summary and charts to the parent run and the log file; return the summary."""
     mine = objective.trials(study)
     data = objective.dataset(objective.cfg)
@@ -173,6 +180,9 @@ def record_sweep(study, objective: Objective, wall_seconds: float, confirmed: li
     figures = counts | report.winner_figures(confirmed, confirm_seconds)
     mlflow.log_metrics(figures | {"pruning_saved_epochs": saved_epochs, "pruning_saved_seconds": saved_seconds})
     mlflow.log_text(summary, "summary.txt")
+    tracking.describe_run(report.sweep_note(study.study_name, summary, confirmed, registered))
+    if registered:
+        mlflow.set_tag("registered_model", registered)
     for name, figure in report.sweep_figures(study, objective.cfg.search.objective).items():
         mlflow.log_figure(figure, f"{name}.png")
         report.plt.close(figure)

@@ -3,7 +3,7 @@
 import logging
 import os
 import sys
-import tempfile
+import time
 from pathlib import Path
 
 import hydra
@@ -11,7 +11,8 @@ import keras
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import CONFIG_DIR, config, stores
+from pipeline import CONFIG_DIR, config, export, stores
+from pipeline.datasets import log_datasets
 from pipeline.errors import exit_on_input_error
 from pipeline.figures import Attr, Fig
 from pipeline.model import model_label
@@ -20,6 +21,9 @@ from pipeline.report import learning_curves_figure, plt
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar for one small download
+EXPERIMENT_KIND, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"  # the values MLflow's UI reads
+NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (Markdown)
+MODEL_FIGURES = ("best_", "test_")  # per-run figures of the stored model: linked to its LoggedModel
 
 
 def absolute(path: str) -> Path:
@@ -58,9 +62,16 @@ def configure(cfg: DictConfig, also_check: tuple[stores.Store, ...] = ()) -> str
                 experiment_id = mlflow.get_experiment_by_name(cfg.tracking.experiment).experiment_id
         else:
             experiment_id = experiment.experiment_id
+        mark_model_development(experiment_id, experiment)
         mlflow.set_experiment(experiment_id=experiment_id)
     log.info("MLflow: %s, experiment %r", redact(uri), cfg.tracking.experiment)
     return experiment_id
+
+
+def mark_model_development(experiment_id: str, experiment=None) -> None:
+    """MLflow 3.17's UI opens an experiment on its GenAI pages unless it is marked as model training."""
+    if experiment is None or EXPERIMENT_KIND not in experiment.tags:  # a kind someone chose is kept
+        mlflow.MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND, MODEL_DEVELOPMENT)
 
 
 def flat_params(cfg: DictConfig, skip: tuple[str, ...] = ()) -> dict[str, str]:
@@ -95,8 +106,10 @@ def run_tags(cfg: DictConfig, entry: str) -> dict[str, str]:
     }
 
 
-def log_data(data) -> None:
-    """How the data was prepared (cache hit or miss, seconds, sizes) and its vocabulary."""
+def log_data(data, cfg: DictConfig) -> None:
+    """How the data was prepared (cache hit or miss, seconds, sizes), its vocabulary, and the splits the run uses as
+    MLflow dataset inputs (training, validation, and test when the run is scored on it)."""
+    log_datasets(data, cfg.data, ("train", "val", "test") if cfg.train.evaluate_test else ("train", "val"))
     mlflow.set_tag("data_cache", "hit" if data.cache_hit else "miss")
     mlflow.log_metrics({"prep_seconds": data.prep_seconds} | {f"empty_texts_{split}": n for split, n in data.empty_texts.items()})
     mlflow.log_params({f"data_size.{split}": size for split, size in data.sizes().items()} | {"vocab_size": data.vocab_size})
@@ -104,17 +117,29 @@ def log_data(data) -> None:
         mlflow.log_text("\n".join(data.vocabulary), "vocabulary.txt")
 
 
-def log_training(result, data, cfg: DictConfig, title: str) -> None:
-    """Per-run figures as metrics; learning curves, and the model in Keras format, as artifacts."""
-    mlflow.log_metrics({name: float(value) for name, value in result.summary.items()})
+def log_training(result, data, cfg: DictConfig, title: str) -> str | None:
+    """Per-run figures as metrics; learning curves as an artifact; the model as an MLflow model whose id is returned
+    (None with train.log_model=false). The best-epoch and test figures are linked to the model."""
+    model_figures = {name: float(value) for name, value in result.summary.items() if name.startswith(MODEL_FIGURES)}
+    mlflow.log_metrics({name: float(value) for name, value in result.summary.items() if name not in model_figures})
     figure = learning_curves_figure(result.history, title, result.summary.get(Fig.chance_loss))
     mlflow.log_figure(figure, "learning_curves.png")
     plt.close(figure)
+    model_id = None
     if cfg.train.log_model:
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "model.keras"
-            result.model.save(path)
-            mlflow.log_artifact(str(path))
+        started = time.perf_counter()
+        model_id = export.log_model(result.model, data, cfg.data, int(result.summary.get("best_epoch", 0)))
+        mlflow.log_metric("log_model_seconds", time.perf_counter() - started)
+    mlflow.log_metrics(model_figures, model_id=model_id)
+    return model_id
+
+
+def describe_run(text: str, run_id: str | None = None) -> None:
+    """The run's description in the MLflow UI (Markdown)."""
+    if run_id:
+        mlflow.MlflowClient().set_tag(run_id, NOTE, text)
+    else:
+        mlflow.set_tag(NOTE, text)
 
 
 def end_stale_runs(trial_attrs: dict) -> None:
@@ -143,13 +168,19 @@ def ui_command(cfg: DictConfig) -> list[str]:
     return command
 
 
-def ui_hint(cfg: DictConfig) -> str:
-    """What to type to look at the runs: the lines that end a run's output."""
+def run_link(address: str, run) -> str:
+    """The run's page in the MLflow UI's model-training view (not the GenAI overview MLflow 3.17 opens on)."""
+    return f"{address.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning"
+
+
+def ui_hint(cfg: DictConfig, run=None) -> str:
+    """What to type to look at the runs: the lines that end a run's output; with `run`, the link to its page."""
     if cfg.tracking.uri and cfg.tracking.uri.startswith(("http://", "https://")):
-        return f"  open {redact(cfg.tracking.uri)} in a browser"
+        return f"  open {redact(run_link(cfg.tracking.uri, run) if run else cfg.tracking.uri)} in a browser"
     ui = Path(sys.executable).parent / "rnn-ui"
     ui = os.path.relpath(ui) if ui.is_relative_to(Path.cwd()) else str(ui)
     address = f"http://{cfg.tracking.ui_host}:{cfg.tracking.ui_port}"
+    address = run_link(address, run) if run else address
     overrides = f" paths.mlruns_dir={cfg.paths.mlruns_dir}" if cfg.paths.mlruns_dir != "mlruns" else ""
     plain = "mlflow ui " + " ".join(ui_command(cfg)[4:])
     return f"  {ui}{overrides}        then open {address}\n  (the same without rnnsweep: {redact(plain)})"

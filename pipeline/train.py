@@ -190,12 +190,21 @@ def run_training(cfg: DictConfig) -> TrainResult:
     run_name = tracking.redact(cfg.tracking.run_name or f"{model_label(cfg.model)}-{cfg.data.name}")
     with mlflow.start_run(run_name=run_name, tags=tracking.run_tags(cfg, entry="rnn-train")) as run:
         tracking.log_config(cfg)
-        tracking.log_data(data)
+        tracking.log_data(data, cfg)
         result = train_model(cfg, data)
-        tracking.log_training(result, data, cfg, title=run_name)
+        model_id = tracking.log_training(result, data, cfg, title=run_name)
+        tracking.describe_run(run_description(cfg, result, model_id))
     print(f"\n{run_name}:\n{format_summary(data_figures(data) | result.summary)}")
-    print(f"\nMLflow run {run.info.run_id} in experiment {cfg.tracking.experiment!r}; to look at it:\n{tracking.ui_hint(cfg)}")
+    print(f"\nMLflow run {run.info.run_id} in experiment {cfg.tracking.experiment!r}; to look at it:\n{tracking.ui_hint(cfg, run)}")
     return result
+
+
+def run_description(cfg: DictConfig, result: TrainResult, model_id: str | None) -> str:
+    """One line for the run's description in the MLflow UI."""
+    names = (f"best_{cfg.train.monitor}", "test_accuracy")
+    figures = ", ".join(f"{name} {result.summary[name]:.4f}" for name in names if name in result.summary)
+    model = f"; model `models:/{model_id}`" if model_id else ""
+    return f"{model_label(cfg.model)} on {cfg.data.name}: {figures} (best epoch {result.summary.get(Fig.best_epoch, 0):.0f}){model}"
 
 
 def data_figures(data: Dataset) -> dict[str, float]:

@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from pipeline import tracking
+from pipeline import export, tracking
 from pipeline.data import prepare_data
 from pipeline.errors import InputError
 from pipeline.train import longest_stall, plateau_epochs, run_training, train_model
@@ -67,11 +67,12 @@ def test_run_records_curves_figures_and_artifacts(make_cfg):
     assert run.data.params["data_size.train"] == "1800" and run.data.tags["data_cache"] in ("hit", "miss")
     assert {k: run.data.tags[k] for k in ("data", "model", "optimizer")} == {"data": "sentences", "model": "gru", "optimizer": "adam"}
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "learning_curves.png", "model.keras", "vocabulary.txt"} <= artifacts
+    assert {"config.yaml", "learning_curves.png", "vocabulary.txt"} <= artifacts
     folder = client.download_artifacts(run.info.run_id, "")
     assert Path(folder, "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "body: gru" in Path(folder, "config.yaml").read_text()
-    assert keras.saving.load_model(f"{folder}/model.keras").count_params() == result.model.count_params()
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    assert export.stored_id_model(export.model_of_run(run.info.run_id)).count_params() == result.model.count_params()
 
 
 def test_secret_in_a_tracking_url_never_reaches_mlflow(make_cfg, monkeypatch):

@@ -2,15 +2,13 @@
 
 import math
 
-import keras
-import mlflow
 import numpy as np
 import optuna
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import report
+from pipeline import export, report
 from pipeline.batching import evaluation_stream
 from pipeline.data import prepare_data
 from pipeline.sweep import compose
@@ -23,7 +21,8 @@ PEAKS_APART = ["model=pooling", "optimizer=adam", "optimizer.learning_rate=0.01"
 
 
 def stored_model(run_id: str):
-    return keras.saving.load_model(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model.keras"))
+    """The trained id model inside the MLflow model the run logged (pipeline/export.py)."""
+    return export.stored_id_model(export.model_of_run(run_id))
 
 
 # ------------------------------------------------------------------------------------- one best epoch

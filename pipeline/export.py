@@ -1,0 +1,252 @@
+"""The model a user can run: raw strings in, a probability out, saved in Keras format and logged as an MLflow model.
+
+`text_model` wraps the trained model (token ids in) in a Keras model whose first layer repeats what
+pipeline/data.py did to the training texts: the same TextVectorization standardization and vocabulary,
+the first (`data.truncate=post`) or last (`pre`) `data.max_len` tokens, post-padding with 0 and one OOV
+token for a text without any. `log_model` logs it as an MLflow 3 LoggedModel (a pyfunc taking a column of
+strings) linked to the run and its best epoch. `data=keras_imdb` has no raw text (its reviews are integer
+sequences): its logged model takes token ids instead, and says so.
+"""
+
+import functools
+import importlib.metadata
+import logging
+import platform
+import tempfile
+import types
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from keras import layers
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, DataType, Schema
+from mlflow.types.schema import Array
+from omegaconf import DictConfig
+
+import pipeline
+from pipeline import model as _custom_layers  # noqa: F401 - registers the trained models' own layers for loading
+from pipeline.data import KERAS_IMDB_OOV, VECTORIZER_OOV, VECTORIZER_TEXT_SETTINGS, pad_sequences
+from pipeline.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+class NoSchemaCheckLine(logging.Filter):
+    """MLflow says at INFO that it checks the input example against the signature: once per trial, it breaks the
+    sweep's progress bar and says nothing a user acts on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Validating input example against model signature")
+
+
+logging.getLogger("mlflow.pyfunc").addFilter(NoSchemaCheckLine())
+
+MODEL_NAME = "model"  # the LoggedModel's name, and its folder in the run's Models tab
+KERAS_FILE = "model.keras"  # the Keras-format file inside the MLflow model (the end-to-end model, or the id model)
+TEXT_COLUMN, IDS_COLUMN = "text", "token_ids"  # the pyfunc's input column
+THRESHOLD = 0.5  # a sigmoid trained with binary cross-entropy: label 1 from probability 0.5 on
+INPUT_EXAMPLE = ["a great film, well worth seeing", "dull plot and wooden acting"]
+PREDICT_BATCH = 256
+
+
+@keras.saving.register_keras_serializable(package="rnnsweep")
+class TokenIds(layers.Layer):
+    """Raw strings -> padded int32 token ids, exactly as pipeline/data.py vectorizes the test split."""
+
+    def __init__(self, vocabulary: list[str], max_len: int, truncate: str, **kwargs):
+        super().__init__(**kwargs)
+        self.max_len, self.truncate = int(max_len), truncate  # the vocabulary stays in the vectorizer: a list attribute
+        self.vectorizer = layers.TextVectorization(vocabulary=list(vocabulary), ragged=True, **VECTORIZER_TEXT_SETTINGS)
+
+    def build(self, input_shape=None):
+        pass  # nothing to create: the vocabulary is fixed at construction
+
+    def call(self, texts):
+        ragged = self.vectorizer(tf.reshape(texts, [-1]))
+        kept = ragged[:, -self.max_len:] if self.truncate == "pre" else ragged[:, : self.max_len]
+        ids = tf.cast(kept.to_tensor(default_value=0, shape=[None, self.max_len]), "int32")
+        tokenless = tf.equal(kept.row_lengths(), 0)  # a text of punctuation only: one OOV token, as data.py does
+        first = tf.where(tokenless, tf.constant(VECTORIZER_OOV, "int32"), ids[:, 0])
+        return tf.concat([first[:, None], ids[:, 1:]], axis=1)
+
+    def compute_output_spec(self, texts):
+        return keras.KerasTensor((texts.shape[0], self.max_len), dtype="int32")
+
+    def get_config(self):
+        return super().get_config() | {"vocabulary": self.vectorizer.get_vocabulary(), "max_len": self.max_len, "truncate": self.truncate}
+
+
+def text_model(trained: keras.Model, vocabulary: list[str], data_cfg: DictConfig) -> keras.Model:
+    """The trained model behind the vectorizer of its training data: one string in, the trained model's score out."""
+    texts = keras.Input(shape=(1,), dtype="string", name=TEXT_COLUMN)
+    ids = TokenIds(vocabulary, data_cfg.max_len, data_cfg.truncate, name="token_ids")(texts)
+    return keras.Model(texts, trained(ids), name=f"{trained.name}_on_text")
+
+
+def takes_text(data) -> bool:
+    """Only data with a vocabulary has raw text; keras_imdb's reviews come as integer sequences."""
+    return bool(data.vocabulary)
+
+
+def exported_model(trained: keras.Model, data, data_cfg: DictConfig) -> keras.Model:
+    if takes_text(data):
+        return text_model(trained, data.vocabulary, data_cfg)
+    log.info("data=%s has no raw text (integer sequences): the logged model takes token ids, not strings", data_cfg.name)
+    return trained
+
+
+def trained_part(model: keras.Model) -> keras.Model:
+    """The id model inside an end-to-end model (or the model itself when it takes ids): what the test split scores."""
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return inner[0] if inner else model
+
+
+# -------------------------------------------------------------------------------------- pyfunc
+
+
+class TextClassifier(mlflow.pyfunc.PythonModel):
+    """MLflow's generic interface to the Keras model: a column of texts (or token-id lists) -> label, probability.
+
+    Built by pipeline/pyfunc_model.py (MLflow's models from code); a model taking token ids finds the
+    data's max_len and truncate side in its model_config."""
+
+    @classmethod
+    def from_keras(cls, path) -> "TextClassifier":
+        """The same interface over a bare end-to-end .keras file (no MLflow model around it)."""
+        scorer = cls()
+        scorer.model, scorer.padding = keras.saving.load_model(path, compile=False), {}
+        scorer.takes_text = scorer.model.inputs[0].dtype == "string"
+        if not scorer.takes_text:
+            raise InputError(f"{path}: this model takes token ids, not text (data=keras_imdb); use its MLflow model")
+        return scorer
+
+    def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return self.predict(None, frame)
+
+    def load_context(self, context):
+        self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
+        self.takes_text = self.model.inputs[0].dtype == "string"
+        self.padding = context.model_config or {}
+
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # the signature makes any input a DataFrame
+        rows = column_of(model_input)
+        probabilities = self.probabilities(rows) if len(rows) else np.zeros(0, dtype=np.float32)
+        return pd.DataFrame({"label": (probabilities >= THRESHOLD).astype(np.int64), "probability": probabilities.astype(np.float64)})
+
+    def probabilities(self, rows: list) -> np.ndarray:
+        if self.takes_text:
+            inputs = tf.constant([str(text) for text in rows])[:, None]
+        else:
+            inputs = tf.constant(pad_ids(rows, self.padding["max_len"], self.padding["truncate"]))
+        if len(rows) <= PREDICT_BATCH:  # one batch (a few texts, a served request): called eagerly, no predict function to trace
+            return keras.ops.convert_to_numpy(self.model(inputs, training=False)).reshape(-1)
+        batches = tf.data.Dataset.from_tensor_slices(inputs).batch(PREDICT_BATCH)
+        return self.model.predict(batches, verbose=0).reshape(-1)
+
+
+def column_of(model_input) -> list:
+    """The texts of a DataFrame's text column (or its only column), a Series, an array or a list."""
+    if isinstance(model_input, pd.DataFrame):
+        for name in (TEXT_COLUMN, IDS_COLUMN):
+            if name in model_input.columns:
+                return model_input[name].tolist()
+        return model_input.iloc[:, 0].tolist()
+    if isinstance(model_input, (pd.Series, np.ndarray)):
+        return np.asarray(model_input).reshape(len(model_input), -1)[:, 0].tolist()
+    return list(model_input)
+
+
+def pad_ids(rows: list, max_len: int, truncate: str) -> np.ndarray:
+    padded = pad_sequences([list(map(int, row)) for row in rows], max_len, truncate)
+    padded[~padded.any(axis=1), 0] = KERAS_IMDB_OOV
+    return padded
+
+
+def signature(text: bool) -> ModelSignature:
+    # unnamed: a Series, a list or a one-column DataFrame of any name is accepted
+    column = ColSpec(DataType.string) if text else ColSpec(Array(DataType.long))
+    outputs = Schema([ColSpec(DataType.long, "label"), ColSpec(DataType.double, "probability")])
+    return ModelSignature(inputs=Schema([column]), outputs=outputs)
+
+
+def input_example(data, text: bool) -> pd.DataFrame:
+    if text:
+        return pd.DataFrame({TEXT_COLUMN: INPUT_EXAMPLE})
+    return pd.DataFrame({IDS_COLUMN: [row[row > 0].astype(np.int64).tolist() for row in data.x_val[:2]]})
+
+
+@functools.cache
+def requirements() -> list[str]:
+    """The packages the model needs to load and predict, at the versions it was logged with (no inference run)."""
+    tensorflow = "tensorflow-cpu" if platform.machine() in ("x86_64", "AMD64") else "tensorflow"
+    names = [tensorflow, "keras", "mlflow", "pandas", "numpy", "omegaconf"]
+    pins = []
+    for name in names:
+        try:
+            pins.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pins.append(name)
+    return pins
+
+
+def save_pyfunc(path, mlflow_model, validate_serving_input=True, **kwargs):
+    """mlflow.pyfunc.save_model for Model.log, which passes its validate_serving_input on to the flavor."""
+    return mlflow.pyfunc.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+
+
+PYFUNC_WITHOUT_SERVING_CHECK = types.SimpleNamespace(__name__=mlflow.pyfunc.__name__, save_model=save_pyfunc)
+
+
+def log_model(trained: keras.Model, data, data_cfg: DictConfig, best_epoch: int | None) -> str:
+    """Log the exported model to the active run as an MLflow model; return its model id.
+
+    `step=best_epoch` links the run's metrics of that epoch to the model (MLflow does it at log time)."""
+    model = exported_model(trained, data, data_cfg)
+    text = takes_text(data)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / KERAS_FILE
+        model.save(path)
+        info = mlflow.models.Model.log(
+            artifact_path=None,
+            name=MODEL_NAME,
+            flavor=PYFUNC_WITHOUT_SERVING_CHECK,
+            flavor_name="pyfunc.ModelFromCode",  # what mlflow.pyfunc.log_model names a model from code
+            validate_serving_input=False,  # MLflow's check loads and runs the model: 0.3 to 0.5 s a trial (tests serve it for real)
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            artifacts={"keras_model": str(path)},
+            code_paths=[str(Path(pipeline.__file__).parent)],  # the custom layers: the model loads without rnnsweep installed
+            model_config=None if text else {"max_len": data_cfg.max_len, "truncate": data_cfg.truncate},
+            signature=signature(text),
+            input_example=input_example(data, text),
+            pip_requirements=requirements(),
+            step=best_epoch or 0,
+            tags={"input": TEXT_COLUMN if text else IDS_COLUMN, "data": data_cfg.name},
+        )
+    return info.model_id
+
+
+# ------------------------------------------------------------------------------ finding a model
+
+
+def load_keras(model_id: str) -> keras.Model:
+    """The Keras model inside a logged MLflow model (the end-to-end model, or the id model for keras_imdb)."""
+    location = mlflow.MlflowClient().get_logged_model(model_id).artifact_location
+    return keras.saving.load_model(mlflow.artifacts.download_artifacts(f"{location}/artifacts/{KERAS_FILE}"), compile=False)
+
+
+def stored_id_model(model_id: str) -> keras.Model:
+    """The trained token-id model a logged model wraps, compiled as training compiles it: for scoring the test split."""
+    model = trained_part(load_keras(model_id))
+    model.compile(loss="binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def model_of_run(run_id: str) -> str | None:
+    """The id of the model a run logged (its last), or None."""
+    outputs = mlflow.MlflowClient().get_run(run_id).outputs
+    models = outputs.model_outputs if outputs else []
+    return models[-1].model_id if models else None

@@ -1,0 +1,54 @@
+"""rnn-dashboard: optuna-dashboard on loopback over the study a sweep made."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from pipeline.config import check
+from pipeline.dashboard import dashboard_command
+from pipeline.errors import InputError
+from pipeline.sweep import compose
+from tests.conftest import BIN
+from tests.services import free_port
+from tests.test_sweep import sweep
+
+FAST = ["model=pooling", "search=quick", "search.space.body.choices=[pooling]", "~search.space.units", "search.n_trials=1",
+        "search.pruner=none", "train.log_model=false"]
+
+
+@pytest.mark.slow
+def test_rnn_dashboard_answers_on_loopback_over_the_sweeps_study(sweep_overrides, tmp_path):
+    overrides = [*sweep_overrides, *FAST]
+    assert sweep(overrides) == 0
+    port = free_port()
+    command = [BIN / "rnn-dashboard", f"search.dashboard_port={port}", *[o for o in overrides if o.startswith("paths.")]]
+    with open(tmp_path / "dashboard.log", "w") as log:
+        server = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as answer:
+                    assert answer.status == 200
+                    studies = json.loads(answer.read())["study_summaries"]
+                    break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "dashboard.log").read_text()[-2000:]
+                time.sleep(0.5)
+        assert [study["study_name"] for study in studies] == [compose(overrides).search.study_name]
+        assert "--host 127.0.0.1" in (tmp_path / "dashboard.log").read_text()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+
+
+def test_rnn_dashboard_without_a_study_or_with_a_bad_port_is_one_line(sweep_overrides):
+    with pytest.raises(InputError, match=r"no study storage at .*optuna.db \(paths.mlruns_dir, search.storage\): run rnn-sweep first"):
+        dashboard_command(compose(sweep_overrides))
+    with pytest.raises(InputError, match=r"search.dashboard_port=0; it must be an integer from 1 to 65535"):
+        check(compose([*sweep_overrides, "search.dashboard_port=0"]))  # rnn-dashboard's check, as every entry point's

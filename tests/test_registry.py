@@ -1,0 +1,109 @@
+"""The sweep's winner in the Model Registry as NAME@champion, served by a real `mlflow models serve`."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline import tracking
+from pipeline.errors import InputError
+from pipeline.registry import CHAMPION, register_winner
+from pipeline.sweep import compose
+from tests.services import free_port
+from tests.test_sweep import runs_of, study_of, sweep
+
+TEXTS = ["a great film, I loved every minute", "dull plot and awful acting", "the food was cold"]
+
+
+def serve(model_uri: str, tracking_uri: str, folder):
+    """`mlflow models serve` on 127.0.0.1 (local environment); yields its URL once /ping answers."""
+    shim = folder / "bin"  # mlflow starts `uvicorn` from PATH: make it this interpreter's
+    shim.mkdir()
+    (shim / "uvicorn").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m uvicorn "$@"\n')
+    (shim / "uvicorn").chmod(0o755)
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": f"{shim}{os.pathsep}{os.environ['PATH']}"}
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+               "-h", "127.0.0.1", "-p", str(port)]
+    log = open(folder / "serve.log", "w")
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, (folder / "serve.log").read_text()[-3000:]
+            time.sleep(0.5)
+    return server, url, log
+
+
+def post(url: str, payload: dict) -> dict:
+    request = urllib.request.Request(f"{url}/invocations", data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        return json.loads(answer.read())
+
+
+@pytest.mark.slow
+def test_the_winner_is_registered_as_champion_and_a_real_server_answers(sweep_overrides, tmp_path):
+    name = f"champion-test-{tmp_path.name}"
+    overrides = [*sweep_overrides, "search=quick", "search.pruner=none", f"search.register_as={name}"]
+    assert sweep(overrides) == 0
+    cfg = compose(overrides)
+    best = study_of(overrides).best_trial
+    client = MlflowClient(cfg.tracking.uri)
+    version = client.get_model_version_by_alias(name, CHAMPION)
+    assert version.source == f"models:/{best.user_attrs['mlflow_model_id']}" and version.run_id == best.user_attrs["mlflow_run_id"]
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    champion = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
+    assert champion.metadata.model_id == best.user_attrs["mlflow_model_id"]
+    expected = champion.predict(pd.Series(TEXTS))
+
+    _, [parent], children = runs_of(overrides)
+    note = parent.data.tags[tracking.NOTE]
+    assert f"**Winner: trial {best.number}**" in note and f"`models:/{name}@{CHAMPION}`" in note and "| parameter | value |" in note
+    assert parent.data.tags["registered_model"] == f"models:/{name}@{CHAMPION}"
+    assert all(child.data.tags[tracking.NOTE].startswith("Trial ") for child in children)
+
+    server, url, log = serve(f"models:/{name}@{CHAMPION}", cfg.tracking.uri, tmp_path)
+    try:
+        answer = post(url, {"inputs": TEXTS})["predictions"]
+        assert len(answer) == 3
+        np.testing.assert_allclose([row["probability"] for row in answer], expected["probability"], atol=1e-6)
+        assert [row["label"] for row in answer] == expected["label"].tolist()
+        records = post(url, {"dataframe_records": [{"text": text} for text in TEXTS]})["predictions"]
+        assert records == answer
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+        log.close()
+
+
+def test_the_same_winner_again_adds_no_version_and_null_registers_nothing(sweep_overrides, tmp_path):
+    name = f"again-{tmp_path.name}"
+    overrides = [*sweep_overrides, "model=pooling", "search=quick", "search.space.body.choices=[pooling]", "~search.space.units",
+                 "search.n_trials=1", "search.pruner=none", f"search.register_as={name}"]
+    assert sweep(overrides) == 0
+    cfg, trial = compose(overrides), study_of(overrides).best_trial
+    assert register_winner(cfg.search, trial) == f"models:/{name}@{CHAMPION}"
+    client = MlflowClient(cfg.tracking.uri)
+    assert [str(v.version) for v in client.search_model_versions(f"name='{name}'")] == ["1"]
+    assert register_winner(compose([*overrides, "search.register_as=null"]).search, trial) is None
+
+
+@pytest.mark.parametrize("bad", ["search.register_as=a/b", "search.register_as=models:x", "search.register_as=''"])
+def test_a_bad_registered_name_is_named_before_anything_runs(sweep_overrides, bad):
+    with pytest.raises(InputError, match=r"search.register_as=.*it must be null or a model name without '/' or ':'"):
+        sweep([*sweep_overrides, "search=quick", bad])
