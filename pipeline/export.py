@@ -57,9 +57,9 @@ PREDICT_BATCH = 256
 class TokenIds(layers.Layer):
     """Raw strings -> padded int32 token ids, exactly as pipeline/data.py vectorizes the test split."""
 
-    def __init__(self, vocabulary: list[str], max_len: int, truncate: str, **kwargs):
+    def __init__(self, vocabulary: list[str], max_len: int, truncate: str, padding: str = "post", **kwargs):
         super().__init__(**kwargs)
-        self.max_len, self.truncate = int(max_len), truncate  # the vocabulary stays in the vectorizer: a list attribute
+        self.max_len, self.truncate, self.padding = int(max_len), truncate, padding  # the vocabulary stays in the vectorizer
         self.vectorizer = layers.TextVectorization(vocabulary=list(vocabulary), ragged=True, **VECTORIZER_TEXT_SETTINGS)
 
     def build(self, input_shape=None):
@@ -69,21 +69,25 @@ class TokenIds(layers.Layer):
         ragged = self.vectorizer(tf.reshape(texts, [-1]))
         kept = ragged[:, -self.max_len:] if self.truncate == "pre" else ragged[:, : self.max_len]
         ids = tf.cast(kept.to_tensor(default_value=0, shape=[None, self.max_len]), "int32")
+        if self.padding == "pre":  # the tokens at the end, in order: reverse each text's tokens, then the whole row
+            ids = tf.reverse(tf.reverse_sequence(ids, kept.row_lengths(), seq_axis=1, batch_axis=0), axis=[1])
         tokenless = tf.equal(kept.row_lengths(), 0)  # a text of punctuation only: one OOV token, as data.py does
-        first = tf.where(tokenless, tf.constant(VECTORIZER_OOV, "int32"), ids[:, 0])
-        return tf.concat([first[:, None], ids[:, 1:]], axis=1)
+        side = -1 if self.padding == "pre" else 0
+        oov = tf.where(tokenless, tf.constant(VECTORIZER_OOV, "int32"), ids[:, side])
+        return tf.concat([ids[:, :-1], oov[:, None]], axis=1) if side else tf.concat([oov[:, None], ids[:, 1:]], axis=1)
 
     def compute_output_spec(self, texts):
         return keras.KerasTensor((texts.shape[0], self.max_len), dtype="int32")
 
     def get_config(self):
-        return super().get_config() | {"vocabulary": self.vectorizer.get_vocabulary(), "max_len": self.max_len, "truncate": self.truncate}
+        return super().get_config() | {"vocabulary": self.vectorizer.get_vocabulary(), "max_len": self.max_len,
+                                       "truncate": self.truncate, "padding": self.padding}
 
 
 def text_model(trained: keras.Model, vocabulary: list[str], data_cfg: DictConfig) -> keras.Model:
     """The trained model behind the vectorizer of its training data: one string in, the trained model's score out."""
     texts = keras.Input(shape=(1,), dtype="string", name=TEXT_COLUMN)
-    ids = TokenIds(vocabulary, data_cfg.max_len, data_cfg.truncate, name="token_ids")(texts)
+    ids = TokenIds(vocabulary, data_cfg.max_len, data_cfg.truncate, data_cfg.padding, name="token_ids")(texts)
     return keras.Model(texts, trained(ids), name=f"{trained.name}_on_text")
 
 
@@ -141,7 +145,7 @@ class TextClassifier(mlflow.pyfunc.PythonModel):
         if self.takes_text:
             inputs = tf.constant([str(text) for text in rows])[:, None]
         else:
-            inputs = tf.constant(pad_ids(rows, self.padding["max_len"], self.padding["truncate"]))
+            inputs = tf.constant(pad_ids(rows, self.padding["max_len"], self.padding["truncate"], self.padding.get("padding", "post")))
         if len(rows) <= PREDICT_BATCH:  # one batch (a few texts, a served request): called eagerly, no predict function to trace
             return keras.ops.convert_to_numpy(self.model(inputs, training=False)).reshape(-1)
         batches = tf.data.Dataset.from_tensor_slices(inputs).batch(PREDICT_BATCH)
@@ -160,9 +164,9 @@ def column_of(model_input) -> list:
     return list(model_input)
 
 
-def pad_ids(rows: list, max_len: int, truncate: str) -> np.ndarray:
-    padded = pad_sequences([list(map(int, row)) for row in rows], max_len, truncate)
-    padded[~padded.any(axis=1), 0] = KERAS_IMDB_OOV
+def pad_ids(rows: list, max_len: int, truncate: str, padding: str) -> np.ndarray:
+    padded = pad_sequences([list(map(int, row)) for row in rows], max_len, truncate, padding)
+    padded[~padded.any(axis=1), -1 if padding == "pre" else 0] = KERAS_IMDB_OOV
     return padded
 
 
@@ -219,7 +223,7 @@ def log_model(trained: keras.Model, data, data_cfg: DictConfig, best_epoch: int 
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),
             artifacts={"keras_model": str(path)},
             code_paths=[str(Path(pipeline.__file__).parent)],  # the custom layers: the model loads without rnnsweep installed
-            model_config=None if text else {"max_len": data_cfg.max_len, "truncate": data_cfg.truncate},
+            model_config=None if text else {"max_len": data_cfg.max_len, "truncate": data_cfg.truncate, "padding": data_cfg.padding},
             signature=signature(text),
             input_example=input_example(data, text),
             pip_requirements=requirements(),

@@ -28,9 +28,12 @@ def last_run(cfg):
     return client.search_runs([experiment.experiment_id], order_by=["start_time DESC"], max_results=1)[0]
 
 
-@pytest.mark.parametrize("model, truncate", [("pooling", "pre"), ("gru", "post")])
-def test_logged_model_scores_raw_text_as_the_trained_model_scores_its_ids(make_cfg, model, truncate):
-    cfg = make_cfg(f"model={model}", f"data.truncate={truncate}", *SMALL, f"tracking.experiment=test-export-{model}")
+@pytest.mark.parametrize("model, truncate, extra", [
+    ("pooling", "pre", []), ("gru", "post", []),
+    ("gru", "pre", ["model.mask_padding=false", "data.padding=pre"]),  # unmasked: the padding side is part of the input
+])
+def test_logged_model_scores_raw_text_as_the_trained_model_scores_its_ids(make_cfg, model, truncate, extra):
+    cfg = make_cfg(f"model={model}", f"data.truncate={truncate}", *SMALL, *extra, f"tracking.experiment=test-export-{model}")
     result = run_training(cfg)
     data = prepare_data(cfg.data, cfg.paths.cache_dir)
     texts = raw_test_texts(cfg)
@@ -122,4 +125,4 @@ def test_experiment_opens_on_model_training_and_the_run_link_says_so(make_cfg, c
     assert experiment.tags[tracking.EXPERIMENT_KIND] == "custom_model_development"
     link = f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning"
     assert link in capsys.readouterr().out.splitlines()[-2]
-    assert run.data.tags[tracking.NOTE].startswith("pooling (pooling) on sentences: best_val_loss ")
+    assert run.data.tags[tracking.NOTE].startswith("average_pooling on sentences: best_val_loss ")
