@@ -78,18 +78,37 @@ def gradient_signal(flat: list[FrozenTrial]) -> str:
     if not logged:
         return "No gradient figures were logged for these trials (train.log_gradients), so the gradient signal cannot be told apart."
     escaped = [t for t in logged if attr(t, Fig.escape_grad_norm) is not None and attr(t, Fig.plateau_grad_norm) > 0]
+    step_size = step_size_statement(logged)
     if not escaped:
         return (f"During the plateaus the mean gradient norm was {statistics.fmean(attr(t, Fig.plateau_grad_norm) for t in logged):.3g}; "
-                "no plateaued trial escaped, so there is no after to compare with.")
+                f"no plateaued trial escaped, so there is no after to compare with.{step_size}")
     shown = "; ".join(before_and_after(t) for t in sorted(escaped, key=lambda t: attr(t, Attr.learning_rate))[:4])
     ratio = statistics.median(attr(t, Fig.escape_grad_norm) / attr(t, Fig.plateau_grad_norm) for t in escaped)
     if ratio >= 2:
-        kind = f"the gradient was {ratio:.2g}× smaller on the plateau than after it (median): too weak a signal to move the weights far"
+        kind = f"the gradient grew {ratio:.2g}× once the loss moved (median)"
     elif ratio > 0.5:
         kind = f"the gradient was about as large on the plateau as after it (×{ratio:.2g}, median): steps of some size, without a direction yet"
     else:
         kind = f"the gradient was larger on the plateau than after it (×{ratio:.2g}, median): large steps that did not lower the loss"
-    return f"On the plateau → after the escape: {shown}. So {kind}."
+    return f"On the plateau → after the escape: {shown}. So {kind}.{step_size}"
+
+
+def step_size_statement(logged: list[FrozenTrial]) -> str:
+    """Whether the learning rate, not the gradient, set the pace: the same gradient norm on the plateau at two
+    learning rates, but steps that grew with the learning rate."""
+    paced = sorted((t for t in logged if attr(t, Fig.plateau_update_ratio)), key=lambda t: attr(t, Attr.learning_rate))
+    if len(paced) < 2 or attr(paced[0], Attr.learning_rate) == attr(paced[-1], Attr.learning_rate):
+        return ""
+    low, high = paced[0], paced[-1]
+    gradients = attr(high, Fig.plateau_grad_norm) / attr(low, Fig.plateau_grad_norm)
+    steps = attr(high, Fig.plateau_update_ratio) / attr(low, Fig.plateau_update_ratio)
+    rates = attr(high, Attr.learning_rate) / attr(low, Attr.learning_rate)
+    if not (2 / 3 <= gradients <= 3 / 2 and steps >= 2):
+        return ""
+    return (f" On the plateau the gradient norm was about the same at lr {attr(low, Attr.learning_rate):.2g} and "
+            f"{attr(high, Attr.learning_rate):.2g} ({attr(low, Fig.plateau_grad_norm):.3g} vs {attr(high, Fig.plateau_grad_norm):.3g}), "
+            f"while each step moved the weights {steps:.2g}× as far (for {rates:.2g}× the learning rate): "
+            "the step size, not a vanishing gradient, set how long the plateau lasted.")
 
 
 def before_and_after(trial: FrozenTrial) -> str:

@@ -195,7 +195,8 @@ def sweep_figures(study, objective: str) -> dict[str, plt.Figure]:
     figures = {}
     for name, make in makers.items():
         try:
-            with warnings.catch_warnings():
+            # rc_context: Optuna's plots switch matplotlib to its ggplot style for good; ours keep the default
+            with warnings.catch_warnings(), matplotlib.rc_context():
                 warnings.simplefilter("ignore")  # experimental-API and few-trials warnings: the plot says enough
                 figures[name] = make(study, target=target, target_name=objective).figure
         except (ValueError, RuntimeError, ZeroDivisionError) as error:  # too few trials or values for this plot

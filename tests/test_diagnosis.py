@@ -48,7 +48,7 @@ def test_a_plateau_at_chance_none_and_a_censored_one():
     assert "trial 3 (lr 5e-05): ≥ 3" in text and "trial 0 (lr 0.0001): 6" in text
     assert "1 ended still flat" in text
     assert "All 2 plateaus sat at chance level" in text and f"chance {CHANCE:.3f}" in text
-    assert "lr 0.0001: gradient norm 0.002 → 0.05" in text and "the gradient was 25× smaller on the plateau than after it" in text
+    assert "lr 0.0001: gradient norm 0.002 → 0.05" in text and "the gradient grew 25× once the loss moved" in text
     assert "No trial with a learning rate of 0.003 or more plateaued (2 trials); below it 2 of 2 did" in text
     assert "use a learning rate of at least 0.003" in text
     assert "1 pruned trials were still on their plateau: search.pruner=patient" in text
@@ -77,3 +77,15 @@ def test_unmasked_plateaus_longer_is_said_with_both_means():
               trial(2, 1e-2, NONE, mask_padding=True), trial(3, 1e-2, NONE, mask_padding=False)]
     text = "\n".join(plateau_diagnosis(trials))
     assert "keep model.mask_padding=true (plateaus 1.0 epochs on average masked, 3.5 unmasked)" in text
+
+
+def test_same_gradient_larger_steps_names_the_step_size_not_the_gradient():
+    """The seed case, as measured: plateau gradient norm 0.090 at lr 1e-4 and 0.094 at 1e-3, steps 5.4e-4 and 6.0e-3."""
+    slow = trial(0, 1e-4, AT_CHANCE, grads=(0.090, 0.123))
+    slow.set_user_attr("plateau_update_ratio", 5.4e-4)
+    fast = trial(1, 1e-3, [CHANCE] * 3 + [0.5, 0.3, 0.2], grads=(0.094, 0.324))
+    fast.set_user_attr("plateau_update_ratio", 6.0e-3)
+    text = "\n".join(plateau_diagnosis([slow, fast, trial(2, 1e-2, NONE), trial(3, 5e-2, NONE)]))
+    assert "the gradient norm was about the same at lr 0.0001 and 0.001 (0.09 vs 0.094)" in text
+    assert "each step moved the weights 11× as far (for 10× the learning rate)" in text
+    assert "the step size, not a vanishing gradient" in text
