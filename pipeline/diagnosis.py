@@ -56,7 +56,7 @@ def who_plateaued(flat: list[FrozenTrial], measured: list[FrozenTrial]) -> str:
 def setting_text(trial: FrozenTrial) -> str:
     """The searched settings other than the learning rate that tell plateaus apart (body, optimizer, masking)."""
     keys = [k for k in ("body", "optimizer", "mask_padding", "padding") if k in trial.params]
-    return "".join(f", {k} {trial.params[k]}" for k in keys)
+    return "".join(f", {k} {str(trial.params[k]).lower() if isinstance(trial.params[k], bool) else trial.params[k]}" for k in keys)
 
 
 def plateau_level(flat: list[FrozenTrial]) -> str | None:
@@ -112,7 +112,7 @@ def step_size_statement(logged: list[FrozenTrial]) -> str:
 
 
 def before_and_after(trial: FrozenTrial) -> str:
-    text = f"lr {attr(trial, Attr.learning_rate):.2g}: gradient norm {attr(trial, Fig.plateau_grad_norm):.3g} → {attr(trial, Fig.escape_grad_norm):.3g}"
+    text = f"lr {attr(trial, Attr.learning_rate):.2g}{setting_text(trial)}: gradient norm {attr(trial, Fig.plateau_grad_norm):.3g} → {attr(trial, Fig.escape_grad_norm):.3g}"
     if attr(trial, Fig.plateau_update_ratio) is not None and attr(trial, Fig.escape_update_ratio) is not None:
         text += f", step {attr(trial, Fig.plateau_update_ratio):.2g} → {attr(trial, Fig.escape_update_ratio):.2g} of the weights' norm"
     return text
