@@ -125,7 +125,7 @@ def run_lr_find(cfg: DictConfig) -> lr_curve.RangeFigures:
     run_name = tracking.redact(cfg.tracking.run_name or f"lr-find-{model_label(cfg.model)}-{cfg.data.name}")
     with mlflow.start_run(run_name=run_name, tags=tracking.run_tags(cfg, entry="rnn-lr-find")) as run:
         tracking.log_config(cfg)
-        tracking.log_data(data)
+        tracking.log_data(data, cfg)
         test = range_test(cfg, data)
         figures = read_curve(test, cfg.lr_find)
         expected = plateau_figures(figures, cfg.optimizer.learning_rate, steps_per_epoch(cfg, data))
