@@ -5,7 +5,7 @@ Runs, in a temporary MLflow store (or --store DIR, kept; a command whose run is 
   rnn-sweep search=plateau data=sentences
   rnn-sweep search=plateau_padding data=sentences
 then finds their runs with the MLflow client, copies their charts into the output folder as PNGs and writes the
-figures it read to figures.json and figures.md. About 10-15 minutes on 2 CPU cores.
+figures it read to figures.json and figures.md. About 15 minutes on 2 shared CPU cores.
 
     .venv/bin/python docs/plateau/make_figures.py [--cache-dir DIR] [--store DIR] [OUT, default docs/plateau]
 """
@@ -123,7 +123,7 @@ def download(run_id: str, artifact: str, target: Path) -> Path:
 
 def trial_figures(client: MlflowClient, run) -> dict:
     params = run.data.params
-    figures = {"run_name": run.info.run_name, "state": run.data.tags.get("trial_state"),
+    figures = {"run_id": run.info.run_id, "run_name": run.info.run_name, "state": run.data.tags.get("trial_state"),
                "learning_rate": float(params["optimizer.learning_rate"]),
                "mask_padding": params.get("model.mask_padding"), "padding": params.get("data.padding")}
     figures |= {key: run.data.metrics[key] for key in TRIAL_METRICS if key in run.data.metrics}
@@ -157,17 +157,13 @@ def read_sweep(client: MlflowClient, name: str, out: Path, chart: str) -> dict:
                                                            dst_path=folder)).read_text()
     trials = sorted((trial_figures(client, run) for run in children(client, parent.info.run_id)),
                     key=lambda t: (str(t["mask_padding"]), str(t["padding"]), t["learning_rate"]))
-    return {"run_id": parent.info.run_id, "summary": summary, "trials": trials,
-            "_runs": {run.info.run_id: float(run.data.params["optimizer.learning_rate"]) for run in children(client, parent.info.run_id)}}
+    return {"run_id": parent.info.run_id, "summary": summary, "trials": trials}
 
 
 def copy_learning_curves(sweep: dict, out: Path, rates=CURVE_RATES) -> list[str]:
     """learning_curves.png of the trials at `rates` (the plateau of lr 1e-4, the short one of 1e-3)."""
-    names = []
-    for run_id, rate in sweep.pop("_runs").items():
-        if any(math.isclose(rate, wanted) for wanted in rates):
-            names.append(download(run_id, "learning_curves.png", out / f"learning_curves_lr_{short(rate)}.png").name)
-    return sorted(names)
+    return [download(t["run_id"], "learning_curves.png", out / f"learning_curves_lr_{short(t['learning_rate'])}.png").name
+            for t in sweep["trials"] if any(math.isclose(t["learning_rate"], rate) for rate in rates)]
 
 
 def short(rate: float) -> str:
@@ -285,7 +281,6 @@ def main() -> None:
                    "lr_find": read_range_test(client, args.out), "plateau": plateau,
                    "learning_curves": copy_learning_curves(plateau, args.out),
                    "plateau_padding": read_sweep(client, "plateau_padding", args.out, "plateau_padding_vs_learning_rate.png")}
-        figures["plateau_padding"].pop("_runs")
         write_figures(args.out, figures, outputs)
     print(f"wrote {', '.join(sorted(p.name for p in args.out.iterdir() if p.suffix in ('.png', '.md', '.json')))} to {args.out}")
 
