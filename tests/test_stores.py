@@ -267,7 +267,7 @@ def broken_preset(tmp_path: Path) -> str:
 
 HYDRA_ERRORS = [
     (["model.unitz=3"], "Could not override 'model.unitz'"),
-    (["search=nonexistent"], "Could not find 'search/nonexistent' Available options in 'search': default plateau quick"),
+    (["search=nonexistent"], "Could not find 'search/nonexistent' Available options in 'search': default plateau plateau_padding quick"),
     ([f"search.storage=postgresql://u:{PW}@h/db", "+search=quick"], "search"),
     (["BROKEN", "search=broken"], "broken.yaml"),
     (["BROKEN", "search=broken", "--cfg", "job"], "broken.yaml"),
