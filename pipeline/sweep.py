@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from pipeline import CONFIG_DIR, config, report, signals, stores, tracking
+from pipeline import CONFIG_DIR, config, report, signals, stores, tracking, workers
 from pipeline.config import chosen_groups, compose
 from pipeline.confirm import confirm
 from pipeline.errors import InputError, console_entry, hydra_task
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, stale-trial retry
 
 EXIT_ALL_TRIALS_FAILED = 3
+EXIT_WORKER_DIED = 1  # search.n_workers: a worker process was killed or failed unexpectedly
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what max_total_trials counts; FAIL trials may be retried
 
 
@@ -127,18 +128,11 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
         log_lr_range(lr_range, cfg, objective.dataset(cfg).chance_loss())
         mlflow.log_text(OmegaConf.to_yaml(cfg.search.space), "search_space.yaml")
         try:
-            study.optimize(
-                objective,
-                n_trials=cfg.search.n_trials,
-                timeout=cfg.search.timeout,
-                catch=(TrialFailed,),  # a trial its hyperparameters failed is FAIL with its reason; the sweep goes on
-                show_progress_bar=cfg.search.show_progress_bar,
-                callbacks=[optuna.study.MaxTrialsCallback(cap, states=FINISHED)] if cap else None,
-            )
+            optimize(study, objective, cfg)
             confirm_started = time.perf_counter()
             confirmed = confirm(study, objective) if complete(study.trials) else []
             confirm_seconds = time.perf_counter() - confirm_started
-        except (signals.Interrupted, InputError) as stop:  # the summary of what ran, then the stop itself
+        except (signals.Interrupted, InputError, workers.WorkerDied) as stop:  # the summary of what ran, then the stop itself
             print(record_sweep(study, objective, time.perf_counter() - started, [], 0.0, stopped=stop))
             raise
         summary = record_sweep(study, objective, time.perf_counter() - started, confirmed, confirm_seconds)
@@ -148,6 +142,24 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
     print(tracking.ui_hint(cfg))
     all_failed = mine and all(t.state == TrialState.FAIL for t in mine)
     return EXIT_ALL_TRIALS_FAILED if all_failed else 0
+
+
+def optimize(study: optuna.Study, objective: Objective, cfg: DictConfig) -> None:
+    """search.n_trials trials: in this process, or in search.n_workers worker processes (pipeline/workers.py)."""
+    cap = cfg.search.max_total_trials
+    left = cfg.search.n_trials if cap is None else min(cfg.search.n_trials, cap - len(study.get_trials(states=FINISHED)))
+    count = workers.worker_count(cfg, left)
+    if count > 1:
+        workers.run_workers(study, objective, count, cfg.search.n_trials, cfg.search.timeout)
+        return
+    study.optimize(
+        objective,
+        n_trials=cfg.search.n_trials,
+        timeout=cfg.search.timeout,
+        catch=(TrialFailed,),  # a trial its hyperparameters failed is FAIL with its reason; the sweep goes on
+        show_progress_bar=cfg.search.show_progress_bar,
+        callbacks=[optuna.study.MaxTrialsCallback(cap, states=FINISHED)] if cap else None,
+    )
 
 
 def enqueue_baseline(study: optuna.Study, cfg: DictConfig, base_overrides: list[str]) -> None:
@@ -202,6 +214,9 @@ def main(cfg: DictConfig) -> int:
             print(f"{stop}: stopped cleanly (a trial it cut short is FAIL, no MLflow run is left RUNNING); "
                   "run the same command to continue", file=sys.stderr)
             code = stop.exit_code
+        except workers.WorkerDied as died:  # the summary is printed; the others finished their trials
+            print(f"error: {died}; its trial is FAIL, its MLflow run KILLED; run the same command to continue", file=sys.stderr)
+            code = EXIT_WORKER_DIED
     if code:
         raise SystemExit(code)
     return code
