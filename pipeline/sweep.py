@@ -110,6 +110,13 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
     objective = Objective(cfg, base_overrides)
     objective.dataset(cfg)  # the base config's data, before any study or run exists: a data error stops here
     signals.check()
+    with workers.Pool(cfg, base_overrides) as pool:  # search.n_workers > 1: they start now, and wait for the study
+        return search(cfg, objective, pool, started)
+
+
+def search(cfg: DictConfig, objective: Objective, pool: workers.Pool, started: float) -> int:
+    """run_sweep once the config and data are known: the study, the parent run, the trials, confirmation, the summary."""
+    base_overrides = objective.base_overrides
     if cfg.search.show_progress_bar:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar shows each trial's progress and the best value
     tracking.configure(cfg, also_check=(stores.optuna_store(storage_url(cfg)),))  # both probed first
@@ -128,7 +135,7 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
         log_lr_range(lr_range, cfg, objective.dataset(cfg).chance_loss())
         mlflow.log_text(OmegaConf.to_yaml(cfg.search.space), "search_space.yaml")
         try:
-            optimize(study, objective, cfg)
+            optimize(study, objective, cfg, pool)
             confirm_started = time.perf_counter()
             confirmed = confirm(study, objective) if complete(study.trials) else []
             confirm_seconds = time.perf_counter() - confirm_started
@@ -144,13 +151,11 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
     return EXIT_ALL_TRIALS_FAILED if all_failed else 0
 
 
-def optimize(study: optuna.Study, objective: Objective, cfg: DictConfig) -> None:
-    """search.n_trials trials: in this process, or in search.n_workers worker processes (pipeline/workers.py)."""
+def optimize(study: optuna.Study, objective: Objective, cfg: DictConfig, pool: workers.Pool) -> None:
+    """search.n_trials trials: in this process, or in the pool's worker processes (search.n_workers > 1)."""
     cap = cfg.search.max_total_trials
-    left = cfg.search.n_trials if cap is None else min(cfg.search.n_trials, cap - len(study.get_trials(states=FINISHED)))
-    count = workers.worker_count(cfg, left)
-    if count > 1:
-        workers.run_workers(study, objective, count, cfg.search.n_trials, cfg.search.timeout)
+    if pool.count > 1:
+        pool.run(study, objective, cfg.search.n_trials, cfg.search.timeout)
         return
     study.optimize(
         objective,

@@ -64,61 +64,101 @@ def worker_threads(cfg: DictConfig, count: int) -> dict[str, int]:
 
 @dataclasses.dataclass
 class Job:
-    """What every worker is given: the sweep, where to record, and the shared counters."""
+    """What every worker is given when it starts: its threads, the sweep's overrides and the shared counters."""
 
-    cfg: DictConfig
     threads: dict[str, int]  # the worker's train.threads
     base_overrides: list[str]  # the sweep's, and the worker's threads: every trial's config has them
-    parent_run_id: str
-    experiment_id: str
-    tracking_uri: str
-    deadline: float | None  # time.time() after which no trial starts (search.timeout)
+    show_progress_bar: bool
     invoker_pid: int
     log_files: list[str]
     tickets: object  # multiprocessing.Value: trials still to start
     stop: object  # multiprocessing.Value: the signal number to stop on, 0 while running
     messages: object  # multiprocessing.Queue: (kind, text) of a worker that failed
+    orders: object  # multiprocessing.Queue: one Orders per worker once the study and the parent run exist, or None
+
+
+@dataclasses.dataclass
+class Orders:
+    """What a worker is told once the study and the parent run exist."""
+
+    cfg: DictConfig  # the sweep's config as the invoker finished it (search.lr_range=auto sets bounds)
+    parent_run_id: str
+    experiment_id: str
+    tracking_uri: str
+    deadline: float | None  # time.time() after which no trial starts (search.timeout)
 
 
 # ------------------------------------------------------------------------------- the invoker
 
 
-def run_workers(study: optuna.Study, objective, count: int, n_trials: int, timeout: float | None) -> None:
-    """Run `n_trials` trials of `study` in `count` worker processes under the objective's parent run, with one
-    progress bar; return when all are done. Interrupted on a signal, InputError or WorkerDied when a worker
-    failed, after every worker has exited and no trial of theirs is left RUNNING."""
-    cfg = objective.cfg
-    context = multiprocessing.get_context("spawn")
-    threads = worker_threads(cfg, count)
-    job = Job(
-        cfg=cfg, threads=threads,
-        base_overrides=[*objective.base_overrides, *(f"train.threads.{key}={value}" for key, value in threads.items())],
-        parent_run_id=objective.parent_run_id, experiment_id=mlflow.active_run().info.experiment_id,
-        tracking_uri=mlflow.get_tracking_uri(), deadline=time.time() + timeout if timeout else None,
-        invoker_pid=os.getpid(), log_files=[h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)],
-        tickets=context.Value("i", n_trials), stop=context.Value("i", 0), messages=context.Queue(),
-    )
-    processes = [context.Process(target=work, args=(index, job), name=f"rnn-sweep worker {index}") for index in range(count)]
-    log.info("%d worker processes, each with train.threads %s", count, threads)
-    with ignored_signals():  # the workers inherit SIG_IGN: only the invoker hears a signal
-        for process in processes:
-            process.start()
-    progress = Progress(study, objective, n_trials)
-    failures = []
-    try:
-        failures = supervise(processes, job, progress)
-    finally:
-        for process in processes:  # a second signal, or an error of our own: no worker outlives the invocation
+class Pool:
+    """search.n_workers worker processes, started as soon as the sweep's config and data are known, so that their
+    start-up (Python, TensorFlow) overlaps the invoker's (stores, study, baseline, parent run). With one worker
+    there are none: the invoker runs the trials itself. Leaving the `with` block, no worker is left."""
+
+    def __init__(self, cfg: DictConfig, base_overrides: list[str]):
+        self.count = worker_count(cfg, cfg.search.n_trials)
+        self.processes = []
+        if self.count == 1:
+            return
+        context = multiprocessing.get_context("spawn")
+        threads = worker_threads(cfg, self.count)
+        self.job = Job(
+            threads=threads, show_progress_bar=cfg.search.show_progress_bar,
+            base_overrides=[*base_overrides, *(f"train.threads.{key}={value}" for key, value in threads.items())],
+            invoker_pid=os.getpid(), log_files=[h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)],
+            tickets=context.Value("i", 0), stop=context.Value("i", 0), messages=context.Queue(), orders=context.Queue(),
+        )
+        self.processes = [context.Process(target=work, args=(index, self.job), name=f"rnn-sweep worker {index}")
+                          for index in range(self.count)]
+        log.info("%d worker processes, each with train.threads %s", self.count, threads)
+        with ignored_signals():  # the workers inherit SIG_IGN: only the invoker hears a signal
+            for process in self.processes:
+                process.start()
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Workers that were never given work are told so (or, after a second signal, killed)."""
+        if any(p.is_alive() for p in self.processes):
+            for _ in self.processes:
+                self.job.orders.put(None)
+            deadline = time.monotonic() + 60
+            for process in self.processes:
+                process.join(max(0.0, deadline - time.monotonic()))
+        for process in self.processes:
             if process.is_alive():
                 process.kill()
             process.join()
-        progress.close()
-        objective.ran = [t.number for t in mine(study, objective.parent_run_id)]
-        end_orphans(study, objective.parent_run_id)
-    if signals.received() is not None:
-        raise signals.Interrupted(signals.received())
-    for kind, text in failures:
-        raise InputError(text) if kind == "input" else WorkerDied(text)
+
+    def run(self, study: optuna.Study, objective, n_trials: int, timeout: float | None) -> None:
+        """Run `n_trials` trials of `study` in the workers under the objective's parent run, with one progress
+        bar; return when all are done. Interrupted on a signal, InputError or WorkerDied when a worker failed,
+        after every worker has exited and no trial of theirs is left RUNNING."""
+        job = self.job
+        job.tickets.value = n_trials
+        orders = Orders(cfg=objective.cfg, parent_run_id=objective.parent_run_id,
+                        experiment_id=mlflow.active_run().info.experiment_id, tracking_uri=mlflow.get_tracking_uri(),
+                        deadline=time.time() + timeout if timeout else None)
+        for _ in self.processes:
+            job.orders.put(orders)
+        progress = Progress(study, objective, n_trials)
+        failures = []
+        try:
+            failures = supervise(self.processes, job, progress)
+        finally:
+            for process in self.processes:  # a second signal, or an error of our own: no worker outlives the invocation
+                if process.is_alive():
+                    process.kill()
+                process.join()
+            progress.close()
+            objective.ran = [t.number for t in mine(study, objective.parent_run_id)]
+            end_orphans(study, objective.parent_run_id)
+        if signals.received() is not None:
+            raise signals.Interrupted(signals.received())
+        for kind, text in failures:
+            raise InputError(text) if kind == "input" else WorkerDied(text)
 
 
 def supervise(processes, job: Job, progress: "Progress") -> list[tuple[str, str]]:
@@ -216,27 +256,31 @@ class Progress:
 
 
 def work(index: int, job: Job) -> None:
-    """One worker process: trials of the study until the counter, the deadline or a stop says no more."""
-    from pipeline import sweep
-    from pipeline.objective import Objective, TrialFailed
-    from pipeline.train import configure_threads
-
+    """One worker process: start TensorFlow, wait for the invoker's orders, then run trials of the study until the
+    counter, the deadline or a stop says no more."""
     sys.stdout, sys.stderr = Terminal(sys.stdout), Terminal(sys.stderr)
     log_to(job.log_files, index)
     threading.Thread(target=watch, args=(job,), daemon=True).start()
     try:
-        cfg = job.cfg.copy()
-        OmegaConf.update(cfg, "train.threads", job.threads)
-        configure_threads(cfg.train.threads)  # before TensorFlow runs anything here
-        if cfg.search.show_progress_bar:
+        from pipeline import sweep
+        from pipeline.objective import Objective, TrialFailed
+        from pipeline.train import configure_threads
+
+        configure_threads(OmegaConf.create(job.threads))  # before TensorFlow runs anything here
+        if job.show_progress_bar:
             optuna.logging.set_verbosity(optuna.logging.WARNING)  # the invoker's bar shows each trial
-        mlflow.set_tracking_uri(job.tracking_uri)
-        mlflow.set_experiment(experiment_id=job.experiment_id)
+        orders = await_orders(job)
+        if orders is None:
+            return
+        cfg = orders.cfg.copy()
+        OmegaConf.update(cfg, "train.threads", job.threads)
+        mlflow.set_tracking_uri(orders.tracking_uri)
+        mlflow.set_experiment(experiment_id=orders.experiment_id)
         objective = Objective(cfg, job.base_overrides)
-        objective.parent_run_id = job.parent_run_id
+        objective.parent_run_id = orders.parent_run_id
         study = sweep.make_study(cfg)
         study.sampler = sweep.make_sampler(cfg, offset=len(study.trials) + SEED_STRIDE * (index + 1))
-        while take_ticket(job, study, cfg):
+        while take_ticket(job, orders, study):
             study.optimize(objective, n_trials=1, catch=(TrialFailed,), show_progress_bar=False)
     except signals.Interrupted as stop:
         sys.exit(stop.exit_code)
@@ -248,12 +292,21 @@ def work(index: int, job: Job) -> None:
         sys.exit(1)
 
 
-def take_ticket(job: Job, study: optuna.Study, cfg: DictConfig) -> bool:
+def await_orders(job: Job) -> Orders | None:
+    while True:
+        signals.check()  # the invoker gone
+        try:
+            return job.orders.get(timeout=0.5)
+        except queue.Empty:
+            continue
+
+
+def take_ticket(job: Job, orders: Orders, study: optuna.Study) -> bool:
     """May this worker start one more trial? Yes while trials are left, time remains and nobody said stop."""
     signals.check()
-    if job.deadline is not None and time.time() >= job.deadline:
+    if orders.deadline is not None and time.time() >= orders.deadline:
         return False
-    cap = cfg.search.max_total_trials
+    cap = orders.cfg.search.max_total_trials
     if cap is not None and len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))) >= cap:
         return False
     with job.tickets.get_lock():
