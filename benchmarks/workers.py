@@ -1,69 +1,77 @@
-"""Trials per hour of the quick sweep on this machine: 1 worker x 2 threads vs 2 workers x 1 thread.
+"""Trials per hour of the quick sweep on this machine: `search.n_workers=1` (one process, every core) against
+`search.n_workers=2` (two worker processes, the cores split between them), each one plain rnn-sweep command.
 
-    python benchmarks/workers.py             # 12 trials per layout, layouts alternated, 2 rounds
-    python benchmarks/workers.py --tiny      # CI: 2 trials per layout, 1 epoch, 1 round
+    python benchmarks/workers.py              # 16 trials per layout, layouts alternated, 2 rounds
+    python benchmarks/workers.py --rounds 1   # one round
+    python benchmarks/workers.py --tiny       # CI: 2 trials of 1 epoch, 1 round
 
-Workers share a real PostgreSQL study and a real `mlflow server` (both started here, on 127.0.0.1,
-as in tests/test_workers.py). Every trial trains to the end (pruner=none), so the layouts do the same
-kind of work; each worker gets its own sampler seed.
+Every invocation starts a new study on the local stores (SQLite, as a user gets them by default) in a
+temporary folder; every trial trains to the end (pruner=none) and nothing is confirmed, so the layouts do
+the same kind of work. "wall" is the whole command, start-up included; "search" is the first trial's start
+to the last trial's end, read from the study. The load average before each run is printed: on a shared
+machine the figures are only comparable within one round.
 """
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.services import mlflow_server, postgres_server
+import optuna
 
 BIN = Path(sys.executable).parent
-LAYOUTS = (("1 worker x 2 threads", 1, 2), ("2 workers x 1 thread", 2, 1))
+LAYOUTS = (("n_workers=1 (1 process x all cores)", 1), ("n_workers=2 (2 processes x cores/2)", 2))
 
 
-def run_layout(name, workers, threads, trials, extra, postgres, url, folder, round_index) -> float:
-    study = f"{name.replace(' ', '')}-{round_index}"
+def run_layout(workers: int, trials: int, extra: list[str], cache: str, folder: Path, round_index: int) -> dict:
+    study, mlruns = f"workers{workers}-round{round_index}", folder / f"mlruns-{workers}-{round_index}"
+    load = os.getloadavg()[0]
     started = time.perf_counter()
-    processes = [
-        subprocess.Popen(
-            [str(BIN / "rnn-sweep"), "search=quick", "data=sentences", "search.pruner=none", f"search.n_trials={trials // workers}",
-             f"search.storage={postgres}/optuna", f"search.study_name={study}", f"tracking.uri={url}",
-             "tracking.experiment=workers-benchmark", f"train.threads.intra_op={threads}", f"train.threads.inter_op={threads}",
-             f"search.seed={index + 1}", "search.show_progress_bar=false", f"paths.log_dir={folder}/logs", *extra],
-            cwd=folder, stdout=subprocess.DEVNULL, stderr=open(Path(folder) / f"{study}-{index}.err", "w"),
-        )
-        for index in range(workers)
-    ]
-    codes = [process.wait() for process in processes]
-    if codes != [0] * workers:
-        errors = "".join((Path(folder) / f"{study}-{i}.err").read_text()[-3000:] for i in range(workers))
-        raise SystemExit(f"{name}: workers exited {codes}\n{errors}")
-    return time.perf_counter() - started
+    result = subprocess.run(
+        [str(BIN / "rnn-sweep"), "search=quick", "data=sentences", "search.pruner=none", "search.confirm_top_k=0",
+         f"search.n_trials={trials}", f"search.n_workers={workers}", f"search.study_name={study}",
+         "search.show_progress_bar=false", f"paths.cache_dir={cache}", f"paths.mlruns_dir={mlruns}",
+         f"paths.log_dir={folder}/logs", *extra],
+        cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    wall = time.perf_counter() - started
+    if result.returncode:
+        raise SystemExit(f"n_workers={workers}: rnn-sweep exited {result.returncode}\n{result.stderr[-3000:]}")
+    done = optuna.load_study(study_name=study, storage=f"sqlite:///{mlruns}/optuna.db").trials
+    search = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
+    return {"wall": wall, "search": search, "trials": len(done), "load": load}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=12, help="trials per layout and round (even)")
+    parser.add_argument("--trials", type=int, default=16, help="trials per layout and round")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--cache", default=os.environ.get("RNNSWEEP_CACHE_DIR", "cache"), help="paths.cache_dir")
     parser.add_argument("--tiny", action="store_true", help="2 trials of 1 epoch, 1 round (seconds)")
     args = parser.parse_args()
     extra = []
     if args.tiny:
         args.trials, args.rounds, extra = 2, 1, ["train.epochs=1", "data.subset=200"]
-    results = {name: [] for name, _, _ in LAYOUTS}
-    with tempfile.TemporaryDirectory() as folder, postgres_server(("optuna", "mlflow")) as (postgres, _):
-        with mlflow_server(f"{postgres}/mlflow", Path(folder) / "artifacts", Path(folder) / "mlflow.log") as url:
-            for round_index in range(args.rounds):
-                for name, workers, threads in LAYOUTS:
-                    seconds = run_layout(name, workers, threads, args.trials, extra, postgres, url, folder, round_index)
-                    results[name].append(seconds)
-    print(f"Quick sweep on the UCI sentences, {args.trials} trials per layout and round, {args.rounds} round(s), {sys.platform}")
-    print("| layout | wall s per round | trials/hour |")
-    print("|---|---|---|")
-    for name, seconds in results.items():
-        per_round = ", ".join(f"{s:.0f}" for s in seconds)
-        print(f"| {name} | {per_round} | {args.trials * len(seconds) / sum(seconds) * 3600:.0f} |")
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for round_index in range(args.rounds):
+            for name, workers in LAYOUTS:
+                rows.append((round_index + 1, name, run_layout(workers, args.trials, extra, args.cache, Path(folder), round_index)))
+    print(f"Quick sweep on the UCI sentences (pruner=none, confirm_top_k=0), {args.trials} trials per run, "
+          f"{os.cpu_count()} cores, {sys.platform}")
+    print("| round | layout | load avg before | wall s | trials/hour (wall) | search s | trials/hour (search) |")
+    print("|---|---|---|---|---|---|---|")
+    for round_number, name, r in rows:
+        print(f"| {round_number} | {name} | {r['load']:.1f} | {r['wall']:.0f} | {r['trials'] / r['wall'] * 3600:.0f} "
+              f"| {r['search']:.0f} | {r['trials'] / r['search'] * 3600:.0f} |")
+    for name, workers in LAYOUTS:
+        mine = [r for _, n, r in rows if n == name]
+        wall, search = sum(r["wall"] for r in mine), sum(r["search"] for r in mine)
+        print(f"{name}: {sum(r['trials'] for r in mine) / wall * 3600:.0f} trials/hour over the whole commands, "
+              f"{sum(r['trials'] for r in mine) / search * 3600:.0f} over the search itself")
 
 
 if __name__ == "__main__":

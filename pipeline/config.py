@@ -128,6 +128,8 @@ recurrent = dict(applies=lambda cfg: cfg.model.body != "pooling")  # pooling has
 
 RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.monitor follows search.objective)
     "search.n_trials": integer(1),
+    "search.n_workers": Rule(lambda value: value == "auto" or is_integer(value) and value >= 1,
+                             "it must be an integer >= 1, or auto (one worker per CPU core)"),
     "search.timeout": Rule(lambda value: value is None or is_number(value) and value > 0,
                            "it must be null or a number of seconds > 0", quoted=False),
     "search.max_total_trials": integer(1, nullable=True),

@@ -98,8 +98,8 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial):
         self.ran.append(trial.number)
+        trial.set_user_attr(Attr.mlflow_parent_run_id, self.parent_run_id)  # first: it tells which invocation ran the trial
         signals.check()  # a signal between two trials: the next one never starts (it is FAIL, and counted)
-        trial.set_user_attr(Attr.mlflow_parent_run_id, self.parent_run_id)
         keras.backend.clear_session()  # a fresh graph per trial, and one gc.collect: memory stays flat
         overrides = [*self.base_overrides, *suggest(trial, self.entries, self.cfg, self.groups),
                      quoted_override("search.study_name", self.cfg.search.study_name)]  # the sweep's, whatever body the trial has
@@ -112,7 +112,8 @@ class Objective:
         except InputError:
             trial.set_user_attr(Attr.fail_kind, FAIL_INPUT)
             raise
-        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, tags=self.tags(cfg, trial)) as run:
+        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, parent_run_id=self.parent_run_id,  # a worker process has no active parent
+                              tags=self.tags(cfg, trial)) as run:
             trial.set_user_attr(Attr.mlflow_run_id, run.info.run_id)
             tracking.log_config(cfg, skip=("search", "lr_find"))
             tracking.log_data(data, cfg)

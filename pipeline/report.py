@@ -82,7 +82,7 @@ def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_sec
     counts = sweep_counts(mine)
     total = sweep_counts(study.trials)
     lines = [
-        f"\nStudy {study.study_name!r}: this run added {len(mine)} trials in {wall_seconds:.0f} s "
+        f"Study {study.study_name!r}: this run added {len(mine)} trials in {wall_seconds:.0f} s "
         f"({counts['trials_complete']} complete, {counts['trials_pruned']} pruned, {counts['trials_fail']} failed); "
         f"the study holds {len(study.trials)} ({total['trials_complete']} complete, {total['trials_pruned']} pruned, "
         f"{total['trials_fail']} failed)",

@@ -133,6 +133,7 @@ class SearchConfig:
     study_name: str = MISSING
     storage: Optional[str] = MISSING
     n_trials: int = MISSING
+    n_workers: Any = MISSING  # an integer >= 1, or auto
     timeout: Optional[Any] = MISSING  # seconds, an integer or a float
     max_total_trials: Optional[int] = MISSING
     sampler: str = MISSING

@@ -38,6 +38,12 @@ def received() -> int | None:
     return _received
 
 
+def request_stop(signum: int) -> None:
+    """Record a stop as if `signum` had come: a worker process is told by its invoker, not by a signal."""
+    global _received
+    _received = signum
+
+
 def check() -> None:
     """Raise Interrupted if a signal came: call it where stopping is safe."""
     if _received is not None:

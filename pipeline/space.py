@@ -63,10 +63,22 @@ def parse_entry(name: str, node) -> Entry:
         raise InputError(f"{where}.when needs a path and a non-empty list 'in', e.g. {{path: model.body, in: [lstm]}}")
     try:
         distribution = make_distribution(node)
-    except (ValueError, TypeError) as error:
-        raise InputError(f"{where}: {' '.join(str(error).split())}") from None
+    except (ValueError, TypeError) as error:  # Optuna's distributions judge the entry; the line says it our way
+        raise InputError(rejected_entry(where, node, error)) from None
     ends = () if node.type == "categorical" else (node.low, node.high)
     return Entry(name, node.path, distribution, when and when.path, tuple(when["in"]) if when else (), ends)
+
+
+def rejected_entry(where: str, node: DictConfig, error: Exception) -> str:
+    """The one line for an entry Optuna refused, in the words of the search-space language."""
+    if node.type == "categorical":
+        return f"{where}.choices is empty" if not node.get("choices") else f"{where}: {' '.join(str(error).split())}"
+    numbers = all(isinstance(node.get(end), (int, float)) and not isinstance(node.get(end), bool) for end in ("low", "high"))
+    if numbers and node.get("log") and node.low <= 0:
+        return f"{where}: log=true needs low > 0, got low={node.low}"
+    if numbers and node.low > node.high:
+        return f"{where}: low={node.low} must be a number below high={node.high}"
+    return f"{where}: {' '.join(str(error).split())}"
 
 
 def make_distribution(node: DictConfig) -> BaseDistribution:

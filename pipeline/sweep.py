@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from pipeline import CONFIG_DIR, config, report, signals, stores, tracking
+from pipeline import CONFIG_DIR, config, report, signals, stores, tracking, workers
 from pipeline.config import chosen_groups, compose  # noqa: F401 - compose: the tests build sweep configs with it
 from pipeline.confirm import confirm
 from pipeline.errors import InputError, console_entry, hydra_task
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, stale-trial retry
 
 EXIT_ALL_TRIALS_FAILED = 3
+EXIT_WORKER_DIED = 1  # search.n_workers: a worker process was killed or failed unexpectedly
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what max_total_trials counts; FAIL trials may be retried
 
 
@@ -113,49 +114,84 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
     objective = Objective(cfg, base_overrides)
     objective.dataset(cfg)  # the base config's data, before any study or run exists: a data error stops here
     signals.check()
+    with workers.Pool(cfg, base_overrides) as pool:  # search.n_workers > 1: they start now, and wait for the study
+        return search(cfg, objective, pool, started)
+
+
+def search(cfg: DictConfig, objective: Objective, pool: workers.Pool, started: float) -> int:
+    """run_sweep once the config and data are known: the study, the parent run, the trials, confirmation, the summary."""
     if cfg.search.show_progress_bar:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar shows each trial's progress and the best value
     tracking.configure(cfg, also_check=(stores.optuna_store(storage_url(cfg)),))  # both probed first
     study = make_study(cfg)
     optuna.storages.fail_stale_trials(study)  # a dead worker's trials: failed, their runs ended, retried
-    cap = cfg.search.max_total_trials
-    if cap is not None and len(study.get_trials(states=FINISHED)) >= cap:
-        print(f"Study {study.study_name!r} is complete: it holds {cap} or more finished trials (search.max_total_trials)")
+    if study_complete(study, cfg):
         return 0
     study.sampler = make_sampler(cfg, offset=len(study.trials))
     lr_range = apply_lr_range(cfg, objective.dataset(cfg), study)  # search.lr_range=auto: before the baseline is placed
-    enqueue_baseline(study, cfg, base_overrides)
+    enqueue_baseline(study, cfg, objective.base_overrides)
     with mlflow.start_run(run_name=f"sweep-{cfg.search.study_name}", tags=parent_tags(cfg)) as parent:
         objective.parent_run_id = parent.info.run_id
-        tracking.log_config(cfg)
-        log_lr_range(lr_range, cfg, objective.dataset(cfg).chance_loss())
-        log_datasets(objective.dataset(cfg), cfg.data, ("train", "val", "test"))  # trials fit and select, the winner is tested
-        mlflow.log_text(OmegaConf.to_yaml(cfg.search.space), "search_space.yaml")
-        try:
-            study.optimize(
-                objective,
-                n_trials=cfg.search.n_trials,
-                timeout=cfg.search.timeout,
-                catch=(TrialFailed,),  # a trial its hyperparameters failed is FAIL with its reason; the sweep goes on
-                show_progress_bar=cfg.search.show_progress_bar,
-                callbacks=[optuna.study.MaxTrialsCallback(cap, states=FINISHED)] if cap else None,
-            )
-            confirm_started = time.perf_counter()
-            confirmed = confirm(study, objective) if complete(study.trials) else []
-            confirm_seconds = time.perf_counter() - confirm_started
-            registered = register_winner(cfg.search, confirmed[0].trial) if confirmed else None
-        except (signals.Interrupted, InputError) as stop:  # the summary of what ran, then the stop itself
-            print(record_sweep(study, objective, time.perf_counter() - started, [], 0.0, stopped=stop))
-            raise
-        summary = record_sweep(study, objective, time.perf_counter() - started, confirmed, confirm_seconds, registered=registered)
+        log_sweep_inputs(cfg, objective, lr_range)
+        summary, registered = trials_and_winner(study, objective, cfg, pool, started)
+    print_end(cfg, parent, summary, registered)
     mine = objective.trials(study)
-    print(summary)
+    all_failed = mine and all(t.state == TrialState.FAIL for t in mine)
+    return EXIT_ALL_TRIALS_FAILED if all_failed else 0
+
+
+def study_complete(study: optuna.Study, cfg: DictConfig) -> bool:
+    cap = cfg.search.max_total_trials
+    if cap is not None and len(study.get_trials(states=FINISHED)) >= cap:
+        print(f"Study {study.study_name!r} is complete: it holds {cap} or more finished trials (search.max_total_trials)")
+        return True
+    return False
+
+
+def log_sweep_inputs(cfg: DictConfig, objective: Objective, lr_range) -> None:
+    tracking.log_config(cfg)
+    log_lr_range(lr_range, cfg, objective.dataset(cfg).chance_loss())
+    log_datasets(objective.dataset(cfg), cfg.data, ("train", "val", "test"))  # trials fit and select, the winner is tested
+    mlflow.log_text(OmegaConf.to_yaml(cfg.search.space), "search_space.yaml")
+
+
+def trials_and_winner(study: optuna.Study, objective: Objective, cfg: DictConfig, pool: workers.Pool,
+                      started: float) -> tuple[str, str | None]:
+    """The trials, the winner confirmed over seeds and registered; the summary (printed at once if a stop cuts it short)."""
+    try:
+        optimize(study, objective, cfg, pool)
+        confirm_started = time.perf_counter()
+        confirmed = confirm(study, objective) if complete(study.trials) else []
+        confirm_seconds = time.perf_counter() - confirm_started
+        registered = register_winner(cfg.search, confirmed[0].trial) if confirmed else None
+    except (signals.Interrupted, InputError, workers.WorkerDied) as stop:  # the summary of what ran, then the stop itself
+        print("\n" + record_sweep(study, objective, time.perf_counter() - started, [], 0.0, stopped=stop))
+        raise
+    return record_sweep(study, objective, time.perf_counter() - started, confirmed, confirm_seconds, registered=registered), registered
+
+
+def print_end(cfg: DictConfig, parent: mlflow.ActiveRun, summary: str, registered: str | None) -> None:
+    print(f"\n{summary}")
     if registered:
         print(f"\nThe winner's model: {registered} (rnn-predict predict.model={registered} ..., or mlflow models serve -m {registered})")
     print(f"\nMLflow parent run {parent.info.run_id} in experiment {cfg.tracking.experiment!r}; to look at it:")
     print(tracking.ui_hint(cfg, parent))
-    all_failed = mine and all(t.state == TrialState.FAIL for t in mine)
-    return EXIT_ALL_TRIALS_FAILED if all_failed else 0
+
+
+def optimize(study: optuna.Study, objective: Objective, cfg: DictConfig, pool: workers.Pool) -> None:
+    """search.n_trials trials: in this process, or in the pool's worker processes (search.n_workers > 1)."""
+    cap = cfg.search.max_total_trials
+    if pool.count > 1:
+        pool.run(study, objective, cfg.search.n_trials, cfg.search.timeout)
+        return
+    study.optimize(
+        objective,
+        n_trials=cfg.search.n_trials,
+        timeout=cfg.search.timeout,
+        catch=(TrialFailed,),  # a trial its hyperparameters failed is FAIL with its reason; the sweep goes on
+        show_progress_bar=cfg.search.show_progress_bar,
+        callbacks=[optuna.study.MaxTrialsCallback(cap, states=FINISHED)] if cap else None,
+    )
 
 
 def enqueue_baseline(study: optuna.Study, cfg: DictConfig, base_overrides: list[str]) -> None:
@@ -213,6 +249,9 @@ def main(cfg: DictConfig) -> int:
             print(f"{stop}: stopped cleanly (a trial it cut short is FAIL, no MLflow run is left RUNNING); "
                   "run the same command to continue", file=sys.stderr)
             code = stop.exit_code
+        except workers.WorkerDied as died:  # the summary is printed; the others finished their trials
+            print(f"error: {died}; its trial is FAIL, its MLflow run KILLED; run the same command to continue", file=sys.stderr)
+            code = EXIT_WORKER_DIED
     if code:
         raise SystemExit(code)
     return code

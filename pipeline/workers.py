@@ -1,0 +1,345 @@
+"""search.n_workers: one invocation, several worker processes on one study.
+
+The invoking process does everything that happens once (the checks, the study, the baseline, the parent
+MLflow run, confirmation, the summary) and shows the one progress bar; the workers only run trials. They
+are spawned processes, each with a fresh TensorFlow whose threads are set before it starts (the cores split
+between them), and they take trials one at a time from a shared counter, so a worker that drew fast models
+keeps working while another trains a slow one.
+
+Signals: the workers start with SIGINT and SIGTERM ignored, so a signal sent to the process group (Ctrl-C)
+or to every process (systemd) is handled once, by the invoker. It passes the signal on through shared
+memory, and each worker stops at its next batch exactly as a single process does (the trial FAIL, its run
+FAILED). A second signal kills the workers at once; the invoker then fails their trials and ends their runs.
+A worker also stops when the invoker is gone. A worker that dies stops the others taking new trials, and
+its trial is failed, its run KILLED, when the others are done.
+"""
+
+import dataclasses
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import traceback
+
+import mlflow
+import optuna
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from pipeline import signals
+from pipeline.errors import InputError, Terminal
+from pipeline.figures import Attr
+from pipeline.redaction import install_log_redaction, redact
+
+log = logging.getLogger(__name__)
+SEED_STRIDE = 100_003  # worker k's sampler seed: the single-process seed + k * this (no two workers draw alike)
+POLL_SECONDS = 1.0  # how often the invoker looks at signals, dead workers and the study (for the progress bar)
+WORKER_KILLED = "worker_died"  # fail_kind of a trial whose worker died or was killed
+
+
+class WorkerDied(Exception):
+    """A worker process ended with an unexpected error or was killed by someone else."""
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def worker_count(cfg: DictConfig, trials_left: int) -> int:
+    """search.n_workers (auto: one per usable core), never more than the trials there are to run."""
+    wanted = usable_cores() if cfg.search.n_workers == "auto" else cfg.search.n_workers
+    return max(1, min(wanted, trials_left))
+
+
+def worker_threads(cfg: DictConfig, count: int) -> dict[str, int]:
+    """Each worker's share of the cores; a thread count the user set (not 0) is kept as it is."""
+    intra = cfg.train.threads.intra_op or max(1, usable_cores() // count)
+    inter = cfg.train.threads.inter_op or 1  # one op at a time: the cores are already shared between workers
+    return {"intra_op": intra, "inter_op": inter}
+
+
+@dataclasses.dataclass
+class Job:
+    """What every worker is given when it starts: its threads, the sweep's overrides and the shared counters."""
+
+    threads: dict[str, int]  # the worker's train.threads
+    base_overrides: list[str]  # the sweep's, and the worker's threads: every trial's config has them
+    show_progress_bar: bool
+    invoker_pid: int
+    log_files: list[str]
+    tickets: object  # multiprocessing.Value: trials still to start
+    stop: object  # multiprocessing.Value: the signal number to stop on, 0 while running
+    messages: object  # multiprocessing.Queue: (kind, text) of a worker that failed
+    orders: object  # multiprocessing.Queue: one Orders per worker once the study and the parent run exist, or None
+
+
+@dataclasses.dataclass
+class Orders:
+    """What a worker is told once the study and the parent run exist."""
+
+    cfg: DictConfig  # the sweep's config as the invoker finished it (search.lr_range=auto sets bounds)
+    parent_run_id: str
+    experiment_id: str
+    tracking_uri: str
+    deadline: float | None  # time.time() after which no trial starts (search.timeout)
+
+
+# ------------------------------------------------------------------------------- the invoker
+
+
+class Pool:
+    """search.n_workers worker processes, started as soon as the sweep's config and data are known, so that their
+    start-up (Python, TensorFlow) overlaps the invoker's (stores, study, baseline, parent run). With one worker
+    there are none: the invoker runs the trials itself. Leaving the `with` block, no worker is left."""
+
+    def __init__(self, cfg: DictConfig, base_overrides: list[str]):
+        self.count = worker_count(cfg, cfg.search.n_trials)
+        self.processes = []
+        if self.count == 1:
+            return
+        context = multiprocessing.get_context("spawn")
+        threads = worker_threads(cfg, self.count)
+        self.job = Job(
+            threads=threads, show_progress_bar=cfg.search.show_progress_bar,
+            base_overrides=[*base_overrides, *(f"train.threads.{key}={value}" for key, value in threads.items())],
+            invoker_pid=os.getpid(), log_files=[h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)],
+            tickets=context.Value("i", 0), stop=context.Value("i", 0), messages=context.Queue(), orders=context.Queue(),
+        )
+        self.processes = [context.Process(target=work, args=(index, self.job), name=f"rnn-sweep worker {index}")
+                          for index in range(self.count)]
+        log.info("%d worker processes, each with train.threads %s", self.count, threads)
+        with ignored_signals():  # the workers inherit SIG_IGN: only the invoker hears a signal
+            for process in self.processes:
+                process.start()
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Workers that were never given work are told so (or, after a second signal, killed)."""
+        if any(p.is_alive() for p in self.processes):
+            for _ in self.processes:
+                self.job.orders.put(None)
+            deadline = time.monotonic() + 60
+            for process in self.processes:
+                process.join(max(0.0, deadline - time.monotonic()))
+        for process in self.processes:
+            if process.is_alive():
+                process.kill()
+            process.join()
+
+    def run(self, study: optuna.Study, objective, n_trials: int, timeout: float | None) -> None:
+        """Run `n_trials` trials of `study` in the workers under the objective's parent run, with one progress
+        bar; return when all are done. Interrupted on a signal, InputError or WorkerDied when a worker failed,
+        after every worker has exited and no trial of theirs is left RUNNING."""
+        job = self.job
+        job.tickets.value = n_trials
+        orders = Orders(cfg=objective.cfg, parent_run_id=objective.parent_run_id,
+                        experiment_id=mlflow.active_run().info.experiment_id, tracking_uri=mlflow.get_tracking_uri(),
+                        deadline=time.time() + timeout if timeout else None)
+        for _ in self.processes:
+            job.orders.put(orders)
+        progress = Progress(study, objective, n_trials)
+        failures = []
+        try:
+            failures = supervise(self.processes, job, progress)
+        finally:
+            for process in self.processes:  # a second signal, or an error of our own: no worker outlives the invocation
+                if process.is_alive():
+                    process.kill()
+                process.join()
+            progress.close()
+            objective.ran = [t.number for t in mine(study, objective.parent_run_id)]
+            end_orphans(study, objective.parent_run_id)
+        if signals.received() is not None:
+            raise signals.Interrupted(signals.received())
+        for kind, text in failures:
+            raise InputError(text) if kind == "input" else WorkerDied(text)
+
+
+def supervise(processes, job: Job, progress: "Progress") -> list[tuple[str, str]]:
+    """Wait for the workers, passing a signal on and stopping new trials once one failed; their failures."""
+    failures = []
+    reported = set()
+    while True:
+        alive = [p for p in processes if p.is_alive()]
+        if signals.received() is not None and not job.stop.value:
+            job.stop.value = signals.received()
+        failures += drain(job.messages)
+        for index, process in enumerate(processes):
+            if process.exitcode not in (None, 0) and index not in reported:
+                reported.add(index)
+                if not job.stop.value and not any(failures):
+                    failures.append(("died", f"rnn-sweep worker {index} died ({exit_reason(process.exitcode)})"))
+                with job.tickets.get_lock():
+                    job.tickets.value = 0  # the others finish their trial and start no other
+        progress.update()
+        if not alive:
+            return failures + drain(job.messages)
+        multiprocessing.connection.wait([p.sentinel for p in alive], timeout=POLL_SECONDS)
+
+
+def drain(messages) -> list[tuple[str, str]]:
+    found = []
+    while True:
+        try:
+            found.append(messages.get_nowait())
+        except queue.Empty:
+            return found
+
+
+def exit_reason(code: int) -> str:
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+
+
+class ignored_signals:
+    """SIGINT and SIGTERM ignored inside (a process started inside inherits that), the handlers restored after."""
+
+    def __enter__(self):
+        self.previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in signals.HANDLED}
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def mine(study: optuna.Study, parent_run_id: str) -> list:
+    return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(Attr.mlflow_parent_run_id) == parent_run_id]
+
+
+def end_orphans(study: optuna.Study, parent_run_id: str) -> None:
+    """Trials of this invocation still RUNNING once its workers are gone (one was killed): FAIL, their runs KILLED."""
+    client = mlflow.MlflowClient()
+    for trial in mine(study, parent_run_id):
+        if trial.state != TrialState.RUNNING:
+            continue
+        study._storage.set_trial_user_attr(trial._trial_id, Attr.fail_kind, WORKER_KILLED)
+        study.tell(trial.number, state=TrialState.FAIL)
+        run_id = trial.user_attrs.get(Attr.mlflow_run_id)
+        if run_id and client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status="KILLED")
+        log.warning("trial %d: its worker was gone; the trial is FAIL, its MLflow run KILLED", trial.number)
+
+
+class Progress:
+    """One progress bar for the invocation, like Optuna's: the trials its workers finished, and the best value."""
+
+    def __init__(self, study: optuna.Study, objective, total: int):
+        self.study, self.parent_run_id, self.bar = study, objective.parent_run_id, None
+        if objective.cfg.search.show_progress_bar:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total)
+
+    def update(self) -> None:
+        if self.bar is None:
+            return
+        trials = [t for t in mine(self.study, self.parent_run_id) if t.state.is_finished()]
+        self.bar.n = len(trials)
+        done = [t for t in trials if t.state == TrialState.COMPLETE and len(t.values) == 1]
+        if done:
+            best = (max if self.study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else min)(done, key=lambda t: t.value)
+            self.bar.set_description(f"Best trial: {best.number}. Best value: {best.value:.4g}", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.update()
+            self.bar.close()
+
+
+# ------------------------------------------------------------------------------- a worker
+
+
+def work(index: int, job: Job) -> None:
+    """One worker process: start TensorFlow, wait for the invoker's orders, then run trials of the study until the
+    counter, the deadline or a stop says no more."""
+    sys.stdout, sys.stderr = Terminal(sys.stdout), Terminal(sys.stderr)
+    log_to(job.log_files, index)
+    threading.Thread(target=watch, args=(job,), daemon=True).start()
+    try:
+        from pipeline import sweep
+        from pipeline.objective import Objective, TrialFailed
+        from pipeline.train import configure_threads
+
+        configure_threads(OmegaConf.create(job.threads))  # before TensorFlow runs anything here
+        if job.show_progress_bar:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)  # the invoker's bar shows each trial
+        orders = await_orders(job)
+        if orders is None:
+            return
+        cfg = orders.cfg.copy()
+        OmegaConf.update(cfg, "train.threads", job.threads)
+        mlflow.set_tracking_uri(orders.tracking_uri)
+        mlflow.set_experiment(experiment_id=orders.experiment_id)
+        objective = Objective(cfg, job.base_overrides)
+        objective.parent_run_id = orders.parent_run_id
+        study = sweep.make_study(cfg)
+        study.sampler = sweep.make_sampler(cfg, offset=len(study.trials) + SEED_STRIDE * (index + 1))
+        while take_ticket(job, orders, study):
+            study.optimize(objective, n_trials=1, catch=(TrialFailed,), show_progress_bar=False)
+    except signals.Interrupted as stop:
+        sys.exit(stop.exit_code)
+    except InputError as error:
+        job.messages.put(("input", str(error)))
+        sys.exit(2)
+    except Exception:  # noqa: BLE001 - told to the invoker, which reports it and exits 1
+        job.messages.put(("error", f"rnn-sweep worker {index} failed:\n{redact(traceback.format_exc())}"))
+        sys.exit(1)
+
+
+def await_orders(job: Job) -> Orders | None:
+    while True:
+        signals.check()  # the invoker gone
+        try:
+            return job.orders.get(timeout=0.5)
+        except queue.Empty:
+            continue
+
+
+def take_ticket(job: Job, orders: Orders, study: optuna.Study) -> bool:
+    """May this worker start one more trial? Yes while trials are left, time remains and nobody said stop."""
+    signals.check()
+    if orders.deadline is not None and time.time() >= orders.deadline:
+        return False
+    cap = orders.cfg.search.max_total_trials
+    if cap is not None and len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))) >= cap:
+        return False
+    with job.tickets.get_lock():
+        if job.tickets.value <= 0:
+            return False
+        job.tickets.value -= 1
+        return True
+
+
+def watch(job: Job) -> None:
+    """The worker's stand-in for a signal handler: the invoker's signal, or the invoker gone, stops it."""
+    while True:
+        if job.stop.value:
+            signals.request_stop(job.stop.value)
+            return
+        if os.getppid() != job.invoker_pid:
+            signals.request_stop(signal.SIGTERM)
+            return
+        time.sleep(0.2)
+
+
+def log_to(files: list[str], index: int) -> None:
+    """The invoker's log file(s), each line marked with the worker; warnings on the terminal too."""
+    install_log_redaction()
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    file_format = logging.Formatter(f"[%(asctime)s][worker {index}][%(name)s][%(levelname)s] - %(message)s")
+    for path in files:
+        handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+        handler.setFormatter(file_format)
+        root.addHandler(handler)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING)
+    console.setFormatter(logging.Formatter(f"[worker {index}][%(name)s][%(levelname)s] - %(message)s"))
+    root.addHandler(console)

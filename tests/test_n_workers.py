@@ -1,0 +1,114 @@
+"""search.n_workers: one rnn-sweep command, several worker processes on one study, one parent run, one summary."""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from pipeline.config import check, compose
+from pipeline.errors import InputError
+from pipeline.workers import usable_cores, worker_count, worker_threads
+from tests.conftest import BIN
+from tests.test_sweep_crash import read_trials, wait_for
+
+TRIALS = 4
+
+
+def runs_of(cfg) -> list:
+    client = MlflowClient(cfg.tracking.uri)
+    return client.search_runs([client.get_experiment_by_name(cfg.tracking.experiment).experiment_id])
+
+
+def children_of(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("value, message", [("0", "search.n_workers=0; it must be an integer >= 1, or auto"),
+                                            ("many", "search.n_workers='many'; it must be an integer >= 1, or auto")])
+def test_a_bad_worker_count_is_named(sweep_overrides, value, message):
+    with pytest.raises(InputError, match=message):
+        check(compose([*sweep_overrides, f"search.n_workers={value}"]))
+
+
+def test_auto_is_one_worker_per_core_never_more_than_the_trials_and_the_cores_are_shared(sweep_overrides):
+    cfg = compose([*sweep_overrides, "search.n_workers=auto"])
+    assert worker_count(cfg, trials_left=1000) == usable_cores()
+    assert worker_count(cfg, trials_left=1) == 1
+    assert worker_threads(cfg, 2) == {"intra_op": max(1, usable_cores() // 2), "inter_op": 1}
+    pinned = compose([*sweep_overrides, "train.threads.intra_op=3", "train.threads.inter_op=2"])
+    assert worker_threads(pinned, 2) == {"intra_op": 3, "inter_op": 2}, "threads the user set are kept"
+
+
+@pytest.mark.slow
+def test_two_workers_run_each_requested_trial_once_under_one_parent_run(tmp_path, sweep_overrides):
+    overrides = [*sweep_overrides, "search=quick", f"search.n_trials={TRIALS}", "search.n_workers=2",
+                 "search.show_progress_bar=true"]
+    result = subprocess.run([str(BIN / "rnn-sweep"), *overrides], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cfg = compose(overrides)
+
+    trials = read_trials(cfg)
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers)) == TRIALS and all(t.state.is_finished() for t in trials)
+    runs = runs_of(cfg)
+    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    assert sorted(int(r.data.tags["trial_number"]) for r in children) == sorted(numbers), "one child run per trial"
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert {r.data.params["train.threads.intra_op"] for r in children} == {str(max(1, usable_cores() // 2))}
+
+    assert result.stdout.count(f"this run added {TRIALS} trials") == 1, result.stdout
+    assert result.stdout.count(f"MLflow parent run {parent.info.run_id} in experiment") == 1
+    [log] = Path(cfg.paths.log_dir).glob("sweep/*/sweep.log")
+    assert "[worker 0]" in log.read_text() and "[worker 1]" in log.read_text(), "both workers ran trials"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["SIGTERM to the invocation", "SIGKILL to one worker"])
+def test_a_stop_ends_every_worker_and_leaves_no_run_running(tmp_path, sweep_overrides, stop):
+    overrides = [*sweep_overrides, "search=plateau", "train.epochs=25", f"search.n_trials={TRIALS}", "search.n_workers=2"]
+    cfg = compose(overrides)
+    with open(tmp_path / "sweep.err", "w") as stderr:
+        sweep = subprocess.Popen([str(BIN / "rnn-sweep"), *overrides], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr,
+                                 start_new_session=True)
+    try:
+        wait_for(lambda: [t for t in read_trials(cfg) if t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs],
+                 300, "a trial to run", sweep, tmp_path / "sweep.err")
+        time.sleep(1.0)  # well inside the trial
+        workers = [pid for pid in children_of(sweep.pid) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+        assert len(workers) == 2
+        if stop.startswith("SIGTERM"):
+            os.kill(sweep.pid, signal.SIGTERM)  # the invoking process alone, as systemd's stop or `timeout` sends it
+        else:
+            os.kill(workers[0], signal.SIGKILL)  # the OOM killer's way: the other worker finishes its trial
+        code = sweep.wait(300)
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+    stderr = (tmp_path / "sweep.err").read_text()
+    assert code == (143 if stop.startswith("SIGTERM") else 1), stderr[-3000:]
+    assert not [pid for pid in workers if alive(pid)], "no worker outlives the invocation"
+
+    trials = read_trials(cfg)
+    assert trials and not [t for t in trials if t.state == TrialState.RUNNING]
+    assert [r for r in runs_of(cfg) if r.info.status == "RUNNING"] == [], "no MLflow run left RUNNING"
+    assert len([r for r in runs_of(cfg) if "mlflow.parentRunId" not in r.data.tags]) == 1
+    if stop.startswith("SIGTERM"):
+        assert "interrupted by SIGTERM" in stderr and "Traceback" not in stderr
+        assert {t.user_attrs.get("fail_kind") for t in trials if t.state == TrialState.FAIL} == {"interrupted"}
+    else:
+        assert "died (killed by SIGKILL)" in stderr
+        assert "worker_died" in {t.user_attrs.get("fail_kind") for t in trials if t.state == TrialState.FAIL}
