@@ -19,10 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import CONFIG_DIR, config, lr_curve, signals, tracking
 from pipeline.batching import training_stream
-from pipeline.data import Dataset, prepare_data
+from pipeline.data import Dataset
 from pipeline.errors import InputError, console_entry, hydra_task
 from pipeline.model import build_model, model_label
-from pipeline.train import configure_threads
+from pipeline.train import single_run
 
 log = logging.getLogger(__name__)
 
@@ -116,16 +116,7 @@ def log_range_test(test: RangeTest, figures: lr_curve.RangeFigures, chance_loss:
 
 def run_lr_find(cfg: DictConfig) -> lr_curve.RangeFigures:
     """rnn-lr-find's job: check the config, prepare data, run the range test inside an MLflow run, log it, print the figures."""
-    config.check(cfg)
-    configure_threads(cfg.train.threads)  # before the optimizer is first made: that starts TensorFlow, which fixes its pools
-    config.check_instantiable(cfg)
-    data = prepare_data(cfg.data, cfg.paths.cache_dir)
-    signals.check()
-    tracking.configure(cfg)
-    run_name = tracking.redact(cfg.tracking.run_name or f"lr-find-{model_label(cfg.model)}-{cfg.data.name}")
-    with mlflow.start_run(run_name=run_name, tags=tracking.run_tags(cfg, entry="rnn-lr-find")) as run:
-        tracking.log_config(cfg)
-        tracking.log_data(data, cfg)
+    with single_run(cfg, "rnn-lr-find", f"lr-find-{model_label(cfg.model)}-{cfg.data.name}") as (data, run, run_name):
         test = range_test(cfg, data)
         figures = read_curve(test, cfg.lr_find)
         expected = plateau_figures(figures, cfg.optimizer.learning_rate, steps_per_epoch(cfg, data))

@@ -6,6 +6,7 @@ Only the hyperparameters may fail a trial (TrialFailed: the sweep goes on). A da
 
 import contextlib
 import functools
+import gc
 import logging
 import math
 
@@ -97,10 +98,20 @@ class Objective:
         return self.prepare(cache_key(cfg.data), OmegaConf.to_yaml(cfg.data))
 
     def __call__(self, trial: optuna.Trial):
+        if not self.ran:  # the process's first trial: what the imports, the data and the study made lives on
+            gc.freeze()  # so the gc.collect in each clear_session walks only what trials made (0.26 s -> 0.02 s)
         self.ran.append(trial.number)
         trial.set_user_attr(Attr.mlflow_parent_run_id, self.parent_run_id)  # first: it tells which invocation ran the trial
         signals.check()  # a signal between two trials: the next one never starts (it is FAIL, and counted)
         keras.backend.clear_session()  # a fresh graph per trial, and one gc.collect: memory stays flat
+        cfg, data = self.trial_config(trial)
+        result, pruned_at = self.run_trial(trial, cfg, data)
+        if pruned_at:
+            raise optuna.TrialPruned(f"pruned at epoch {pruned_at}")
+        return self.values(trial, result)
+
+    def trial_config(self, trial: optuna.Trial) -> tuple[DictConfig, object]:
+        """The trial's config (the base overrides plus its sampled values), checked, and its data."""
         overrides = [*self.base_overrides, *suggest(trial, self.entries, self.cfg, self.groups),
                      quoted_override("search.study_name", self.cfg.search.study_name)]  # the sweep's, whatever body the trial has
         # the whole command line, so any worker can rebuild this config (a password in it is not kept)
@@ -108,10 +119,13 @@ class Objective:
         try:
             cfg = compose(overrides)
             config.check(cfg)  # the trial's own config, once: train_model and prepare_data do not check again
-            data = self.dataset(cfg)
+            return cfg, self.dataset(cfg)
         except InputError:
             trial.set_user_attr(Attr.fail_kind, FAIL_INPUT)
             raise
+
+    def run_trial(self, trial: optuna.Trial, cfg: DictConfig, data) -> tuple[TrainResult, int | None]:
+        """Train inside the trial's nested MLflow run and record it; return the result and the epoch it was pruned at."""
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, parent_run_id=self.parent_run_id,  # a worker process has no active parent
                               tags=self.tags(cfg, trial)) as run:
             trial.set_user_attr(Attr.mlflow_run_id, run.info.run_id)
@@ -130,9 +144,7 @@ class Objective:
             mlflow.set_tag("trial_state", "PRUNED" if pruned_at else "COMPLETE")
             if pruned_at:
                 mlflow.log_metric("pruned_at_epoch", pruned_at)
-        if pruned_at:
-            raise optuna.TrialPruned(f"pruned at epoch {pruned_at}")
-        return self.values(trial, result)
+        return result, pruned_at
 
     def train(self, trial: optuna.Trial, cfg: DictConfig, data, pruning: list) -> TrainResult:
         """train_model; what it raises is the hyperparameters' doing, except a signal or an input error."""

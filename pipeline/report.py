@@ -100,9 +100,14 @@ def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_sec
     lines += plateau_diagnosis(study.trials)
     if not total["trials_complete"]:
         return "\n".join(lines + ["No trial has completed yet."])
+    return "\n".join(lines + winner_lines(study, confirmed, confirm_seconds))
+
+
+def winner_lines(study, confirmed: list, confirm_seconds: float) -> list[str]:
+    """The best trial against the baseline, its parameters, its confirmation over seeds, the Pareto front."""
     best = best_trial(study)
     values = ", ".join(f"{v:.4f}" for v in best.values)
-    lines.append(f"Best trial {best.number}: value {values} (best epoch {best.user_attrs.get(Fig.best_epoch, 0):.0f})")
+    lines = [f"Best trial {best.number}: value {values} (best epoch {best.user_attrs.get(Fig.best_epoch, 0):.0f})"]
     baseline = next((t for t in study.trials if t.user_attrs.get(Attr.baseline) and t.values), None)
     if baseline and len(study.directions) == 1:
         lines.append(f"  {'baseline':<20} trial {baseline.number} (the config's own values): value {baseline.value:.4f}")
@@ -111,7 +116,7 @@ def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_sec
     if len(study.directions) > 1:
         lines.append("Pareto front (trial: values):")
         lines += [f"  {t.number}: {', '.join(f'{v:.4f}' for v in t.values)}" for t in sorted(study.best_trials, key=lambda t: t.number)]
-    return "\n".join(lines)
+    return lines
 
 
 def censored_plateau_lines(trials) -> list[str]:

@@ -3,6 +3,7 @@
 `train_model` is the one training function: `rnn-train` calls it once, every sweep trial calls it too.
 """
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -179,18 +180,26 @@ def plateau_level(losses: list[float], plateau: int, chance: float, tolerance: f
     return figures
 
 
-def run_training(cfg: DictConfig) -> TrainResult:
-    """rnn-train's job: check the config, prepare data, train once inside an MLflow run, log everything, print a summary."""
+@contextlib.contextmanager
+def single_run(cfg: DictConfig, entry: str, default_name: str):
+    """What rnn-train and rnn-lr-find do before their job: check the config, prepare the data, open one MLflow run
+    (tracking.run_name, or `default_name`) with the config and the data logged; yields (data, run, run name)."""
     config.check(cfg)
     configure_threads(cfg.train.threads)  # before the optimizer is first made: that starts TensorFlow, which fixes its pools
     config.check_instantiable(cfg)
     data = prepare_data(cfg.data, cfg.paths.cache_dir)
     signals.check()
     tracking.configure(cfg)
-    run_name = tracking.redact(cfg.tracking.run_name or f"{model_label(cfg.model)}-{cfg.data.name}")
-    with mlflow.start_run(run_name=run_name, tags=tracking.run_tags(cfg, entry="rnn-train")) as run:
+    run_name = tracking.redact(cfg.tracking.run_name or default_name)
+    with mlflow.start_run(run_name=run_name, tags=tracking.run_tags(cfg, entry=entry)) as run:
         tracking.log_config(cfg)
         tracking.log_data(data, cfg)
+        yield data, run, run_name
+
+
+def run_training(cfg: DictConfig) -> TrainResult:
+    """rnn-train's job: check the config, prepare data, train once inside an MLflow run, log everything, print a summary."""
+    with single_run(cfg, "rnn-train", f"{model_label(cfg.model)}-{cfg.data.name}") as (data, run, run_name):
         result = train_model(cfg, data)
         model_id = tracking.log_training(result, data, cfg, title=run_name)
         tracking.describe_run(run_description(cfg, result, model_id))

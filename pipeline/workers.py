@@ -263,26 +263,14 @@ def work(index: int, job: Job) -> None:
     log_to(job.log_files, index)
     threading.Thread(target=watch, args=(job,), daemon=True).start()
     try:
-        from pipeline import sweep
-        from pipeline.objective import Objective, TrialFailed
         from pipeline.train import configure_threads
 
         configure_threads(OmegaConf.create(job.threads))  # before TensorFlow runs anything here
         if job.show_progress_bar:
             optuna.logging.set_verbosity(optuna.logging.WARNING)  # the invoker's bar shows each trial
         orders = await_orders(job)
-        if orders is None:
-            return
-        cfg = orders.cfg.copy()
-        OmegaConf.update(cfg, "train.threads", job.threads)
-        mlflow.set_tracking_uri(orders.tracking_uri)
-        mlflow.set_experiment(experiment_id=orders.experiment_id)
-        objective = Objective(cfg, job.base_overrides)
-        objective.parent_run_id = orders.parent_run_id
-        study = sweep.make_study(cfg)
-        study.sampler = sweep.make_sampler(cfg, offset=len(study.trials) + SEED_STRIDE * (index + 1))
-        while take_ticket(job, orders, study):
-            study.optimize(objective, n_trials=1, catch=(TrialFailed,), show_progress_bar=False)
+        if orders is not None:
+            run_trials(index, job, orders)
     except signals.Interrupted as stop:
         sys.exit(stop.exit_code)
     except InputError as error:
@@ -291,6 +279,23 @@ def work(index: int, job: Job) -> None:
     except Exception:  # noqa: BLE001 - told to the invoker, which reports it and exits 1
         job.messages.put(("error", f"rnn-sweep worker {index} failed:\n{redact(traceback.format_exc())}"))
         sys.exit(1)
+
+
+def run_trials(index: int, job: Job, orders: Orders) -> None:
+    """The worker's trials: its own sampler on the shared study, one trial per ticket."""
+    from pipeline import sweep
+    from pipeline.objective import Objective, TrialFailed
+
+    cfg = orders.cfg.copy()
+    OmegaConf.update(cfg, "train.threads", job.threads)
+    mlflow.set_tracking_uri(orders.tracking_uri)
+    mlflow.set_experiment(experiment_id=orders.experiment_id)
+    objective = Objective(cfg, job.base_overrides)
+    objective.parent_run_id = orders.parent_run_id
+    study = sweep.make_study(cfg)
+    study.sampler = sweep.make_sampler(cfg, offset=len(study.trials) + SEED_STRIDE * (index + 1))
+    while take_ticket(job, orders, study):
+        study.optimize(objective, n_trials=1, catch=(TrialFailed,), show_progress_bar=False)
 
 
 def await_orders(job: Job) -> Orders | None:
