@@ -33,7 +33,7 @@ def run_layout(workers: int, trials: int, extra: list[str], cache: str, folder: 
     result = subprocess.run(
         [str(BIN / "rnn-sweep"), "search=quick", "data=sentences", "search.pruner=none", "search.confirm_top_k=0",
          f"search.n_trials={trials}", f"search.n_workers={workers}", f"search.study_name={study}",
-         "search.show_progress_bar=false", f"paths.cache_dir={cache}", f"paths.mlruns_dir={mlruns}",
+         "search.show_progress_bar=false", *([f"paths.cache_dir={cache}"] if cache else []), f"paths.mlruns_dir={mlruns}",
          f"paths.log_dir={folder}/logs", *extra],
         cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
@@ -49,7 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16, help="trials per layout and round")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--cache", default=os.environ.get("RNNSWEEP_CACHE_DIR", "cache"), help="paths.cache_dir")
+    parser.add_argument("--cache", help="paths.cache_dir (default: the product's own, RNNSWEEP_CACHE_DIR or ~/.cache/rnnsweep)")
     parser.add_argument("--tiny", action="store_true", help="2 trials of 1 epoch, 1 round (seconds)")
     args = parser.parse_args()
     extra = []

@@ -99,6 +99,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial):
         if not self.ran:  # the process's first trial: what the imports, the data and the study made lives on
+            gc.collect()  # garbage first: a frozen object is never collected
             gc.freeze()  # so the gc.collect in each clear_session walks only what trials made (0.26 s -> 0.02 s)
         self.ran.append(trial.number)
         trial.set_user_attr(Attr.mlflow_parent_run_id, self.parent_run_id)  # first: it tells which invocation ran the trial
