@@ -17,17 +17,12 @@ import argparse
 import os
 import statistics
 import tempfile
-from pathlib import Path
-
 import mlflow
 import optuna
 
 from pipeline.figures import Attr
 from pipeline.sweep import compose, run_sweep
-
-
-def resident_mib() -> float:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
+from sweep_memory import resident_mib  # benchmarks/ is on the path of a script run from it
 
 
 def epoch_seconds(client: mlflow.MlflowClient, trial: optuna.trial.FrozenTrial) -> list[float]:
