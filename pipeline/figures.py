@@ -40,6 +40,8 @@ class Fig(StrEnum):
 class Attr(StrEnum):
     overrides = "overrides"  # the trial's whole command line (passwords redacted): any worker can rebuild its config
     baseline = "baseline"  # the composed config's own values, enqueued once per study
+    start = "start"  # a trial placed before the sampler chose: baseline, portfolio N, or STUDY trial N (warm start)
+    epoch_seconds = "epoch_seconds"  # the trial's mean wall seconds per epoch so far (the cost guard compares them)
     fail_kind = "fail_kind"  # why a FAIL trial failed: hyperparameters | input | interrupted
     mlflow_run_id = "mlflow_run_id"
     mlflow_parent_run_id = "mlflow_parent_run_id"

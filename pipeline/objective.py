@@ -9,6 +9,7 @@ import functools
 import gc
 import logging
 import math
+import time
 
 import keras
 import mlflow
@@ -59,11 +60,16 @@ def failures_blamed_on_the_config():
 
 
 class StopWhenPruned(KerasPruningCallback):
-    """Optuna's Keras pruning callback, but a pruned trial ends fit() normally so its history is kept."""
+    """Optuna's Keras pruning callback, but a pruned trial ends fit() normally so its history is kept; each epoch
+    it also stores the trial's mean seconds per epoch, which the cost guard compares (pipeline/cost_guard.py)."""
 
     pruned_at_epoch = None
 
+    def on_train_begin(self, logs=None):
+        self.started = time.perf_counter()
+
     def on_epoch_end(self, epoch, logs=None):
+        self._trial.set_user_attr(Attr.epoch_seconds, (time.perf_counter() - self.started) / (epoch + 1))
         try:
             super().on_epoch_end(epoch, logs)
         except optuna.TrialPruned:
@@ -172,8 +178,9 @@ class Objective:
         return [StopWhenPruned(trial, monitor=self.cfg.search.objective)]
 
     def tags(self, cfg: DictConfig, trial: optuna.Trial) -> dict[str, str]:
-        tags = tracking.run_tags(cfg, entry="rnn-sweep trial")
-        return tags | {"study": cfg.search.study_name, "trial_number": str(trial.number)}
+        tags = tracking.run_tags(cfg, entry="rnn-sweep trial") | {"study": cfg.search.study_name, "trial_number": str(trial.number)}
+        start = trial.user_attrs.get(Attr.start)  # placed before the sampler chose: baseline, portfolio N, STUDY trial N
+        return tags | ({"start": start} if start else {})
 
     def values(self, trial: optuna.Trial, result: TrainResult):
         """The best epoch's objective: the epoch whose weights were kept and stored (train.monitor)."""

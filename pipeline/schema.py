@@ -139,6 +139,12 @@ class SearchConfig:
     sampler: str = MISSING
     samplers: dict[str, Any] = MISSING  # name -> Hydra node with _target_ (any Optuna sampler)
     baseline_first: bool = MISSING
+    portfolio: list[Any] = MISSING  # each a mapping of search.space names to values
+    warm_start_from: Optional[str] = MISSING
+    warm_start_storage: Optional[str] = MISSING
+    warm_start_top_k: int = MISSING
+    cost_guard: Optional[float] = MISSING
+    cost_guard_trials: int = MISSING
     seed: int = MISSING
     pruner: str = MISSING
     pruners: dict[str, Any] = MISSING  # name -> Hydra node with _target_ (any Optuna pruner)

@@ -20,16 +20,17 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from pipeline import CONFIG_DIR, config, report, signals, stores, tracking, workers
+from pipeline import CONFIG_DIR, config, report, signals, stores, tracking, warm_start, workers
 from pipeline.config import chosen_groups, compose  # noqa: F401 - compose: the tests build sweep configs with it
 from pipeline.confirm import confirm
+from pipeline.cost_guard import CostGuard
 from pipeline.errors import InputError, console_entry, hydra_task
 from pipeline.figures import Attr
 from pipeline.lr_range import apply_lr_range, log_lr_range, lr_entry
-from pipeline.objective import FAIL_HYPERPARAMETERS, Objective, TrialFailed
+from pipeline.objective import Objective, TrialFailed
 from pipeline.datasets import log_datasets
 from pipeline.registry import register_winner, validate_register_as
-from pipeline.space import baseline_params, check_space
+from pipeline.space import check_space
 from pipeline.train import configure_threads
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ def check_sweep(cfg: DictConfig, base_overrides: list[str]) -> None:
     config.check_instantiable(cfg)
     check_space(cfg, base_overrides, chosen_groups(base_overrides))
     validate_register_as(cfg.search.register_as)
+    warm_start.check_portfolio(cfg)
     if cfg.search.lr_range == "auto":
         lr_entry(cfg)  # the float entry whose bounds the range test will set
 
@@ -99,7 +101,12 @@ def make_sampler(cfg: DictConfig, offset: int = 0) -> optuna.samplers.BaseSample
 
 
 def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
-    return config.instantiate(cfg.search.pruners[cfg.search.pruner], "search.pruner")
+    """search.pruners[search.pruner], inside the cost guard unless it is off or the pruner decides alone
+    (none: every trial runs all its epochs; hyperband: TPE reads its brackets from study.pruner)."""
+    pruner = config.instantiate(cfg.search.pruners[cfg.search.pruner], "search.pruner")
+    if cfg.search.cost_guard is None or isinstance(pruner, (optuna.pruners.NopPruner, optuna.pruners.HyperbandPruner)):
+        return pruner
+    return CostGuard(pruner, cfg.search.cost_guard, cfg.search.cost_guard_trials)
 
 
 # --------------------------------------------------------------------------------------- run
@@ -123,13 +130,14 @@ def search(cfg: DictConfig, objective: Objective, pool: workers.Pool, started: f
     if cfg.search.show_progress_bar:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar shows each trial's progress and the best value
     tracking.configure(cfg, also_check=(stores.optuna_store(storage_url(cfg)),))  # both probed first
+    earlier = warm_start.earlier_best(cfg, storage_url(cfg))  # search.warm_start_from: a missing study stops here
     study = make_study(cfg)
     optuna.storages.fail_stale_trials(study)  # a dead worker's trials: failed, their runs ended, retried
     if study_complete(study, cfg):
         return 0
     study.sampler = make_sampler(cfg, offset=len(study.trials))
     lr_range = apply_lr_range(cfg, objective.dataset(cfg), study)  # search.lr_range=auto: before the baseline is placed
-    enqueue_baseline(study, cfg, objective.base_overrides)
+    warm_start.enqueue_start(study, cfg, objective.base_overrides, earlier)
     with mlflow.start_run(run_name=f"sweep-{cfg.search.study_name}", tags=parent_tags(cfg)) as parent:
         objective.parent_run_id = parent.info.run_id
         log_sweep_inputs(cfg, objective, lr_range)
@@ -192,17 +200,6 @@ def optimize(study: optuna.Study, objective: Objective, cfg: DictConfig, pool: w
         show_progress_bar=cfg.search.show_progress_bar,
         callbacks=[optuna.study.MaxTrialsCallback(cap, states=FINISHED)] if cap else None,
     )
-
-
-def enqueue_baseline(study: optuna.Study, cfg: DictConfig, base_overrides: list[str]) -> None:
-    """The composed config's own values, once per study; again when its try failed for another reason than its
-    hyperparameters (a data error, a signal): every search is measured against a known baseline."""
-    if not cfg.search.baseline_first or config.is_grid(cfg):  # a grid covers every point anyway
-        return
-    tries = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(Attr.baseline)]
-    if any(t.state != TrialState.FAIL or t.user_attrs.get(Attr.fail_kind) == FAIL_HYPERPARAMETERS for t in tries):
-        return
-    study.enqueue_trial(baseline_params(cfg, base_overrides), {Attr.baseline: True})
 
 
 def record_sweep(study, objective: Objective, wall_seconds: float, confirmed: list, confirm_seconds: float,

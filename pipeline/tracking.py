@@ -71,7 +71,11 @@ def configure(cfg: DictConfig, also_check: tuple[stores.Store, ...] = ()) -> str
 def mark_model_development(experiment_id: str, experiment=None) -> None:
     """MLflow 3.17's UI opens an experiment on its GenAI pages unless it is marked as model training."""
     if experiment is None or EXPERIMENT_KIND not in experiment.tags:  # a kind someone chose is kept
-        mlflow.MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND, MODEL_DEVELOPMENT)
+        try:
+            mlflow.MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND, MODEL_DEVELOPMENT)
+        except mlflow.exceptions.MlflowException:  # a server's INSERT lost the race to a worker that started with us
+            if EXPERIMENT_KIND not in mlflow.get_experiment(experiment_id).tags:
+                raise
 
 
 def flat_params(cfg: DictConfig, skip: tuple[str, ...] = ()) -> dict[str, str]:

@@ -13,7 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.errors import InputError
 from pipeline.objective import FAIL_HYPERPARAMETERS, FAIL_INPUT
-from pipeline.sweep import compose, enqueue_baseline
+from pipeline.sweep import compose
+from pipeline.warm_start import enqueue_start
 from tests.conftest import BIN
 from tests.test_sweep import runs_of, study_of, sweep
 from tests.test_sweep_crash import read_trials, start_and_wait_for_second_trial
@@ -68,15 +69,16 @@ def test_a_searched_data_path_that_fails_stops_the_sweep_with_one_input_fail_tri
 
 
 def test_the_baseline_is_enqueued_again_only_when_its_try_failed_for_another_reason(sweep_overrides):
-    cfg = compose([*sweep_overrides, "search=quick"])
+    overrides = [*sweep_overrides, "search=quick", "search.portfolio=[]"]
+    cfg = compose(overrides)
     for kind, expected in ((FAIL_INPUT, 2), (FAIL_HYPERPARAMETERS, 1)):
         study = optuna.create_study(direction="maximize")
         study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={"baseline": True, "fail_kind": kind}))
-        enqueue_baseline(study, cfg, [*sweep_overrides, "search=quick"])
+        enqueue_start(study, cfg, overrides, earlier=[])
         assert len(study.trials) == expected, kind
     study = optuna.create_study(direction="maximize")
-    enqueue_baseline(study, cfg, [*sweep_overrides, "search=quick"])
-    enqueue_baseline(study, cfg, [*sweep_overrides, "search=quick"])
+    enqueue_start(study, cfg, overrides, earlier=[])
+    enqueue_start(study, cfg, overrides, earlier=[])
     assert [t.state for t in study.trials] == [TrialState.WAITING], "once per study"
 
 

@@ -8,7 +8,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import InputError
-from pipeline.sweep import EXIT_ALL_TRIALS_FAILED, baseline_params, compose, run_sweep
+from pipeline.space import baseline_params
+from pipeline.sweep import EXIT_ALL_TRIALS_FAILED, compose, run_sweep
 from tests.conftest import BIN
 
 
