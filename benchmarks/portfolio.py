@@ -19,8 +19,7 @@ from pathlib import Path
 import optuna
 
 from pipeline.config import compose
-from pipeline.figures import Fig
-from pipeline.warm_start import start_label
+from pipeline.figures import Fig, start_label
 
 BIN = Path(sys.executable).parent
 DATA = {"imdb": ["data=imdb", "data.subset=10000", "data.split_seed=42"], "sentences": ["data=sentences"]}

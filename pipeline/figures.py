@@ -55,6 +55,11 @@ class Attr(StrEnum):
         return f"curve_{metric}"
 
 
+def start_label(trial) -> str | None:
+    """How the trial was placed (None: the sampler chose it); studies from before Attr.start mark only the baseline."""
+    return trial.user_attrs.get(Attr.start) or ("baseline" if trial.user_attrs.get(Attr.baseline) else None)
+
+
 REMEMBERED = (  # the run figures every trial keeps in the study for the charts, the summary and the diagnosis
     Fig.plateau_epochs, Fig.plateau_censored, Fig.longest_stall, Fig.epochs_run, Fig.fit_seconds, Fig.build_seconds,
     Fig.chance_loss, Fig.plateau_loss, Fig.plateau_at_chance, Fig.best_epoch, Fig.plateau_grad_norm, Fig.escape_grad_norm,

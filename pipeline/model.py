@@ -21,17 +21,19 @@ POOLINGS = ("average", "max")
 
 @keras.saving.register_keras_serializable(package="rnnsweep")
 class MaskedGlobalMaxPooling1D(layers.Layer):
-    """GlobalMaxPooling1D that ignores masked (padding) steps; Keras' own one ignores the mask."""
+    """GlobalMaxPooling1D that ignores masked (padding) steps; Keras' own one ignores the mask. A fully masked row
+    (a text with no token) pools to zeros: its float minimum would turn into inf and NaN in the head."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.supports_masking = True
 
     def call(self, inputs, mask=None):
-        if mask is not None:
-            lowest = keras.ops.full_like(inputs, float(np.finfo(keras.backend.standardize_dtype(inputs.dtype)).min))
-            inputs = keras.ops.where(keras.ops.expand_dims(mask, -1), inputs, lowest)
-        return keras.ops.max(inputs, axis=1)
+        if mask is None:
+            return keras.ops.max(inputs, axis=1)
+        lowest = keras.ops.full_like(inputs, float(np.finfo(keras.backend.standardize_dtype(inputs.dtype)).min))
+        pooled = keras.ops.max(keras.ops.where(keras.ops.expand_dims(mask, -1), inputs, lowest), axis=1)
+        return keras.ops.where(keras.ops.any(mask, axis=1, keepdims=True), pooled, keras.ops.zeros_like(pooled))
 
     def compute_mask(self, inputs, mask=None):
         return None

@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only: runs are often unattended, with no display
 import matplotlib.pyplot as plt
 
 from pipeline.diagnosis import plateau_diagnosis
-from pipeline.figures import Attr, Fig
+from pipeline.figures import Attr, Fig, start_label
 
 
 def learning_curves_figure(history: dict[str, list[float]], title: str, chance_loss: float | None = None) -> plt.Figure:
@@ -111,6 +111,8 @@ def winner_lines(study, confirmed: list, confirm_seconds: float) -> list[str]:
     baseline = next((t for t in study.trials if t.user_attrs.get(Attr.baseline) and t.values), None)
     if baseline and len(study.directions) == 1:
         lines.append(f"  {'baseline':<20} trial {baseline.number} (the config's own values): value {baseline.value:.4f}")
+    placed = [t for t in study.trials if start_label(t) not in (None, "baseline") and t.values and len(t.values) == 1]
+    lines += [f"  {start_label(t):<20} trial {t.number} (placed before the sampler chose): value {t.value:.4f}" for t in placed]
     lines += [f"  {name:<20} {value}" for name, value in best.params.items()]
     lines += confirmation_lines(best, confirmed, confirm_seconds)
     if len(study.directions) > 1:

@@ -11,7 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pipeline import config, stores
 from pipeline.errors import InputError
-from pipeline.figures import Attr
+from pipeline.figures import Attr, start_label
 from pipeline.objective import FAIL_HYPERPARAMETERS
 from pipeline.redaction import redact
 from pipeline.space import Entry, baseline_params, parse_space
@@ -37,7 +37,12 @@ def earlier_best(cfg: DictConfig, storage: str) -> list[FrozenTrial]:
     if not search.warm_start_from:
         return []
     url = search.warm_start_storage or storage
-    with stores.opening(stores.optuna_store(url)):
+    if url == storage and search.warm_start_from == search.study_name:
+        raise InputError(f"search.warm_start_from={search.warm_start_from} is this sweep's own study; name an earlier one")
+    store = stores.optuna_store(url)
+    if search.warm_start_storage and store.file and not store.file.is_file():  # read, never created
+        raise InputError(f"search.warm_start_storage={redact(url)}: no such file {store.file}")
+    with stores.opening(store):
         names = [summary.study_name for summary in optuna.get_all_study_summaries(url)]
         if search.warm_start_from not in names:
             raise InputError(f"search.warm_start_from={search.warm_start_from}: no such study in {redact(url)}; "
@@ -75,8 +80,3 @@ def place(study: optuna.Study, entries: list[Entry], params: dict, label: str) -
         log.info("%s: %s left to the sampler (not in this search.space)", label, ", ".join(left))
     attrs = {Attr.start: label} | ({Attr.baseline: True} if label == "baseline" else {})
     study.enqueue_trial(held, attrs)
-
-
-def start_label(trial: FrozenTrial) -> str | None:
-    """How the trial was placed (None: the sampler chose it); studies from before Attr.start mark only the baseline."""
-    return trial.user_attrs.get(Attr.start) or ("baseline" if trial.user_attrs.get(Attr.baseline) else None)

@@ -1,6 +1,9 @@
 """A study's start: the baseline, the preset's portfolio and an earlier study's best trials, each placed once;
 and the cost guard, which prunes a trial whose epochs are many times slower than the median's and no better."""
 
+import re
+from pathlib import Path
+
 import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
@@ -8,17 +11,17 @@ from optuna.trial import TrialState, create_trial
 from pipeline.config import check, compose
 from pipeline.cost_guard import CostGuard
 from pipeline.errors import InputError
-from pipeline.figures import Attr
+from pipeline.figures import Attr, start_label
 from pipeline.sweep import make_pruner
-from pipeline.warm_start import start_label
 from tests.test_sweep import runs_of, study_of, sweep
 
 PORTFOLIO = "search.portfolio=[{body: pooling, dropout: 0.4, learning_rate: 0.05}, {body: gru, units: 16, dropout: 0.2}]"
 
 
-def test_the_portfolio_runs_after_the_baseline_once_per_study_values_outside_the_space_left_to_the_sampler(sweep_overrides):
+def test_the_portfolio_runs_after_the_baseline_once_per_study_values_outside_the_space_left_to_the_sampler(sweep_overrides, capsys):
     overrides = [*sweep_overrides, "search=quick", PORTFOLIO, "search.n_trials=3"]
     assert sweep(overrides) == 0
+    assert re.search(r"\n  portfolio 1 +trial 2 \(placed before the sampler chose\): value 0\.\d{4}\n", capsys.readouterr().out)
     assert sweep([*overrides, "search.n_trials=1"]) == 0  # the same command again: nothing placed a second time
     trials = study_of(overrides).trials
     assert [start_label(t) for t in trials] == ["baseline", "portfolio 0", "portfolio 1", None]
@@ -43,10 +46,16 @@ def test_warm_start_from_runs_an_earlier_studys_best_trials_first(sweep_override
     assert [t.params for t in placed] == [t.params for t in done[:2]]
 
 
-def test_warm_start_from_a_missing_study_or_a_misnamed_portfolio_value_is_one_line_before_any_study(sweep_overrides):
+def test_a_missing_earlier_study_or_store_or_a_misnamed_portfolio_value_is_one_line_before_any_study(sweep_overrides):
     cfg_overrides = [*sweep_overrides, "search=quick"]
     with pytest.raises(InputError, match=r"search.warm_start_from=nope: no such study in sqlite:///\S+optuna.db; studies there: none"):
         sweep([*cfg_overrides, "search.warm_start_from=nope"])
+    with pytest.raises(InputError, match=r"search.warm_start_from=quick-sentences-lstm is this sweep's own study; name an earlier one"):
+        sweep([*cfg_overrides, "search.warm_start_from=quick-sentences-lstm"])
+    gone = Path(compose(cfg_overrides).paths.mlruns_dir) / "gone.db"
+    with pytest.raises(InputError, match=rf"search.warm_start_storage=sqlite:///{gone}: no such file {gone}$"):
+        sweep([*cfg_overrides, "search.warm_start_from=earlier", f"search.warm_start_storage=sqlite:///{gone}"])
+    assert not gone.exists(), "a store that is only read is never created"
     with pytest.raises(InputError, match=r"search.portfolio\[0\].unitz: not an entry of search.space; allowed: body, units, dropout, learning_rate"):
         sweep([*cfg_overrides, "search.portfolio=[{unitz: 16}]"])
     assert optuna.get_all_study_summaries(f"sqlite:///{compose(cfg_overrides).paths.mlruns_dir}/optuna.db") == []
