@@ -41,7 +41,7 @@ def main() -> None:
     folder = tempfile.mkdtemp(prefix="rnnsweep-steady-")
     data = ["data=sentences"] if args.tiny else ["data=imdb", f"data.subset={args.subset}", f"data.max_len={args.max_len}"]
     between, probe_epochs = (1, 2) if args.tiny else (args.trials - 2, args.probe_epochs)
-    overrides = ["search=default", *data, "search.pruner=none", "search.confirm_top_k=0", "search.n_workers=1",
+    overrides = ["search=default", "search.portfolio=[]", *data, "search.pruner=none", "search.confirm_top_k=0", "search.n_workers=1",
                  "search.show_progress_bar=false", f"paths.mlruns_dir={folder}/mlruns", f"paths.log_dir={folder}/logs"]
     loads = [sweep(overrides, trials=1, epochs=probe_epochs)]  # trial 0: the baseline
     sweep(overrides, trials=between, epochs=1 if args.tiny else 3)
