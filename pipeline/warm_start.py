@@ -3,6 +3,7 @@ the search preset's portfolio (configurations measured strong on IMDB and the UC
 trials of an earlier study (`search.warm_start_from`). Each is placed once per study; a value its space does
 not hold is left to the sampler."""
 
+import dataclasses
 import logging
 
 import optuna
@@ -39,7 +40,7 @@ def earlier_best(cfg: DictConfig, storage: str) -> list[FrozenTrial]:
     url = search.warm_start_storage or storage
     if url == storage and search.warm_start_from == search.study_name:
         raise InputError(f"search.warm_start_from={search.warm_start_from} is this sweep's own study; name an earlier one")
-    store = stores.optuna_store(url)
+    store = dataclasses.replace(stores.optuna_store(url), setting="search.warm_start_storage" if search.warm_start_storage else "search.storage")
     if search.warm_start_storage and store.file and not store.file.is_file():  # read, never created
         raise InputError(f"search.warm_start_storage={redact(url)}: no such file {store.file}")
     with stores.opening(store):

@@ -56,6 +56,8 @@ def test_a_missing_earlier_study_or_store_or_a_misnamed_portfolio_value_is_one_l
     with pytest.raises(InputError, match=rf"search.warm_start_storage=sqlite:///{gone}: no such file {gone}$"):
         sweep([*cfg_overrides, "search.warm_start_from=earlier", f"search.warm_start_storage=sqlite:///{gone}"])
     assert not gone.exists(), "a store that is only read is never created"
+    with pytest.raises(InputError, match=r"^search.warm_start_storage=postgresql://u:\*\*\*@127.0.0.1:9/db: connection failed"):
+        sweep([*cfg_overrides, "search.warm_start_from=earlier", "search.warm_start_storage=postgresql://u:s3cret@127.0.0.1:9/db"])
     with pytest.raises(InputError, match=r"search.portfolio\[0\].unitz: not an entry of search.space; allowed: body, units, dropout, learning_rate"):
         sweep([*cfg_overrides, "search.portfolio=[{unitz: 16}]"])
     assert optuna.get_all_study_summaries(f"sqlite:///{compose(cfg_overrides).paths.mlruns_dir}/optuna.db") == []
