@@ -1,28 +1,41 @@
-"""Does a sweep process slow down as it ages? The same model trained as trial 1 and again as the last trial of one
-sweep process, other models of search=default in between; prints each epoch's seconds of both.
+"""Does a sweep process slow down as it ages? The same model trained as trial 1 and again as trial 20 of one
+`rnn-sweep` command, other models of search=default in between, then once more in a fresh process; prints each
+epoch's seconds of the three.
 
-    python benchmarks/steady_speed.py                  # IMDB, 6,000 reviews (4,800 to train) of 400 tokens, 3 epochs, 20 trials
-    python benchmarks/steady_speed.py --trials 10      # fewer models in between
-    python benchmarks/steady_speed.py --tiny           # CI: UCI sentences, trial 1 and trial 3, 2 epochs
+    python benchmarks/steady_speed.py                                  # IMDB, 6,000 reviews (4,800 to train) of 400 tokens, 4 epochs, 20 trials
+    python benchmarks/steady_speed.py search.worker_max_trials=5       # the same with the worker recycled every 5 trials
+    python benchmarks/steady_speed.py --tiny                           # CI: UCI sentences, trial 1 and trial 4, 2 epochs
 
-Trial 0 is the sweep's baseline (the config's own values). After it, the other trials draw from the default space
-(TPE's random start-up: every body, up to 2 layers of 128 units, any batch size), all trained to the end
-(pruner none). Then the baseline's parameters are enqueued again and run as the last trial, in the same process
-(run_sweep called again on the same study, as a scheduled worker resuming it would). The repeated model trains
-6 epochs both times, the others 3. Epoch 1 includes tracing, so the figure compared is the median epoch time of
-epochs 2 and later.
+Trial 1 is the sweep's baseline (the config's own values). After it the trials draw from the default space
+(TPE's random start-up: every body, up to 2 layers of 128 units, any batch size), all trained to the end (pruner
+none, every trial the same epochs). While the command runs, this script watches the study and, as the
+second-to-last trial starts, enqueues the baseline's parameters: the last trial of the command trains the same
+model again, in the same process (with search.worker_max_trials, in whichever worker process runs it). Epoch 1
+includes tracing, so the figure compared is the median epoch time of epochs 2 and later.
+
+The control: right after, the same model is trained once more by a second `rnn-sweep` command, a fresh process.
+The last trial of the first command against this one, a minute apart on the same machine, tells the ageing of the
+process from a drift of the machine (other load, clock, thermal).
 """
 
 import argparse
+import contextlib
 import os
+import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
+from pathlib import Path
+
 import mlflow
 import optuna
 
+from pipeline.config import compose
 from pipeline.figures import Attr
-from pipeline.sweep import compose, run_sweep
-from sweep_memory import resident_mib  # benchmarks/ is on the path of a script run from it
+
+RNN_SWEEP = str(Path(sys.executable).with_name("rnn-sweep"))
 
 
 def epoch_seconds(client: mlflow.MlflowClient, trial: optuna.trial.FrozenTrial) -> list[float]:
@@ -30,45 +43,70 @@ def epoch_seconds(client: mlflow.MlflowClient, trial: optuna.trial.FrozenTrial) 
     return [m.value for m in sorted(history, key=lambda m: m.step)]
 
 
+def enqueue_probe_before_last(storage: str, study_name: str, trials: int, done: threading.Event) -> None:
+    """Once the study holds trials - 1 trials (the second-to-last has started), enqueue trial 0's parameters: the
+    command's last trial trains the baseline model again. It counts the trials with one read-only SQL query a
+    second, so that watching costs the measured process nothing."""
+    database = Path(storage.removeprefix("sqlite:///"))
+    while not done.wait(1.0):
+        try:  # read-only: the command creates the database and its tables, under its lock
+            with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as connection:
+                [(count,)] = connection.execute("SELECT COUNT(*) FROM trials").fetchall()
+        except sqlite3.OperationalError:  # not created yet, or locked for a moment
+            continue
+        if count >= trials - 1:
+            study = optuna.load_study(study_name=study_name, storage=storage)
+            study.enqueue_trial(study.trials[0].params)
+            return
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=20, help="trials in the process, the repeated one included")
+    parser.add_argument("--trials", type=int, default=20, help="trials of the command, the repeated one included")
     parser.add_argument("--subset", type=int, default=6000, help="IMDB reviews kept (data.subset)")
     parser.add_argument("--max-len", type=int, default=400, help="tokens kept per review (data.max_len)")
-    parser.add_argument("--probe-epochs", type=int, default=6, help="epochs of the repeated model, each time")
-    parser.add_argument("--tiny", action="store_true", help="3 trials of 2 epochs on the UCI sentences (seconds)")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs of every trial")
+    parser.add_argument("--tiny", action="store_true", help="4 trials of 2 epochs on the UCI sentences (seconds)")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the sweeps, e.g. search.worker_max_trials=5")
     args = parser.parse_args()
+    if args.tiny:
+        args.trials, args.epochs = 4, 2
     folder = tempfile.mkdtemp(prefix="rnnsweep-steady-")
     data = ["data=sentences"] if args.tiny else ["data=imdb", f"data.subset={args.subset}", f"data.max_len={args.max_len}"]
-    between, probe_epochs = (1, 2) if args.tiny else (args.trials - 2, args.probe_epochs)
     overrides = ["search=default", "search.portfolio=[]", *data, "search.pruner=none", "search.confirm_top_k=0", "search.n_workers=1",
-                 "search.show_progress_bar=false", f"paths.mlruns_dir={folder}/mlruns", f"paths.log_dir={folder}/logs"]
-    loads = [sweep(overrides, trials=1, epochs=probe_epochs)]  # trial 0: the baseline
-    sweep(overrides, trials=between, epochs=1 if args.tiny else 3)
-    study = optuna.load_study(study_name=compose(overrides).search.study_name, storage=f"sqlite:///{folder}/mlruns/optuna.db")
+                 "search.show_progress_bar=false", f"train.epochs={args.epochs}", f"paths.mlruns_dir={folder}/mlruns",
+                 f"paths.log_dir={folder}/logs", f"hydra.run.dir={folder}/hydra", *args.overrides]
+    storage, study_name = f"sqlite:///{folder}/mlruns/optuna.db", compose([o for o in overrides if not o.startswith("hydra.")]).search.study_name
+    done = threading.Event()
+    watcher = threading.Thread(target=enqueue_probe_before_last, args=(storage, study_name, args.trials, done), daemon=True)
+    watcher.start()
+    loads = [os.getloadavg()[0]]
+    subprocess.run([RNN_SWEEP, *overrides, f"search.n_trials={args.trials}"], check=True, stdout=subprocess.DEVNULL)
+    done.set()
+    study = optuna.load_study(study_name=study_name, storage=storage)
     study.enqueue_trial(study.trials[0].params)
-    loads.append(sweep(overrides, trials=1, epochs=probe_epochs))
-    study = optuna.load_study(study_name=study.study_name, storage=f"sqlite:///{folder}/mlruns/optuna.db")
-    client = mlflow.MlflowClient(f"sqlite:///{folder}/mlruns/mlflow.db")
-    rows = [(t.number + 1, epoch_seconds(client, t)) for t in (study.trials[0], study.trials[-1])]
-    print(f"\nSame model ({study.trials[0].params}) as trial 1 and trial {rows[1][0]} of one process (pid {os.getpid()}, "
-          f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '')!r}); load average before each: {loads[0]:.1f}, {loads[1]:.1f}; "
-          f"resident memory at the end {resident_mib():.0f} MiB")
-    print("| trial | " + " | ".join(f"epoch {i + 1} s" for i in range(len(rows[0][1]))) + " | epochs 2+ median s |")
-    print("|---" * (len(rows[0][1]) + 2) + "|")
+    loads.append(os.getloadavg()[0])
+    subprocess.run([RNN_SWEEP, *overrides, "search.n_trials=1"], check=True, stdout=subprocess.DEVNULL)  # the control
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    report(study, mlflow.MlflowClient(f"sqlite:///{folder}/mlruns/mlflow.db"), loads, args)
+
+
+def report(study: optuna.Study, client: mlflow.MlflowClient, loads: list[float], args) -> None:
+    first, last, fresh = study.trials[0], study.trials[args.trials - 1], study.trials[args.trials]
+    assert first.params == last.params == fresh.params, "the probe was not placed as the command's last trial"
+    rows = [(f"{t.number + 1}{label}", epoch_seconds(client, t)) for t, label in
+            ((first, ""), (last, " (same command)"), (fresh, " (fresh process)"))]
+    print(f"\nSame model ({first.params}), {args.epochs} epochs each time; overrides {args.overrides or 'none'}; load average "
+          f"before the command and before the control: {loads[0]:.1f}, {loads[1]:.1f}")
+    print("| trial | " + " | ".join(f"epoch {i + 1} s" for i in range(args.epochs)) + " | epochs 2+ median s |")
+    print("|---" * (args.epochs + 2) + "|")
     steady = []
-    for number, seconds in rows:
+    for name, seconds in rows:
         steady.append(statistics.median(seconds[1:] or seconds))
-        print(f"| {number} | " + " | ".join(f"{s:.2f}" for s in seconds) + f" | {steady[-1]:.2f} |")
-    print(f"\nTrial {rows[1][0]} / trial 1, epochs 2+: {steady[1] / steady[0]:.3f} (target: within 10%, <= 1.10)")
-
-
-def sweep(overrides: list[str], trials: int, epochs: int) -> float:
-    """run_sweep in this process: `trials` more trials of `epochs` epochs; returns the load average before it."""
-    load = os.getloadavg()[0]
-    command = [*overrides, f"search.n_trials={trials}", f"train.epochs={epochs}"]
-    run_sweep(compose(command), command)
-    return load
+        print(f"| {name} | " + " | ".join(f"{s:.2f}" for s in seconds) + f" | {steady[-1]:.2f} |")
+    print(f"\nTrial {args.trials} / trial 1, epochs 2+: {steady[1] / steady[0]:.3f} (target: within 10%, <= 1.10)")
+    print(f"Control: the fresh process's trial / trial 1: {steady[2] / steady[0]:.3f}; trial {args.trials} / the fresh "
+          f"process's: {steady[1] / steady[2]:.3f} (the ageing, apart from any drift of the machine)")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,9 @@ def run_rnnsweep(args, workdir: Path, seed: int) -> list[tuple[float, float]]:
     experiment = client.get_experiment_by_name(compose(base_overrides(args)).tracking.experiment)
     children = client.search_runs([experiment.experiment_id], "tags.mlflow.parentRunId != ''", max_results=10000)
     trials = [run for run in children if run.data.tags.get("confirm") != "true"]  # seed confirmations come after the budget
+    within = [run for run in trials if run.info.start_time / 1000 - started <= args.budget]
+    print(f"rnnsweep seed {seed}: {len(within)} trials started within the {args.budget:.0f} s budget "
+          f"({3600 * len(within) / args.budget:.0f} trials/hour), {len(trials)} in all", flush=True)
     return [(point.timestamp / 1000 - started, point.value)
             for run in trials for point in client.get_metric_history(run.info.run_id, "val_accuracy")]
 

@@ -7,13 +7,16 @@ between values from CROSS_CHECKS. `check` runs once per entry point and once per
 
 import codecs
 import contextlib
+import copy
 import dataclasses
+import functools
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra._internal.config_loader_impl import ConfigLoaderImpl  # its override step: what compose does after the groups
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
@@ -29,14 +32,36 @@ from pipeline.schema import schema_keys
 def compose(overrides: list[str], config_name: str = "sweep", resolve: bool = True) -> DictConfig:
     """The config for these command-line overrides, composed by Hydra (interpolations resolved); a value of the
     wrong type or a bad override is one InputError line."""
-    try:
+    with composition_errors():
         with hydra_context():
             cfg = hydra.compose(config_name, overrides=overrides)
         if resolve:
             OmegaConf.resolve(cfg)
+    return cfg
+
+
+def compose_with_values(groups: list[str], values: list[str]) -> DictConfig:
+    """compose(groups + values) for a sweep trial, faster: Hydra composes `groups` (every override that may choose
+    a config group) once per distinct list, and each call applies `values` (key=value overrides only) to a copy
+    the way Hydra's compose applies them, after the groups. ~10 ms instead of ~0.13 s per trial."""
+    with composition_errors():
+        cfg = copy.deepcopy(composed_unresolved(tuple(groups)))
+        ConfigLoaderImpl._apply_overrides_to_config(OverridesParser.create().parse_overrides(values), cfg)
+        OmegaConf.resolve(cfg)
+    return cfg
+
+
+@functools.lru_cache(maxsize=16)
+def composed_unresolved(overrides: tuple[str, ...]) -> DictConfig:
+    return compose(list(overrides), resolve=False)
+
+
+@contextlib.contextmanager
+def composition_errors():
+    try:
+        yield
     except HydraException as error:
         raise InputError(explain(hydra_error_text(error)) or " ".join(str(error).split())) from None
-    return cfg
 
 
 @contextlib.contextmanager
@@ -133,6 +158,7 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "search.timeout": Rule(lambda value: value is None or is_number(value) and value > 0,
                            "it must be null or a number of seconds > 0", quoted=False),
     "search.max_total_trials": integer(1, nullable=True),
+    "search.worker_max_trials": integer(1, nullable=True),
     "search.baseline_first": BOOLEAN,
     "search.warm_start_top_k": integer(1),
     "search.cost_guard": Rule(lambda value: value is None or is_number(value) and value > 1,

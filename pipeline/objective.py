@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna_integration import KerasPruningCallback
 
 from pipeline import config, signals, tracking
-from pipeline.config import chosen_groups, compose, quoted_override
+from pipeline.config import chosen_groups, compose_with_values, quoted_override
 from pipeline.data import cache_key, prepare_data
 from pipeline.errors import InputError
 from pipeline.figures import REMEMBERED, Attr, Fig
@@ -119,12 +119,14 @@ class Objective:
 
     def trial_config(self, trial: optuna.Trial) -> tuple[DictConfig, object]:
         """The trial's config (the base overrides plus its sampled values), checked, and its data."""
-        overrides = [*self.base_overrides, *suggest(trial, self.entries, self.cfg, self.groups),
-                     quoted_override("search.study_name", self.cfg.search.study_name)]  # the sweep's, whatever body the trial has
+        sampled = suggest(trial, self.entries, self.cfg, self.groups)
+        group_choices = [o for o in sampled if o.split("=", 1)[0] in self.groups]  # e.g. optimizer=rmsprop
+        values = [o for o in sampled if o not in group_choices]
+        values.append(quoted_override("search.study_name", self.cfg.search.study_name))  # the sweep's, whatever body the trial has
         # the whole command line, so any worker can rebuild this config (a password in it is not kept)
-        trial.set_user_attr(Attr.overrides, [tracking.redact(o) for o in overrides])
+        trial.set_user_attr(Attr.overrides, [tracking.redact(o) for o in [*self.base_overrides, *group_choices, *values]])
         try:
-            cfg = compose(overrides)
+            cfg = compose_with_values([*self.base_overrides, *group_choices], values)
             config.check(cfg)  # the trial's own config, once: train_model and prepare_data do not check again
             return cfg, self.dataset(cfg)
         except InputError:
@@ -141,7 +143,7 @@ class Objective:
             pruning = self.pruning_callback(trial)
             result = self.train(trial, cfg, data, pruning)
             remember(trial, cfg, result)
-            model_id = tracking.log_training(result, data, cfg, title=f"trial {trial.number} of {cfg.search.study_name}")
+            model_id = tracking.log_training(result, data, cfg, title=None)  # the invoker has its chart drawn
             if model_id:
                 trial.set_user_attr(Attr.mlflow_model_id, model_id)
             tracking.describe_run(trial_description(trial, cfg, result))

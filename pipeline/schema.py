@@ -134,6 +134,7 @@ class SearchConfig:
     storage: Optional[str] = MISSING
     n_trials: int = MISSING
     n_workers: Any = MISSING  # an integer >= 1, or auto
+    worker_max_trials: Optional[int] = MISSING
     timeout: Optional[Any] = MISSING  # seconds, an integer or a float
     max_total_trials: Optional[int] = MISSING
     sampler: str = MISSING

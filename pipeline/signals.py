@@ -51,6 +51,17 @@ def check() -> None:
 
 
 @contextlib.contextmanager
+def ignored():
+    """SIGINT and SIGTERM ignored inside (a process started inside inherits that), the handlers restored after."""
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in HANDLED}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
 def stop_on_signals():
     """Inside: SIGINT and SIGTERM are recorded for check(), instead of killing or interrupting anywhere."""
     global _received

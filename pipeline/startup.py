@@ -11,12 +11,15 @@ import re
 import sys
 import tempfile
 
+WITHOUT_TENSORFLOW = "RNNSWEEP_WITHOUT_TENSORFLOW"  # set to 1 by a process that never runs a model (the chart process)
 ABSL_INFO = re.compile(rb"^(I\d{4} [\d:.]+ +\d+ \S+:\d+\] |WARNING: All log messages before absl::InitializeLog\(\))")
 
 
 def import_tensorflow_quietly() -> None:
     """Import TensorFlow, dropping its absl INFO lines; nothing changes when TF_CPP_MIN_LOG_LEVEL asks for INFO."""
     if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0").strip() in ("", "0"):
+        return
+    if os.environ.get(WITHOUT_TENSORFLOW) == "1":  # 0.5 GB and seconds of start-up it would not use
         return
     try:
         sys.stderr.flush()

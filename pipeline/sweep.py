@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from pipeline import CONFIG_DIR, config, report, signals, stores, tracking, warm_start, workers
+from pipeline import CONFIG_DIR, charts, config, report, signals, stores, tracking, warm_start, workers
 from pipeline.config import chosen_groups, compose  # noqa: F401 - compose: the tests build sweep configs with it
 from pipeline.confirm import confirm
 from pipeline.cost_guard import CostGuard
@@ -187,19 +187,23 @@ def print_end(cfg: DictConfig, parent: mlflow.ActiveRun, summary: str, registere
 
 
 def optimize(study: optuna.Study, objective: Objective, cfg: DictConfig, pool: workers.Pool) -> None:
-    """search.n_trials trials: in this process, or in the pool's worker processes (search.n_workers > 1)."""
+    """search.n_trials trials: in this process, or in the pool's worker processes (search.n_workers > 1, or
+    search.worker_max_trials set); each
+    finished trial's chart is drawn by the chart process meanwhile."""
     cap = cfg.search.max_total_trials
-    if pool.count > 1:
-        pool.run(study, objective, cfg.search.n_trials, cfg.search.timeout)
-        return
-    study.optimize(
-        objective,
-        n_trials=cfg.search.n_trials,
-        timeout=cfg.search.timeout,
-        catch=(TrialFailed,),  # a trial its hyperparameters failed is FAIL with its reason; the sweep goes on
-        show_progress_bar=cfg.search.show_progress_bar,
-        callbacks=[optuna.study.MaxTrialsCallback(cap, states=FINISHED)] if cap else None,
-    )
+    with charts.Charts(cfg.search.study_name) as drawer:
+        if pool.in_workers:
+            pool.run(study, objective, cfg.search.n_trials, cfg.search.timeout, drawer)
+            return
+        study.optimize(
+            objective,
+            n_trials=cfg.search.n_trials,
+            timeout=cfg.search.timeout,
+            catch=(TrialFailed,),  # a trial its hyperparameters failed is FAIL with its reason; the sweep goes on
+            show_progress_bar=cfg.search.show_progress_bar,
+            callbacks=[lambda study, trial: drawer.send(trial, mlflow.get_tracking_uri())]
+            + ([optuna.study.MaxTrialsCallback(cap, states=FINISHED)] if cap else []),
+        )
 
 
 def record_sweep(study, objective: Objective, wall_seconds: float, confirmed: list, confirm_seconds: float,

@@ -11,7 +11,7 @@ import keras
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import CONFIG_DIR, config, export, stores
+from pipeline import CONFIG_DIR, charts, config, export, stores
 from pipeline.datasets import log_datasets
 from pipeline.errors import exit_on_input_error
 from pipeline.figures import Attr, Fig
@@ -121,14 +121,16 @@ def log_data(data, cfg: DictConfig) -> None:
         mlflow.log_text("\n".join(data.vocabulary), "vocabulary.txt")
 
 
-def log_training(result, data, cfg: DictConfig, title: str) -> str | None:
-    """Per-run figures as metrics; learning curves as an artifact; the model as an MLflow model whose id is returned
-    (None with train.log_model=false). The best-epoch and test figures are linked to the model."""
+def log_training(result, data, cfg: DictConfig, title: str | None) -> str | None:
+    """Per-run figures as metrics; learning curves as an artifact titled `title` (None: not here; a sweep trial's
+    is drawn by pipeline/charts.py); the model as an MLflow model whose id is returned (None with train.log_model=false).
+    The best-epoch and test figures are linked to the model."""
     model_figures = {name: float(value) for name, value in result.summary.items() if name.startswith(MODEL_FIGURES)}
     mlflow.log_metrics({name: float(value) for name, value in result.summary.items() if name not in model_figures})
-    figure = learning_curves_figure(result.history, title, result.summary.get(Fig.chance_loss))
-    mlflow.log_figure(figure, "learning_curves.png")
-    plt.close(figure)
+    if title is not None:
+        figure = learning_curves_figure(result.history, title, result.summary.get(Fig.chance_loss))
+        mlflow.log_figure(figure, charts.ARTIFACT)
+        plt.close(figure)
     model_id = None
     if cfg.train.log_model:
         started = time.perf_counter()

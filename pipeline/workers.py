@@ -4,7 +4,8 @@ The invoking process does everything that happens once (the checks, the study, t
 MLflow run, confirmation, the summary) and shows the one progress bar; the workers only run trials. They
 are spawned processes, each with a fresh TensorFlow whose threads are set before it starts (the cores split
 between them), and they take trials one at a time from a shared counter, so a worker that drew fast models
-keeps working while another trains a slow one.
+keeps working while another trains a slow one. With search.worker_max_trials, a worker that ran that many trials
+exits and a fresh process takes its place while trials are left (a process's training slows as it ages).
 
 Signals: the workers start with SIGINT and SIGTERM ignored, so a signal sent to the process group (Ctrl-C)
 or to every process (systemd) is handled once, by the invoker. It passes the signal on through shared
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 SEED_STRIDE = 100_003  # worker k's sampler seed: the single-process seed + k * this (no two workers draw alike)
 POLL_SECONDS = 1.0  # how often the invoker looks at signals, dead workers and the study (for the progress bar)
 WORKER_KILLED = "worker_died"  # fail_kind of a trial whose worker died or was killed
+EXIT_RECYCLED = 64  # a worker that ran search.worker_max_trials trials: the invoker starts a fresh one in its place
 
 
 class WorkerDied(Exception):
@@ -71,6 +73,7 @@ class Job:
     base_overrides: list[str]  # the sweep's, and the worker's threads: every trial's config has them
     show_progress_bar: bool
     invoker_pid: int
+    max_trials: int | None  # search.worker_max_trials
     log_files: list[str]
     tickets: object  # multiprocessing.Value: trials still to start
     stop: object  # multiprocessing.Value: the signal number to stop on, 0 while running
@@ -95,27 +98,36 @@ class Orders:
 class Pool:
     """search.n_workers worker processes, started as soon as the sweep's config and data are known, so that their
     start-up (Python, TensorFlow) overlaps the invoker's (stores, study, baseline, parent run). With one worker
-    there are none: the invoker runs the trials itself. Leaving the `with` block, no worker is left."""
+    and search.worker_max_trials null there are none: the invoker runs the trials itself. Leaving the `with`
+    block, no worker is left."""
 
     def __init__(self, cfg: DictConfig, base_overrides: list[str]):
         self.count = worker_count(cfg, cfg.search.n_trials)
         self.processes = []
-        if self.count == 1:
+        if self.count == 1 and cfg.search.worker_max_trials is None:
             return
-        context = multiprocessing.get_context("spawn")
+        self.context = multiprocessing.get_context("spawn")
         threads = worker_threads(cfg, self.count)
         self.job = Job(
             threads=threads, show_progress_bar=cfg.search.show_progress_bar,
             base_overrides=[*base_overrides, *(f"train.threads.{key}={value}" for key, value in threads.items())],
-            invoker_pid=os.getpid(), log_files=[h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)],
-            tickets=context.Value("i", 0), stop=context.Value("i", 0), messages=context.Queue(), orders=context.Queue(),
+            invoker_pid=os.getpid(), max_trials=cfg.search.worker_max_trials,
+            log_files=[h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)],
+            tickets=self.context.Value("i", 0), stop=self.context.Value("i", 0), messages=self.context.Queue(),
+            orders=self.context.Queue(),
         )
-        self.processes = [context.Process(target=work, args=(index, self.job), name=f"rnn-sweep worker {index}")
-                          for index in range(self.count)]
         log.info("%d worker processes, each with train.threads %s", self.count, threads)
-        with ignored_signals():  # the workers inherit SIG_IGN: only the invoker hears a signal
-            for process in self.processes:
-                process.start()
+        self.processes = [self.start_worker(index) for index in range(self.count)]
+
+    @property
+    def in_workers(self) -> bool:
+        return bool(self.processes)
+
+    def start_worker(self, index: int):
+        process = self.context.Process(target=work, args=(index, self.job), name=f"rnn-sweep worker {index}")
+        with signals.ignored():  # the workers inherit SIG_IGN: only the invoker hears a signal
+            process.start()
+        return process
 
     def __enter__(self) -> "Pool":
         return self
@@ -133,10 +145,11 @@ class Pool:
                 process.kill()
             process.join()
 
-    def run(self, study: optuna.Study, objective, n_trials: int, timeout: float | None) -> None:
+    def run(self, study: optuna.Study, objective, n_trials: int, timeout: float | None, drawer) -> None:
         """Run `n_trials` trials of `study` in the workers under the objective's parent run, with one progress
-        bar; return when all are done. Interrupted on a signal, InputError or WorkerDied when a worker failed,
-        after every worker has exited and no trial of theirs is left RUNNING."""
+        bar, each finished trial's chart sent to `drawer` (pipeline/charts.py); return when all are done.
+        Interrupted on a signal, InputError or WorkerDied when a worker failed, after every worker has exited and
+        no trial of theirs is left RUNNING."""
         job = self.job
         job.tickets.value = n_trials
         orders = Orders(cfg=objective.cfg, parent_run_id=objective.parent_run_id,
@@ -144,34 +157,49 @@ class Pool:
                         deadline=time.time() + timeout if timeout else None)
         for _ in self.processes:
             job.orders.put(orders)
-        progress = Progress(study, objective, n_trials)
+        progress = Progress(study, objective, n_trials, drawer)
         failures = []
+
+        def replace(index: int) -> bool:  # a worker recycled after search.worker_max_trials: a fresh one, same orders
+            if orders.deadline is not None and time.time() >= orders.deadline:
+                return False
+            job.orders.put(orders)
+            self.processes[index] = self.start_worker(index)
+            log.info("worker %d ran %d trials (search.worker_max_trials): a fresh process takes its place", index, job.max_trials)
+            return True
+
         try:
-            failures = supervise(self.processes, job, progress)
+            failures = supervise(self.processes, job, progress, replace)
         finally:
             for process in self.processes:  # a second signal, or an error of our own: no worker outlives the invocation
                 if process.is_alive():
                     process.kill()
                 process.join()
-            progress.close()
             objective.ran = [t.number for t in mine(study, objective.parent_run_id)]
             end_orphans(study, objective.parent_run_id)
+            progress.close()
         if signals.received() is not None:
             raise signals.Interrupted(signals.received())
         for kind, text in failures:
             raise InputError(text) if kind == "input" else WorkerDied(text)
 
 
-def supervise(processes, job: Job, progress: "Progress") -> list[tuple[str, str]]:
-    """Wait for the workers, passing a signal on and stopping new trials once one failed; their failures."""
+def supervise(processes, job: Job, progress: "Progress", replace) -> list[tuple[str, str]]:
+    """Wait for the workers, passing a signal on, replacing a recycled one while trials are left and stopping new
+    trials once one failed; their failures."""
     failures = []
     reported = set()
     while True:
-        alive = [p for p in processes if p.is_alive()]
+        alive = [p for p in processes if p.is_alive()]  # before looking at exit codes: a worker ending now is seen next round
         if signals.received() is not None and not job.stop.value:
             job.stop.value = signals.received()
         failures += drain(job.messages)
+        replaced = False
         for index, process in enumerate(processes):
+            if process.exitcode == EXIT_RECYCLED:
+                if job.tickets.value > 0 and not job.stop.value and not failures:
+                    replaced = replace(index) or replaced
+                continue
             if process.exitcode not in (None, 0) and index not in reported:
                 reported.add(index)
                 if not job.stop.value and not any(failures):
@@ -179,9 +207,9 @@ def supervise(processes, job: Job, progress: "Progress") -> list[tuple[str, str]
                 with job.tickets.get_lock():
                     job.tickets.value = 0  # the others finish their trial and start no other
         progress.update()
-        if not alive:
+        if not alive and not replaced:
             return failures + drain(job.messages)
-        multiprocessing.connection.wait([p.sentinel for p in alive], timeout=POLL_SECONDS)
+        multiprocessing.connection.wait([p.sentinel for p in processes if p.is_alive()], timeout=POLL_SECONDS)
 
 
 def drain(messages) -> list[tuple[str, str]]:
@@ -195,17 +223,6 @@ def drain(messages) -> list[tuple[str, str]]:
 
 def exit_reason(code: int) -> str:
     return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-
-
-class ignored_signals:
-    """SIGINT and SIGTERM ignored inside (a process started inside inherits that), the handlers restored after."""
-
-    def __enter__(self):
-        self.previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in signals.HANDLED}
-
-    def __exit__(self, *exc):
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
 
 
 def mine(study: optuna.Study, parent_run_id: str) -> list:
@@ -227,19 +244,22 @@ def end_orphans(study: optuna.Study, parent_run_id: str) -> None:
 
 
 class Progress:
-    """One progress bar for the invocation, like Optuna's: the trials its workers finished, and the best value."""
+    """What the invoker shows of its workers' trials: one progress bar, like Optuna's (the trials finished, and the
+    best value), and each finished trial's chart, sent to the chart process."""
 
-    def __init__(self, study: optuna.Study, objective, total: int):
-        self.study, self.parent_run_id, self.bar = study, objective.parent_run_id, None
+    def __init__(self, study: optuna.Study, objective, total: int, drawer):
+        self.study, self.parent_run_id, self.bar, self.drawer = study, objective.parent_run_id, None, drawer
         if objective.cfg.search.show_progress_bar:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total)
 
     def update(self) -> None:
+        trials = [t for t in mine(self.study, self.parent_run_id) if t.state.is_finished()]
+        for trial in trials:
+            self.drawer.send(trial, mlflow.get_tracking_uri())
         if self.bar is None:
             return
-        trials = [t for t in mine(self.study, self.parent_run_id) if t.state.is_finished()]
         self.bar.n = len(trials)
         done = [t for t in trials if t.state == TrialState.COMPLETE and len(t.values) == 1]
         if done:
@@ -248,8 +268,8 @@ class Progress:
         self.bar.refresh()
 
     def close(self) -> None:
+        self.update()
         if self.bar is not None:
-            self.update()
             self.bar.close()
 
 
@@ -294,8 +314,12 @@ def run_trials(index: int, job: Job, orders: Orders) -> None:
     objective.parent_run_id = orders.parent_run_id
     study = sweep.make_study(cfg)
     study.sampler = sweep.make_sampler(cfg, offset=len(study.trials) + SEED_STRIDE * (index + 1))
+    ran = 0
     while take_ticket(job, orders, study):
         study.optimize(objective, n_trials=1, catch=(TrialFailed,), show_progress_bar=False)
+        ran += 1
+        if ran == job.max_trials:
+            sys.exit(EXIT_RECYCLED)  # the invoker starts a fresh process in this one's place if trials are left
 
 
 def await_orders(job: Job) -> Orders | None:

@@ -91,3 +91,34 @@ def test_a_sweep_checks_its_base_once_each_probe_once_and_each_trial_once(sweep_
     assert len(calls.configs) == 1 + probes + 2
     trial_configs = calls.configs[1 + probes:]
     assert all(OmegaConf.select(c, "search.study_name") == cfg.search.study_name for c in trial_configs)
+
+
+@pytest.mark.parametrize("search", ["default", "quick"])
+def test_a_trial_composed_from_cached_groups_equals_hydras_own_composition(sweep_overrides, search):
+    import optuna
+
+    from pipeline.config import chosen_groups, compose_with_values
+    from pipeline.space import suggest
+
+    base = [*sweep_overrides, f"search={search}", "model=gru"]
+    cfg, groups = compose(base), chosen_groups(base)
+    study, chosen = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=7)), set()
+    for _ in range(25):
+        sampled = suggest(study.ask(), parse_space(cfg), cfg, groups)
+        group_choices = [o for o in sampled if o.split("=", 1)[0] in groups]
+        chosen.update(group_choices)
+        values = [o for o in sampled if o not in group_choices] + ["search.study_name='a b: c'"]
+        fast = compose_with_values([*base, *group_choices], values)
+        assert OmegaConf.to_container(fast) == OmegaConf.to_container(compose([*base, *group_choices, *values])), sampled
+    assert chosen == ({"optimizer=adam", "optimizer=rmsprop", "optimizer=sgd"} if search == "default" else set()), chosen
+
+
+def test_a_bad_value_applied_to_cached_groups_is_the_same_one_line_error(sweep_overrides):
+    from pipeline.config import compose_with_values
+
+    for bad in ["model.units=true", "model.unitz=3"]:
+        with pytest.raises(InputError) as composed:
+            compose([*sweep_overrides, bad])
+        with pytest.raises(InputError) as fast:
+            compose_with_values(sweep_overrides, [bad])
+        assert str(fast.value) == str(composed.value) and "\n" not in str(fast.value)

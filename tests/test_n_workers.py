@@ -14,7 +14,8 @@ from pipeline.config import check, compose
 from pipeline.errors import InputError
 from pipeline.workers import usable_cores, worker_count, worker_threads
 from tests.conftest import BIN
-from tests.test_sweep_crash import read_trials, wait_for
+from tests.test_sweep import assert_every_trial_has_its_chart
+from tests.test_sweep_crash import read_trials, running, wait_for
 
 TRIALS = 4
 
@@ -28,18 +29,12 @@ def children_of(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-@pytest.mark.parametrize("value, message", [("0", "search.n_workers=0; it must be an integer >= 1, or auto"),
-                                            ("many", "search.n_workers='many'; it must be an integer >= 1, or auto")])
-def test_a_bad_worker_count_is_named(sweep_overrides, value, message):
+@pytest.mark.parametrize("setting, message", [("n_workers=0", "search.n_workers=0; it must be an integer >= 1, or auto"),
+                                              ("n_workers=many", "search.n_workers='many'; it must be an integer >= 1, or auto"),
+                                              ("worker_max_trials=0", "search.worker_max_trials=0; it must be null or an integer >= 1")])
+def test_a_bad_worker_setting_is_named(sweep_overrides, setting, message):
     with pytest.raises(InputError, match=message):
-        check(compose([*sweep_overrides, f"search.n_workers={value}"]))
+        check(compose([*sweep_overrides, f"search.{setting}"]))
 
 
 def test_auto_is_one_worker_per_core_never_more_than_the_trials_and_the_cores_are_shared(sweep_overrides):
@@ -69,11 +64,28 @@ def test_two_workers_run_each_requested_trial_once_under_one_parent_run(tmp_path
     assert sorted(int(r.data.tags["trial_number"]) for r in children) == sorted(numbers), "one child run per trial"
     assert all(r.info.status == "FINISHED" for r in runs)
     assert {r.data.params["train.threads.intra_op"] for r in children} == {str(max(1, usable_cores() // 2))}
+    assert_every_trial_has_its_chart(MlflowClient(cfg.tracking.uri), children)
 
     assert result.stdout.count(f"this run added {TRIALS} trials") == 1, result.stdout
     assert result.stdout.count(f"MLflow parent run {parent.info.run_id} in experiment") == 1
     [log] = Path(cfg.paths.log_dir).glob("sweep/*/sweep.log")
     assert "[worker 0]" in log.read_text() and "[worker 1]" in log.read_text(), "both workers ran trials"
+
+
+@pytest.mark.slow
+def test_a_worker_that_ran_its_max_trials_is_replaced_until_every_trial_ran_once(tmp_path, sweep_overrides):
+    overrides = [*sweep_overrides, "search=quick", "search.n_trials=5", "search.n_workers=1", "search.worker_max_trials=2"]
+    result = subprocess.run([str(BIN / "rnn-sweep"), *overrides], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cfg = compose(overrides)
+    trials = read_trials(cfg)
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3, 4] and all(t.state.is_finished() for t in trials)
+    runs = runs_of(cfg)
+    assert len(runs) == 6 and all(r.info.status == "FINISHED" for r in runs), "one parent run, one child per trial"
+    [log] = Path(cfg.paths.log_dir).glob("sweep/*/sweep.log")
+    text = log.read_text()
+    assert text.count("worker 0 ran 2 trials (search.worker_max_trials): a fresh process takes its place") == 2, text[-3000:]
+    assert text.count("trials_complete") <= 1 and result.stdout.count("this run added 5 trials") == 1, result.stdout
 
 
 @pytest.mark.slow
@@ -89,7 +101,8 @@ def test_a_stop_ends_every_worker_and_leaves_no_run_running(tmp_path, sweep_over
                  300, "a trial to run", sweep, tmp_path / "sweep.err")
         time.sleep(1.0)  # well inside the trial
         workers = [pid for pid in children_of(sweep.pid) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
-        assert len(workers) == 2
+        charts = [pid for pid in children_of(sweep.pid) if "pipeline.charts" in Path(f"/proc/{pid}/cmdline").read_text()]
+        assert len(workers) == 2 and len(charts) == 1
         if stop.startswith("SIGTERM"):
             os.kill(sweep.pid, signal.SIGTERM)  # the invoking process alone, as systemd's stop or `timeout` sends it
         else:
@@ -100,7 +113,7 @@ def test_a_stop_ends_every_worker_and_leaves_no_run_running(tmp_path, sweep_over
             os.killpg(sweep.pid, signal.SIGKILL)
     stderr = (tmp_path / "sweep.err").read_text()
     assert code == (143 if stop.startswith("SIGTERM") else 1), stderr[-3000:]
-    assert not [pid for pid in workers if alive(pid)], "no worker outlives the invocation"
+    assert not [pid for pid in workers + charts if running(pid)], "no worker and no chart process outlives the invocation"
 
     trials = read_trials(cfg)
     assert trials and not [t for t in trials if t.state == TrialState.RUNNING]

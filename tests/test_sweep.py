@@ -32,6 +32,13 @@ def runs_of(overrides: list[str]):
     return client, parents, children
 
 
+def assert_every_trial_has_its_chart(client, children) -> None:
+    """The chart process drew each trial's learning curves into the trial's own run (a PNG), titled with its trial."""
+    for child in children:
+        folder = client.download_artifacts(child.info.run_id, "learning_curves.png")
+        assert Path(folder).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", child.data.tags["trial_number"]
+
+
 BAD_SPACES = [
     ("+search.space.typo={path: model.unitz, type: int, low: 1, high: 3}", r"search.space.typo \(model.unitz=1\): Could not override 'model.unitz'"),
     ("search.space.learning_rate.low=0.5", r"search.space.learning_rate: low=0.5 must be a number below high=0.03"),
@@ -87,6 +94,7 @@ def test_sweep_makes_one_parent_and_one_child_per_trial_then_resumes(sweep_overr
         assert [m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy")] == [1, 2]
         assert {"plateau_epochs", "longest_stall", "fit_seconds", "epoch_seconds"} <= set(child.data.metrics)
         assert "search.sampler" not in child.data.params and "model.body" in child.data.params
+    assert_every_trial_has_its_chart(client, children)
     study = study_of(overrides)
     assert sorted(t.number for t in study.trials) == [0, 1, 2]
     best = study.best_trial
