@@ -2,7 +2,8 @@
 
 Drawing the PNG took 0.34 s of a sweep trial's ~1 s outside model.fit (benchmarks/overhead.py). In a thread of the
 trial's process matplotlib holds the GIL and slowed the next trial's own logging, so a separate process draws
-it: `python -m pipeline.charts`, which imports matplotlib and MLflow, not TensorFlow. The invoking process tells
+it: `python -P -m pipeline.charts` (-P: a `pipeline/` folder where the user stands is not imported instead),
+which imports matplotlib and MLflow, not TensorFlow. The invoking process tells
 it which trials finished (one JSON line each on its stdin); it reads the run's per-epoch metrics from MLflow,
 draws, and logs `learning_curves.png` to the trial's run. It ignores SIGINT and SIGTERM (the invoker stops the
 sweep and then closes its stdin); at the end of its stdin it draws what is left and exits, so it also ends when
@@ -36,7 +37,7 @@ class Charts:
         from pipeline import signals  # here: it imports Keras, which the chart process must not
 
         with signals.ignored():  # inherited through exec: only the invoker hears Ctrl-C or SIGTERM
-            self.process = subprocess.Popen([sys.executable, "-m", "pipeline.charts"], stdin=subprocess.PIPE, text=True,
+            self.process = subprocess.Popen([sys.executable, "-P", "-m", "pipeline.charts"], stdin=subprocess.PIPE, text=True,
                                             env=os.environ | {WITHOUT_TENSORFLOW: "1"})
 
     def send(self, trial: FrozenTrial, tracking_uri: str) -> None:

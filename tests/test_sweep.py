@@ -203,3 +203,16 @@ def test_cli_exit_codes_and_a_log_file_per_invocation(tmp_path, data_cache, swee
     assert len(logs) == 3, "one folder and log file per invocation"
     assert "sweep finished: 1 trials added (1 complete" in logs[0].read_text()
     assert "sweep finished: 1 trials added (0 complete, 0 pruned, 1 failed)" in logs[1].read_text()
+
+
+def test_a_pipeline_folder_where_the_user_stands_does_not_replace_the_chart_process(tmp_path, sweep_overrides):
+    decoy = tmp_path / "pipeline"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise SystemExit('the decoy pipeline package was imported')\n")
+    overrides = [*sweep_overrides, "search=quick", "search.n_trials=2"]
+    result = subprocess.run([str(BIN / "rnn-sweep"), *overrides], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "decoy" not in result.stderr, result.stderr[-3000:]
+    client, _, children = runs_of(overrides)
+    assert len(children) == 2
+    assert_every_trial_has_its_chart(client, children)
