@@ -191,7 +191,7 @@ def optimize(study: optuna.Study, objective: Objective, cfg: DictConfig, pool: w
     search.worker_max_trials set); each
     finished trial's chart is drawn by the chart process meanwhile."""
     cap = cfg.search.max_total_trials
-    with charts.Charts(cfg.search.study_name) as drawer:
+    with charts.Charts() as drawer:
         if pool.in_workers:
             pool.run(study, objective, cfg.search.n_trials, cfg.search.timeout, drawer)
             return

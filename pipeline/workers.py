@@ -175,9 +175,11 @@ class Pool:
                 if process.is_alive():
                     process.kill()
                 process.join()
-            objective.ran = [t.number for t in mine(study, objective.parent_run_id)]
-            end_orphans(study, objective.parent_run_id)
-            progress.close()
+            try:
+                objective.ran = [t.number for t in mine(study, objective.parent_run_id)]
+                end_orphans(study, objective.parent_run_id)
+            finally:
+                progress.close()  # the last trials' charts are sent even if the store failed here
         if signals.received() is not None:
             raise signals.Interrupted(signals.received())
         for kind, text in failures:
