@@ -22,6 +22,7 @@ import time
 
 from optuna.trial import FrozenTrial
 
+from pipeline import signals
 from pipeline.figures import Attr, Fig
 from pipeline.redaction import redact
 from pipeline.startup import WITHOUT_TENSORFLOW
@@ -38,9 +39,7 @@ class Charts:
 
     def __init__(self):
         self.sent, self.orders = set(), queue.SimpleQueue()
-        from pipeline import signals  # here: it imports Keras, which the chart process must not
-
-        with signals.ignored():  # inherited through exec: only the invoker hears Ctrl-C or SIGTERM
+        with signals.held_for_helpers():  # the chart process ignores them from its first line: only the invoker hears them
             self.process = subprocess.Popen([sys.executable, "-P", "-m", "pipeline.charts", str(os.getpid())],
                                             stdin=subprocess.PIPE, text=True, env=os.environ | {WITHOUT_TENSORFLOW: "1"})
         self.writer = threading.Thread(target=self.write, daemon=True, name="charts")
@@ -120,6 +119,7 @@ def exit_when_orphaned(invoker_pid: int) -> None:
 
 
 def main() -> None:
+    signals.ignore_here()
     import mlflow
 
     threading.Thread(target=exit_when_orphaned, args=(int(sys.argv[1]),), daemon=True).start()

@@ -22,7 +22,7 @@ from pipeline.batching import training_stream
 from pipeline.data import Dataset
 from pipeline.errors import InputError, console_entry, hydra_task
 from pipeline.model import build_model, model_label
-from pipeline.train import single_run
+from pipeline.train import StopOnSignal, single_run
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def range_test(cfg: DictConfig, data: Dataset) -> RangeTest:
         steps_per_epoch=cfg.lr_find.steps,  # one Keras epoch of exactly the steps of the range
         epochs=1,
         shuffle=False,
-        callbacks=[recorder, signals.StopOnSignal()],
+        callbacks=[recorder, StopOnSignal()],
         verbose=0,
     )
     if not math.isfinite(recorder.losses[0]):

@@ -1,15 +1,13 @@
 """SIGINT and SIGTERM: stop at the next safe point, end the trial and its runs, exit 130 / 143.
 
-The handler only records the signal; training checks it after every batch (StopOnSignal) and the sweep
-before every trial, so the stop never lands inside a database write or a TensorFlow call. A second
-signal stops at once.
+The handler only records the signal; training checks it after every batch (train.StopOnSignal) and the
+sweep before every trial, so the stop never lands inside a database write or a TensorFlow call. A second
+signal stops at once. Helper processes (workers, the chart process) leave both signals to their invoker.
 """
 
 import contextlib
 import signal
 import sys
-
-import keras
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 _received: int | None = None
@@ -51,14 +49,25 @@ def check() -> None:
 
 
 @contextlib.contextmanager
-def ignored():
-    """SIGINT and SIGTERM ignored inside (a process started inside inherits that), the handlers restored after."""
-    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in HANDLED}
+def held_for_helpers():
+    """Start helper processes inside: SIGINT and SIGTERM are blocked in this thread, so a process started here
+    begins with them blocked (until it calls ignore_here()), and one that lands meanwhile is handled here on
+    leaving instead of being lost, as it was when the invoker briefly ignored them (multiprocessing starts its
+    resource tracker the same way)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def ignore_here() -> None:
+    """First thing in a helper process started inside held_for_helpers(): SIGINT and SIGTERM ignored from now on
+    (a Ctrl-C to the process group, or systemd's SIGTERM to every process, is the invoker's to handle); one that
+    came while the helper started is dropped."""
+    for signum in HANDLED:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
 
 
 @contextlib.contextmanager
@@ -72,16 +81,6 @@ def stop_on_signals():
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-
-
-class StopOnSignal(keras.callbacks.Callback):
-    """Ends fit() or evaluate() with Interrupted at the first batch boundary after a signal."""
-
-    def on_train_batch_end(self, batch, logs=None):
-        check()
-
-    def on_test_batch_end(self, batch, logs=None):
-        check()
 
 
 def run_one(job, cfg) -> None:

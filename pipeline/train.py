@@ -114,11 +114,21 @@ def configure_threads(threads: DictConfig) -> None:
             log.warning("TensorFlow already runs in this process: train.threads cannot change now")
 
 
+class StopOnSignal(keras.callbacks.Callback):
+    """Ends fit() or evaluate() with signals.Interrupted at the first batch boundary after a signal."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        signals.check()
+
+    def on_test_batch_end(self, batch, logs=None):
+        signals.check()
+
+
 def make_callbacks(cfg: DictConfig, n_train: int, best: BestEpoch, extra: list) -> list:
     """Ours first (they add figures to the logs), then the configured ones, then MLflow, then the caller's;
     the best-epoch keeper last, so its weights are the ones restored at the end."""
     logger = [tracking.MlflowEpochLogger()] if mlflow.active_run() else []
-    ours = [EpochStats(n_train), keras.callbacks.TerminateOnNaN(), signals.StopOnSignal()]
+    ours = [EpochStats(n_train), keras.callbacks.TerminateOnNaN(), StopOnSignal()]
     ours += [GradientSignal()] if cfg.train.log_gradients else []
     return [*ours, *config.configured_callbacks(cfg), *logger, *extra, best]
 

@@ -7,8 +7,8 @@ between them), and they take trials one at a time from a shared counter, so a wo
 keeps working while another trains a slow one. With search.worker_max_trials, a worker that ran that many trials
 exits and a fresh process takes its place while trials are left (a process's training slows as it ages).
 
-Signals: the workers start with SIGINT and SIGTERM ignored, so a signal sent to the process group (Ctrl-C)
-or to every process (systemd) is handled once, by the invoker. It passes the signal on through shared
+Signals: the workers start with SIGINT and SIGTERM blocked and then ignore them, so a signal sent to the
+process group (Ctrl-C) or to every process (systemd) is handled once, by the invoker. It passes the signal on through shared
 memory, and each worker stops at its next batch exactly as a single process does (the trial FAIL, its run
 FAILED). A second signal kills the workers at once; the invoker then fails their trials and ends their runs.
 A worker also stops when the invoker is gone. A worker that dies stops the others taking new trials, and
@@ -125,7 +125,7 @@ class Pool:
 
     def start_worker(self, index: int):
         process = self.context.Process(target=work, args=(index, self.job), name=f"rnn-sweep worker {index}")
-        with signals.ignored():  # the workers inherit SIG_IGN: only the invoker hears a signal
+        with signals.held_for_helpers():  # the worker ignores them from its first line: only the invoker hears a signal
             process.start()
         return process
 
@@ -281,6 +281,7 @@ class Progress:
 def work(index: int, job: Job) -> None:
     """One worker process: start TensorFlow, wait for the invoker's orders, then run trials of the study until the
     counter, the deadline or a stop says no more."""
+    signals.ignore_here()
     sys.stdout, sys.stderr = Terminal(sys.stdout), Terminal(sys.stderr)
     log_to(job.log_files, index)
     threading.Thread(target=watch, args=(job,), daemon=True).start()

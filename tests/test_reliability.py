@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -174,6 +175,37 @@ def test_a_second_signal_wrapped_by_tensorflow_still_counts_as_an_interruption(m
     with pytest.raises(signals.Interrupted, match="interrupted by SIGTERM"):
         with failures_blamed_on_the_config():
             raise RuntimeError("StagingError: in user code: raise Interrupted")
+
+
+def test_a_signal_that_lands_while_a_helper_process_starts_is_kept_and_the_helper_ignores_it(monkeypatch):
+    """Workers and the chart process are started while the invoker holds SIGINT/SIGTERM. The invoker used to ignore
+    them for those milliseconds, so a stop landing then was lost and the sweep trained on. The helper ignores both
+    from its first line, and one sent while it started does not kill it."""
+    from pipeline import signals
+
+    monkeypatch.setattr(signals, "_received", None)  # the stop recorded here must not reach later tests
+    helper_code = "from pipeline import signals; signals.ignore_here(); print('ready', flush=True); import sys; sys.stdin.read()"
+    with signals.stop_on_signals():
+        with signals.held_for_helpers():
+            helper = subprocess.Popen([sys.executable, "-c", helper_code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      text=True, env=os.environ | {"RNNSWEEP_WITHOUT_TENSORFLOW": "1"})
+            os.kill(helper.pid, signal.SIGTERM)  # while the helper starts
+            os.kill(os.getpid(), signal.SIGTERM)  # the invoker's stop, in the window
+        deadline = time.monotonic() + 5
+        while signals.received() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # Python runs the handler between bytecodes
+        assert signals.received() == signal.SIGTERM, "the stop that landed while a helper process started was lost"
+    try:
+        assert helper.stdout.readline() == "ready\n", f"the helper died while it started: exit code {helper.wait(10)}"
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            os.kill(helper.pid, signum)
+        time.sleep(0.5)
+        assert helper.poll() is None, f"the started helper died of a signal: exit code {helper.returncode}"
+        helper.stdin.close()
+        assert helper.wait(10) == 0
+    finally:
+        if helper.poll() is None:
+            helper.kill()
 
 
 def test_running_the_same_command_again_draws_new_points(sweep_overrides):
