@@ -51,9 +51,10 @@ def check() -> None:
 @contextlib.contextmanager
 def held_for_helpers():
     """Start helper processes inside: SIGINT and SIGTERM are blocked in this thread, so a process started here
-    begins with them blocked (until it calls ignore_here()), and one that lands meanwhile is handled here on
-    leaving instead of being lost, as it was when the invoker briefly ignored them (multiprocessing starts its
-    resource tracker the same way)."""
+    begins with them blocked (until it calls ignore_here()). One that lands meanwhile is handled by this process,
+    at the latest on leaving, where it used to be lost while the invoker briefly ignored them (multiprocessing
+    starts its resource tracker the same way). A second signal raises Interrupted on leaving at the latest: record
+    the started process inside, so the stop finds it."""
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
     try:
         yield

@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.resource_tracker
 import os
 import queue
 import signal
@@ -117,17 +118,31 @@ class Pool:
             orders=self.context.Queue(),
         )
         log.info("%d worker processes, each with train.threads %s", self.count, threads)
-        self.processes = [self.start_worker(index) for index in range(self.count)]
+        try:
+            for index in range(self.count):
+                self.start_worker(index)
+        except BaseException:  # a second signal while they start: none is left waiting for orders (exit would hang)
+            self.kill_all()
+            raise
 
     @property
     def in_workers(self) -> bool:
         return bool(self.processes)
 
-    def start_worker(self, index: int):
+    def start_worker(self, index: int) -> None:
+        """Worker `index` started (a fresh one in the place of one that exited) and recorded before a signal held
+        meanwhile is handled, so that a second signal's stop finds it to kill."""
         process = self.context.Process(target=work, args=(index, self.job), name=f"rnn-sweep worker {index}")
+        multiprocessing.resource_tracker.ensure_running()  # started inside the hold, it would unblock the signals
         with signals.held_for_helpers():  # the worker ignores them from its first line: only the invoker hears a signal
             process.start()
-        return process
+            self.processes[index:index + 1] = [process]  # in the place of the one that exited, or appended
+
+    def kill_all(self) -> None:
+        for process in self.processes:
+            if process.is_alive():
+                process.kill()
+            process.join()
 
     def __enter__(self) -> "Pool":
         return self
@@ -140,10 +155,7 @@ class Pool:
             deadline = time.monotonic() + 60
             for process in self.processes:
                 process.join(max(0.0, deadline - time.monotonic()))
-        for process in self.processes:
-            if process.is_alive():
-                process.kill()
-            process.join()
+        self.kill_all()
 
     def run(self, study: optuna.Study, objective, n_trials: int, timeout: float | None, drawer) -> None:
         """Run `n_trials` trials of `study` in the workers under the objective's parent run, with one progress
@@ -161,20 +173,17 @@ class Pool:
         failures = []
 
         def replace(index: int) -> bool:  # a worker recycled after search.worker_max_trials: a fresh one, same orders
-            if orders.deadline is not None and time.time() >= orders.deadline:
+            if not open_for_trials(orders, study):
                 return False
             job.orders.put(orders)
-            self.processes[index] = self.start_worker(index)
+            self.start_worker(index)
             log.info("worker %d ran %d trials (search.worker_max_trials): a fresh process takes its place", index, job.max_trials)
             return True
 
         try:
             failures = supervise(self.processes, job, progress, replace)
         finally:
-            for process in self.processes:  # a second signal, or an error of our own: no worker outlives the invocation
-                if process.is_alive():
-                    process.kill()
-                process.join()
+            self.kill_all()  # a second signal, or an error of our own: no worker outlives the invocation
             try:
                 objective.ran = [t.number for t in mine(study, objective.parent_run_id)]
                 end_orphans(study, objective.parent_run_id)
@@ -334,13 +343,18 @@ def await_orders(job: Job) -> Orders | None:
             continue
 
 
-def take_ticket(job: Job, orders: Orders, study: optuna.Study) -> bool:
-    """May this worker start one more trial? Yes while trials are left, time remains and nobody said stop."""
-    signals.check()
+def open_for_trials(orders: Orders, study: optuna.Study) -> bool:
+    """Time remains (search.timeout) and the study is not complete (search.max_total_trials)."""
     if orders.deadline is not None and time.time() >= orders.deadline:
         return False
     cap = orders.cfg.search.max_total_trials
-    if cap is not None and len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))) >= cap:
+    return cap is None or len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))) < cap
+
+
+def take_ticket(job: Job, orders: Orders, study: optuna.Study) -> bool:
+    """May this worker start one more trial? Yes while trials are left, the study is open and nobody said stop."""
+    signals.check()
+    if not open_for_trials(orders, study):
         return False
     with job.tickets.get_lock():
         if job.tickets.value <= 0:

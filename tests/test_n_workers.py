@@ -12,8 +12,9 @@ from optuna.trial import TrialState
 
 from pipeline.config import check, compose
 from pipeline.errors import InputError
-from pipeline.workers import usable_cores, worker_count, worker_threads
+from pipeline.workers import Pool, usable_cores, worker_count, worker_threads
 from tests.conftest import BIN
+from tests.test_charts import wait_until_it_ignores_sigint_and_sigterm
 from tests.test_sweep import assert_every_trial_has_its_chart
 from tests.test_sweep_crash import read_trials, running, wait_for
 
@@ -73,6 +74,18 @@ def test_two_workers_run_each_requested_trial_once_under_one_parent_run(tmp_path
 
 
 @pytest.mark.slow
+def test_workers_leave_sigint_and_sigterm_to_their_invoker_even_while_they_start(sweep_overrides):
+    overrides = [*sweep_overrides, "search=quick", "search.n_trials=2", "search.n_workers=2"]
+    with Pool(compose(overrides), overrides) as pool:
+        for process in pool.processes:  # systemd's stop reaches every process, these still starting
+            os.kill(process.pid, signal.SIGTERM)
+            os.kill(process.pid, signal.SIGINT)
+        for process in pool.processes:
+            wait_until_it_ignores_sigint_and_sigterm(process.pid)
+        assert all(process.is_alive() for process in pool.processes)
+    assert [process.exitcode for process in pool.processes] == [0, 0], "told there is no work, each exits 0"
+
+
 def test_a_worker_that_ran_its_max_trials_is_replaced_until_every_trial_ran_once(tmp_path, sweep_overrides):
     overrides = [*sweep_overrides, "search=quick", "search.n_trials=5", "search.n_workers=1", "search.worker_max_trials=2"]
     result = subprocess.run([str(BIN / "rnn-sweep"), *overrides], cwd=tmp_path, capture_output=True, text=True, timeout=900)
@@ -86,6 +99,19 @@ def test_a_worker_that_ran_its_max_trials_is_replaced_until_every_trial_ran_once
     text = log.read_text()
     assert text.count("worker 0 ran 2 trials (search.worker_max_trials): a fresh process takes its place") == 2, text[-3000:]
     assert text.count("trials_complete") <= 1 and result.stdout.count("this run added 5 trials") == 1, result.stdout
+
+
+def test_no_fresh_worker_is_started_once_the_study_is_complete(tmp_path, sweep_overrides):
+    """The worker recycled after trial 1 used to be replaced although search.max_total_trials was reached: the fresh
+    process then exited at once, ~8 s of start-up wasted."""
+    overrides = [*sweep_overrides, "search=quick", "train.epochs=1", "search.n_trials=3", "search.max_total_trials=2",
+                 "search.n_workers=1", "search.worker_max_trials=2"]
+    result = subprocess.run([str(BIN / "rnn-sweep"), *overrides], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cfg = compose(overrides)
+    assert sorted(t.number for t in read_trials(cfg)) == [0, 1]
+    [log] = Path(cfg.paths.log_dir).glob("sweep/*/sweep.log")
+    assert "a fresh process takes its place" not in log.read_text(), log.read_text()[-3000:]
 
 
 @pytest.mark.slow
