@@ -27,7 +27,7 @@ from pathlib import Path
 import optuna
 
 BIN = Path(sys.executable).parent
-TPE = "+search.samplers.tpe"
+TPE = "++search.samplers.tpe"  # ++: set or add, whichever the conf has
 SETTINGS = {
     "tpe": [],  # as shipped
     "tpe-independent": [f"{TPE}.multivariate=false"],

@@ -1,5 +1,7 @@
 """search.n_workers: one rnn-sweep command, several worker processes on one study, one parent run, one summary."""
 
+import contextlib
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -84,6 +86,27 @@ def test_workers_leave_sigint_and_sigterm_to_their_invoker_even_while_they_start
             wait_until_it_ignores_sigint_and_sigterm(process.pid)
         assert all(process.is_alive() for process in pool.processes)
     assert [process.exitcode for process in pool.processes] == [0, 0], "told there is no work, each exits 0"
+
+
+def test_a_second_signal_while_workers_start_leaves_none_waiting(sweep_overrides, monkeypatch):
+    """A second signal raises Interrupted as the hold on signals ends, right after a worker started. That worker was
+    not recorded yet, so nothing killed it and the invocation's exit waited for it forever (it waits for orders)."""
+    from pipeline import signals
+
+    @contextlib.contextmanager
+    def second_signal_on_leaving():
+        yield
+        raise signals.Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(signals, "held_for_helpers", second_signal_on_leaving)
+    overrides = [*sweep_overrides, "search=quick", "search.n_trials=2", "search.n_workers=2"]
+    try:
+        with pytest.raises(signals.Interrupted):
+            Pool(compose(overrides), overrides)
+        assert not [p.name for p in multiprocessing.active_children() if p.name.startswith("rnn-sweep worker")]
+    finally:
+        for process in multiprocessing.active_children():
+            process.kill()
 
 
 def test_a_worker_that_ran_its_max_trials_is_replaced_until_every_trial_ran_once(tmp_path, sweep_overrides):
