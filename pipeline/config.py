@@ -179,6 +179,9 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "search.show_progress_bar": BOOLEAN,
     "search.dashboard_port": integer(1, 65535),
     "search.lr_range": one_of(None, "auto"),
+    "search.samplers.tpe.n_startup_trials": integer(0),  # the catalog's own TPE keys; others reach Optuna as given
+    "search.samplers.tpe.multivariate": BOOLEAN,
+    "search.samplers.tpe.constant_liar": BOOLEAN,
     "seed": integer(0),
     "data.name": one_of(*LOADERS, what=" is not a loader; "),
     "data.truncate": one_of(*TRUNCATE_SIDES),

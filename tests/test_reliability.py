@@ -100,6 +100,9 @@ def test_the_baseline_is_enqueued_again_only_when_its_try_failed_for_another_rea
         ("search.direction=minimize", r"search.direction=minimize does not fit search.objective=val_accuracy; allowed: maximize"),
         ("search.pruner_patience=-1", r"search.pruner_patience=-1; it must be an integer >= 0"),
         ("search.confirm_seeds=1.5", r"search.confirm_seeds=1.5; it must be an integer >= 0"),
+        ("search.samplers.tpe.n_startup_trials=-3", r"search.samplers.tpe.n_startup_trials=-3; it must be an integer >= 0"),
+        ("search.samplers.tpe.n_startup_trials=abc", r"search.samplers.tpe.n_startup_trials='abc'; it must be an integer >= 0"),
+        ("search.samplers.tpe.multivariate=banana", r"search.samplers.tpe.multivariate='banana'; allowed: true, false"),
     ],
 )
 def test_config_mistakes_are_named_before_anything_runs(sweep_overrides, bad, message):
