@@ -59,6 +59,12 @@ def worker_count(cfg: DictConfig, trials_left: int) -> int:
     return max(1, min(wanted, trials_left))
 
 
+def outlives_one_process(cfg: DictConfig) -> bool:
+    """This invocation runs more trials than one process may (search.worker_max_trials): they need recycled workers."""
+    limit = cfg.search.worker_max_trials
+    return limit is not None and cfg.search.n_trials > limit
+
+
 def worker_threads(cfg: DictConfig, count: int) -> dict[str, int]:
     """Each worker's share of the cores; a thread count the user set (not 0) is kept as it is."""
     intra = cfg.train.threads.intra_op or max(1, usable_cores() // count)
@@ -99,13 +105,13 @@ class Orders:
 class Pool:
     """search.n_workers worker processes, started as soon as the sweep's config and data are known, so that their
     start-up (Python, TensorFlow) overlaps the invoker's (stores, study, baseline, parent run). With one worker
-    and search.worker_max_trials null there are none: the invoker runs the trials itself. Leaving the `with`
-    block, no worker is left."""
+    that would never be recycled there are none: the invoker runs the trials itself. Leaving the `with` block,
+    no worker is left."""
 
     def __init__(self, cfg: DictConfig, base_overrides: list[str]):
         self.count = worker_count(cfg, cfg.search.n_trials)
         self.processes = []
-        if self.count == 1 and cfg.search.worker_max_trials is None:
+        if self.count == 1 and not outlives_one_process(cfg):
             return
         self.context = multiprocessing.get_context("spawn")
         threads = worker_threads(cfg, self.count)

@@ -124,6 +124,15 @@ def test_a_worker_that_ran_its_max_trials_is_replaced_until_every_trial_ran_once
     assert text.count("trials_complete") <= 1 and result.stdout.count("this run added 5 trials") == 1, result.stdout
 
 
+@pytest.mark.parametrize("n_trials, processes", [(2, 0), (3, 1)])
+def test_one_worker_runs_in_the_invoker_unless_the_trials_outnumber_worker_max_trials(sweep_overrides, n_trials, processes):
+    """A worker process costs a TensorFlow start-up (~8 s): one is only worth it when it will be recycled."""
+    overrides = [*sweep_overrides, "search=quick", f"search.n_trials={n_trials}", "search.n_workers=1",
+                 "search.worker_max_trials=2"]
+    with Pool(compose(overrides), overrides) as pool:
+        assert len(pool.processes) == processes
+
+
 def test_no_fresh_worker_is_started_once_the_study_is_complete(tmp_path, sweep_overrides):
     """The worker recycled after trial 1 used to be replaced although search.max_total_trials was reached: the fresh
     process then exited at once, ~8 s of start-up wasted."""
