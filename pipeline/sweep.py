@@ -45,7 +45,7 @@ def check_sweep(cfg: DictConfig, base_overrides: list[str]) -> None:
     """The sweep's one check, before any data, study or run: the base config (a bad setting is named as itself,
     not as a search entry's), then the space, each of whose values must compose to a valid config."""
     config.check(cfg)
-    configure_threads(cfg.train.threads)  # before the optimizer is first made: that starts TensorFlow, which fixes its pools
+    configure_threads(OmegaConf.create(workers.worker_threads(cfg, 1)))  # before TensorFlow starts: it fixes its pools then
     config.check_instantiable(cfg)
     check_space(cfg, base_overrides, chosen_groups(base_overrides))
     validate_register_as(cfg.search.register_as)
@@ -118,7 +118,9 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
     """
     started = time.perf_counter()
     check_sweep(cfg, base_overrides)
-    objective = Objective(cfg, base_overrides)
+    # trials run here (one worker) and confirmations have a lone worker's threads: TensorFlow's default two inter-op
+    # threads on 2 cores made the same model's epochs vary 2.8-7.2 s, one thread 4.2-5.0 s (benchmarks/RESULTS.md)
+    objective = Objective(cfg, [*base_overrides, *workers.thread_overrides(workers.worker_threads(cfg, 1))])
     objective.dataset(cfg)  # the base config's data, before any study or run exists: a data error stops here
     signals.check()
     with workers.Pool(cfg, base_overrides) as pool:  # search.n_workers > 1: they start now, and wait for the study

@@ -72,6 +72,11 @@ def worker_threads(cfg: DictConfig, count: int) -> dict[str, int]:
     return {"intra_op": intra, "inter_op": inter}
 
 
+def thread_overrides(threads: dict[str, int]) -> list[str]:
+    """A trial's config records the threads its process really has."""
+    return [f"train.threads.{key}={value}" for key, value in threads.items()]
+
+
 @dataclasses.dataclass
 class Job:
     """What every worker is given when it starts: its threads, the sweep's overrides and the shared counters."""
@@ -117,7 +122,7 @@ class Pool:
         threads = worker_threads(cfg, self.count)
         self.job = Job(
             threads=threads, show_progress_bar=cfg.search.show_progress_bar,
-            base_overrides=[*base_overrides, *(f"train.threads.{key}={value}" for key, value in threads.items())],
+            base_overrides=[*base_overrides, *thread_overrides(threads)],
             invoker_pid=os.getpid(), max_trials=cfg.search.worker_max_trials,
             log_files=[h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)],
             tickets=self.context.Value("i", 0), stop=self.context.Value("i", 0), messages=self.context.Queue(),

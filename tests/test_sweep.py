@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 from pipeline.errors import InputError
 from pipeline.space import baseline_params
 from pipeline.sweep import EXIT_ALL_TRIALS_FAILED, compose, run_sweep
+from pipeline.workers import usable_cores
 from tests.conftest import BIN
 
 
@@ -94,6 +95,8 @@ def test_sweep_makes_one_parent_and_one_child_per_trial_then_resumes(sweep_overr
         assert [m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy")] == [1, 2]
         assert {"plateau_epochs", "longest_stall", "fit_seconds", "epoch_seconds"} <= set(child.data.metrics)
         assert "search.sampler" not in child.data.params and "model.body" in child.data.params
+        threads = {key: child.data.params[f"train.threads.{key}"] for key in ("intra_op", "inter_op")}
+        assert threads == {"intra_op": str(usable_cores()), "inter_op": "1"}, "in the invoker, a lone worker's threads"
     assert_every_trial_has_its_chart(client, children)
     study = study_of(overrides)
     assert sorted(t.number for t in study.trials) == [0, 1, 2]
