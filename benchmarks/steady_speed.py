@@ -2,15 +2,16 @@
 `rnn-sweep` command, other models of search=default in between, then once more in a fresh process; prints each
 epoch's seconds of the three.
 
-    python benchmarks/steady_speed.py                                  # IMDB, 6,000 reviews (4,800 to train) of 400 tokens, 4 epochs, 20 trials
-    python benchmarks/steady_speed.py search.worker_max_trials=5       # the same with the worker recycled every 5 trials
+    python benchmarks/steady_speed.py                                  # IMDB, 6,000 reviews (4,800 to train) of 400 tokens, 4 epochs, 20 trials, as shipped: a fresh worker every 5 trials (search.worker_max_trials)
+    python benchmarks/steady_speed.py search.worker_max_trials=null    # every trial in the invoking process: the ageing of one process
+    python benchmarks/steady_speed.py search.worker_max_trials=5       # a fresh worker every 5 trials
     python benchmarks/steady_speed.py --tiny                           # CI: UCI sentences, trial 1 and trial 4, 2 epochs
 
 Trial 1 is the sweep's baseline (the config's own values). After it the trials draw from the default space
 (TPE's random start-up: every body, up to 2 layers of 128 units, any batch size), all trained to the end (pruner
 none, every trial the same epochs). While the command runs, this script watches the study and, as the
 second-to-last trial starts, enqueues the baseline's parameters: the last trial of the command trains the same
-model again, in the same process (with search.worker_max_trials, in whichever worker process runs it). Epoch 1
+model again, in whichever process runs it (with search.worker_max_trials=null: the invoking process). Epoch 1
 includes tracing, so the figure compared is the median epoch time of epochs 2 and later.
 
 The control: right after, the same model is trained once more by a second `rnn-sweep` command, a fresh process.

@@ -7,7 +7,8 @@
 
 Every invocation starts a new study on the local stores (SQLite, as a user gets them by default) in a
 temporary folder; every trial trains to the end (pruner=none) and nothing is confirmed, so the layouts do
-the same kind of work. "wall" is the whole command, start-up included; "search" is the first trial's start
+the same kind of work; no worker is recycled (search.worker_max_trials=null), so n_workers=1 runs in the invoking
+process and the layouts differ only in how the cores are split. "wall" is the whole command, start-up included; "search" is the first trial's start
 to the last trial's end, read from the study. The load average before each run is printed: on a shared
 machine the figures are only comparable within one round.
 """
@@ -32,7 +33,7 @@ def run_layout(workers: int, trials: int, extra: list[str], cache: str, folder: 
     started = time.perf_counter()
     result = subprocess.run(
         [str(BIN / "rnn-sweep"), "search=quick", "data=sentences", "search.pruner=none", "search.confirm_top_k=0",
-         f"search.n_trials={trials}", f"search.n_workers={workers}", f"search.study_name={study}",
+         "search.worker_max_trials=null", f"search.n_trials={trials}", f"search.n_workers={workers}", f"search.study_name={study}",
          "search.show_progress_bar=false", *([f"paths.cache_dir={cache}"] if cache else []), f"paths.mlruns_dir={mlruns}",
          f"paths.log_dir={folder}/logs", *extra],
         cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

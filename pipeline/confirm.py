@@ -17,7 +17,7 @@ import optuna
 from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline import export, signals, tracking
+from pipeline import export, signals, tracking, workers
 from pipeline.datasets import log_datasets
 from pipeline.batching import evaluation_stream
 from pipeline.config import compose
@@ -82,7 +82,7 @@ def confirm_trial(study, trial: FrozenTrial, extra_seeds: int, objective: Object
         figures = study.user_attrs.get(key)
         if figures is None:
             signals.check()
-            figures = train_with_seed(trial, seed, data)
+            figures = train_with_seed(trial, seed, data, workers.thread_overrides(workers.invoker_threads(objective.cfg)))
             study.set_user_attr(key, figures)
         row.seeds.append(seed)
         row.values.append(figures["value"] if figures["value"] is not None else math.nan)
@@ -91,10 +91,11 @@ def confirm_trial(study, trial: FrozenTrial, extra_seeds: int, objective: Object
     return row
 
 
-def train_with_seed(trial: FrozenTrial, seed: int, data) -> dict:
-    """Train the trial's config again with another training seed, as a child run tagged `confirm`."""
+def train_with_seed(trial: FrozenTrial, seed: int, data, threads: list[str]) -> dict:
+    """Train the trial's config again with another training seed, as a child run tagged `confirm`; `threads`: this
+    process's, not those of the worker that ran the trial."""
     keras.backend.clear_session()
-    cfg = compose([*trial.user_attrs[Attr.overrides], f"train.seed={seed}", "train.evaluate_test=true"])
+    cfg = compose([*trial.user_attrs[Attr.overrides], *threads, f"train.seed={seed}", "train.evaluate_test=true"])
     tags = tracking.run_tags(cfg, entry="rnn-sweep confirm") | {
         "study": cfg.search.study_name, "confirm": "true", "confirm_of_trial": str(trial.number), "train_seed": str(seed),
     }

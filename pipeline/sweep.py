@@ -45,7 +45,7 @@ def check_sweep(cfg: DictConfig, base_overrides: list[str]) -> None:
     """The sweep's one check, before any data, study or run: the base config (a bad setting is named as itself,
     not as a search entry's), then the space, each of whose values must compose to a valid config."""
     config.check(cfg)
-    configure_threads(OmegaConf.create(workers.worker_threads(cfg, 1)))  # before TensorFlow starts: it fixes its pools then
+    configure_threads(OmegaConf.create(workers.invoker_threads(cfg)))  # before TensorFlow starts: it fixes its pools then
     config.check_instantiable(cfg)
     check_space(cfg, base_overrides, chosen_groups(base_overrides))
     validate_register_as(cfg.search.register_as)
@@ -118,12 +118,10 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
     """
     started = time.perf_counter()
     check_sweep(cfg, base_overrides)
-    # trials run here (one worker) and confirmations have a lone worker's threads: TensorFlow's default two inter-op
-    # threads on 2 cores made the same model's epochs vary 2.8-7.2 s, one thread 4.2-5.0 s (benchmarks/RESULTS.md)
-    objective = Objective(cfg, [*base_overrides, *workers.thread_overrides(workers.worker_threads(cfg, 1))])
+    objective = Objective(cfg, [*base_overrides, *workers.thread_overrides(workers.invoker_threads(cfg))])
     objective.dataset(cfg)  # the base config's data, before any study or run exists: a data error stops here
     signals.check()
-    with workers.Pool(cfg, base_overrides) as pool:  # search.n_workers > 1: they start now, and wait for the study
+    with workers.Pool(cfg, base_overrides) as pool:  # worker processes, if any: they start now, and wait for the study
         return search(cfg, objective, pool, started)
 
 
@@ -189,9 +187,8 @@ def print_end(cfg: DictConfig, parent: mlflow.ActiveRun, summary: str, registere
 
 
 def optimize(study: optuna.Study, objective: Objective, cfg: DictConfig, pool: workers.Pool) -> None:
-    """search.n_trials trials: in this process, or in the pool's worker processes (search.n_workers > 1, or
-    search.worker_max_trials set); each
-    finished trial's chart is drawn by the chart process meanwhile."""
+    """search.n_trials trials: in this process, or in the pool's worker processes (search.n_workers > 1, or more
+    trials than search.worker_max_trials); each finished trial's chart is drawn by the chart process meanwhile."""
     cap = cfg.search.max_total_trials
     with charts.Charts() as drawer:
         if pool.in_workers:

@@ -77,6 +77,13 @@ def thread_overrides(threads: dict[str, int]) -> list[str]:
     return [f"train.threads.{key}={value}" for key, value in threads.items()]
 
 
+def invoker_threads(cfg: DictConfig) -> dict[str, int]:
+    """The invoking process trains (trials with one worker, lr range test, confirmations) with a lone worker's threads:
+    TensorFlow's default two inter-op threads on 2 cores made the same model's epochs vary 2.8-7.2 s, one thread
+    4.2-5.0 s (benchmarks/RESULTS.md)."""
+    return worker_threads(cfg, 1)
+
+
 @dataclasses.dataclass
 class Job:
     """What every worker is given when it starts: its threads, the sweep's overrides and the shared counters."""

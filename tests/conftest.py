@@ -75,6 +75,7 @@ SWEEP_SHRINK = [
     "data=sentences", "data.subset=400", "data.max_len=20", "train.epochs=2", "train.batch_size=64",
     "search.n_trials=3", "search.confirm_top_k=0", "search.show_progress_bar=false", "search.heartbeat_seconds=1", "search.grace_seconds=2",
     "search.n_workers=1",  # trial order and counts are asserted; tests/test_n_workers.py runs several workers
+    "search.worker_max_trials=null",  # every trial in the test's process, however many (tests/test_n_workers.py recycles)
 ]
 
 

@@ -52,7 +52,7 @@ def test_auto_is_one_worker_per_core_never_more_than_the_trials_and_the_cores_ar
 @pytest.mark.slow
 def test_two_workers_run_each_requested_trial_once_under_one_parent_run(tmp_path, sweep_overrides):
     overrides = [*sweep_overrides, "search=quick", f"search.n_trials={TRIALS}", "search.n_workers=2",
-                 "search.show_progress_bar=true"]
+                 "search.show_progress_bar=true", "search.confirm_top_k=1", "search.confirm_seeds=1"]
     result = subprocess.run([str(BIN / "rnn-sweep"), *overrides], cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     cfg = compose(overrides)
@@ -62,7 +62,10 @@ def test_two_workers_run_each_requested_trial_once_under_one_parent_run(tmp_path
     assert len(numbers) == len(set(numbers)) == TRIALS and all(t.state.is_finished() for t in trials)
     runs = runs_of(cfg)
     [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    [confirmation] = [r for r in runs if r.data.tags.get("confirm") == "true"]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags and r is not confirmation]
+    threads = {key: confirmation.data.params[f"train.threads.{key}"] for key in ("intra_op", "inter_op")}
+    assert threads == {"intra_op": str(usable_cores()), "inter_op": "1"}, "the invoker's threads, not the worker's"
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
     assert sorted(int(r.data.tags["trial_number"]) for r in children) == sorted(numbers), "one child run per trial"
     assert all(r.info.status == "FINISHED" for r in runs)
@@ -73,6 +76,7 @@ def test_two_workers_run_each_requested_trial_once_under_one_parent_run(tmp_path
     assert result.stdout.count(f"MLflow parent run {parent.info.run_id} in experiment") == 1
     [log] = Path(cfg.paths.log_dir).glob("sweep/*/sweep.log")
     assert "[worker 0]" in log.read_text() and "[worker 1]" in log.read_text(), "both workers ran trials"
+    assert "train.threads cannot change now" not in log.read_text(), "every process trains with the threads it has"
 
 
 @pytest.mark.slow
