@@ -2,9 +2,9 @@
 `rnn-sweep` command, other models of search=default in between, then once more in a fresh process; prints each
 epoch's seconds of the three.
 
-    python benchmarks/steady_speed.py                                  # IMDB, 6,000 reviews (4,800 to train) of 400 tokens, 4 epochs, 20 trials, as shipped: a fresh worker every 5 trials (search.worker_max_trials)
+    python benchmarks/steady_speed.py                                  # IMDB, 6,000 reviews (4,800 to train) of 400 tokens, 4 epochs, 20 trials, as shipped: a fresh worker after 5 trials once they took 10 times its start-up (search.worker_max_trials, worker_recycle_payback)
     python benchmarks/steady_speed.py search.worker_max_trials=null    # every trial in the invoking process: the ageing of one process
-    python benchmarks/steady_speed.py search.worker_max_trials=5       # a fresh worker every 5 trials
+    python benchmarks/steady_speed.py search.worker_recycle_payback=0  # a fresh worker every 5 trials, whatever they took
     python benchmarks/steady_speed.py --tiny                           # CI: UCI sentences, trial 1 and trial 4, 2 epochs
 
 Trial 1 is the sweep's baseline (the config's own values). After it the trials draw from the default space
@@ -22,6 +22,7 @@ process from a drift of the machine (other load, clock, thermal).
 import argparse
 import contextlib
 import os
+import re
 import sqlite3
 import statistics
 import subprocess
@@ -90,6 +91,22 @@ def main() -> None:
     subprocess.run([RNN_SWEEP, *overrides, "search.n_trials=1"], check=True, stdout=subprocess.DEVNULL)  # the control
     study = optuna.load_study(study_name=study_name, storage=storage)
     report(study, mlflow.MlflowClient(f"sqlite:///{folder}/mlruns/mlflow.db"), loads, args)
+    report_recycling(Path(folder) / "hydra", args.trials)
+
+
+def report_recycling(run_dir: Path, trials: int) -> None:
+    """How many trials each replaced worker ran (the log; the control, one trial in its own process, adds no such
+    line), so which trial of its process the command's last one was."""
+    [log] = run_dir.glob("*.log")
+    recycled = re.findall(r"ran (\d+) trials in (\d+) s, ([\d.]+) times its start-up of ([\d.]+) s: recycled", log.read_text())
+    for ran, busy, times, startup in recycled:
+        print(f"A worker recycled after {ran} trials, {busy} s of trials, {times} times its start-up of {startup} s")
+    if "worker processes, each with" in log.read_text():
+        before = sum(int(r[0]) for r in recycled)
+        position = int(recycled[-1][0]) if before == trials else trials - before  # its own worker recycled at the end, or not
+        print(f"Trial {trials} ran as trial {position} of its worker process")
+    else:
+        print(f"Trial {trials} ran in the invoking process, as its trial {trials}")
 
 
 def report(study: optuna.Study, client: mlflow.MlflowClient, loads: list[float], args) -> None:

@@ -159,6 +159,8 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
                            "it must be null or a number of seconds > 0", quoted=False),
     "search.max_total_trials": integer(1, nullable=True),
     "search.worker_max_trials": integer(1, nullable=True),
+    "search.worker_recycle_payback": Rule(lambda value: is_number(value) and value >= 0,
+                                          "it must be a number >= 0: how many of a worker's start-ups its trials take before it is replaced", quoted=False),
     "search.baseline_first": BOOLEAN,
     "search.warm_start_top_k": integer(1),
     "search.cost_guard": Rule(lambda value: value is None or is_number(value) and value > 1,

@@ -5,7 +5,9 @@ MLflow run, confirmation, the summary) and shows the one progress bar; the worke
 are spawned processes, each with a fresh TensorFlow whose threads are set before it starts (the cores split
 between them), and they take trials one at a time from a shared counter, so a worker that drew fast models
 keeps working while another trains a slow one. With search.worker_max_trials, a worker that ran that many trials
-exits and a fresh process takes its place while trials are left (a process's training slows as it ages).
+exits and a fresh process takes its place while trials are left (a process's training slows as it ages), once its
+trials took search.worker_recycle_payback times its own start-up (a fresh process would cost more than it saves
+on a few seconds-long trials).
 
 Signals: the workers start with SIGINT and SIGTERM blocked and then ignore them, so a signal sent to the
 process group (Ctrl-C) or to every process (systemd) is handled once, by the invoker. It passes the signal on through shared
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 SEED_STRIDE = 100_003  # worker k's sampler seed: the single-process seed + k * this (no two workers draw alike)
 POLL_SECONDS = 1.0  # how often the invoker looks at signals, dead workers and the study (for the progress bar)
 WORKER_KILLED = "worker_died"  # fail_kind of a trial whose worker died or was killed
-EXIT_RECYCLED = 64  # a worker that ran search.worker_max_trials trials: the invoker starts a fresh one in its place
+EXIT_RECYCLED = 64  # a worker recycled (search.worker_max_trials): the invoker starts a fresh one in its place
 
 
 class WorkerDied(Exception):
@@ -93,6 +95,7 @@ class Job:
     show_progress_bar: bool
     invoker_pid: int
     max_trials: int | None  # search.worker_max_trials
+    recycle_payback: float  # search.worker_recycle_payback
     log_files: list[str]
     tickets: object  # multiprocessing.Value: trials still to start
     stop: object  # multiprocessing.Value: the signal number to stop on, 0 while running
@@ -131,6 +134,7 @@ class Pool:
             threads=threads, show_progress_bar=cfg.search.show_progress_bar,
             base_overrides=[*base_overrides, *thread_overrides(threads)],
             invoker_pid=os.getpid(), max_trials=cfg.search.worker_max_trials,
+            recycle_payback=cfg.search.worker_recycle_payback,
             log_files=[h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)],
             tickets=self.context.Value("i", 0), stop=self.context.Value("i", 0), messages=self.context.Queue(),
             orders=self.context.Queue(),
@@ -150,7 +154,7 @@ class Pool:
     def start_worker(self, index: int) -> None:
         """Worker `index` started (a fresh one in the place of one that exited) and recorded before a signal held
         meanwhile is handled, so that a second signal's stop finds it to kill."""
-        process = self.context.Process(target=work, args=(index, self.job), name=f"rnn-sweep worker {index}")
+        process = self.context.Process(target=work, args=(index, self.job, time.monotonic()), name=f"rnn-sweep worker {index}")
         multiprocessing.resource_tracker.ensure_running()  # started inside the hold, it would unblock the signals
         with signals.held_for_helpers():  # the worker ignores them from its first line: only the invoker hears a signal
             process.start()
@@ -190,12 +194,12 @@ class Pool:
         progress = Progress(study, objective, n_trials, drawer)
         failures = []
 
-        def replace(index: int) -> bool:  # a worker recycled after search.worker_max_trials: a fresh one, same orders
+        def replace(index: int) -> bool:  # a recycled worker: a fresh one, same orders
             if not open_for_trials(orders, study):
                 return False
             job.orders.put(orders)
             self.start_worker(index)
-            log.info("worker %d ran %d trials (search.worker_max_trials): a fresh process takes its place", index, job.max_trials)
+            log.info("worker %d was recycled: a fresh process takes its place", index)
             return True
 
         try:
@@ -305,9 +309,9 @@ class Progress:
 # ------------------------------------------------------------------------------- a worker
 
 
-def work(index: int, job: Job) -> None:
-    """One worker process: start TensorFlow, wait for the invoker's orders, then run trials of the study until the
-    counter, the deadline or a stop says no more."""
+def work(index: int, job: Job, started: float) -> None:
+    """One worker process, started at time.monotonic() `started`: start TensorFlow, wait for the invoker's orders,
+    then run trials of the study until the counter, the deadline, a stop or recycling says no more."""
     signals.ignore_here()
     sys.stdout, sys.stderr = Terminal(sys.stdout), Terminal(sys.stderr)
     log_to(job.log_files, index)
@@ -318,9 +322,10 @@ def work(index: int, job: Job) -> None:
         configure_threads(OmegaConf.create(job.threads))  # before TensorFlow runs anything here
         if job.show_progress_bar:
             optuna.logging.set_verbosity(optuna.logging.WARNING)  # the invoker's bar shows each trial
+        waiting = time.monotonic()
         orders = await_orders(job)
-        if orders is not None:
-            run_trials(index, job, orders)
+        if orders is not None:  # its start-up is counted without the wait for the invoker's study and parent run
+            run_trials(index, job, orders, started + time.monotonic() - waiting)
     except signals.Interrupted as stop:
         sys.exit(stop.exit_code)
     except InputError as error:
@@ -331,8 +336,9 @@ def work(index: int, job: Job) -> None:
         sys.exit(1)
 
 
-def run_trials(index: int, job: Job, orders: Orders) -> None:
-    """The worker's trials: its own sampler on the shared study, one trial per ticket."""
+def run_trials(index: int, job: Job, orders: Orders, started: float) -> None:
+    """The worker's trials: its own sampler on the shared study, one trial per ticket, until it is recycled. Its
+    start-up runs from `started` (time.monotonic(), system-wide on Linux, less the wait for orders) to its first trial."""
     from pipeline import sweep
     from pipeline.objective import Objective, TrialFailed
 
@@ -344,12 +350,23 @@ def run_trials(index: int, job: Job, orders: Orders) -> None:
     objective.parent_run_id = orders.parent_run_id
     study = sweep.make_study(cfg)
     study.sampler = sweep.make_sampler(cfg, offset=len(study.trials) + SEED_STRIDE * (index + 1))
-    ran = 0
+    ran, busy, startup = 0, 0.0, time.monotonic() - started
     while take_ticket(job, orders, study):
+        began = time.monotonic()
         study.optimize(objective, n_trials=1, catch=(TrialFailed,), show_progress_bar=False)
-        ran += 1
-        if ran == job.max_trials:
+        ran, busy = ran + 1, busy + time.monotonic() - began
+        if recycle_due(ran, busy, startup, job):
+            log.info("ran %d trials in %.0f s, %.1f times its start-up of %.1f s: recycled", ran, busy, busy / startup, startup)
             sys.exit(EXIT_RECYCLED)  # the invoker starts a fresh process in this one's place if trials are left
+        if ran == job.max_trials:
+            log.info("ran %d trials in %.0f s, less than %g times its start-up of %.1f s (search.worker_recycle_payback): "
+                     "not recycled yet", ran, busy, job.recycle_payback, startup)
+
+
+def recycle_due(ran: int, busy: float, startup: float, job: Job) -> bool:
+    """After search.worker_max_trials trials, a worker is replaced once they took worker_recycle_payback times its
+    start-up: a fresh process costs that start-up, an ageing one ~10 % of the following trials' time (RESULTS.md)."""
+    return job.max_trials is not None and ran >= job.max_trials and busy >= job.recycle_payback * startup
 
 
 def await_orders(job: Job) -> Orders | None:
