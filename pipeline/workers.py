@@ -365,7 +365,7 @@ def run_trials(index: int, job: Job, orders: Orders, started: float) -> None:
 
 def recycle_due(ran: int, busy: float, startup: float, job: Job) -> bool:
     """After search.worker_max_trials trials, a worker is replaced once they took worker_recycle_payback times its
-    start-up: a fresh process costs that start-up, an ageing one ~10 % of the following trials' time (RESULTS.md)."""
+    start-up: a fresh process costs that start-up, an ageing one more the longer it has trained (RESULTS.md)."""
     return job.max_trials is not None and ran >= job.max_trials and busy >= job.recycle_payback * startup
 
 
