@@ -10,6 +10,7 @@ import contextlib
 import copy
 import dataclasses
 import functools
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -122,7 +123,8 @@ def is_integer(value) -> bool:
 
 
 def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float: inf and nan are no setting, and neither is true."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def integer(low: int, high: int | None = None, nullable: bool = False, **kwargs) -> Rule:
@@ -147,7 +149,7 @@ def yaml_word(value) -> str:
 
 BOOLEAN = Rule(lambda value: isinstance(value, bool), "allowed: true, false")
 FRACTION = Rule(lambda value: is_number(value) and 0 <= value < 1, "it must lie in [0, 1)", quoted=False)
-POSITIVE = Rule(lambda value: is_number(value) and value > 0, "it must be a number > 0")
+POSITIVE = Rule(lambda value: is_number(value) and value > 0, "it must be a finite number > 0")
 SHARE = Rule(lambda value: is_number(value) and 0 < value < 1, "it must lie strictly between 0 and 1", quoted=False)
 recurrent = dict(applies=lambda cfg: cfg.model.body != "pooling")  # pooling has no recurrent layers to size
 
@@ -156,15 +158,15 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "search.n_workers": Rule(lambda value: value == "auto" or is_integer(value) and value >= 1,
                              "it must be an integer >= 1, or auto (one worker per CPU core)"),
     "search.timeout": Rule(lambda value: value is None or is_number(value) and value > 0,
-                           "it must be null or a number of seconds > 0", quoted=False),
+                           "it must be null or a finite number of seconds > 0", quoted=False),
     "search.max_total_trials": integer(1, nullable=True),
     "search.worker_max_trials": integer(1, nullable=True),
     "search.worker_recycle_payback": Rule(lambda value: is_number(value) and value >= 0,
-                                          "it must be a number >= 0: how many of a worker's start-ups its trials take before it is replaced", quoted=False),
+                                          "it must be a finite number >= 0: how many of a worker's start-ups its trials take before it is replaced", quoted=False),
     "search.baseline_first": BOOLEAN,
     "search.warm_start_top_k": integer(1),
     "search.cost_guard": Rule(lambda value: value is None or is_number(value) and value > 1,
-                              "it must be null (off) or a number > 1: how many times the median epoch time", quoted=False),
+                              "it must be null (off) or a finite number > 1: how many times the median epoch time", quoted=False),
     "search.cost_guard_trials": integer(1),
     "search.seed": integer(0),
     "search.pruner_startup_trials": integer(0),
@@ -205,7 +207,7 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "model.head_units": integer(0),
     "model.dropout": FRACTION,
     "model.recurrent_dropout": FRACTION,
-    "optimizer.learning_rate": Rule(lambda value: is_number(value) and value > 0, "it must be > 0", quoted=False),
+    "optimizer.learning_rate": Rule(lambda value: is_number(value) and value > 0, "it must be a finite number > 0", quoted=False),
     "train.epochs": integer(1),
     "train.batch_size": integer(1),
     "train.seed": Rule(is_integer, "it must be an integer"),
@@ -227,7 +229,7 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "lr_find.start_steps": integer(1),
     "lr_find.smoothing": FRACTION,
     "lr_find.tolerance": FRACTION,
-    "lr_find.divergence": Rule(lambda value: is_number(value) and value > 1, "it must be a number > 1"),
+    "lr_find.divergence": Rule(lambda value: is_number(value) and value > 1, "it must be a finite number > 1"),
     "tracking.experiment": Rule(lambda value: isinstance(value, str) and value != "", "it must be a non-empty name"),
     "tracking.ui_port": integer(1, 65535),
 }

@@ -44,6 +44,19 @@ def test_true_is_no_integer_anywhere(key):
         check(compose([f"{key}=true", "data=sentences"]))
 
 
+UNBOUNDED = ["search.worker_recycle_payback", "search.timeout", "search.cost_guard", "optimizer.learning_rate",
+             "lr_find.start_lr", "lr_find.end_lr", "lr_find.divergence"]  # numbers with no upper bound in their rule
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+@pytest.mark.parametrize("key", UNBOUNDED)
+def test_a_number_setting_is_finite(key, value):
+    """optimizer.learning_rate=inf trained (a NaN loss at once, blamed on the trial) and search.cost_guard=inf or
+    search.worker_recycle_payback=inf were taken for settings: a number rule asks for a finite number."""
+    with pytest.raises(InputError, match=rf"^{re.escape(key)}={value}; it must be (null( \(off\))? or )?a finite number"):
+        check(compose([f"{key}={value}", "data=sentences"]))
+
+
 def test_every_rule_names_a_setting_of_the_schema_or_of_the_conf_catalogs():
     """A rule for a misspelt key would never fire: each names a schema key, or a key the shipped conf states in one
     of the free-form catalogs (the optimizer node, search.samplers)."""

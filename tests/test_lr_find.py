@@ -128,11 +128,11 @@ def lr_find_cfg(tmp_path, data_cache, mlflow_uri):
     [
         ("lr_find.steps=0", r"lr_find.steps=0; it must be an integer >= 2"),
         ("lr_find.end_lr=1e-7", r"lr_find.start_lr=1e-06 >= lr_find.end_lr=1e-07; the range must rise"),
-        ("lr_find.start_lr=0", r"lr_find.start_lr=0.0; it must be a number > 0"),
+        ("lr_find.start_lr=0", r"lr_find.start_lr=0.0; it must be a finite number > 0"),
         ("lr_find.smoothing=1", r"lr_find.smoothing=1.0; it must lie in \[0, 1\)"),
-        ("lr_find.divergence=1", r"lr_find.divergence=1.0; it must be a number > 1"),
+        ("lr_find.divergence=1", r"lr_find.divergence=1.0; it must be a finite number > 1"),
         ("lr_find.start_steps=300", r"lr_find.start_steps=300; it must be below lr_find.steps=300"),
-        ("lr_find.end_lr=high", r"lr_find.end_lr='high'; it must be a number > 0"),
+        ("lr_find.end_lr=high", r"lr_find.end_lr='high'; it must be a finite number > 0"),
         ("+lr_find.warmup=3", r"lr_find.warmup is not a setting rnnsweep reads"),
     ],
 )

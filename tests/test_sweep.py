@@ -58,7 +58,7 @@ BAD_SPACES = [
     ("search.heartbeat_seconds=0", r"search.heartbeat_seconds=0; it must be an integer >= 1"),
     ("search.max_retry=-1", r"search.max_retry=-1; it must be an integer >= 0"),
     ("search.max_total_trials=0", r"search.max_total_trials=0; it must be null or an integer >= 1"),
-    ("search.timeout=-5", r"search.timeout=-5; it must be null or a number of seconds > 0"),
+    ("search.timeout=-5", r"search.timeout=-5; it must be null or a finite number of seconds > 0"),
     ("search.baseline_first=sometimes", r"search.baseline_first='sometimes'; allowed: true, false"),
 ]
 

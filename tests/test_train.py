@@ -117,7 +117,7 @@ def misspell_patience(cfg):
     "override, mutate, message",
     [
         ("train.epochs=0", None, r"train.epochs=0; it must be an integer >= 1"),
-        ("optimizer.learning_rate=-0.1", None, r"optimizer.learning_rate=-0.1; it must be > 0"),
+        ("optimizer.learning_rate=-0.1", None, r"optimizer.learning_rate=-0.1; it must be a finite number > 0"),
         ("+optimizer.warp_speed=9", None, r"optimizer: .*warp_speed"),
         ("model.units=0", None, r"model.units=0; it must be an integer >= 1"),
         ("train.verbose=5", None, r"train.verbose=5; allowed: 0, 1, 2"),

@@ -70,7 +70,7 @@ def test_the_default_preset_places_its_portfolio_and_guards_its_pruner():
     assert not isinstance(make_pruner(compose(["search=default", "search.cost_guard=null"])), CostGuard)
     for alone in ("none", "hyperband"):  # every epoch runs / TPE reads Hyperband's brackets from study.pruner
         assert not isinstance(make_pruner(compose(["search=default", f"search.pruner={alone}"])), CostGuard)
-    with pytest.raises(InputError, match=r"search.cost_guard=1.0; it must be null \(off\) or a number > 1"):
+    with pytest.raises(InputError, match=r"search.cost_guard=1.0; it must be null \(off\) or a finite number > 1"):
         check(compose(["search=default", "search.cost_guard=1"]))
 
 
