@@ -194,8 +194,8 @@ class Pool:
         progress = Progress(study, objective, n_trials, drawer)
         failures = []
 
-        def replace(index: int) -> bool:  # a recycled worker: a fresh one, same orders
-            if not open_for_trials(orders, study):
+        def replace(index: int) -> bool:  # a recycled worker: a fresh one, same orders, if it will find a trial to run
+            if not open_for_trials(orders, study, counting_running=True):
                 return False
             job.orders.put(orders)
             self.start_worker(index)
@@ -227,22 +227,26 @@ def supervise(processes, job: Job, progress: "Progress", replace) -> list[tuple[
         if signals.received() is not None and not job.stop.value:
             job.stop.value = signals.received()
         failures += drain(job.messages)
-        replaced = False
-        for index, process in enumerate(processes):
-            if process.exitcode == EXIT_RECYCLED:
-                if job.tickets.value > 0 and not job.stop.value and not failures:
-                    replaced = replace(index) or replaced
-                continue
-            if process.exitcode not in (None, 0) and index not in reported:
+        for index, process in enumerate(processes):  # deaths first: one seen in this round stops every replacement
+            if process.exitcode not in (None, 0, EXIT_RECYCLED) and index not in reported:
                 reported.add(index)
                 if not job.stop.value and not any(failures):
                     failures.append(("died", f"rnn-sweep worker {index} died ({exit_reason(process.exitcode)})"))
                 with job.tickets.get_lock():
                     job.tickets.value = 0  # the others finish their trial and start no other
+        replaced = False
+        for index, process in enumerate(processes):
+            if process.exitcode == EXIT_RECYCLED and job.tickets.value > 0 and not failures and not stopping(job):
+                replaced = replace(index) or replaced
         progress.update()
         if not alive and not replaced:
             return failures + drain(job.messages)
         multiprocessing.connection.wait([p.sentinel for p in processes if p.is_alive()], timeout=POLL_SECONDS)
+
+
+def stopping(job: Job) -> bool:
+    """A signal was passed on to the workers, or has just arrived and will be."""
+    return bool(job.stop.value) or signals.received() is not None
 
 
 def drain(messages) -> list[tuple[str, str]]:
@@ -350,6 +354,7 @@ def run_trials(index: int, job: Job, orders: Orders, started: float) -> None:
     objective.parent_run_id = orders.parent_run_id
     study = sweep.make_study(cfg)
     study.sampler = sweep.make_sampler(cfg, offset=len(study.trials) + SEED_STRIDE * (index + 1))
+    objective.dataset(cfg)  # the data (its vector cache) is read now: a fresh process pays it as part of its start-up
     ran, busy, startup = 0, 0.0, time.monotonic() - started
     while take_ticket(job, orders, study):
         began = time.monotonic()
@@ -378,12 +383,17 @@ def await_orders(job: Job) -> Orders | None:
             continue
 
 
-def open_for_trials(orders: Orders, study: optuna.Study) -> bool:
-    """Time remains (search.timeout) and the study is not complete (search.max_total_trials)."""
+def open_for_trials(orders: Orders, study: optuna.Study, counting_running: bool = False) -> bool:
+    """Time remains (search.timeout) and the study is not complete (search.max_total_trials); `counting_running`:
+    not even once this invocation's running trials have finished (a fresh worker would start for nothing)."""
     if orders.deadline is not None and time.time() >= orders.deadline:
         return False
     cap = orders.cfg.search.max_total_trials
-    return cap is None or len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))) < cap
+    if cap is None:
+        return True
+    finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    running = [t for t in mine(study, orders.parent_run_id) if t.state == TrialState.RUNNING] if counting_running else []
+    return finished + len(running) < cap
 
 
 def take_ticket(job: Job, orders: Orders, study: optuna.Study) -> bool:

@@ -10,13 +10,16 @@ import time
 import types
 from pathlib import Path
 
+import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from pipeline.config import check, compose
 from pipeline.errors import InputError
-from pipeline.workers import Pool, recycle_due, usable_cores, worker_count, worker_threads
+from pipeline.figures import Attr
+from pipeline.workers import EXIT_RECYCLED, Pool, open_for_trials, recycle_due, supervise, usable_cores, worker_count, worker_threads
 from tests.conftest import BIN
 from tests.test_charts import wait_until_it_ignores_sigint_and_sigterm
 from tests.test_sweep import assert_every_trial_has_its_chart
@@ -37,7 +40,7 @@ def children_of(pid: int) -> list[int]:
 @pytest.mark.parametrize("setting, message", [("n_workers=0", "search.n_workers=0; it must be an integer >= 1, or auto"),
                                               ("n_workers=many", "search.n_workers='many'; it must be an integer >= 1, or auto"),
                                               ("worker_max_trials=0", "search.worker_max_trials=0; it must be null or an integer >= 1"),
-                                              ("worker_recycle_payback=-1", "search.worker_recycle_payback=-1; it must be a number >= 0")])
+                                              ("worker_recycle_payback=-1", "search.worker_recycle_payback=-1; it must be a finite number >= 0")])
 def test_a_bad_worker_setting_is_named(sweep_overrides, setting, message):
     with pytest.raises(InputError, match=message):
         check(compose([*sweep_overrides, f"search.{setting}"]))
@@ -129,7 +132,9 @@ def test_a_worker_that_ran_its_max_trials_is_replaced_until_every_trial_ran_once
     [log] = Path(cfg.paths.log_dir).glob("sweep/*/sweep.log")
     text = log.read_text()
     assert text.count("worker 0 was recycled: a fresh process takes its place") == 2, text[-3000:]
-    assert len(re.findall(r"\[worker 0\].* ran 2 trials in \d+ s, [\d.]+ times its start-up of [\d.]+ s: recycled", text)) == 2
+    startups = re.findall(r"\[worker 0\].* ran 2 trials in \d+ s, [\d.]+ times its start-up of ([\d.]+) s: recycled", text)
+    assert len(startups) == 2, text[-3000:]
+    assert all(float(seconds) >= 1.0 for seconds in startups), "a start-up holds Python's and TensorFlow's imports: seconds"
     assert text.count("trials_complete") <= 1 and result.stdout.count("this run added 5 trials") == 1, result.stdout
 
 
@@ -163,7 +168,7 @@ def test_a_worker_is_recycled_after_max_trials_once_its_trials_repay_its_start_u
 
 @pytest.mark.parametrize("n_trials, processes", [(2, 0), (3, 1)])
 def test_one_worker_runs_in_the_invoker_unless_the_trials_outnumber_worker_max_trials(sweep_overrides, n_trials, processes):
-    """A worker process costs a TensorFlow start-up (~8 s): one is only worth it when it will be recycled."""
+    """A worker process costs a TensorFlow start-up (~6 s): one is only worth it when it may be recycled."""
     overrides = [*sweep_overrides, "search=quick", f"search.n_trials={n_trials}", "search.n_workers=1",
                  "search.worker_max_trials=2"]
     with Pool(compose(overrides), overrides) as pool:
@@ -221,3 +226,54 @@ def test_a_stop_ends_every_worker_and_leaves_no_run_running(tmp_path, sweep_over
     else:
         assert "died (killed by SIGKILL)" in stderr
         assert "worker_died" in {t.user_attrs.get("fail_kind") for t in trials if t.state == TrialState.FAIL}
+
+
+class Exited:
+    """A worker process as supervise() sees it once it has ended."""
+
+    def __init__(self, exitcode: int):
+        self.exitcode, self.sentinel = exitcode, None
+
+    def is_alive(self) -> bool:
+        return False
+
+
+def a_job(tickets: int):
+    context = multiprocessing.get_context("spawn")
+    return types.SimpleNamespace(tickets=context.Value("i", tickets), stop=context.Value("i", 0), messages=context.Queue())
+
+
+def test_a_worker_that_died_beside_a_recycled_one_stops_its_replacement():
+    """Worker 0 recycled and worker 1 killed (SIGKILL: no message) in the same round: worker 0 was replaced before
+    worker 1's death set the tickets to 0, and the fresh process spent a TensorFlow start-up to exit at once."""
+    job, replaced = a_job(tickets=5), []
+    failures = supervise([Exited(EXIT_RECYCLED), Exited(-signal.SIGKILL)], job, types.SimpleNamespace(update=lambda: None),
+                         lambda index: replaced.append(index) or True)
+    assert replaced == [] and failures == [("died", "rnn-sweep worker 1 died (killed by SIGKILL)")]
+    assert job.tickets.value == 0
+
+
+def test_a_recycled_worker_is_not_replaced_once_a_signal_arrived(monkeypatch):
+    from pipeline import signals
+
+    answers = iter([None])  # it arrives after the round looked for a signal to pass on
+    monkeypatch.setattr(signals, "received", lambda: next(answers, signal.SIGINT))
+    job, replaced = a_job(tickets=5), []
+    supervise([Exited(EXIT_RECYCLED)], job, types.SimpleNamespace(update=lambda: None), lambda i: replaced.append(i) or True)
+    assert replaced == []
+
+
+def test_no_fresh_worker_while_the_running_trials_will_complete_the_study(tmp_path):
+    """max_total_trials 3, two finished and this invocation's third running in another worker: a fresh worker would
+    find the study complete when it is ready (docs/reliability.md promises none is started)."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/optuna.db", direction="maximize")
+    for value in (0.5, 0.6):
+        study.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={}))
+    running = study.ask()
+    running.set_user_attr(Attr.mlflow_parent_run_id, "parent")
+    orders = types.SimpleNamespace(deadline=None, parent_run_id="parent",
+                                   cfg=OmegaConf.create({"search": {"max_total_trials": 3}}))
+    assert open_for_trials(orders, study), "a worker that is up may still take a trial: the running one may fail"
+    assert not open_for_trials(orders, study, counting_running=True)
+    study.tell(running, state=TrialState.FAIL)
+    assert open_for_trials(orders, study, counting_running=True)
