@@ -123,8 +123,13 @@ def is_integer(value) -> bool:
 
 
 def is_number(value) -> bool:
-    """A finite int or float: inf and nan are no setting, and neither is true."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float: inf and nan are no setting, and neither is true, nor an int no float can hold."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int of over 308 digits: the traceback it gave was no one-line message
+        return False
 
 
 def integer(low: int, high: int | None = None, nullable: bool = False, **kwargs) -> Rule:
@@ -151,10 +156,11 @@ BOOLEAN = Rule(lambda value: isinstance(value, bool), "allowed: true, false")
 FRACTION = Rule(lambda value: is_number(value) and 0 <= value < 1, "it must lie in [0, 1)", quoted=False)
 POSITIVE = Rule(lambda value: is_number(value) and value > 0, "it must be a finite number > 0")
 SHARE = Rule(lambda value: is_number(value) and 0 < value < 1, "it must lie strictly between 0 and 1", quoted=False)
+MAX_TRIALS = 1_000_000_000  # the workers share the trials left in a C int: 2**32 + 1 wrapped to 1
 recurrent = dict(applies=lambda cfg: cfg.model.body != "pooling")  # pooling has no recurrent layers to size
 
 RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.monitor follows search.objective)
-    "search.n_trials": integer(1),
+    "search.n_trials": integer(1, MAX_TRIALS),
     "search.n_workers": Rule(lambda value: value == "auto" or is_integer(value) and value >= 1,
                              "it must be an integer >= 1, or auto (one worker per CPU core)"),
     "search.timeout": Rule(lambda value: value is None or is_number(value) and value > 0,
@@ -208,6 +214,8 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "model.dropout": FRACTION,
     "model.recurrent_dropout": FRACTION,
     "optimizer.learning_rate": Rule(lambda value: is_number(value) and value > 0, "it must be a finite number > 0", quoted=False),
+    "optimizer.momentum": Rule(lambda value: isinstance(value, float) and 0 <= value <= 1,  # nan passed Keras' own check
+                               "it must be a number from 0.0 to 1.0, with its decimal point (Keras' SGD takes a float)", quoted=False),
     "train.epochs": integer(1),
     "train.batch_size": integer(1),
     "train.seed": Rule(is_integer, "it must be an integer"),

@@ -4,10 +4,10 @@ The invoking process does everything that happens once (the checks, the study, t
 MLflow run, confirmation, the summary) and shows the one progress bar; the workers only run trials. They
 are spawned processes, each with a fresh TensorFlow whose threads are set before it starts (the cores split
 between them), and they take trials one at a time from a shared counter, so a worker that drew fast models
-keeps working while another trains a slow one. With search.worker_max_trials, a worker that ran that many trials
-exits and a fresh process takes its place while trials are left (a process's training slows as it ages), once its
-trials took search.worker_recycle_payback times its own start-up (a fresh process would cost more than it saves
-on a few seconds-long trials).
+keeps working while another trains a slow one. A worker that ran at least search.worker_max_trials trials, which
+took search.worker_recycle_payback times its own start-up, exits and a fresh process takes its place while trials
+are left (a process's training slows as it ages; a fresh one would cost more than it saves on a few seconds-long
+trials, or when it would not be up before search.timeout).
 
 Signals: the workers start with SIGINT and SIGTERM blocked and then ignore them, so a signal sent to the
 process group (Ctrl-C) or to every process (systemd) is handled once, by the invoker. It passes the signal on through shared
@@ -151,14 +151,20 @@ class Pool:
     def in_workers(self) -> bool:
         return bool(self.processes)
 
-    def start_worker(self, index: int) -> None:
-        """Worker `index` started (a fresh one in the place of one that exited) and recorded before a signal held
-        meanwhile is handled, so that a second signal's stop finds it to kill."""
+    def start_worker(self, index: int, orders: Orders | None = None) -> bool:
+        """Worker `index` started (a fresh one in the place of one that exited, given `orders`) and recorded before
+        a signal held meanwhile is handled, so that a second signal's stop finds it to kill. A fresh one is not
+        started once a signal arrived: looked at with the signals held, none can arrive between the look and the start."""
         process = self.context.Process(target=work, args=(index, self.job, time.monotonic()), name=f"rnn-sweep worker {index}")
         multiprocessing.resource_tracker.ensure_running()  # started inside the hold, it would unblock the signals
         with signals.held_for_helpers():  # the worker ignores them from its first line: only the invoker hears a signal
+            if orders is not None:
+                if stopping(self.job):
+                    return False
+                self.job.orders.put(orders)
             process.start()
             self.processes[index:index + 1] = [process]  # in the place of the one that exited, or appended
+        return True
 
     def kill_all(self) -> None:
         for process in self.processes:
@@ -195,10 +201,8 @@ class Pool:
         failures = []
 
         def replace(index: int) -> bool:  # a recycled worker: a fresh one, same orders, if it will find a trial to run
-            if not open_for_trials(orders, study, counting_running=True):
+            if not fresh_worker_has_work(orders, study) or not self.start_worker(index, orders):
                 return False
-            job.orders.put(orders)
-            self.start_worker(index)
             log.info("worker %d was recycled: a fresh process takes its place", index)
             return True
 
@@ -360,7 +364,7 @@ def run_trials(index: int, job: Job, orders: Orders, started: float) -> None:
         began = time.monotonic()
         study.optimize(objective, n_trials=1, catch=(TrialFailed,), show_progress_bar=False)
         ran, busy = ran + 1, busy + time.monotonic() - began
-        if recycle_due(ran, busy, startup, job):
+        if recycle_due(ran, busy, startup, job, orders.deadline):
             log.info("ran %d trials in %.0f s, %.1f times its start-up of %.1f s: recycled", ran, busy, busy / startup, startup)
             sys.exit(EXIT_RECYCLED)  # the invoker starts a fresh process in this one's place if trials are left
         if ran == job.max_trials:
@@ -368,10 +372,13 @@ def run_trials(index: int, job: Job, orders: Orders, started: float) -> None:
                      "not recycled yet", ran, busy, job.recycle_payback, startup)
 
 
-def recycle_due(ran: int, busy: float, startup: float, job: Job) -> bool:
+def recycle_due(ran: int, busy: float, startup: float, job: Job, deadline: float | None) -> bool:
     """After search.worker_max_trials trials, a worker is replaced once they took worker_recycle_payback times its
-    start-up: a fresh process costs that start-up, an ageing one more the longer it has trained (RESULTS.md)."""
-    return job.max_trials is not None and ran >= job.max_trials and busy >= job.recycle_payback * startup
+    start-up: a fresh process costs that start-up, an ageing one more the longer it has trained (RESULTS.md). Not
+    when a fresh one would be up only after the deadline (search.timeout): it would start no trial."""
+    if job.max_trials is None or ran < job.max_trials or busy < job.recycle_payback * startup:
+        return False
+    return deadline is None or time.time() + startup < deadline
 
 
 def await_orders(job: Job) -> Orders | None:
@@ -394,6 +401,12 @@ def open_for_trials(orders: Orders, study: optuna.Study, counting_running: bool 
     finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
     running = [t for t in mine(study, orders.parent_run_id) if t.state == TrialState.RUNNING] if counting_running else []
     return finished + len(running) < cap
+
+
+def fresh_worker_has_work(orders: Orders, study: optuna.Study) -> bool:
+    """Would a fresh worker, in a recycled one's place, find a trial to run? Not if this invocation's running trials
+    will complete the study (search.max_total_trials)."""
+    return open_for_trials(orders, study, counting_running=True)
 
 
 def take_ticket(job: Job, orders: Orders, study: optuna.Study) -> bool:

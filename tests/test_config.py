@@ -57,12 +57,35 @@ def test_a_number_setting_is_finite(key, value):
         check(compose([f"{key}={value}", "data=sentences"]))
 
 
+def test_a_number_no_float_can_hold_gets_the_one_line_message():
+    """search.timeout=1 followed by 400 zeros raised OverflowError in math.isfinite: a traceback, exit 1."""
+    huge = "1" + "0" * 400
+    with pytest.raises(InputError, match=rf"^search.timeout={huge}; it must be null or a finite number of seconds > 0$"):
+        check(compose([f"search.timeout={huge}", "data=sentences"]))
+
+
+def test_more_trials_than_the_workers_counter_holds_are_refused():
+    """The workers take trials from a counter that is a C int: 4294967297 wrapped to 1 trial, 2147483648 to none."""
+    with pytest.raises(InputError, match=r"^search.n_trials=4294967297; it must be an integer from 1 to 1000000000$"):
+        check(compose(["search.n_trials=4294967297", "data=sentences"]))
+    check(compose(["search.n_trials=1000000000", "data=sentences"]))
+
+
+@pytest.mark.parametrize("value", ["0", "1", "nan", "inf", "1.5", "-0.1"])
+def test_sgd_momentum_is_a_float_from_0_to_1(value):
+    """optimizer.momentum=0 (as the preset's comment said, for plain SGD) failed in Keras' SGD, which takes a float
+    only; nan passed Keras' own range check and trained on NaN."""
+    with pytest.raises(InputError, match=rf"^optimizer.momentum={value}; it must be a number from 0.0 to 1.0, with its decimal point"):
+        check(compose(["optimizer=sgd", f"optimizer.momentum={value}", "data=sentences"]))
+    check(compose(["optimizer=sgd", "optimizer.momentum=0.0", "data=sentences"]))
+
+
 def test_every_rule_names_a_setting_of_the_schema_or_of_the_conf_catalogs():
     """A rule for a misspelt key would never fire: each names a schema key, or a key the shipped conf states in one
-    of the free-form catalogs (the optimizer node, search.samplers)."""
+    of the free-form catalogs (an optimizer preset, search.samplers)."""
     known = schema.schema_keys()
-    composed = compose(["data=sentences"])
-    assert [key for key in RULES if key not in known and OmegaConf.select(composed, key) is None] == []
+    presets = [compose(["data=sentences", f"optimizer={name}"]) for name in config.group_options("optimizer")]
+    assert [key for key in RULES if key not in known and all(OmegaConf.select(c, key) is None for c in presets)] == []
     catalogs = ("optimizer.", "search.samplers.")
     assert [key for key in RULES if key not in known and not key.startswith(catalogs)] == []
 

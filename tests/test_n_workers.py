@@ -19,7 +19,8 @@ from optuna.trial import TrialState
 from pipeline.config import check, compose
 from pipeline.errors import InputError
 from pipeline.figures import Attr
-from pipeline.workers import EXIT_RECYCLED, Pool, open_for_trials, recycle_due, supervise, usable_cores, worker_count, worker_threads
+from pipeline.workers import (EXIT_RECYCLED, Pool, fresh_worker_has_work, open_for_trials, recycle_due, supervise, usable_cores,
+                              worker_count, worker_threads)
 from tests.conftest import BIN
 from tests.test_charts import wait_until_it_ignores_sigint_and_sigterm
 from tests.test_sweep import assert_every_trial_has_its_chart
@@ -163,7 +164,15 @@ def test_a_worker_whose_trials_took_less_than_payback_times_its_start_up_goes_on
 ])
 def test_a_worker_is_recycled_after_max_trials_once_its_trials_repay_its_start_up(ran, busy, max_trials, payback, due):
     job = types.SimpleNamespace(max_trials=max_trials, recycle_payback=payback)
-    assert recycle_due(ran, busy, startup=8.0, job=job) is due
+    assert recycle_due(ran, busy, startup=8.0, job=job, deadline=None) is due
+
+
+def test_a_worker_is_not_recycled_when_a_fresh_one_would_be_up_only_after_the_deadline():
+    """Recycled 2 s before search.timeout, a fresh worker spent its ~6-8 s start-up, ran nothing, and the command
+    ended that much later."""
+    job = types.SimpleNamespace(max_trials=1, recycle_payback=10)
+    assert not recycle_due(5, 100.0, startup=8.0, job=job, deadline=time.time() + 2)
+    assert recycle_due(5, 100.0, startup=8.0, job=job, deadline=time.time() + 60)
 
 
 @pytest.mark.parametrize("n_trials, processes", [(2, 0), (3, 1)])
@@ -274,6 +283,32 @@ def test_no_fresh_worker_while_the_running_trials_will_complete_the_study(tmp_pa
     orders = types.SimpleNamespace(deadline=None, parent_run_id="parent",
                                    cfg=OmegaConf.create({"search": {"max_total_trials": 3}}))
     assert open_for_trials(orders, study), "a worker that is up may still take a trial: the running one may fail"
-    assert not open_for_trials(orders, study, counting_running=True)
+    assert not fresh_worker_has_work(orders, study)
     study.tell(running, state=TrialState.FAIL)
-    assert open_for_trials(orders, study, counting_running=True)
+    assert fresh_worker_has_work(orders, study)
+
+
+class Unstartable:
+    """A worker process that must not start."""
+
+    def __init__(self, **kwargs):
+        self.sentinel = None
+
+    def start(self):
+        raise AssertionError("a fresh worker was started after the signal")
+
+
+def test_a_signal_during_the_decision_to_replace_a_worker_stops_the_replacement(monkeypatch):
+    """Ctrl-C while the invoker read the study (seconds on a busy database) came after the round's look for a signal:
+    a fresh worker was started anyway, and the command waited for its start-up. The look is repeated with the
+    signals held, just before the start."""
+    from pipeline import signals
+
+    monkeypatch.setattr(signals, "received", lambda: signal.SIGINT)
+    job = a_job(tickets=5)
+    job.orders = multiprocessing.get_context("spawn").Queue()
+    pool = types.SimpleNamespace(context=types.SimpleNamespace(Process=Unstartable), job=job, processes=[Exited(EXIT_RECYCLED)])
+    assert Pool.start_worker(pool, 0, orders="the sweep's orders") is False
+    assert isinstance(pool.processes[0], Exited)
+    time.sleep(0.2)  # a put reaches the queue through its feeder thread
+    assert job.orders.empty(), "no orders are left for a worker that was not started"
