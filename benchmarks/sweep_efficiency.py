@@ -192,6 +192,19 @@ def summary_row(tool: str, runs: list, args) -> str:
     return f"| {tool} | {len(runs)} | {' | '.join(cells)} |"
 
 
+def time_ratio(ours: float, theirs: float, budget: float) -> tuple[str, str]:
+    """Our time as a fraction of Hyperband's, and the verdict on <= 0.5. Hyperband not reaching the target within the
+    budget bounds the ratio by ours / budget; neither reaching it is no verdict."""
+    if math.isinf(ours) and math.isinf(theirs):
+        return "neither reached it within the budget", ""
+    if math.isinf(ours):
+        return "only Hyperband reached it", "NOT met"
+    if math.isinf(theirs):
+        bound = ours / budget
+        return f"Hyperband did not reach it, so at most {bound:.2f} of its time", "met" if bound <= 0.5 else "not shown"
+    return f"{ours / theirs:.2f} of Hyperband's time", "met" if ours <= theirs / 2 else "NOT met"
+
+
 def ratio_lines(results: dict, args) -> list[str]:
     """Each tool's median time to each target and median best, as a ratio of Hyperband's."""
     median_time = lambda tool, target: statistics.median(time_to(events, target) for events in results[tool])
@@ -200,8 +213,8 @@ def ratio_lines(results: dict, args) -> list[str]:
     for tool in [t for t in results if t != "hyperband"]:
         for target in args.targets:
             ours, theirs = median_time(tool, target), median_time("hyperband", target)
-            ratio = "no ratio" if math.isinf(ours) or math.isinf(theirs) else f"{ours / theirs:.2f} of Hyperband's time"
-            goal = f" (target <= 0.5: {'met' if ours <= theirs / 2 else 'NOT met'})" if tool == "rnnsweep" else ""
+            ratio, goal = time_ratio(ours, theirs, args.budget)
+            goal = f" (target <= 0.5: {goal})" if tool == "rnnsweep" and goal else ""
             lines.append(f"- {tool}, median time to {target}: {fmt(ours)} s vs Hyperband {fmt(theirs)} s: {ratio}{goal}")
         ours, theirs = median_best(tool), median_best("hyperband")
         goal = f" (target >= Hyperband: {'met' if ours >= theirs else 'NOT met'})" if tool == "rnnsweep" else ""
