@@ -54,7 +54,7 @@ BAD_SPACES = [
     ("search.sampler=bayes", r"search.sampler='bayes'; allowed: tpe, random, cmaes, grid"),
     ("search.second_objective=fit_seconds", r"search.pruner=median cannot prune a two-objective study"),
     ("search.objective=f1", r"search.objective='f1'; allowed: val_accuracy, val_loss, accuracy, loss"),
-    ("search.n_trials=0", r"search.n_trials=0; it must be an integer >= 1"),
+    ("search.n_trials=0", r"search.n_trials=0; it must be an integer from 1 to 1000000000"),
     ("search.heartbeat_seconds=0", r"search.heartbeat_seconds=0; it must be an integer >= 1"),
     ("search.max_retry=-1", r"search.max_retry=-1; it must be an integer >= 0"),
     ("search.max_total_trials=0", r"search.max_total_trials=0; it must be null or an integer >= 1"),
@@ -201,7 +201,7 @@ def test_cli_exit_codes_and_a_log_file_per_invocation(tmp_path, data_cache, swee
                              capture_output=True, text=True, cwd=tmp_path)
     assert failing.returncode == EXIT_ALL_TRIALS_FAILED, failing.stderr[-2000:]
     bad = subprocess.run([*base, "search.n_trials=-1"], capture_output=True, text=True, cwd=tmp_path)
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == "error: search.n_trials=-1; it must be an integer >= 1"
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == "error: search.n_trials=-1; it must be an integer from 1 to 1000000000"
     logs = sorted((tmp_path / "logs" / "sweep").glob("*/*.log"))
     assert len(logs) == 3, "one folder and log file per invocation"
     assert "sweep finished: 1 trials added (1 complete" in logs[0].read_text()
