@@ -24,7 +24,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import CONFIG_DIR, MONITORED, higher_is_better
-from pipeline.data import LOADERS, PADDING_SIDES, SENTENCE_FILES, TRUNCATE_SIDES
+from pipeline.data import LOADERS, PADDING_SIDES, SENTENCE_FILES, TARGETS, TRUNCATE_SIDES
 from pipeline.errors import InputError
 from pipeline.model import BODIES, POOLINGS
 from pipeline.schema import schema_keys
@@ -268,6 +268,34 @@ def check_sources(cfg: DictConfig) -> None:
         raise InputError(f"data.sources={list(sources)}: {problem}; allowed: {', '.join(SENTENCE_FILES)}")
 
 
+def check_target(cfg: DictConfig) -> None:
+    target = cfg.data.get("target")
+    if target is None:
+        return
+    allowed = TARGETS.get(cfg.data.name)
+    if allowed is None:
+        raise InputError(f"data.target is not a setting of data={cfg.data.name}; the data sets with targets: "
+                         f"{', '.join(TARGETS)}")
+    if target not in allowed:
+        raise InputError(f"data.target={target!r} is not a target of data={cfg.data.name}; allowed: {', '.join(allowed)}")
+    if target == "source" and len(set(cfg.data.sources)) < 2:
+        raise InputError(f"data.target=source with data.sources={list(cfg.data.sources)}: one class per source needs "
+                         "at least two sources")
+
+
+def check_label_map(cfg: DictConfig) -> None:
+    """data.label_map maps raw labels onto the class indices 0..K-1, each used, K >= 2."""
+    label_map = cfg.data.get("label_map")
+    if label_map is None:
+        return
+    values = list(label_map.values()) if isinstance(label_map, DictConfig) else None
+    if not values or not all(is_integer(v) for v in values) or sorted(set(values)) != list(range(max(values) + 1)) \
+            or max(values) < 1:
+        shown = OmegaConf.to_container(label_map) if isinstance(label_map, DictConfig) else label_map
+        raise InputError(f"data.label_map={shown}; it must map raw labels onto the class indices 0, 1, ... K-1, "
+                         "each used, at least two (e.g. {neg: 0, pos: 1})")
+
+
 def check_encoding(cfg: DictConfig) -> None:
     if cfg.data.get("encoding") is None:
         return
@@ -320,7 +348,7 @@ def check_padding_cut(cfg: DictConfig) -> None:
                          "would change what the model sees; leave train.length_buckets to follow model.mask_padding")
 
 
-CROSS_CHECKS = (check_sources, check_encoding, check_study_settings, check_lr_find, check_padding_cut)
+CROSS_CHECKS = (check_sources, check_target, check_label_map, check_encoding, check_study_settings, check_lr_find, check_padding_cut)
 
 
 def check_instantiable(cfg: DictConfig) -> None:

@@ -19,12 +19,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pipeline import export, signals, tracking, workers
 from pipeline.datasets import log_datasets
-from pipeline.batching import evaluation_stream
 from pipeline.config import compose
 from pipeline.figures import Attr, Fig
 from pipeline.report import best_trial, mean_sd
 from pipeline.objective import Objective, TrialFailed, failures_blamed_on_the_config
-from pipeline.train import train_model
+from pipeline.train import evaluate_test, train_model
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +36,7 @@ class Confirmed:
     seeds: list[int]
     values: list[float]  # the objective per seed (NaN where that seed diverged)
     test_accuracies: list[float]  # per seed where a test score exists
+    test_report: dict | None = None  # scores.class_report of the trial's own stored model on the test split
 
     @property
     def mean(self) -> float:
@@ -72,11 +72,12 @@ def confirm(study: optuna.Study, objective: Objective) -> list[Confirmed]:
 def confirm_trial(study, trial: FrozenTrial, extra_seeds: int, objective: Objective) -> Confirmed:
     cfg = compose(trial.user_attrs[Attr.overrides])
     data = objective.dataset(cfg)
-    own_test = study.user_attrs.get(f"test:{trial.number}")
+    own_test, report = study.user_attrs.get(f"test:{trial.number}"), study.user_attrs.get(f"test_report:{trial.number}")
     if own_test is None:
-        own_test = stored_model_test_accuracy(trial, cfg, data)
+        own_test, report = stored_model_test_scores(trial, cfg, data)
+        study.set_user_attr(f"test_report:{trial.number}", report)
         study.set_user_attr(f"test:{trial.number}", own_test)
-    row = Confirmed(trial, [cfg.train.seed], [trial.values[0]], [own_test] if own_test is not None else [])
+    row = Confirmed(trial, [cfg.train.seed], [trial.values[0]], [own_test] if own_test is not None else [], report)
     for seed in range(cfg.train.seed + 1, cfg.train.seed + 1 + extra_seeds):
         key = f"confirm:{trial.number}:{seed}"
         figures = study.user_attrs.get(key)
@@ -124,20 +125,22 @@ def train_seed(cfg: DictConfig, data):
         raise
 
 
-def stored_model_test_accuracy(trial: FrozenTrial, cfg: DictConfig, data) -> float | None:
-    """The trial's stored model (its best epoch), evaluated once on the test split; None without a stored model."""
+def stored_model_test_scores(trial: FrozenTrial, cfg: DictConfig, data) -> tuple[float | None, dict | None]:
+    """The trial's stored model (its best epoch), evaluated once on the test split: its accuracy and its per-class
+    report (scores.class_report), both logged to the trial's run; (None, None) without a stored model."""
     run_id, model_id = trial.user_attrs.get(Attr.mlflow_run_id), trial.user_attrs.get(Attr.mlflow_model_id)
     if not cfg.train.log_model or not run_id or not model_id:
         log.warning("trial %d has no stored model (train.log_model=false): no test score for its own seed", trial.number)
-        return None
+        return None, None
     try:
-        model = export.stored_id_model(model_id)
+        model, f1 = export.stored_scorer(model_id)
     except (OSError, mlflow.exceptions.MlflowException) as error:
         log.warning("trial %d: its model could not be loaded (%s): no test score for its own seed", trial.number, error)
-        return None
-    _, test_accuracy = model.evaluate(evaluation_stream(data.x_test, data.y_test, cfg.train), verbose=0)
-    mlflow.MlflowClient().log_metric(run_id, "test_accuracy", test_accuracy, model_id=model_id)
+        return None, None
+    figures, report = evaluate_test(model, f1, data, cfg.train)
+    mlflow.MlflowClient().log_metric(run_id, Fig.test_accuracy, figures[Fig.test_accuracy], model_id=model_id)
+    tracking.log_test_report(report, run_id, model_id)
     log_datasets(data, cfg.data, ("test",), run_id=run_id)
     del model
     gc.collect()
-    return float(test_accuracy)
+    return float(figures[Fig.test_accuracy]), report

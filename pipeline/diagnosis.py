@@ -64,12 +64,14 @@ def plateau_level(flat: list[FrozenTrial]) -> str | None:
     if not placed:
         return None
     chance = attr(placed[0], Fig.chance_loss)
+    classes = int(attr(placed[0], Fig.num_classes, 2))
+    chance_text = f"{chance:.3f}, the entropy of the {classes} classes' training frequencies"
     at_chance = [t for t in placed if attr(t, Fig.plateau_at_chance)]
     mean_loss = statistics.fmean(attr(t, Fig.plateau_loss) for t in placed)
     if len(at_chance) == len(placed):
         return (f"All {len(placed)} plateaus sat at chance level (mean training loss {mean_loss:.3f} against chance "
-                f"{chance:.3f}): the model predicted the label frequency and nothing else.")
-    return (f"{len(at_chance)} of {len(placed)} plateaus sat at chance level ({chance:.3f}); the mean plateau loss was "
+                f"{chance_text}): the model predicted the label frequency of each of the {classes} classes and nothing else.")
+    return (f"{len(at_chance)} of {len(placed)} plateaus sat at chance level ({chance_text}); the mean plateau loss was "
             f"{mean_loss:.3f}: {'the others had learned something before stalling' if at_chance else 'none predicted the label frequency alone'}.")
 
 

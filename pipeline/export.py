@@ -1,9 +1,10 @@
-"""The model a user can run: raw strings in, a probability out, saved in Keras format and logged as an MLflow model.
+"""The model a user can run: raw strings in, class probabilities out, saved in Keras format and logged as an MLflow model.
 
 `text_model` wraps the trained model (token ids in) in a Keras model whose first layer repeats what
 pipeline/data.py did to the training texts: the same TextVectorization standardization and vocabulary,
 the first (`data.truncate=post`) or last (`pre`) `data.max_len` tokens, post-padding with 0 and one OOV
-token for a text without any. `log_model` logs it as an MLflow 3 LoggedModel (a pyfunc taking a column of
+token for a text without any; its last layer names the classes and gives every class its probability
+(two columns for a binary model's one sigmoid output). `log_model` logs it as an MLflow 3 LoggedModel (a pyfunc taking a column of
 strings) linked to the run and its best epoch. `data=keras_imdb` has no raw text (its reviews are integer
 sequences): its logged model takes token ids instead, and says so.
 """
@@ -31,6 +32,7 @@ import pipeline
 from pipeline import model as _custom_layers  # noqa: F401 - registers the trained models' own layers for loading
 from pipeline.data import KERAS_IMDB_OOV, VECTORIZER_OOV, VECTORIZER_TEXT_SETTINGS, pad_sequences
 from pipeline.errors import InputError
+from pipeline.scores import compile_classifier, num_classes_of
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ logging.getLogger("mlflow.pyfunc").addFilter(NoSchemaCheckLine())
 MODEL_NAME = "model"  # the LoggedModel's name, and its folder in the run's Models tab
 KERAS_FILE = "model.keras"  # the Keras-format file inside the MLflow model (the end-to-end model, or the id model)
 TEXT_COLUMN, IDS_COLUMN = "text", "token_ids"  # the pyfunc's input column
-THRESHOLD = 0.5  # a sigmoid trained with binary cross-entropy: label 1 from probability 0.5 on
+PROBABILITY_PREFIX = "p_"  # a class's probability column: p_negative, p_amazon, p_7
 INPUT_EXAMPLE = ["a great film, well worth seeing", "dull plot and wooden acting"]
 PREDICT_BATCH = 256
 
@@ -84,11 +86,33 @@ class TokenIds(layers.Layer):
                                        "truncate": self.truncate, "padding": self.padding}
 
 
-def text_model(trained: keras.Model, vocabulary: list[str], data_cfg: DictConfig) -> keras.Model:
-    """The trained model behind the vectorizer of its training data: one string in, the trained model's score out."""
+@keras.saving.register_keras_serializable(package="rnnsweep")
+class ClassProbabilities(layers.Layer):
+    """The trained output as one probability per class, named: a sigmoid's p becomes (1 - p, p), a softmax
+    passes as it is. The class names travel in the saved model, so nothing else is needed to label a text."""
+
+    def __init__(self, class_names: list[str], **kwargs):
+        super().__init__(**kwargs)
+        self.class_names = [str(name) for name in class_names]
+
+    def call(self, scores):
+        if len(self.class_names) == 2 and scores.shape[-1] == 1:
+            return keras.ops.concatenate([1 - scores, scores], axis=-1)
+        return scores
+
+    def compute_output_spec(self, scores):
+        return keras.KerasTensor((scores.shape[0], len(self.class_names)), dtype=scores.dtype)
+
+    def get_config(self):
+        return super().get_config() | {"class_names": self.class_names}
+
+
+def text_model(trained: keras.Model, vocabulary: list[str], data_cfg: DictConfig, class_names: list[str]) -> keras.Model:
+    """The trained model behind the vectorizer of its training data: one string in, each class's probability out."""
     texts = keras.Input(shape=(1,), dtype="string", name=TEXT_COLUMN)
     ids = TokenIds(vocabulary, data_cfg.max_len, data_cfg.truncate, data_cfg.padding, name="token_ids")(texts)
-    return keras.Model(texts, trained(ids), name=f"{trained.name}_on_text")
+    probabilities = ClassProbabilities(class_names, name="classes")(trained(ids))
+    return keras.Model(texts, probabilities, name=f"{trained.name}_on_text")
 
 
 def takes_text(data) -> bool:
@@ -98,9 +122,14 @@ def takes_text(data) -> bool:
 
 def exported_model(trained: keras.Model, data, data_cfg: DictConfig) -> keras.Model:
     if takes_text(data):
-        return text_model(trained, data.vocabulary, data_cfg)
+        return text_model(trained, data.vocabulary, data_cfg, data.class_names)
     log.info("data=%s has no raw text (integer sequences): the logged model takes token ids, not strings", data_cfg.name)
-    return trained
+    ids = keras.Input(shape=(None,), dtype="int32", name=IDS_COLUMN)
+    return keras.Model(ids, ClassProbabilities(data.class_names, name="classes")(trained(ids)), name=trained.name)
+
+
+def class_names_of(model: keras.Model) -> list[str]:
+    return model.get_layer("classes").class_names
 
 
 def trained_part(model: keras.Model) -> keras.Model:
@@ -124,6 +153,7 @@ class TextClassifier(mlflow.pyfunc.PythonModel):
         scorer = cls()
         scorer.model, scorer.padding = keras.saving.load_model(path, compile=False), {}
         scorer.takes_text = scorer.model.inputs[0].dtype == "string"
+        scorer.class_names = class_names_of(scorer.model)
         if not scorer.takes_text:
             raise InputError(f"{path}: this model takes token ids, not text (data=keras_imdb); use its MLflow model")
         return scorer
@@ -135,11 +165,13 @@ class TextClassifier(mlflow.pyfunc.PythonModel):
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
         self.takes_text = self.model.inputs[0].dtype == "string"
         self.padding = context.model_config or {}
+        self.class_names = class_names_of(self.model)
 
     def predict(self, context, model_input: pd.DataFrame, params=None):  # the signature makes any input a DataFrame
         rows = column_of(model_input)
-        probabilities = self.probabilities(rows) if len(rows) else np.zeros(0, dtype=np.float32)
-        return pd.DataFrame({"label": (probabilities >= THRESHOLD).astype(np.int64), "probability": probabilities.astype(np.float64)})
+        shape = (0, len(self.class_names))
+        probabilities = self.probabilities(rows) if len(rows) else np.zeros(shape, dtype=np.float32)
+        return labelled(probabilities.astype(np.float64), self.class_names)
 
     def probabilities(self, rows: list) -> np.ndarray:
         if self.takes_text:
@@ -147,9 +179,19 @@ class TextClassifier(mlflow.pyfunc.PythonModel):
         else:
             inputs = tf.constant(pad_ids(rows, self.padding["max_len"], self.padding["truncate"], self.padding.get("padding", "post")))
         if len(rows) <= PREDICT_BATCH:  # one batch (a few texts, a served request): called eagerly, no predict function to trace
-            return keras.ops.convert_to_numpy(self.model(inputs, training=False)).reshape(-1)
+            return keras.ops.convert_to_numpy(self.model(inputs, training=False))
         batches = tf.data.Dataset.from_tensor_slices(inputs).batch(PREDICT_BATCH)
-        return self.model.predict(batches, verbose=0).reshape(-1)
+        return self.model.predict(batches, verbose=0)
+
+
+def labelled(probabilities: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    """label: the most probable class's name; probability: its probability; p_CLASS: every class's."""
+    best = probabilities.argmax(axis=1)
+    frame = pd.DataFrame({"label": np.array(class_names, dtype=object)[best],
+                          "probability": probabilities[np.arange(len(best)), best]})
+    for column, name in enumerate(class_names):
+        frame[PROBABILITY_PREFIX + name] = probabilities[:, column]
+    return frame
 
 
 def column_of(model_input) -> list:
@@ -170,10 +212,11 @@ def pad_ids(rows: list, max_len: int, truncate: str, padding: str) -> np.ndarray
     return padded
 
 
-def signature(text: bool) -> ModelSignature:
+def signature(text: bool, class_names: list[str]) -> ModelSignature:
     # unnamed: a Series, a list or a one-column DataFrame of any name is accepted
     column = ColSpec(DataType.string) if text else ColSpec(Array(DataType.long))
-    outputs = Schema([ColSpec(DataType.long, "label"), ColSpec(DataType.double, "probability")])
+    classes = [ColSpec(DataType.double, PROBABILITY_PREFIX + name) for name in class_names]
+    outputs = Schema([ColSpec(DataType.string, "label"), ColSpec(DataType.double, "probability"), *classes])
     return ModelSignature(inputs=Schema([column]), outputs=outputs)
 
 
@@ -224,11 +267,12 @@ def log_model(trained: keras.Model, data, data_cfg: DictConfig, best_epoch: int 
             artifacts={"keras_model": str(path)},
             code_paths=[str(Path(pipeline.__file__).parent)],  # the custom layers: the model loads without rnnsweep installed
             model_config=None if text else {"max_len": data_cfg.max_len, "truncate": data_cfg.truncate, "padding": data_cfg.padding},
-            signature=signature(text),
+            signature=signature(text, data.class_names),
             input_example=input_example(data, text),
             pip_requirements=requirements(),
             step=best_epoch or 0,
-            tags={"input": TEXT_COLUMN if text else IDS_COLUMN, "data": data_cfg.name},
+            tags={"input": TEXT_COLUMN if text else IDS_COLUMN, "data": data_cfg.name,
+                  "classes": ", ".join(data.class_names)},
         )
     return info.model_id
 
@@ -244,9 +288,13 @@ def load_keras(model_id: str) -> keras.Model:
 
 def stored_id_model(model_id: str) -> keras.Model:
     """The trained token-id model a logged model wraps, compiled as training compiles it: for scoring the test split."""
+    return stored_scorer(model_id)[0]
+
+
+def stored_scorer(model_id: str):
+    """stored_id_model and its compiled scores.MacroF1, whose confusion matrix holds its last evaluation."""
     model = trained_part(load_keras(model_id))
-    model.compile(loss="binary_crossentropy", metrics=["accuracy"])
-    return model
+    return model, compile_classifier(model, num_classes_of(model))
 
 
 def model_of_run(run_id: str) -> str | None:

@@ -30,6 +30,8 @@ class Fig(StrEnum):
     evaluate_seconds = "evaluate_seconds"
     test_loss = "test_loss"
     test_accuracy = "test_accuracy"
+    test_macro_f1 = "test_macro_f1"
+    num_classes = "num_classes"  # K: 2 is one sigmoid output, more a softmax
 
     @staticmethod
     def best(metric: str) -> str:
@@ -63,5 +65,5 @@ def start_label(trial) -> str | None:
 REMEMBERED = (  # the run figures every trial keeps in the study for the charts, the summary and the diagnosis
     Fig.plateau_epochs, Fig.plateau_censored, Fig.longest_stall, Fig.epochs_run, Fig.fit_seconds, Fig.build_seconds,
     Fig.chance_loss, Fig.plateau_loss, Fig.plateau_at_chance, Fig.best_epoch, Fig.plateau_grad_norm, Fig.escape_grad_norm,
-    Fig.plateau_update_ratio, Fig.escape_update_ratio,
+    Fig.plateau_update_ratio, Fig.escape_update_ratio, Fig.num_classes,
 )

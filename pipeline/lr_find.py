@@ -22,6 +22,7 @@ from pipeline.batching import training_stream
 from pipeline.data import Dataset
 from pipeline.errors import InputError, console_entry, hydra_task
 from pipeline.model import build_model, model_label
+from pipeline.scores import loss_name
 from pipeline.train import StopOnSignal, single_run
 
 log = logging.getLogger(__name__)
@@ -66,9 +67,9 @@ def range_test(cfg: DictConfig, data: Dataset) -> RangeTest:
     """Train `lr_find.steps` batches of the training stream (reshuffled past an epoch), the learning rate rising."""
     keras.utils.set_random_seed(cfg.train.seed)
     started = time.perf_counter()
-    model = build_model(cfg.model, data.vocab_size)
+    model = build_model(cfg.model, data.vocab_size, data.num_classes)
     optimizer = config.instantiate(cfg.optimizer, "optimizer", learning_rate=rising_schedule(cfg.lr_find))
-    model.compile(optimizer=optimizer, loss="binary_crossentropy")
+    model.compile(optimizer=optimizer, loss=loss_name(data.num_classes))
     recorder = LossPerStep(cfg.lr_find)
     model.fit(
         training_stream(data.x_train, data.y_train, cfg.train, cfg.train.seed).repeat(),

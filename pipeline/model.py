@@ -1,4 +1,4 @@
-"""The model zoo: Embedding (mask_zero) -> pooling or stacked (Bi)RNN -> dense head -> sigmoid.
+"""The model zoo: Embedding (mask_zero) -> pooling or stacked (Bi)RNN -> dense head -> sigmoid (2 classes) or softmax.
 
 Token id 0 is padding; the Embedding's mask carries through every body, so padding never reaches a
 recurrent layer's final state or a pooled vector. With model.mask_padding=false there is no mask: the
@@ -12,6 +12,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 from omegaconf import DictConfig
+
+from pipeline.scores import output_units
 
 
 RECURRENT_LAYERS = {"simple_rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
@@ -119,8 +121,9 @@ def model_label(model_cfg: DictConfig) -> str:
     return f"{label}_x{model_cfg.num_layers}" if model_cfg.num_layers > 1 else label
 
 
-def build_model(model_cfg: DictConfig, vocab_size: int) -> keras.Model:
-    """An uncompiled binary classifier over padded int sequences of any length (its config: checked by config.check)."""
+def build_model(model_cfg: DictConfig, vocab_size: int, num_classes: int = 2) -> keras.Model:
+    """An uncompiled classifier over padded int sequences of any length (its config: checked by config.check):
+    one sigmoid output for two classes, a softmax over `num_classes` outputs for more."""
     inputs = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     x = layers.Embedding(vocab_size, model_cfg.embedding_dim, mask_zero=model_cfg.mask_padding, name="embedding")(inputs)
     x = pooled(x, model_cfg) if model_cfg.body == "pooling" else recurrent(x, model_cfg)
@@ -128,7 +131,8 @@ def build_model(model_cfg: DictConfig, vocab_size: int) -> keras.Model:
         x = layers.Dropout(model_cfg.dropout, name="head_dropout")(x)
     if model_cfg.head_units:
         x = layers.Dense(model_cfg.head_units, activation="relu", name="head")(x)
-    outputs = layers.Dense(1, activation="sigmoid", name="output")(x)
+    activation = "sigmoid" if num_classes == 2 else "softmax"
+    outputs = layers.Dense(output_units(num_classes), activation=activation, name="output")(x)
     return VariableLengthModel(inputs, outputs, name=model_label(model_cfg))
 
 

@@ -1,4 +1,4 @@
-"""rnn-predict: label and probability for each text, from a logged model (run id, models:/ URI or local path).
+"""rnn-predict: each text's label (a class name), its probability and every class's (p_CLASS columns), from a logged model (run id, models:/ URI or local path).
 
 Texts come from the command line (`predict.texts`), a text file (one per line) or a CSV/TSV/Parquet column;
 the table is printed or written to `predict.output`. The model is the MLflow model rnn-train and rnn-sweep
@@ -144,7 +144,7 @@ def first_line(message: str) -> str:
 def predict(model, texts: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame({export.TEXT_COLUMN: texts})
     scores = model.predict_frame(frame) if isinstance(model, export.TextClassifier) else model.predict(frame)
-    return pd.DataFrame({"text": texts, "label": scores["label"].to_numpy(), "probability": scores["probability"].to_numpy()})
+    return pd.concat([pd.DataFrame({"text": texts}), scores.reset_index(drop=True)], axis=1)
 
 
 def output_suffix(output: str) -> str:
@@ -170,7 +170,8 @@ def write(table: pd.DataFrame, output: str) -> None:
 
 def shown(table: pd.DataFrame) -> str:
     cut = lambda text: text if len(text) <= SHOWN_CHARACTERS else text[: SHOWN_CHARACTERS - 1] + "…"
-    return table.assign(text=table["text"].map(cut), probability=table["probability"].map("{:.4f}".format)).to_string(index=False)
+    scores = {name: table[name].map("{:.4f}".format) for name in table.columns if name not in ("text", "label")}
+    return table.assign(text=table["text"].map(cut), **scores).to_string(index=False)
 
 
 def run_predict(cfg: DictConfig) -> pd.DataFrame:

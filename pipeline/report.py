@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 
 from pipeline.diagnosis import plateau_diagnosis
 from pipeline.figures import Attr, Fig, start_label
+from pipeline.scores import format_report
 
 
 def learning_curves_figure(history: dict[str, list[float]], title: str, chance_loss: float | None = None) -> plt.Figure:
@@ -53,6 +54,26 @@ def draw_chance(axis, chance_loss: float) -> None:
     axis.axhline(chance_loss, color="grey", linestyle="--", linewidth=1, label=f"chance ({chance_loss:.3f})")
 
 
+def confusion_figure(report: dict) -> plt.Figure:
+    """The test split's confusion matrix with class names (rows: true class), each cell its count and row share."""
+    names, matrix = report["class_names"], report["confusion_matrix"]
+    size = max(4.0, 0.7 * len(names) + 2.5)
+    figure, axis = plt.subplots(figsize=(size + 1, size), constrained_layout=True)
+    totals = [max(sum(row), 1) for row in matrix]
+    shares = [[n / total for n in row] for row, total in zip(matrix, totals)]
+    image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            colour = "white" if shares[i][j] > 0.6 else "black"
+            axis.text(j, i, f"{count}\n{shares[i][j]:.0%}", ha="center", va="center", color=colour, fontsize="small")
+    axis.set_xticks(range(len(names)), names, rotation=45 if max(map(len, names)) > 4 else 0, ha="right")
+    axis.set_yticks(range(len(names)), names)
+    axis.set(xlabel="predicted class", ylabel="true class",
+             title=f"test: accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}")
+    figure.colorbar(image, ax=axis, label="share of the true class")
+    return figure
+
+
 def format_summary(summary: dict[str, float]) -> str:
     """One `name  value` line per figure, for the end of a run."""
     width = max(map(len, summary), default=0)
@@ -76,7 +97,7 @@ def sweep_counts(trials) -> dict[str, int]:
 
 
 def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_seconds: float,
-                  empty_texts: dict[str, int], stopped: Exception | None = None) -> str:
+                  data, stopped: Exception | None = None) -> str:
     """The end-of-sweep text: this invocation's counts and wall time, what the data lost, plateaus stopped early,
     the winner confirmed over seeds (or the study's best trial), the Pareto front."""
     counts = sweep_counts(mine)
@@ -89,6 +110,8 @@ def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_sec
     ]
     if stopped is not None:
         lines.append(f"Stopped: {stopped}")
+    lines.append(data_line(data))
+    empty_texts = data.empty_texts
     if any(empty_texts.values()):
         lines.append(f"Data: texts with no token after standardization: {empty_texts.get('train', 0)} dropped from train, "
                      f"{empty_texts.get('val', 0)} from validation, {empty_texts.get('test', 0)} kept in test as one OOV token")
@@ -103,6 +126,26 @@ def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_sec
     return "\n".join(lines + winner_lines(study, confirmed, confirm_seconds))
 
 
+def data_line(data) -> str:
+    """The classes, the split sizes and chance level, in the terms of K classes."""
+    sizes = data.sizes()
+    names = ", ".join(data.class_names)
+    return (f"Data: {data.num_classes} classes ({names}); {sizes['train']} train, {sizes['val']} validation, "
+            f"{sizes['test']} test texts. Chance level: loss {data.chance_loss():.4f} (the entropy of the training "
+            f"label frequencies; ln {data.num_classes} = {math.log(data.num_classes):.4f} if balanced), accuracy "
+            f"{data.chance_accuracy():.4f} (always the most frequent class)")
+
+
+def test_report_lines(confirmed: list) -> list[str]:
+    """The winner's own model on the test split: accuracy, macro-F1, the confusion matrix, per-class scores."""
+    report = confirmed[0].test_report if confirmed else None
+    if not report:
+        return []
+    lines = [f"Winner on the test split (trial {confirmed[0].trial.number}'s model): accuracy {report['accuracy']:.4f}, "
+             f"macro-F1 {report['macro_f1']:.4f}"]
+    return lines + [f"  {line}" for line in format_report(report)]
+
+
 def winner_lines(study, confirmed: list, confirm_seconds: float) -> list[str]:
     """The best trial against the baseline, its parameters, its confirmation over seeds, the Pareto front."""
     best = best_trial(study)
@@ -115,6 +158,7 @@ def winner_lines(study, confirmed: list, confirm_seconds: float) -> list[str]:
     lines += [f"  {start_label(t):<20} trial {t.number} (placed before the sampler chose): value {t.value:.4f}" for t in placed]
     lines += [f"  {name:<20} {value}" for name, value in best.params.items()]
     lines += confirmation_lines(best, confirmed, confirm_seconds)
+    lines += test_report_lines(confirmed)
     if len(study.directions) > 1:
         lines.append("Pareto front (trial: values):")
         lines += [f"  {t.number}: {', '.join(f'{v:.4f}' for v in t.values)}" for t in sorted(study.best_trials, key=lambda t: t.number)]
@@ -164,6 +208,8 @@ def winner_figures(confirmed: list, confirm_seconds: float) -> dict[str, float]:
                "confirm_seeds_per_trial": len(winner.seeds), "confirm_seconds": confirm_seconds}
     if winner.test_accuracies:
         figures["best_test_accuracy"], figures["best_test_accuracy_sd"] = mean_sd(winner.test_accuracies)
+    if winner.test_report:
+        figures["best_test_macro_f1"] = winner.test_report["macro_f1"]
     return figures
 
 

@@ -38,6 +38,7 @@ class ImdbData(DataConfig):
     url: str = MISSING
     sha256: Optional[str] = MISSING
     encoding: str = MISSING
+    target: str = MISSING
 
 
 @dataclasses.dataclass
@@ -53,18 +54,20 @@ class SentencesData(DataConfig):
     sources: list[str] = MISSING
     encoding: str = MISSING
     test_split: float = MISSING
+    target: str = MISSING
 
 
 @dataclasses.dataclass
 class TableData(DataConfig):
     path: str = MISSING
+    val_path: Optional[str] = MISSING
     test_path: Optional[str] = MISSING
     format: str = MISSING
     sep: Optional[str] = MISSING
     header: bool = MISSING
     text_column: Any = MISSING  # a name, or a position when header is false
     label_column: Any = MISSING
-    label_map: Any = MISSING  # null, or {raw label: 0 or 1}
+    label_map: Any = MISSING  # null, or {raw label: class index 0..K-1}
     encoding: str = MISSING
     test_split: float = MISSING
 

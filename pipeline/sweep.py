@@ -210,7 +210,7 @@ def record_sweep(study, objective: Objective, wall_seconds: float, confirmed: li
     """Log the sweep's figures, summary and charts to the parent run and the log file; return the summary."""
     mine = objective.trials(study)
     data = objective.dataset(objective.cfg)
-    summary = report.sweep_summary(study, mine, wall_seconds, confirmed, confirm_seconds, data.empty_texts, stopped)
+    summary = report.sweep_summary(study, mine, wall_seconds, confirmed, confirm_seconds, data, stopped)
     saved_epochs, saved_seconds = report.pruning_savings(mine)
     counts = report.sweep_counts(mine)
     figures = counts | report.winner_figures(confirmed, confirm_seconds)

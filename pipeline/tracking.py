@@ -17,7 +17,8 @@ from pipeline.errors import exit_on_input_error
 from pipeline.figures import Attr, Fig
 from pipeline.model import model_label
 from pipeline.redaction import redact  # noqa: F401 - tracking.redact is used across the package
-from pipeline.report import learning_curves_figure, plt
+from pipeline.report import confusion_figure, learning_curves_figure, plt
+from pipeline.scores import per_class_metrics
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar for one small download
@@ -116,7 +117,8 @@ def log_data(data, cfg: DictConfig) -> None:
     log_datasets(data, cfg.data, ("train", "val", "test") if cfg.train.evaluate_test else ("train", "val"))
     mlflow.set_tag("data_cache", "hit" if data.cache_hit else "miss")
     mlflow.log_metrics({"prep_seconds": data.prep_seconds} | {f"empty_texts_{split}": n for split, n in data.empty_texts.items()})
-    mlflow.log_params({f"data_size.{split}": size for split, size in data.sizes().items()} | {"vocab_size": data.vocab_size})
+    mlflow.log_params({f"data_size.{split}": size for split, size in data.sizes().items()} | {"vocab_size": data.vocab_size}
+                      | {"num_classes": data.num_classes, "classes": ", ".join(data.class_names)[:6000]})
     if data.vocabulary:
         mlflow.log_text("\n".join(data.vocabulary), "vocabulary.txt")
 
@@ -137,7 +139,22 @@ def log_training(result, data, cfg: DictConfig, title: str | None) -> str | None
         model_id = export.log_model(result.model, data, cfg.data, int(result.summary.get("best_epoch", 0)))
         mlflow.log_metric("log_model_seconds", time.perf_counter() - started)
     mlflow.log_metrics(model_figures, model_id=model_id)
+    if result.test_report is not None:
+        log_test_report(result.test_report, mlflow.active_run().info.run_id, model_id)
     return model_id
+
+
+def log_test_report(report: dict, run_id: str, model_id: str | None = None) -> None:
+    """The test split's per-class scores on `run_id`: one metric per class and score, test_report.json, and
+    confusion_matrix.png with the class names."""
+    client = mlflow.MlflowClient()
+    for name, value in per_class_metrics(report).items():
+        client.log_metric(run_id, name, value, model_id=model_id)
+    client.log_metric(run_id, Fig.test_macro_f1, report["macro_f1"], model_id=model_id)
+    client.log_dict(run_id, report, "test_report.json")
+    figure = confusion_figure(report)
+    client.log_figure(run_id, figure, "confusion_matrix.png")
+    plt.close(figure)
 
 
 def describe_run(text: str, run_id: str | None = None) -> None:

@@ -23,6 +23,7 @@ from pipeline.figures import Fig
 from pipeline.model import build_model, model_label
 from pipeline.gradients import GradientSignal, plateau_gradient_figures
 from pipeline.report import format_summary
+from pipeline.scores import class_report, compile_classifier
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class TrainResult:
     history: dict[str, list[float]]  # per-epoch logs as Keras recorded them, EpochStats' figures included
     summary: dict[str, float]  # per-run figures: plateau, stall, timings, parameter count, test scores
     model: keras.Model
+    test_report: dict | None = None  # scores.class_report of the test split (train.evaluate_test)
 
 
 def plateau_epochs(losses: list[float], tolerance: float) -> int:
@@ -138,8 +140,8 @@ def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResu
     config.check (a bad optimizer or callback argument is still one InputError, found as it is made)."""
     keras.utils.set_random_seed(cfg.train.seed)
     started = time.perf_counter()
-    model = build_model(cfg.model, data.vocab_size)
-    model.compile(optimizer=config.instantiate(cfg.optimizer, "optimizer"), loss="binary_crossentropy", metrics=["accuracy"])
+    model = build_model(cfg.model, data.vocab_size, data.num_classes)
+    f1 = compile_classifier(model, data.num_classes, config.instantiate(cfg.optimizer, "optimizer"))
     built = time.perf_counter()
     best = BestEpoch(cfg.train.monitor)
     fitted = model.fit(
@@ -154,12 +156,22 @@ def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResu
     history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
     summary = run_summary(history, best.epoch, cfg.train)
     summary |= plateau_level(history.get("loss", []), summary[Fig.plateau_epochs], data.chance_loss(), cfg.train.chance_tolerance)
-    summary |= {Fig.params: model.count_params(), Fig.build_seconds: built - started, Fig.fit_seconds: fit_ended - built}
+    summary |= {Fig.params: model.count_params(), Fig.build_seconds: built - started, Fig.fit_seconds: fit_ended - built,
+                Fig.num_classes: data.num_classes}
+    report = None
     if cfg.train.evaluate_test:
-        test_loss, test_accuracy = model.evaluate(evaluation_stream(data.x_test, data.y_test, cfg.train), verbose=0)
-        summary |= {Fig.test_loss: test_loss, Fig.test_accuracy: test_accuracy}
-        summary[Fig.evaluate_seconds] = time.perf_counter() - fit_ended
-    return TrainResult(history=history, summary=summary, model=model)
+        figures, report = evaluate_test(model, f1, data, cfg.train)
+        summary |= figures | {Fig.evaluate_seconds: time.perf_counter() - fit_ended}
+    return TrainResult(history=history, summary=summary, model=model, test_report=report)
+
+
+def evaluate_test(model: keras.Model, f1, data: Dataset, train_cfg: DictConfig) -> tuple[dict[str, float], dict]:
+    """The test split scored once: loss, accuracy and macro-F1 as run figures, and the per-class report made from
+    the same evaluation's confusion matrix. `f1`: the model's compiled scores.MacroF1."""
+    scores = model.evaluate(evaluation_stream(data.x_test, data.y_test, train_cfg), verbose=0, return_dict=True)
+    report = class_report(keras.ops.convert_to_numpy(f1.matrix), data.class_names)
+    figures = {Fig.test_loss: scores["loss"], Fig.test_accuracy: scores["accuracy"], Fig.test_macro_f1: report["macro_f1"]}
+    return figures, report
 
 
 def run_summary(history: dict[str, list[float]], best_epoch: int | None, train_cfg: DictConfig) -> dict[str, float]:

@@ -44,9 +44,10 @@ def test_logged_model_scores_raw_text_as_the_trained_model_scores_its_ids(make_c
     model_id = export.model_of_run(run.info.run_id)
     logged = mlflow.pyfunc.load_model(f"models:/{model_id}")
     scores = logged.predict(pd.Series(texts))
-    np.testing.assert_allclose(scores["probability"].to_numpy(), on_ids, atol=1e-6)
-    np.testing.assert_array_equal(scores["label"].to_numpy(), (on_ids >= 0.5).astype(int))
-    assert list(logged.predict(pd.Series(["great film"])).columns) == ["label", "probability"]
+    np.testing.assert_allclose(scores["p_positive"].to_numpy(), on_ids, atol=1e-6)
+    np.testing.assert_allclose(scores["probability"].to_numpy(), np.maximum(on_ids, 1 - on_ids), atol=1e-6)
+    np.testing.assert_array_equal(scores["label"].to_numpy(), np.where(on_ids > 0.5, "positive", "negative"))
+    assert list(logged.predict(pd.Series(["great film"])).columns) == ["label", "probability", "p_negative", "p_positive"]
     assert logged.metadata.get_input_schema().input_types() == [mlflow.types.DataType.string]
     assert logged.metadata.saved_input_example_info is not None
 
@@ -73,10 +74,10 @@ def test_a_text_without_a_token_scores_as_one_oov_token_and_both_cut_sides_match
     cfg = make_cfg("model=pooling", *SMALL)
     data = prepare_data(cfg.data, cfg.paths.cache_dir)
     trained = train_model(cfg, data).model
-    on_text = export.text_model(trained, data.vocabulary, cfg.data)
+    on_text = export.text_model(trained, data.vocabulary, cfg.data, data.class_names)
     oov_row = np.zeros((1, cfg.data.max_len), dtype=np.int32)
     oov_row[0, 0] = VECTORIZER_OOV
-    np.testing.assert_allclose(on_text(np.array([["..."]])), trained(oov_row), atol=1e-6)
+    np.testing.assert_allclose(on_text(np.array([["..."]]))[:, 1:], trained(oov_row), atol=1e-6)  # p_positive
     long_text = " ".join(data.vocabulary[2:2 + 3 * cfg.data.max_len])
     ids = export.TokenIds(data.vocabulary, cfg.data.max_len, "pre")(np.array([[long_text]]))
     assert ids.numpy()[0].tolist() == list(range(2 + 2 * cfg.data.max_len, 2 + 3 * cfg.data.max_len)), "pre keeps the last tokens"
@@ -98,7 +99,7 @@ def test_data_without_raw_text_logs_a_model_of_token_ids_and_says_so(make_cfg, c
     logged = mlflow.pyfunc.load_model(f"models:/{model_id}")
     rows = [row[row > 0].tolist() for row in data.x_test[:5]]
     scores = logged.predict(pd.DataFrame({"token_ids": rows}))
-    np.testing.assert_allclose(scores["probability"], trained.predict(data.x_test[:5], verbose=0).reshape(-1), atol=1e-6)
+    np.testing.assert_allclose(scores["p_positive"], trained.predict(data.x_test[:5], verbose=0).reshape(-1), atol=1e-6)
 
 
 def test_runs_log_their_splits_as_datasets_with_the_cache_key_as_digest(make_cfg):

@@ -46,7 +46,7 @@ def rnn_predict(logged, cwd: Path, *overrides: str) -> subprocess.CompletedProce
 
 
 def printed_probabilities(stdout: str) -> list[float]:
-    return [float(line.split()[-1]) for line in stdout.strip().splitlines()[1:]]
+    return [float(line.split()[-3]) for line in stdout.strip().splitlines()[1:]]  # then p_negative, p_positive
 
 
 @pytest.mark.slow
@@ -55,7 +55,7 @@ def test_texts_on_the_command_line_with_a_run_id(logged, tmp_path):
     result = rnn_predict(logged, tmp_path, f"predict.model={logged['run_id']}", f"predict.texts=[{quoted}]")
     assert result.returncode == 0, result.stderr[-2000:]
     np.testing.assert_allclose(printed_probabilities(result.stdout), logged["expected"]["probability"], atol=5e-5)
-    assert result.stdout.splitlines()[0].split() == ["text", "label", "probability"]
+    assert result.stdout.splitlines()[0].split() == ["text", "label", "probability", "p_negative", "p_positive"]
 
 
 @pytest.mark.slow

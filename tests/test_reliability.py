@@ -51,7 +51,7 @@ def test_base_data_error_stops_before_any_study_or_run(tmp_path, sweep_overrides
     if bad == "one class":
         pd.DataFrame({"text": [f"fine {i}" for i in range(20)], "label": [1] * 20}).to_csv(path, index=False)
     overrides = [*sweep_overrides, "search=quick", "data=table", f"data.path={path}"]
-    with pytest.raises(InputError, match="no such file" if bad == "missing" else "only label 1 occurs"):
+    with pytest.raises(InputError, match="no such file" if bad == "missing" else "only label '1' occurs"):
         sweep(overrides)
     assert not (Path(compose(overrides).paths.mlruns_dir) / "optuna.db").exists()
     assert runs_of(overrides)[1:] == ([], [])
