@@ -111,7 +111,8 @@ def format_report(report: dict) -> list[str]:
     """The confusion matrix (rows: true class) and per-class scores as aligned text lines."""
     names = report["class_names"]
     width = max(8, *(len(name) for name in names))
-    cell = max(6, *(len(str(n)) for row in report["confusion_matrix"] for n in row))
+    counts = (len(str(n)) for row in report["confusion_matrix"] for n in row)
+    cell = max(6, *(min(len(name), 12) for name in names), *counts)  # a longer class name is cut in the header
     lines = ["Confusion matrix (rows: true class, columns: predicted):",
              f"  {'':<{width}}  " + " ".join(f"{name[:cell]:>{cell}}" for name in names)]
     lines += [f"  {name:<{width}}  " + " ".join(f"{n:>{cell}}" for n in row)

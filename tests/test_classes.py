@@ -54,6 +54,8 @@ def test_macro_f1_and_the_class_report_agree_with_scikit_learn(classes):
     assert [row["support"] for row in report["classes"]] == list(support)
     assert report["accuracy"] == pytest.approx(float((truth == predicted).mean()))
     assert "c1" in format_report(report)[1]
+    header = format_report(class_report([[3, 1], [0, 2]], ["negative", "positive"]))[1]
+    assert header.split() == ["negative", "positive"], "class names are not cut to the counts' width"
 
 
 # ------------------------------------------------------------------------------------------ data
