@@ -22,7 +22,7 @@ from pipeline.sweep import compose, run_sweep
 def run_fresh(trials: int, extra: list[str]) -> optuna.Study:
     folder = tempfile.mkdtemp(prefix="rnnsweep-overhead-")
     overrides = [
-        "search=quick", "data=sentences", "search.pruner=none", "search.n_workers=1", f"search.n_trials={trials}",
+        "search=quick", "data=sentences", "search.cv_folds=1", "search.pruner=none", "search.n_workers=1", f"search.n_trials={trials}",
         "search.show_progress_bar=false",
         f"paths.mlruns_dir={folder}/mlruns", f"paths.log_dir={folder}/logs", *extra,
     ]

@@ -26,7 +26,7 @@ DATA = {"imdb": ["data=imdb", "data.subset=10000", "data.split_seed=42"], "sente
 
 
 def measure(dataset: str, args, workdir: Path) -> tuple[optuna.Study, float]:
-    overrides = [f"search={args.search}", *DATA[dataset], *args.overrides]
+    overrides = [f"search={args.search}", *DATA[dataset], "search.cv_folds=1", *args.overrides]
     trials = 1 + len(compose(overrides).search.portfolio)
     storage = f"sqlite:///{workdir}/optuna.db"
     command = [

@@ -75,7 +75,7 @@ def main() -> None:
         args.trials, args.epochs = 4, 2
     folder = tempfile.mkdtemp(prefix="rnnsweep-steady-")
     data = ["data=sentences"] if args.tiny else ["data=imdb", f"data.subset={args.subset}", f"data.max_len={args.max_len}"]
-    overrides = ["search=default", "search.portfolio=[]", *data, "search.pruner=none", "search.confirm_top_k=0", "search.n_workers=1",
+    overrides = ["search=default", "search.portfolio=[]", *data, "search.cv_folds=1", "search.pruner=none", "search.confirm_top_k=0", "search.n_workers=1",
                  "search.show_progress_bar=false", f"train.epochs={args.epochs}", f"paths.mlruns_dir={folder}/mlruns",
                  f"paths.log_dir={folder}/logs", f"hydra.run.dir={folder}/hydra", *args.overrides]
     storage, study_name = f"sqlite:///{folder}/mlruns/optuna.db", compose([o for o in overrides if not o.startswith("hydra.")]).search.study_name

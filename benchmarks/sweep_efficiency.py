@@ -40,7 +40,8 @@ SPLIT_SEED = 42  # every tool and seed trains and validates on the same reviews
 def base_overrides(args, seed: int | None = None) -> list[str]:
     """The config every tool starts from; `seed` seeds sampling and training, while the data split stays fixed."""
     seeded = [f"seed={seed}"] if seed is not None else []
-    return [f"search={args.search}", f"data={args.data}", f"data.subset={args.subset or 'null'}", f"data.split_seed={SPLIT_SEED}", *seeded]
+    return [f"search={args.search}", f"data={args.data}", f"data.subset={args.subset or 'null'}", f"data.split_seed={SPLIT_SEED}",
+            "search.cv_folds=1", *seeded]
 
 
 # ----------------------------------------------------------------------------------- rnnsweep

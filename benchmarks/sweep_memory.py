@@ -30,7 +30,7 @@ def main() -> None:
         args.trials, args.chunk = 4, 2
     with tempfile.TemporaryDirectory() as folder:
         overrides = [
-            "search=default", "data=sentences", "data.max_len=20", "train.epochs=1", f"search.n_trials={args.chunk}",
+            "search=default", "data=sentences", "search.cv_folds=1", "data.max_len=20", "train.epochs=1", f"search.n_trials={args.chunk}",
             "search.show_progress_bar=false", "train.log_model=false", f"paths.mlruns_dir={folder}/mlruns",
             f"paths.log_dir={folder}/logs", f"tracking.uri=sqlite:///{folder}/mlflow.db",
         ]

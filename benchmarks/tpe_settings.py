@@ -43,7 +43,7 @@ def run(args, setting: str, seed: int, folder: Path) -> tuple[optuna.Study, floa
     """One `rnn-sweep` command; its study and wall seconds."""
     storage = f"sqlite:///{folder}/optuna.db"
     command = [
-        str(BIN / "rnn-sweep"), "search=default", f"data={args.data}", f"seed={seed}", "data.split_seed=42",
+        str(BIN / "rnn-sweep"), "search=default", f"data={args.data}", "search.cv_folds=1", f"seed={seed}", "data.split_seed=42",
         f"search.n_trials={args.trials}", f"search.storage={storage}", "search.study_name=tpe-settings",
         "search.show_progress_bar=false", "search.confirm_top_k=0", "search.register_as=null",
         f"paths.mlruns_dir={folder}/mlruns", f"paths.log_dir={folder}/logs", f"hydra.run.dir={folder}/hydra",

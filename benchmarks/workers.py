@@ -37,7 +37,7 @@ def run_layout(index: int, layout: list[str], args, extra: list[str], folder: Pa
     load = os.getloadavg()[0]
     started = time.perf_counter()
     result = subprocess.run(
-        [str(BIN / "rnn-sweep"), f"search={args.preset}", "data=sentences", "search.pruner=none", "search.confirm_top_k=0",
+        [str(BIN / "rnn-sweep"), f"search={args.preset}", "data=sentences", "search.cv_folds=1", "search.pruner=none", "search.confirm_top_k=0",
          *layout, f"search.n_trials={args.trials}", f"search.study_name={study}", "search.show_progress_bar=false",
          *([f"paths.cache_dir={args.cache}"] if args.cache else []), f"paths.mlruns_dir={mlruns}",
          f"paths.log_dir={folder}/logs-{index}-{round_index}", *extra],

@@ -183,6 +183,9 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "search.second_objective": one_of(None, "fit_seconds"),
     "search.confirm_top_k": integer(0),
     "search.confirm_seeds": integer(0),
+    "search.cv_folds": Rule(lambda value: value == "auto" or is_integer(value) and 1 <= value <= 20,
+                            "it must be auto, 1 (one validation split) or a number of folds from 2 to 20"),
+    "search.cv_auto_below": integer(0),
     "search.heartbeat_seconds": integer(1),
     "search.grace_seconds": integer(1),
     "search.max_retry": integer(0),
@@ -226,6 +229,7 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "train.evaluate_test": BOOLEAN,
     "train.plateau_tolerance": FRACTION,
     "train.chance_tolerance": FRACTION,
+    "train.divergence_factor": Rule(lambda value: is_number(value) and value > 1, "it must be a number > 1"),
     "train.verbose": one_of(0, 1, 2),
     "train.log_model": BOOLEAN,
     "train.log_gradients": BOOLEAN,
@@ -319,6 +323,9 @@ def check_study_settings(cfg: DictConfig) -> None:
     natural = "maximize" if higher_is_better(search.objective) else "minimize"
     if search.direction != natural:
         raise InputError(f"search.direction={search.direction} does not fit search.objective={search.objective}; allowed: {natural}")
+    if is_integer(search.cv_folds) and search.cv_folds > 1 and cfg.data.get("val_path"):
+        raise InputError(f"search.cv_folds={search.cv_folds} with data.val_path: a validation file is the validation "
+                         f"split; allowed: search.cv_folds=1 or auto, or drop data.val_path")
     if cfg.train.monitor != search.objective:
         raise InputError(f"train.monitor={cfg.train.monitor} must be search.objective={search.objective} in a sweep: "
                          "a trial's value and its kept weights come from one epoch")

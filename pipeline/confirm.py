@@ -17,12 +17,13 @@ import optuna
 from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline import export, signals, tracking, workers
+from pipeline import export, ranking, signals, tracking, workers
 from pipeline.datasets import log_datasets
 from pipeline.config import compose
 from pipeline.figures import Attr, Fig
+from pipeline.folds import cross_validate, fold_count
 from pipeline.report import best_trial, mean_sd
-from pipeline.objective import Objective, TrialFailed, failures_blamed_on_the_config
+from pipeline.objective import Objective, TrialFailed, divergence, failures_blamed_on_the_config
 from pipeline.train import evaluate_test, train_model
 
 log = logging.getLogger(__name__)
@@ -35,12 +36,17 @@ class Confirmed:
     trial: FrozenTrial
     seeds: list[int]
     values: list[float]  # the objective per seed (NaN where that seed diverged)
+    val_losses: list[float]  # the best epoch's validation loss per seed (NaN where unknown): the tie-break
     test_accuracies: list[float]  # per seed where a test score exists
     test_report: dict | None = None  # scores.class_report of the trial's own stored model on the test split
 
     @property
     def mean(self) -> float:
         return mean_sd(self.values)[0]
+
+    @property
+    def mean_val_loss(self) -> float:
+        return mean_sd(self.val_losses)[0]
 
     def describe(self, figures: list[float]) -> str:
         """mean ± sd, and over how many seeds when fewer than all (a seed without a stored model has no test score)."""
@@ -52,9 +58,13 @@ class Confirmed:
 
 
 def ranked(study: optuna.Study) -> list[FrozenTrial]:
-    """Complete trials, best value first (single-objective studies)."""
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    return sorted(trials, key=lambda t: t.value, reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
+    """Complete trials, best first in ranking's order (single-objective studies)."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return ranking.ranked_trials(trials, maximizes(study))
+
+
+def maximizes(study: optuna.Study) -> bool:
+    return study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
 
 
 def confirm(study: optuna.Study, objective: Objective) -> list[Confirmed]:
@@ -65,8 +75,7 @@ def confirm(study: optuna.Study, objective: Objective) -> list[Confirmed]:
     if not search.confirm_top_k or len(study.directions) > 1:
         return [confirm_trial(study, best_trial(study), 0, objective)]
     table = [confirm_trial(study, trial, search.confirm_seeds, objective) for trial in ranked(study)[: search.confirm_top_k]]
-    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
-    return sorted(table, key=lambda row: -sign * row.mean if math.isfinite(row.mean) else math.inf)
+    return sorted(table, key=lambda row: ranking.rank_key(row.mean, row.mean_val_loss, maximizes(study)))
 
 
 def confirm_trial(study, trial: FrozenTrial, extra_seeds: int, objective: Objective) -> Confirmed:
@@ -77,7 +86,8 @@ def confirm_trial(study, trial: FrozenTrial, extra_seeds: int, objective: Object
         own_test, report = stored_model_test_scores(trial, cfg, data)
         study.set_user_attr(f"test_report:{trial.number}", report)
         study.set_user_attr(f"test:{trial.number}", own_test)
-    row = Confirmed(trial, [cfg.train.seed], [trial.values[0]], [own_test] if own_test is not None else [], report)
+    own_val_loss = trial.user_attrs.get(Attr.tie_break, math.nan)
+    row = Confirmed(trial, [cfg.train.seed], [trial.values[0]], [own_val_loss], [own_test] if own_test is not None else [], report)
     for seed in range(cfg.train.seed + 1, cfg.train.seed + 1 + extra_seeds):
         key = f"confirm:{trial.number}:{seed}"
         figures = study.user_attrs.get(key)
@@ -87,6 +97,7 @@ def confirm_trial(study, trial: FrozenTrial, extra_seeds: int, objective: Object
             study.set_user_attr(key, figures)
         row.seeds.append(seed)
         row.values.append(figures["value"] if figures["value"] is not None else math.nan)
+        row.val_losses.append(figures.get("val_loss") if figures.get("val_loss") is not None else math.nan)
         if figures["test_accuracy"] is not None:
             row.test_accuracies.append(figures["test_accuracy"])
     return row
@@ -108,17 +119,22 @@ def train_with_seed(trial: FrozenTrial, seed: int, data, threads: list[str]) -> 
             tracking.log_training(result, data, cfg, title=f"trial {trial.number}, seed {seed}")
     except TrialFailed as failure:  # this seed failed the config: a figure of the config, not a reason to stop
         log.warning("trial %d with seed %d failed: %s", trial.number, seed, failure)
-        return {"value": None, "test_accuracy": None}
-    diverged = result.summary[Fig.nan_loss]
+        return {"value": None, "test_accuracy": None, "val_loss": None}
+    diverged = divergence(result.summary) is not None
     return {
         "value": None if diverged else result.summary.get(Fig.best(cfg.search.objective)),
         "test_accuracy": None if diverged else result.summary.get(Fig.test_accuracy),
+        "val_loss": None if diverged else result.summary.get(Fig.best("val_loss")),
     }
 
 
 def train_seed(cfg: DictConfig, data):
+    """The config trained with its seed: one model, or with search.cv_folds, every fold and the final model."""
+    folds = fold_count(cfg.search, cfg.data, data)
     try:
         with failures_blamed_on_the_config():
+            if folds > 1:
+                return cross_validate(cfg, data, folds, after_fold=lambda index, mean: False)[0]
             return train_model(cfg, data)
     except TrialFailed as failure:
         mlflow.set_tags({"fail_reason": str(failure)[:5000]})

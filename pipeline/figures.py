@@ -16,6 +16,8 @@ class Fig(StrEnum):
     plateau_censored = "plateau_censored"  # 1: the run ended still on its plateau (plateau_epochs is a lower bound)
     longest_stall = "longest_stall"
     nan_loss = "nan_loss"
+    final_loss = "final_loss"  # the last epoch's training loss
+    diverged_at = "diverged_at"  # from 1: the epoch whose training loss passed train.divergence_factor x chance; 0: none
     best_epoch = "best_epoch"  # from 1: the epoch whose weights were kept
     chance_loss = "chance_loss"
     plateau_loss = "plateau_loss"
@@ -31,6 +33,9 @@ class Fig(StrEnum):
     test_loss = "test_loss"
     test_accuracy = "test_accuracy"
     test_macro_f1 = "test_macro_f1"
+    cv_folds = "cv_folds"  # search.cv_folds as decided for the data (1: one validation split)
+    cv_folds_run = "cv_folds_run"  # folds trained (fewer when pruned or diverged)
+    cv_sd = "cv_sd"  # the sd of the objective over the folds
     num_classes = "num_classes"  # K: 2 is one sigmoid output, more a softmax
 
     @staticmethod
@@ -50,6 +55,8 @@ class Attr(StrEnum):
     mlflow_model_id = "mlflow_model_id"  # the trial's logged MLflow model (string in, probability out)
     learning_rate = "learning_rate"
     epochs_planned = "epochs_planned"
+    tie_break = "best_val_loss"  # the best epoch's validation loss: it ranks trials tied on the objective
+    outside_space = "outside_space"  # the baseline's config values that lie outside search.space, run as they are
 
     @staticmethod
     def curve(metric: str) -> str:
@@ -65,5 +72,5 @@ def start_label(trial) -> str | None:
 REMEMBERED = (  # the run figures every trial keeps in the study for the charts, the summary and the diagnosis
     Fig.plateau_epochs, Fig.plateau_censored, Fig.longest_stall, Fig.epochs_run, Fig.fit_seconds, Fig.build_seconds,
     Fig.chance_loss, Fig.plateau_loss, Fig.plateau_at_chance, Fig.best_epoch, Fig.plateau_grad_norm, Fig.escape_grad_norm,
-    Fig.plateau_update_ratio, Fig.escape_update_ratio, Fig.num_classes,
+    Fig.plateau_update_ratio, Fig.escape_update_ratio, Fig.num_classes, Fig.cv_folds, Fig.cv_sd,
 )

@@ -22,6 +22,7 @@ from pipeline.config import chosen_groups, compose_with_values, quoted_override
 from pipeline.data import cache_key, prepare_data
 from pipeline.errors import InputError
 from pipeline.figures import REMEMBERED, Attr, Fig
+from pipeline.folds import cross_validate, fold_count
 from pipeline.space import parse_space, suggest
 from pipeline.train import TrainResult, train_model
 
@@ -114,12 +115,12 @@ class Objective:
         cfg, data = self.trial_config(trial)
         result, pruned_at = self.run_trial(trial, cfg, data)
         if pruned_at:
-            raise optuna.TrialPruned(f"pruned at epoch {pruned_at}")
+            raise optuna.TrialPruned(f"pruned at {pruned_at}")
         return self.values(trial, result)
 
     def trial_config(self, trial: optuna.Trial) -> tuple[DictConfig, object]:
         """The trial's config (the base overrides plus its sampled values), checked, and its data."""
-        sampled = suggest(trial, self.entries, self.cfg, self.groups)
+        sampled = suggest(trial, self.entries, self.cfg, self.groups, trial.user_attrs.get(Attr.outside_space))
         group_choices = [o for o in sampled if o.split("=", 1)[0] in self.groups]  # e.g. optimizer=rmsprop
         values = [o for o in sampled if o not in group_choices]
         values.append(quoted_override("search.study_name", self.cfg.search.study_name))  # the sweep's, whatever body the trial has
@@ -133,34 +134,51 @@ class Objective:
             trial.set_user_attr(Attr.fail_kind, FAIL_INPUT)
             raise
 
-    def run_trial(self, trial: optuna.Trial, cfg: DictConfig, data) -> tuple[TrainResult, int | None]:
-        """Train inside the trial's nested MLflow run and record it; return the result and the epoch it was pruned at."""
+    def run_trial(self, trial: optuna.Trial, cfg: DictConfig, data) -> tuple[TrainResult, str | None]:
+        """Train inside the trial's nested MLflow run and record it; return the result and when it was pruned
+        ("epoch N", or "fold N" with search.cv_folds), None if it was not."""
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, parent_run_id=self.parent_run_id,  # a worker process has no active parent
                               tags=self.tags(cfg, trial)) as run:
             trial.set_user_attr(Attr.mlflow_run_id, run.info.run_id)
             tracking.log_config(cfg, skip=("search", "lr_find"))
             tracking.log_data(data, cfg)
-            pruning = self.pruning_callback(trial)
-            result = self.train(trial, cfg, data, pruning)
+            folds = fold_count(cfg.search, cfg.data, data)
+            result, pruned_at = self.train(trial, lambda: self.fit(trial, cfg, data, folds))
             remember(trial, cfg, result)
             model_id = tracking.log_training(result, data, cfg, title=None)  # the invoker has its chart drawn
             if model_id:
                 trial.set_user_attr(Attr.mlflow_model_id, model_id)
             tracking.describe_run(trial_description(trial, cfg, result))
-            if result.summary[Fig.nan_loss]:
-                self.fail(trial, f"training loss became NaN or inf at epoch {result.summary[Fig.epochs_run]}")
-            pruned_at = pruning[0].pruned_at_epoch if pruning else None
+            if reason := divergence(result.summary):
+                self.fail(trial, reason)
             mlflow.set_tag("trial_state", "PRUNED" if pruned_at else "COMPLETE")
             if pruned_at:
-                mlflow.log_metric("pruned_at_epoch", pruned_at)
+                mlflow.log_metric("pruned_at_epoch" if folds == 1 else "pruned_after_fold", int(pruned_at.split()[1]))
         return result, pruned_at
 
-    def train(self, trial: optuna.Trial, cfg: DictConfig, data, pruning: list) -> TrainResult:
-        """train_model; what it raises is the hyperparameters' doing, except a signal or an input error."""
+    def fit(self, trial: optuna.Trial, cfg: DictConfig, data, folds: int) -> tuple[TrainResult, str | None]:
+        """One model, pruned by epoch; or, with folds, one per fold, pruned between folds (pipeline/folds.py)."""
+        if folds == 1:
+            pruning = self.pruning_callback(trial)
+            result = train_model(cfg, data, extra_callbacks=pruning)
+            pruned_at = pruning[0].pruned_at_epoch if pruning else None
+            return result, pruned_at and f"epoch {pruned_at}"
+        result, pruned_after = cross_validate(cfg, data, folds, lambda index, mean: self.prune_after_fold(trial, index, mean))
+        return result, pruned_after and f"fold {pruned_after}"
+
+    def prune_after_fold(self, trial: optuna.Trial, index: int, mean: float) -> bool:
+        """The folds' mean so far, reported at step `index`: the pruner compares trials after the same fold."""
+        if config.is_pruner(self.cfg, "NopPruner") or mean != mean:
+            return False
+        trial.report(mean, step=index)
+        return trial.should_prune()
+
+    def train(self, trial: optuna.Trial, fit):
+        """`fit()`; what it raises is the hyperparameters' doing, except a signal or an input error."""
         kinds = {signals.Interrupted: FAIL_INTERRUPTED, InputError: FAIL_INPUT, TrialFailed: FAIL_HYPERPARAMETERS}
         try:
             with failures_blamed_on_the_config():
-                return train_model(cfg, data, extra_callbacks=pruning)
+                return fit()
         except tuple(kinds) as error:
             self.record_failure(trial, next(kind for cls, kind in kinds.items() if isinstance(error, cls)), str(error))
             raise
@@ -194,6 +212,16 @@ class Objective:
         return best, result.summary[self.cfg.search.second_objective]
 
 
+def divergence(summary: dict) -> str | None:
+    """Why a run diverged (its training loss NaN or inf, or past train.divergence_factor x chance); None if not."""
+    if summary[Fig.nan_loss]:
+        return f"training loss became NaN or inf at epoch {summary[Fig.epochs_run]}"
+    if summary.get(Fig.diverged_at):
+        return (f"diverged: training loss {summary[Fig.final_loss]:.3g} at epoch {summary[Fig.diverged_at]} is over "
+                f"train.divergence_factor times the chance loss {summary[Fig.chance_loss]:.3g}")
+    return None
+
+
 def trial_description(trial: optuna.Trial, cfg: DictConfig, result: TrainResult) -> str:
     """One line for the trial run's description in the MLflow UI: what was tried and what it scored."""
     sampled = ", ".join(f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}" for name, value in trial.params.items())
@@ -206,6 +234,9 @@ def remember(trial: optuna.Trial, cfg: DictConfig, result: TrainResult) -> None:
     """What the end-of-sweep charts need, kept in the study itself (any worker's trials can be charted)."""
     trial.set_user_attr(Attr.learning_rate, float(cfg.optimizer.learning_rate))
     trial.set_user_attr(Attr.epochs_planned, cfg.train.epochs)
+    tie_break = result.summary.get(Fig.best("val_loss"))
+    if tie_break is not None and math.isfinite(tie_break):
+        trial.set_user_attr(Attr.tie_break, float(tie_break))
     for name in REMEMBERED:
         if name in result.summary:
             trial.set_user_attr(name, float(result.summary[name]))

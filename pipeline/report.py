@@ -9,6 +9,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only: runs are often unattended, with no display
 import matplotlib.pyplot as plt
 
+from optuna.trial import TrialState
+
+from pipeline import ranking
 from pipeline.diagnosis import plateau_diagnosis
 from pipeline.figures import Attr, Fig, start_label
 from pipeline.scores import format_report
@@ -84,9 +87,13 @@ def format_summary(summary: dict[str, float]) -> str:
 
 
 def best_trial(study):
-    """The best trial; in a two-objective study, the Pareto trial best on the first objective."""
+    """The best trial (ranking's order: a tie on the value goes to the lower validation loss); in a
+    two-objective study, the Pareto trial best on the first objective."""
     if len(study.directions) == 1:
-        return study.best_trial
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not done:
+            raise ValueError("No trials are completed yet.")
+        return ranking.ranked_trials(done, study.direction.name == "MAXIMIZE")[0]
     pick = max if study.directions[0].name == "MAXIMIZE" else min
     return pick(study.best_trials, key=lambda trial: trial.values[0])
 
@@ -97,7 +104,7 @@ def sweep_counts(trials) -> dict[str, int]:
 
 
 def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_seconds: float,
-                  data, stopped: Exception | None = None) -> str:
+                  data, stopped: Exception | None = None, objective: str = "val_accuracy", folds: int = 1) -> str:
     """The end-of-sweep text: this invocation's counts and wall time, what the data lost, plateaus stopped early,
     the winner confirmed over seeds (or the study's best trial), the Pareto front."""
     counts = sweep_counts(mine)
@@ -111,6 +118,9 @@ def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_sec
     if stopped is not None:
         lines.append(f"Stopped: {stopped}")
     lines.append(data_line(data))
+    if folds > 1:
+        lines.append(f"Validation: {folds}-fold cross-validation over the {validated(data, folds)} training and "
+                     f"validation texts (search.cv_folds); each trial's value is the mean over its folds")
     empty_texts = data.empty_texts
     if any(empty_texts.values()):
         lines.append(f"Data: texts with no token after standardization: {empty_texts.get('train', 0)} dropped from train, "
@@ -123,7 +133,69 @@ def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_sec
     lines += plateau_diagnosis(study.trials)
     if not total["trials_complete"]:
         return "\n".join(lines + ["No trial has completed yet."])
-    return "\n".join(lines + winner_lines(study, confirmed, confirm_seconds))
+    lines += winner_lines(study, confirmed, confirm_seconds)
+    return "\n".join(lines + warning_lines(study, confirmed, data, objective, folds))
+
+
+def validated(data, folds: int) -> int:
+    """How many texts a trial's value was measured on: the validation split, or every text once across the folds."""
+    sizes = data.sizes()
+    return sizes["val"] + (sizes["train"] if folds > 1 else 0)
+
+
+def warning_lines(study, confirmed: list, data, objective: str, folds: int = 1) -> list[str]:
+    """Plain warnings about the answer itself: leaders the validation split cannot tell apart, a winner within
+    noise of chance on the test split, a winner whose best epoch was its first."""
+    if len(study.directions) > 1:
+        return []
+    winner = confirmed[0].trial if confirmed else best_trial(study)
+    lines = leaders_warning(study, winner, validated(data, folds), objective, folds)
+    lines += chance_warning(confirmed, data)
+    if winner.user_attrs.get(Fig.best_epoch) == 1:
+        planned = winner.user_attrs.get(Attr.epochs_planned)
+        lines.append(f"Warning: the winner's best epoch was its first (of {winner.user_attrs.get(Fig.epochs_run, planned):.0f} "
+                     f"run): it may have barely trained. Look at its curves; raise train.epochs or lower the learning rate.")
+    return lines
+
+
+def standard_error(share: float, count: int) -> float:
+    """The standard error of a share (an accuracy) measured on `count` texts; a share of 0 or 1 counts as 1/count
+    from its bound (one text more or less), not as an exact figure."""
+    share = min(max(share, 1 / count), 1 - 1 / count)
+    return math.sqrt(share * (1 - share) / count)
+
+
+def leaders_warning(study, winner, n_val: int, objective: str, folds: int = 1) -> list[str]:
+    """Trials whose value ties the winner's, or (an accuracy or F1 objective) lies within one standard error of it."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.number != winner.number]
+    tied = [t for t in done if ranking.ties(t.value, winner.value)]
+    error = standard_error(winner.value, n_val) if n_val and "loss" not in objective else 0.0
+    close = [t for t in done if abs(t.value - winner.value) <= error]
+    if not close and not tied:
+        return []
+    how = (f"{others(len(tied), 'ties', 'tie')} with it at {objective} {winner.value:.4f}; the lower validation loss "
+           f"decided" if tied else f"{others(len(close), 'scores', 'score')} within one standard error (±{error:.3f} "
+                                   f"on {n_val} validation texts) of its {objective} {winner.value:.4f}")
+    remedy = "More data would separate them." if folds > 1 else "More data, or search.cv_folds=5, would separate them."
+    return [f"Warning: the validation split cannot tell the leaders apart: {how}. {remedy}"]
+
+
+def others(count: int, one: str, many: str) -> str:
+    return f"1 other trial {one}" if count == 1 else f"{count} other trials {many}"
+
+
+def chance_warning(confirmed: list, data) -> list[str]:
+    """The winner's test accuracy within two standard errors of always answering the most frequent class."""
+    tests = confirmed[0].test_accuracies if confirmed else []
+    n_test = data.sizes()["test"]
+    if not tests or not n_test:
+        return []
+    accuracy, chance = mean_sd(tests)[0], data.chance_accuracy()
+    noise = 2 * standard_error(chance, n_test)
+    if accuracy - chance > noise:
+        return []
+    return [f"Warning: the winner's test accuracy {accuracy:.4f} is within noise of chance ({chance:.4f} ± {noise:.4f} "
+            f"on {n_test} test texts): it may have learned nothing. Try more epochs, other learning rates or more data."]
 
 
 def data_line(data) -> str:
@@ -150,7 +222,9 @@ def winner_lines(study, confirmed: list, confirm_seconds: float) -> list[str]:
     """The best trial against the baseline, its parameters, its confirmation over seeds, the Pareto front."""
     best = best_trial(study)
     values = ", ".join(f"{v:.4f}" for v in best.values)
-    lines = [f"Best trial {best.number}: value {values} (best epoch {best.user_attrs.get(Fig.best_epoch, 0):.0f})"]
+    folds = best.user_attrs.get(Fig.cv_folds, 1)
+    spread = f", the mean of {folds:.0f} folds, sd {best.user_attrs[Fig.cv_sd]:.4f}" if folds > 1 else ""
+    lines = [f"Best trial {best.number}: value {values} (best epoch {best.user_attrs.get(Fig.best_epoch, 0):.0f}{spread})"]
     baseline = next((t for t in study.trials if t.user_attrs.get(Attr.baseline) and t.values), None)
     if baseline and len(study.directions) == 1:
         lines.append(f"  {'baseline':<20} trial {baseline.number} (the config's own values): value {baseline.value:.4f}")

@@ -104,6 +104,7 @@ class TrainConfig:
     evaluate_test: bool = MISSING
     plateau_tolerance: float = MISSING
     chance_tolerance: float = MISSING
+    divergence_factor: float = MISSING
     verbose: int = MISSING
     log_model: bool = MISSING
     log_gradients: bool = MISSING
@@ -161,6 +162,8 @@ class SearchConfig:
     second_objective: Optional[str] = MISSING
     confirm_top_k: int = MISSING
     confirm_seeds: int = MISSING
+    cv_folds: Any = MISSING  # auto, or an integer from 1 to 20
+    cv_auto_below: int = MISSING
     register_as: Optional[str] = MISSING
     heartbeat_seconds: int = MISSING
     grace_seconds: int = MISSING

@@ -158,23 +158,28 @@ def current_value(cfg: DictConfig, path: str, groups: dict[str, str]):
     return groups[path] if path in groups else OmegaConf.select(cfg, path)
 
 
-def baseline_params(cfg: DictConfig, base_overrides: list[str]) -> dict:
-    """The space's parameters at the composed config's own values (those inside the space): the baseline trial."""
-    groups, params = chosen_groups(base_overrides), {}
+def baseline_params(cfg: DictConfig, base_overrides: list[str]) -> tuple[dict, dict]:
+    """The baseline trial: the space's parameters at the composed config's own values, and apart those of its
+    values that lie outside the space (entries whose `when` holds for the config), run as they are."""
+    groups, params, outside = chosen_groups(base_overrides), {}, {}
     for entry in parse_space(cfg):
         value = current_value(cfg, entry.path, groups)
         if entry.contains(value):
             params[entry.name] = value
-    return params
+        elif not entry.when_path or current_value(cfg, entry.when_path, groups) in entry.when_in:
+            outside[entry.name] = value
+    return params, outside
 
 
-def suggest(trial: optuna.Trial, entries: list[Entry], cfg: DictConfig, groups: dict[str, str]) -> list[str]:
+def suggest(trial: optuna.Trial, entries: list[Entry], cfg: DictConfig, groups: dict[str, str],
+            given: dict | None = None) -> list[str]:
     """Sample the space (define-by-run: an entry whose `when` does not hold is skipped); return overrides.
 
-    `groups`: the config groups' options chosen by the base command line (config.chosen_groups)."""
-    chosen = {}
+    `groups`: the config groups' options chosen by the base command line (config.chosen_groups); `given`: values
+    outside the space that the trial runs as they are, unsampled (Attr.outside_space: the baseline's)."""
+    given, chosen = given or {}, {}
     for entry in entries:
         if entry.when_path and chosen.get(entry.when_path, current_value(cfg, entry.when_path, groups)) not in entry.when_in:
             continue
-        chosen[entry.path] = entry.sample(trial)
+        chosen[entry.path] = given[entry.name] if entry.name in given else entry.sample(trial)
     return [override(path, value) for path, value in chosen.items()]

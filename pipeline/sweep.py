@@ -26,6 +26,7 @@ from pipeline.confirm import confirm
 from pipeline.cost_guard import CostGuard
 from pipeline.errors import InputError, console_entry, hydra_task
 from pipeline.figures import Attr
+from pipeline.folds import check_folds, fold_count
 from pipeline.lr_range import apply_lr_range, log_lr_range, lr_entry
 from pipeline.objective import Objective, TrialFailed
 from pipeline.datasets import log_datasets
@@ -119,7 +120,8 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
     started = time.perf_counter()
     check_sweep(cfg, base_overrides)
     objective = Objective(cfg, [*base_overrides, *workers.thread_overrides(workers.invoker_threads(cfg))])
-    objective.dataset(cfg)  # the base config's data, before any study or run exists: a data error stops here
+    data = objective.dataset(cfg)  # the base config's data, before any study or run exists: a data error stops here
+    check_folds(cfg, data)  # a class too small for search.cv_folds stops here too
     signals.check()
     with workers.Pool(cfg, base_overrides) as pool:  # worker processes, if any: they start now, and wait for the study
         return search(cfg, objective, pool, started)
@@ -158,6 +160,7 @@ def study_complete(study: optuna.Study, cfg: DictConfig) -> bool:
 
 def log_sweep_inputs(cfg: DictConfig, objective: Objective, lr_range) -> None:
     tracking.log_config(cfg)
+    mlflow.log_param("cv_folds_used", fold_count(cfg.search, cfg.data, objective.dataset(cfg)))  # auto, decided
     log_lr_range(lr_range, cfg, objective.dataset(cfg).chance_loss())
     log_datasets(objective.dataset(cfg), cfg.data, ("train", "val", "test"))  # trials fit and select, the winner is tested
     mlflow.log_text(OmegaConf.to_yaml(cfg.search.space), "search_space.yaml")
@@ -210,7 +213,8 @@ def record_sweep(study, objective: Objective, wall_seconds: float, confirmed: li
     """Log the sweep's figures, summary and charts to the parent run and the log file; return the summary."""
     mine = objective.trials(study)
     data = objective.dataset(objective.cfg)
-    summary = report.sweep_summary(study, mine, wall_seconds, confirmed, confirm_seconds, data, stopped)
+    summary = report.sweep_summary(study, mine, wall_seconds, confirmed, confirm_seconds, data, stopped,
+                                   objective.cfg.search.objective, fold_count(objective.cfg.search, objective.cfg.data, data))
     saved_epochs, saved_seconds = report.pruning_savings(mine)
     counts = report.sweep_counts(mine)
     figures = counts | report.winner_figures(confirmed, confirm_seconds)

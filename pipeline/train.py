@@ -15,7 +15,7 @@ import keras
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import CONFIG_DIR, MONITORED, config, higher_is_better, signals, tracking
+from pipeline import CONFIG_DIR, MONITORED, config, higher_is_better, ranking, signals, tracking
 from pipeline.batching import evaluation_stream, training_stream
 from pipeline.data import Dataset, prepare_data
 from pipeline.errors import console_entry, hydra_task
@@ -62,22 +62,63 @@ def longest_stall(val_losses: list[float]) -> int:
 
 
 class BestEpoch(keras.callbacks.Callback):
-    """Keeps the weights of the best epoch of `monitor` and restores them however training ends (out of
-    epochs, early-stopped, pruned, NaN): the model kept, stored and tested is the one its figures describe."""
+    """Keeps the weights of the best epoch of `monitor` (ranking.rank_key: a tie goes to the lower val_loss) and
+    restores them however training ends (out of epochs, early-stopped, pruned, NaN): the model kept, stored and
+    tested is the one its figures describe."""
 
     def __init__(self, monitor: str):
         super().__init__()
-        self.monitor, self.better = monitor, operator.gt if higher_is_better(monitor) else operator.lt
-        self.epoch, self.value, self.weights = None, None, None
+        self.monitor, self.maximize = monitor, higher_is_better(monitor)
+        self.epoch, self.value, self.key, self.weights = None, None, None, None
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is not None and math.isfinite(value) and (self.value is None or self.better(value, self.value)):
-            self.epoch, self.value, self.weights = epoch, float(value), self.model.get_weights()
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        if value is None or not math.isfinite(value):
+            return
+        key = ranking.rank_key(value, logs.get("val_loss"), self.maximize)
+        if self.key is None or key < self.key:
+            self.epoch, self.value, self.key, self.weights = epoch, float(value), key, self.model.get_weights()
 
     def on_train_end(self, logs=None):
         if self.weights is not None:
             self.model.set_weights(self.weights)
+
+
+class EarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras' EarlyStopping with ranking's order: an epoch that ties the best monitored value (within min_delta)
+    with a lower val_loss is progress. An accuracy saturated at 1.0 no longer stops a model whose loss still falls."""
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.best_val_loss, self.val_loss = math.inf, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.val_loss = (logs or {}).get("val_loss")
+        super().on_epoch_end(epoch, logs)
+        if self.best_epoch == epoch and ranking.finite(self.val_loss):
+            self.best_val_loss = self.val_loss
+
+    def _is_improvement(self, monitor_value, reference_value):
+        if super()._is_improvement(monitor_value, reference_value):
+            return True
+        tied = ranking.ties(monitor_value, reference_value, self.min_delta)
+        return tied and ranking.finite(self.val_loss) and self.val_loss < self.best_val_loss
+
+
+class TerminateOnDivergence(keras.callbacks.Callback):
+    """Stops training once an epoch's training loss exceeds `limit` (train.divergence_factor x the chance loss):
+    finite but exploded, a divergence like NaN. Its epoch (from 1) is kept in `diverged_at`."""
+
+    def __init__(self, limit: float):
+        super().__init__()
+        self.limit, self.diverged_at = limit, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and math.isfinite(loss) and loss > self.limit:
+            self.diverged_at = epoch + 1
+            self.model.stop_training = True
 
 
 class EpochStats(keras.callbacks.Callback):
@@ -126,12 +167,17 @@ class StopOnSignal(keras.callbacks.Callback):
         signals.check()
 
 
-def make_callbacks(cfg: DictConfig, n_train: int, best: BestEpoch, extra: list) -> list:
+def make_callbacks(cfg: DictConfig, n_train: int, best: BestEpoch, divergence: TerminateOnDivergence,
+                   extra: list, validating: bool = True) -> list:
     """Ours first (they add figures to the logs), then the configured ones, then MLflow, then the caller's;
-    the best-epoch keeper last, so its weights are the ones restored at the end."""
+    the best-epoch keeper last, so its weights are the ones restored at the end. Without a validation split
+    (a cross-validation's final model trains for the epochs its folds chose) the configured ones, which watch
+    validation figures, and the best-epoch keeper stay out: the last epoch's weights are kept."""
     logger = [tracking.MlflowEpochLogger()] if mlflow.active_run() else []
-    ours = [EpochStats(n_train), keras.callbacks.TerminateOnNaN(), StopOnSignal()]
+    ours = [EpochStats(n_train), keras.callbacks.TerminateOnNaN(), divergence, StopOnSignal()]
     ours += [GradientSignal()] if cfg.train.log_gradients else []
+    if not validating:
+        return [*ours, *logger, *extra]
     return [*ours, *config.configured_callbacks(cfg), *logger, *extra, best]
 
 
@@ -144,12 +190,14 @@ def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResu
     f1 = compile_classifier(model, data.num_classes, config.instantiate(cfg.optimizer, "optimizer"))
     built = time.perf_counter()
     best = BestEpoch(cfg.train.monitor)
+    divergence = TerminateOnDivergence(cfg.train.divergence_factor * data.chance_loss())
+    validating = len(data.y_val) > 0  # not the final model of a cross-validation (pipeline/folds.py)
     fitted = model.fit(
         training_stream(data.x_train, data.y_train, cfg.train, cfg.train.seed),
-        validation_data=evaluation_stream(data.x_val, data.y_val, cfg.train),
+        validation_data=evaluation_stream(data.x_val, data.y_val, cfg.train) if validating else None,
         epochs=cfg.train.epochs,
         shuffle=False,  # the stream reshuffles itself every epoch (train.shuffle)
-        callbacks=make_callbacks(cfg, len(data.y_train), best, list(extra_callbacks)),
+        callbacks=make_callbacks(cfg, len(data.y_train), best, divergence, list(extra_callbacks), validating),
         verbose=cfg.train.verbose,
     )
     fit_ended = time.perf_counter()
@@ -157,7 +205,7 @@ def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResu
     summary = run_summary(history, best.epoch, cfg.train)
     summary |= plateau_level(history.get("loss", []), summary[Fig.plateau_epochs], data.chance_loss(), cfg.train.chance_tolerance)
     summary |= {Fig.params: model.count_params(), Fig.build_seconds: built - started, Fig.fit_seconds: fit_ended - built,
-                Fig.num_classes: data.num_classes}
+                Fig.num_classes: data.num_classes, Fig.diverged_at: divergence.diverged_at or 0}
     report = None
     if cfg.train.evaluate_test:
         figures, report = evaluate_test(model, f1, data, cfg.train)
@@ -185,6 +233,7 @@ def run_summary(history: dict[str, list[float]], best_epoch: int | None, train_c
         Fig.plateau_censored: int(0 < plateau == len(losses)),  # ended still on its plateau: it lasted at least this long
         Fig.longest_stall: longest_stall(finite_val),
         Fig.nan_loss: int(any(not math.isfinite(loss) for loss in losses)),
+        Fig.final_loss: losses[-1] if losses else math.nan,
     }
     summary |= plateau_gradient_figures(history, plateau)
     if best_epoch is not None:

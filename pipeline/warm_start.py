@@ -10,7 +10,7 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline import config, stores
+from pipeline import config, ranking, stores
 from pipeline.errors import InputError
 from pipeline.figures import Attr, start_label
 from pipeline.objective import FAIL_HYPERPARAMETERS
@@ -52,8 +52,8 @@ def earlier_best(cfg: DictConfig, storage: str) -> list[FrozenTrial]:
     if len(earlier.directions) > 1:
         return earlier.best_trials[: search.warm_start_top_k]
     done = earlier.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    ranked = sorted(done, key=lambda t: t.value, reverse=earlier.direction == optuna.study.StudyDirection.MAXIMIZE)
-    return ranked[: search.warm_start_top_k]
+    maximize = earlier.direction == optuna.study.StudyDirection.MAXIMIZE
+    return ranking.ranked_trials(done, maximize)[: search.warm_start_top_k]
 
 
 def enqueue_start(study: optuna.Study, cfg: DictConfig, base_overrides: list[str], earlier: list[FrozenTrial]) -> None:
@@ -62,22 +62,31 @@ def enqueue_start(study: optuna.Study, cfg: DictConfig, base_overrides: list[str
         return
     entries = parse_space(cfg)
     if cfg.search.baseline_first:
-        place(study, entries, baseline_params(cfg, base_overrides), "baseline")
+        params, outside = baseline_params(cfg, base_overrides)
+        place(study, entries, params | outside, "baseline", frozenset(outside))
     for index, params in enumerate(cfg.search.portfolio):
         place(study, entries, OmegaConf.to_container(params), f"portfolio {index}")
-    for trial in earlier:
-        place(study, entries, trial.params, f"{cfg.search.warm_start_from} trial {trial.number}")
+    for trial in earlier:  # its values outside its space (a baseline's) are run as given here too
+        outside = trial.user_attrs.get(Attr.outside_space, {})
+        place(study, entries, trial.params | outside, f"{cfg.search.warm_start_from} trial {trial.number}",
+              frozenset(outside))
 
 
-def place(study: optuna.Study, entries: list[Entry], params: dict, label: str) -> None:
-    """Enqueue `params` (those the space holds) as the trial `label`, once per study: again only when its try
-    failed for another reason than its values (a data error, a signal)."""
+def place(study: optuna.Study, entries: list[Entry], params: dict, label: str, keep: frozenset = frozenset()) -> None:
+    """Enqueue `params` as the trial `label`, once per study: again only when its try failed for another reason
+    than its values (a data error, a signal). A value the space holds is a fixed parameter; one it does not hold
+    is run as it is when its name is in `keep` (Attr.outside_space: an extra point, never a sample), else left to
+    the sampler."""
     tries = [t for t in study.get_trials(deepcopy=False) if start_label(t) == label]
     if any(t.state != TrialState.FAIL or t.user_attrs.get(Attr.fail_kind) == FAIL_HYPERPARAMETERS for t in tries):
         return
-    held = {entry.name: params[entry.name] for entry in entries if entry.name in params and entry.contains(params[entry.name])}
-    left = sorted(set(params) - set(held))
+    named = {entry.name: entry for entry in entries if entry.name in params}
+    held = {name: params[name] for name, entry in named.items() if entry.contains(params[name])}
+    outside = {name: params[name] for name in named if name not in held and name in keep}
+    left = sorted(set(params) - set(held) - set(outside))
     if left:
         log.info("%s: %s left to the sampler (not in this search.space)", label, ", ".join(left))
+    if outside:
+        log.info("%s: %s outside search.space: run as an extra point", label, ", ".join(f"{k}={v}" for k, v in outside.items()))
     attrs = {Attr.start: label} | ({Attr.baseline: True} if label == "baseline" else {})
-    study.enqueue_trial(held, attrs)
+    study.enqueue_trial(held, attrs | ({Attr.outside_space: outside} if outside else {}))

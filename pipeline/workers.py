@@ -18,6 +18,7 @@ its trial is failed, its run KILLED, when the others are done.
 """
 
 import dataclasses
+import datetime
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 SEED_STRIDE = 100_003  # worker k's sampler seed: the single-process seed + k * this (no two workers draw alike)
 POLL_SECONDS = 1.0  # how often the invoker looks at signals, dead workers and the study (for the progress bar)
 WORKER_KILLED = "worker_died"  # fail_kind of a trial whose worker died or was killed
+UNNAMED_WAIT_SECONDS = 2.0  # a live worker names its new trial's parent run well within this
 EXIT_RECYCLED = 64  # a worker recycled (search.worker_max_trials): the invoker starts a fresh one in its place
 
 
@@ -101,6 +103,7 @@ class Job:
     stop: object  # multiprocessing.Value: the signal number to stop on, 0 while running
     messages: object  # multiprocessing.Queue: (kind, text) of a worker that failed
     orders: object  # multiprocessing.Queue: one Orders per worker once the study and the parent run exist, or None
+    asking: object  # multiprocessing.Array: per worker, the time.time() it began its current trial, 0 between trials
 
 
 @dataclasses.dataclass
@@ -137,7 +140,7 @@ class Pool:
             recycle_payback=cfg.search.worker_recycle_payback,
             log_files=[h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)],
             tickets=self.context.Value("i", 0), stop=self.context.Value("i", 0), messages=self.context.Queue(),
-            orders=self.context.Queue(),
+            orders=self.context.Queue(), asking=self.context.Array("d", self.count),
         )
         log.info("%d worker processes, each with train.threads %s", self.count, threads)
         try:
@@ -171,6 +174,11 @@ class Pool:
             if process.is_alive():
                 process.kill()
             process.join()
+
+    def dead_workers_asked_since(self) -> list[float]:
+        """When each worker that did not exit cleanly began its last trial (none: it was between trials)."""
+        ended = (0, EXIT_RECYCLED)
+        return [self.job.asking[i] for i, p in enumerate(self.processes) if p.exitcode not in ended and self.job.asking[i]]
 
     def __enter__(self) -> "Pool":
         return self
@@ -212,7 +220,7 @@ class Pool:
             self.kill_all()  # a second signal, or an error of our own: no worker outlives the invocation
             try:
                 objective.ran = [t.number for t in mine(study, objective.parent_run_id)]
-                end_orphans(study, objective.parent_run_id)
+                end_orphans(study, objective.parent_run_id, self.dead_workers_asked_since())
             finally:
                 progress.close()  # the last trials' charts are sent even if the store failed here
         if signals.received() is not None:
@@ -270,18 +278,36 @@ def mine(study: optuna.Study, parent_run_id: str) -> list:
     return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(Attr.mlflow_parent_run_id) == parent_run_id]
 
 
-def end_orphans(study: optuna.Study, parent_run_id: str) -> None:
-    """Trials of this invocation still RUNNING once its workers are gone (one was killed): FAIL, their runs KILLED."""
-    client = mlflow.MlflowClient()
-    for trial in mine(study, parent_run_id):
+def end_orphans(study: optuna.Study, parent_run_id: str, asked_since: list[float]) -> None:
+    """Trials of this invocation still RUNNING once its workers are gone (one was killed): FAIL, their runs KILLED.
+    `asked_since`: when each dead worker began its last trial; one killed before the objective's first line named
+    the trial's parent run left a RUNNING trial without it."""
+    for trial in mine(study, parent_run_id) + unnamed_since(study, asked_since):
         if trial.state != TrialState.RUNNING:
             continue
         study._storage.set_trial_user_attr(trial._trial_id, Attr.fail_kind, WORKER_KILLED)
         study.tell(trial.number, state=TrialState.FAIL)
         run_id = trial.user_attrs.get(Attr.mlflow_run_id)
-        if run_id and client.get_run(run_id).info.status == "RUNNING":
-            client.set_terminated(run_id, status="KILLED")
+        if run_id and mlflow.MlflowClient().get_run(run_id).info.status == "RUNNING":
+            mlflow.MlflowClient().set_terminated(run_id, status="KILLED")
         log.warning("trial %d: its worker was gone; the trial is FAIL, its MLflow run KILLED", trial.number)
+
+
+def unnamed_since(study: optuna.Study, asked_since: list[float]) -> list:
+    """RUNNING trials created since the earliest of `asked_since` that still name no parent run after a wait long
+    enough for another invocation's worker, creating one at this moment, to name its own."""
+    if not asked_since:
+        return []
+
+    def unnamed():
+        since = datetime.datetime.fromtimestamp(min(asked_since))  # the worker's clock sets both
+        return {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if Attr.mlflow_parent_run_id not in t.user_attrs and t.datetime_start >= since}
+
+    if not unnamed():
+        return []
+    time.sleep(UNNAMED_WAIT_SECONDS)
+    return list(unnamed().values())
 
 
 class Progress:
@@ -361,8 +387,9 @@ def run_trials(index: int, job: Job, orders: Orders, started: float) -> None:
     objective.dataset(cfg)  # the data (its vector cache) is read now: a fresh process pays it as part of its start-up
     ran, busy, startup = 0, 0.0, time.monotonic() - started
     while take_ticket(job, orders, study):
-        began = time.monotonic()
+        began, job.asking[index] = time.monotonic(), time.time()
         study.optimize(objective, n_trials=1, catch=(TrialFailed,), show_progress_bar=False)
+        job.asking[index] = 0.0
         ran, busy = ran + 1, busy + time.monotonic() - began
         if recycle_due(ran, busy, startup, job, orders.deadline):
             log.info("ran %d trials in %.0f s, %.1f times its start-up of %.1f s: recycled", ran, busy, busy / startup, startup)

@@ -76,6 +76,7 @@ SWEEP_SHRINK = [
     "search.n_trials=3", "search.confirm_top_k=0", "search.show_progress_bar=false", "search.heartbeat_seconds=1", "search.grace_seconds=2",
     "search.n_workers=1",  # trial order and counts are asserted; tests/test_n_workers.py runs several workers
     "search.worker_max_trials=null",  # every trial in the test's process, however many (tests/test_n_workers.py recycles)
+    "search.cv_folds=1",  # one validation split: tests/test_small_data.py cross-validates
 ]
 
 

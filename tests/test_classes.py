@@ -285,8 +285,11 @@ def test_a_binary_sweep_is_the_same_as_before_k_classes(sweep_overrides, tmp_pat
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
     runs = {}
     for label, pythonpath in (("before", str(old)), ("now", str(REPO))):
-        overrides = [*(o for o in sweep_overrides if not o.startswith(("paths.mlruns_dir", "tracking.uri"))),
+        since = ("search.cv_folds",) if label == "before" else ()  # settings that commit did not have yet
+        overrides = [*(o for o in sweep_overrides if not o.startswith(("paths.mlruns_dir", "tracking.uri", *since))),
                      "search=quick", "search.n_trials=2", "search.pruner=none", f"paths.mlruns_dir={tmp_path / label}",
+                     "model.units=32",  # a baseline inside the space: that commit sampled the units of one outside it
+                     "search.objective=val_loss", "search.direction=minimize",  # no ties: that commit took the first
                      f"tracking.uri=sqlite:///{tmp_path / label / 'mlflow.db'}", "search.study_name=same-seed"]
         env = {**os.environ, "PYTHONPATH": pythonpath}
         result = subprocess.run([sys.executable, "-m", "pipeline.sweep", *overrides], capture_output=True, text=True,

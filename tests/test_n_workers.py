@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import re
+import threading
 import time
 import types
 from pathlib import Path
@@ -19,7 +20,7 @@ from optuna.trial import TrialState
 from pipeline.config import check, compose
 from pipeline.errors import InputError
 from pipeline.figures import Attr
-from pipeline.workers import (EXIT_RECYCLED, Pool, fresh_worker_has_work, open_for_trials, recycle_due, supervise, usable_cores,
+from pipeline.workers import (EXIT_RECYCLED, Pool, end_orphans, fresh_worker_has_work, open_for_trials, recycle_due, supervise, usable_cores,
                               worker_count, worker_threads)
 from tests.conftest import BIN
 from tests.test_charts import wait_until_it_ignores_sigint_and_sigterm
@@ -286,6 +287,28 @@ def test_no_fresh_worker_while_the_running_trials_will_complete_the_study(tmp_pa
     assert not fresh_worker_has_work(orders, study)
     study.tell(running, state=TrialState.FAIL)
     assert fresh_worker_has_work(orders, study)
+
+
+def test_a_worker_killed_between_creating_its_trial_and_naming_its_parent_leaves_no_trial_running(tmp_path):
+    """CI of ac98484: SIGKILL to a worker just after study.ask() created its trial, before the objective's first
+    line named the parent run. Nothing named the trial as this invocation's: it stayed RUNNING for good. A trial
+    that another invocation is creating at that moment names its own parent run within the wait: it is left alone."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/optuna.db", direction="maximize")
+    asked = time.time()
+    orphan, foreign = study.ask(), study.ask()
+    threading.Timer(0.3, foreign.set_user_attr, (Attr.mlflow_parent_run_id, "another invocation")).start()
+    end_orphans(study, "parent", asked_since=[asked])
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states == {orphan.number: TrialState.FAIL, foreign.number: TrialState.RUNNING}
+
+
+def test_a_trial_created_before_the_dead_worker_asked_is_not_its_orphan(tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/optuna.db", direction="maximize")
+    earlier = study.ask()  # another invocation's, whose first line is slow: not this worker's
+    time.sleep(0.05)
+    end_orphans(study, "parent", asked_since=[time.time()])
+    end_orphans(study, "parent", asked_since=[])
+    assert study.get_trials()[earlier.number].state == TrialState.RUNNING
 
 
 class Unstartable:

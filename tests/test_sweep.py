@@ -106,7 +106,8 @@ def test_sweep_makes_one_parent_and_one_child_per_trial_then_resumes(sweep_overr
     baseline = study.trials[0]  # search.baseline_first: the composed config's own values, first
     fixed = {"body": "lstm", "dropout": 0.0, "learning_rate": 0.001}  # lstm's 64 units lie outside quick's [16, 32]
     assert baseline.user_attrs["baseline"] and baseline.system_attrs["fixed_params"] == fixed
-    assert {name: baseline.params[name] for name in fixed} == fixed and baseline.params["units"] in (16, 32)
+    assert baseline.params == fixed and baseline.user_attrs["outside_space"] == {"units": 64}, "64 units, as it is"
+    assert client.get_run(baseline.user_attrs["mlflow_run_id"]).data.params["model.units"] == "64"
 
     assert sweep(overrides) == 0  # the same command again: the same study, three more trials
     client, parents, children = runs_of(overrides)
@@ -118,14 +119,17 @@ def test_sweep_makes_one_parent_and_one_child_per_trial_then_resumes(sweep_overr
 
 def test_baseline_takes_the_composed_values_that_lie_in_the_space():
     cfg = compose(["data=imdb", "search=default"])
-    assert baseline_params(cfg, ["data=imdb", "search=default"]) == {
+    assert baseline_params(cfg, ["data=imdb", "search=default"]) == ({
         "body": "lstm", "bidirectional": False, "num_layers": 1, "units": 64, "embedding_dim": 32, "dropout": 0.0,
         "recurrent_dropout": 0.0, "optimizer": "adam", "learning_rate": 0.001, "batch_size": 128,
-    }
+    }, {})
     overrides = ["search=default", "optimizer=rmsprop", "model.dropout=0.05", "model.units=48", "optimizer.learning_rate=0.5"]
-    params = baseline_params(compose(overrides), overrides)
+    params, outside = baseline_params(compose(overrides), overrides)
     assert params["optimizer"] == "rmsprop"
     assert not {"dropout", "units", "learning_rate"} & params.keys(), "off the step grid, not a choice, above high"
+    assert outside == {"dropout": 0.05, "units": 48, "learning_rate": 0.5}
+    pooling = [*overrides, "model=pooling"]
+    assert "units" not in baseline_params(compose(pooling), pooling)[1], "a pooling body has no units: not outside"
 
 
 def test_plateau_search_runs_the_learning_rate_grid(sweep_overrides):

@@ -8,6 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
+from pipeline import ranking
 from pipeline.config import check, compose
 from pipeline.cost_guard import CostGuard
 from pipeline.errors import InputError
@@ -37,13 +38,16 @@ def test_the_portfolio_runs_after_the_baseline_once_per_study_values_outside_the
 def test_warm_start_from_runs_an_earlier_studys_best_trials_first(sweep_overrides):
     earlier = [*sweep_overrides, "search=quick", "search.study_name=earlier", "search.n_trials=3"]
     assert sweep(earlier) == 0
-    done = sorted(study_of(earlier).get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.value, reverse=True)
+    done = ranking.ranked_trials(study_of(earlier).get_trials(states=(TrialState.COMPLETE,)), maximize=True)
     later = [*sweep_overrides, "search=quick", "search.study_name=later", "search.n_trials=3", "search.baseline_first=false",
-             "search.warm_start_from=earlier", "search.warm_start_top_k=2"]
+             "search.warm_start_from=earlier", "search.warm_start_top_k=3"]
     assert sweep(later) == 0
-    placed = study_of(later).trials[:2]
-    assert [start_label(t) for t in placed] == [f"earlier trial {t.number}" for t in done[:2]]
-    assert [t.params for t in placed] == [t.params for t in done[:2]]
+    placed = study_of(later).trials[:3]
+    assert [start_label(t) for t in placed] == [f"earlier trial {t.number}" for t in done[:3]]
+    assert [t.params for t in placed] == [t.params for t in done[:3]]
+    outside = [t.user_attrs.get(Attr.outside_space) for t in placed]
+    assert outside == [t.user_attrs.get(Attr.outside_space) for t in done[:3]] and {"units": 64} in outside, \
+        "the earlier baseline's 64 units (outside quick's 16, 32) are run as given again, not sampled"
 
 
 def test_a_missing_earlier_study_or_store_or_a_misnamed_portfolio_value_is_one_line_before_any_study(sweep_overrides):

@@ -1,0 +1,153 @@
+"""Cross-validation for small data (search.cv_folds): a trial trains k models, each validated on its own
+stratified fold of the training data (the validation split included), and its value is their mean.
+
+One split's validation set of a few hundred texts has a standard error of 2 points or more: the winner of a
+sweep on it is mostly the luck of that split. The trial's model is then trained once more, on all of that
+data, for the folds' median best epoch: one model to store, test and register, its length chosen by the
+folds. (Keeping the k fold models as an ensemble would score every text k times and put k bodies in the
+string-in model.)"""
+
+import contextlib
+import dataclasses
+import logging
+import statistics
+from collections.abc import Callable
+
+import mlflow
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from sklearn.model_selection import StratifiedKFold
+
+from pipeline import MONITORED
+from pipeline.data import Dataset
+from pipeline.errors import InputError
+from pipeline.figures import Fig
+from pipeline.train import TrainResult, train_model
+
+log = logging.getLogger(__name__)
+AUTO_FOLDS = 5  # search.cv_folds=auto below search.cv_auto_below texts
+
+
+def pooled(data: Dataset) -> Dataset:
+    """The training and validation splits as one training split, with no validation split."""
+    return dataclasses.replace(
+        data, x_train=np.concatenate([data.x_train, data.x_val]), y_train=np.concatenate([data.y_train, data.y_val]),
+        x_val=data.x_val[:0], y_val=data.y_val[:0])
+
+
+def fold_count(search: DictConfig, data_cfg: DictConfig, data: Dataset) -> int:
+    """search.cv_folds with auto decided: AUTO_FOLDS below search.cv_auto_below texts of training and validation
+    data, 1 above it or with the data's own validation file."""
+    if search.cv_folds != "auto":
+        return search.cv_folds
+    if data_cfg.get("val_path"):
+        return 1
+    size = len(data.y_train) + len(data.y_val)
+    return AUTO_FOLDS if size < search.cv_auto_below else 1
+
+
+def check_folds(cfg: DictConfig, data: Dataset) -> int:
+    """The number of folds for `data`, each class in every fold (else one InputError line)."""
+    folds = fold_count(cfg.search, cfg.data, data)
+    if folds > 1:
+        fold_datasets(data, folds, cfg.data.split_seed)
+    return folds
+
+
+def fold_datasets(data: Dataset, folds: int, seed: int) -> list[Dataset]:
+    """`folds` datasets: each validates on one stratified fold of the pooled data and trains on the others."""
+    pool = pooled(data)
+    smallest = int(np.bincount(pool.y_train.astype(int)).min())
+    if smallest < folds:
+        raise InputError(f"search.cv_folds={folds}: the smallest class has {smallest} training texts, fewer than the "
+                         f"folds; allowed: 1 to {smallest} folds, or more data")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [dataclasses.replace(data, x_train=pool.x_train[fit], y_train=pool.y_train[fit], x_val=pool.x_train[val],
+                                y_val=pool.y_train[val])
+            for fit, val in splitter.split(pool.x_train, pool.y_train)]
+
+
+def cross_validate(cfg: DictConfig, data: Dataset, folds: int, after_fold: Callable[[int, float], bool],
+                   extra_callbacks=()) -> tuple[TrainResult, int | None]:
+    """Train on each fold (a nested MLflow run each, when a run is active), calling `after_fold(index, mean of the
+    folds' values so far)` after each: True stops here (pruned). Then the final model on all the data. Returns the
+    combined result and the number of folds trained when pruned (None when all ran)."""
+    objective = cfg.train.monitor
+    fold_cfg = OmegaConf.merge(cfg, {"train": {"evaluate_test": False}})
+    results = []
+    for index, fold in enumerate(fold_datasets(data, folds, cfg.data.split_seed)):
+        with fold_run(index, folds):
+            results.append(train_model(fold_cfg, fold, extra_callbacks))
+            log_fold(results[-1])
+        if fold_diverged(results[-1]):
+            return combined(results, results[-1], objective, folds), None
+        if after_fold(index, fold_mean(results, Fig.best(objective))):
+            return combined(results, results[-1], objective, folds), index + 1
+    epochs = chosen_epochs(results)
+    final_cfg = OmegaConf.merge(cfg, {"train": {"epochs": epochs}})
+    log.info("%d folds: %s %.4f ± %.4f; the model is trained on all %d texts for %d epochs (their median best epoch)",
+             folds, objective, *mean_sd(results, Fig.best(objective)), len(data.y_train) + len(data.y_val), epochs)
+    final = train_model(final_cfg, pooled(data), extra_callbacks)
+    return combined(results, final, objective, folds), None
+
+
+def fold_run(index: int, folds: int):
+    if mlflow.active_run() is None:
+        return contextlib.nullcontext()
+    return mlflow.start_run(run_name=f"{mlflow.active_run().info.run_name}-fold-{index + 1}", nested=True,
+                            tags={"fold": f"{index + 1} of {folds}"})
+
+
+def log_fold(result: TrainResult) -> None:
+    if mlflow.active_run() is not None:
+        mlflow.log_metrics({name: float(value) for name, value in result.summary.items() if np.isfinite(value)})
+
+
+def fold_diverged(result: TrainResult) -> bool:
+    return bool(result.summary[Fig.nan_loss] or result.summary.get(Fig.diverged_at))
+
+
+def fold_values(results: list[TrainResult], name: str) -> list[float]:
+    return [r.summary[name] for r in results if name in r.summary and np.isfinite(r.summary[name])]
+
+
+def fold_mean(results: list[TrainResult], name: str) -> float:
+    values = fold_values(results, name)
+    return statistics.fmean(values) if values else float("nan")
+
+
+def mean_sd(results: list[TrainResult], name: str) -> tuple[float, float]:
+    values = fold_values(results, name)
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def chosen_epochs(results: list[TrainResult]) -> int:
+    return max(1, round(statistics.median(r.summary.get(Fig.best_epoch, r.summary[Fig.epochs_run]) for r in results)))
+
+
+def combined(results: list[TrainResult], final: TrainResult, objective: str, folds: int) -> TrainResult:
+    """The final model with its own training figures, and the folds' validation figures: each best-epoch figure
+    the mean over folds, the sd of the objective, the validation curves averaged over the folds that reached
+    each epoch, the seconds of every fit."""
+    summary = dict(final.summary)
+    summary |= {name: fold_mean(results, name) for name in map(Fig.best, MONITORED) if fold_values(results, name)}
+    summary[Fig.cv_sd] = mean_sd(results, Fig.best(objective))[1]
+    summary[Fig.cv_folds] = folds
+    summary[Fig.cv_folds_run] = len(results)
+    summary[Fig.best_epoch] = chosen_epochs(results) if final is not results[-1] else results[-1].summary.get(
+        Fig.best_epoch, 0)
+    summary[Fig.fit_seconds] = sum(r.summary[Fig.fit_seconds] for r in {id(r): r for r in [*results, final]}.values())
+    summary[Fig.nan_loss] = int(any(r.summary[Fig.nan_loss] for r in results))
+    summary[Fig.diverged_at] = next((r.summary[Fig.diverged_at] for r in results if r.summary.get(Fig.diverged_at)), 0)
+    history = dict(final.history)
+    for name in {key for r in results for key in r.history if key.startswith("val_")}:
+        history[name] = mean_curve([r.history.get(name, []) for r in results])
+    return dataclasses.replace(final, summary=summary, history=history)
+
+
+def mean_curve(curves: list[list[float]]) -> list[float]:
+    """Per epoch, the mean over the curves that reached it."""
+    length = max(map(len, curves), default=0)
+    return [statistics.fmean(c[epoch] for c in curves if len(c) > epoch) for epoch in range(length)]
