@@ -23,8 +23,8 @@ from pipeline.config import compose
 from pipeline.figures import Attr, Fig
 from pipeline.folds import cross_validate, fold_count
 from pipeline.report import best_trial, mean_sd
-from pipeline.objective import Objective, TrialFailed, divergence, failures_blamed_on_the_config
-from pipeline.train import evaluate_test, train_model
+from pipeline.objective import Objective, TrialFailed, blamed_training, divergence
+from pipeline.train import evaluate_test
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ def confirm_trial(study, trial: FrozenTrial, extra_seeds: int, objective: Object
         figures = study.user_attrs.get(key)
         if figures is None:
             signals.check()
-            figures = train_with_seed(trial, seed, data, workers.thread_overrides(workers.invoker_threads(objective.cfg)))
+            threads = workers.thread_overrides(workers.invoker_threads(objective.cfg))
+            figures = train_with_seed(trial, seed, data, threads, fold_count(objective.cfg.search, cfg.data, data))
             study.set_user_attr(key, figures)
         row.seeds.append(seed)
         row.values.append(figures["value"] if figures["value"] is not None else math.nan)
@@ -103,7 +104,7 @@ def confirm_trial(study, trial: FrozenTrial, extra_seeds: int, objective: Object
     return row
 
 
-def train_with_seed(trial: FrozenTrial, seed: int, data, threads: list[str]) -> dict:
+def train_with_seed(trial: FrozenTrial, seed: int, data, threads: list[str], folds: int) -> dict:
     """Train the trial's config again with another training seed, as a child run tagged `confirm`; `threads`: this
     process's, not those of the worker that ran the trial."""
     keras.backend.clear_session()
@@ -115,7 +116,7 @@ def train_with_seed(trial: FrozenTrial, seed: int, data, threads: list[str]) -> 
         with mlflow.start_run(run_name=f"trial-{trial.number}-seed-{seed}", nested=True, tags=tags):
             tracking.log_config(cfg, skip=("search", "lr_find"))
             tracking.log_data(data, cfg)
-            result = train_seed(cfg, data)
+            result = train_seed(cfg, data, folds)
             tracking.log_training(result, data, cfg, title=f"trial {trial.number}, seed {seed}")
     except TrialFailed as failure:  # this seed failed the config: a figure of the config, not a reason to stop
         log.warning("trial %d with seed %d failed: %s", trial.number, seed, failure)
@@ -128,14 +129,12 @@ def train_with_seed(trial: FrozenTrial, seed: int, data, threads: list[str]) -> 
     }
 
 
-def train_seed(cfg: DictConfig, data):
-    """The config trained with its seed: one model, or with search.cv_folds, every fold and the final model."""
-    folds = fold_count(cfg.search, cfg.data, data)
+def train_seed(cfg: DictConfig, data, folds: int):
+    """The config trained with its seed: one model, or with `folds`, every fold and the final model."""
     try:
-        with failures_blamed_on_the_config():
-            if folds > 1:
-                return cross_validate(cfg, data, folds, after_fold=lambda index, mean: False)[0]
-            return train_model(cfg, data)
+        if folds > 1:
+            return cross_validate(cfg, data, folds, after_fold=lambda index, mean: False, train=blamed_training)[0]
+        return blamed_training(cfg, data)
     except TrialFailed as failure:
         mlflow.set_tags({"fail_reason": str(failure)[:5000]})
         raise

@@ -17,6 +17,7 @@ class Fig(StrEnum):
     longest_stall = "longest_stall"
     nan_loss = "nan_loss"
     final_loss = "final_loss"  # the last epoch's training loss
+    divergence_limit = "divergence_limit"  # the training loss past which a run has diverged (train.divergence_factor)
     diverged_at = "diverged_at"  # from 1: the epoch whose training loss passed train.divergence_factor x chance; 0: none
     best_epoch = "best_epoch"  # from 1: the epoch whose weights were kept
     chance_loss = "chance_loss"
@@ -36,6 +37,7 @@ class Fig(StrEnum):
     cv_folds = "cv_folds"  # search.cv_folds as decided for the data (1: one validation split)
     cv_folds_run = "cv_folds_run"  # folds trained (fewer when pruned or diverged)
     cv_sd = "cv_sd"  # the sd of the objective over the folds
+    epochs_trained = "epochs_trained"  # a cross-validated trial's epochs over all its fits (folds and final model)
     num_classes = "num_classes"  # K: 2 is one sigmoid output, more a softmax
 
     @staticmethod
@@ -73,4 +75,5 @@ REMEMBERED = (  # the run figures every trial keeps in the study for the charts,
     Fig.plateau_epochs, Fig.plateau_censored, Fig.longest_stall, Fig.epochs_run, Fig.fit_seconds, Fig.build_seconds,
     Fig.chance_loss, Fig.plateau_loss, Fig.plateau_at_chance, Fig.best_epoch, Fig.plateau_grad_norm, Fig.escape_grad_norm,
     Fig.plateau_update_ratio, Fig.escape_update_ratio, Fig.num_classes, Fig.cv_folds, Fig.cv_sd,
+    Fig.cv_folds_run, Fig.epochs_trained,
 )

@@ -18,7 +18,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from sklearn.model_selection import StratifiedKFold
 
-from pipeline import MONITORED
+from pipeline import MONITORED, config
 from pipeline.data import Dataset
 from pipeline.errors import InputError
 from pipeline.figures import Fig
@@ -26,6 +26,7 @@ from pipeline.train import TrainResult, train_model
 
 log = logging.getLogger(__name__)
 AUTO_FOLDS = 5  # search.cv_folds=auto below search.cv_auto_below texts
+STUDY_ATTR = "cv_folds"  # the study's user attribute: the folds it is run with
 
 
 def pooled(data: Dataset) -> Dataset:
@@ -68,16 +69,17 @@ def fold_datasets(data: Dataset, folds: int, seed: int) -> list[Dataset]:
 
 
 def cross_validate(cfg: DictConfig, data: Dataset, folds: int, after_fold: Callable[[int, float], bool],
-                   extra_callbacks=()) -> tuple[TrainResult, int | None]:
+                   train: Callable = train_model) -> tuple[TrainResult, int | None]:
     """Train on each fold (a nested MLflow run each, when a run is active), calling `after_fold(index, mean of the
     folds' values so far)` after each: True stops here (pruned). Then the final model on all the data. Returns the
-    combined result and the number of folds trained when pruned (None when all ran)."""
+    combined result and the number of folds trained when pruned (None when all ran). `train(cfg, data)`: one
+    training (the sweep's blames its failures on the hyperparameters; the MLflow runs around it are not)."""
     objective = cfg.train.monitor
     fold_cfg = OmegaConf.merge(cfg, {"train": {"evaluate_test": False}})
     results = []
     for index, fold in enumerate(fold_datasets(data, folds, cfg.data.split_seed)):
         with fold_run(index, folds):
-            results.append(train_model(fold_cfg, fold, extra_callbacks))
+            results.append(train(fold_cfg, fold))
             log_fold(results[-1])
         if fold_diverged(results[-1]):
             return combined(results, results[-1], objective, folds), None
@@ -87,7 +89,7 @@ def cross_validate(cfg: DictConfig, data: Dataset, folds: int, after_fold: Calla
     final_cfg = OmegaConf.merge(cfg, {"train": {"epochs": epochs}})
     log.info("%d folds: %s %.4f ± %.4f; the model is trained on all %d texts for %d epochs (their median best epoch)",
              folds, objective, *mean_sd(results, Fig.best(objective)), len(data.y_train) + len(data.y_val), epochs)
-    final = train_model(final_cfg, pooled(data), extra_callbacks)
+    final = train(final_cfg, pooled(data))
     return combined(results, final, objective, folds), None
 
 
@@ -105,6 +107,24 @@ def log_fold(result: TrainResult) -> None:
 
 def fold_diverged(result: TrainResult) -> bool:
     return bool(result.summary[Fig.nan_loss] or result.summary.get(Fig.diverged_at))
+
+
+def study_folds(study, cfg: DictConfig, data: Dataset) -> int:
+    """The folds a study is run with, fixed when it is created: a study made with one split keeps it under
+    cv_folds=auto (its values and the pruner's steps would otherwise mix units). Another explicit number than
+    the study's is one InputError line."""
+    decided = fold_count(cfg.search, cfg.data, data)
+    stored = study.user_attrs.get(STUDY_ATTR)
+    if stored is None:
+        stored = 1 if study.trials else decided  # a study from before search.cv_folds ran one split
+        study.set_user_attr(STUDY_ATTR, stored)
+    if cfg.search.cv_folds != "auto" and cfg.search.cv_folds != stored:
+        raise InputError(f"search.cv_folds={cfg.search.cv_folds}: study {study.study_name!r} is run with {stored} "
+                         f"fold(s); allowed: {stored} or auto, or a new search.study_name")
+    if stored > 1 and config.is_pruner(cfg, "HyperbandPruner"):
+        raise InputError(f"search.pruner={cfg.search.pruner}: Hyperband's resource is epochs, and a cross-validated "
+                         f"trial reports once per fold; allowed: median, patient, none, or search.cv_folds=1")
+    return stored
 
 
 def fold_values(results: list[TrainResult], name: str) -> list[float]:
@@ -131,16 +151,21 @@ def combined(results: list[TrainResult], final: TrainResult, objective: str, fol
     """The final model with its own training figures, and the folds' validation figures: each best-epoch figure
     the mean over folds, the sd of the objective, the validation curves averaged over the folds that reached
     each epoch, the seconds of every fit."""
-    summary = dict(final.summary)
-    summary |= {name: fold_mean(results, name) for name in map(Fig.best, MONITORED) if fold_values(results, name)}
+    summary = {key: value for key, value in final.summary.items() if not key.startswith("best_")}
+    summary |= {name: fold_mean(results, name) for name in map(Fig.best, MONITORED)
+                if len(fold_values(results, name)) == len(results)}  # a fold with none: the trial has none
     summary[Fig.cv_sd] = mean_sd(results, Fig.best(objective))[1]
     summary[Fig.cv_folds] = folds
     summary[Fig.cv_folds_run] = len(results)
     summary[Fig.best_epoch] = chosen_epochs(results) if final is not results[-1] else results[-1].summary.get(
         Fig.best_epoch, 0)
-    summary[Fig.fit_seconds] = sum(r.summary[Fig.fit_seconds] for r in {id(r): r for r in [*results, final]}.values())
-    summary[Fig.nan_loss] = int(any(r.summary[Fig.nan_loss] for r in results))
-    summary[Fig.diverged_at] = next((r.summary[Fig.diverged_at] for r in results if r.summary.get(Fig.diverged_at)), 0)
+    fits = list({id(r): r for r in [*results, final]}.values())  # the final model, unless it is the last fold
+    summary[Fig.fit_seconds] = sum(r.summary[Fig.fit_seconds] for r in fits)
+    summary[Fig.epochs_trained] = sum(r.summary[Fig.epochs_run] for r in fits)
+    summary[Fig.nan_loss] = int(any(r.summary[Fig.nan_loss] for r in fits))
+    diverged = next((r for r in fits if r.summary.get(Fig.diverged_at)), None)
+    if diverged is not None:
+        summary |= {key: diverged.summary[key] for key in (Fig.diverged_at, Fig.final_loss, Fig.divergence_limit)}
     history = dict(final.history)
     for name in {key for r in results for key in r.history if key.startswith("val_")}:
         history[name] = mean_curve([r.history.get(name, []) for r in results])

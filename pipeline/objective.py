@@ -105,11 +105,11 @@ class Objective:
         return self.prepare(cache_key(cfg.data), OmegaConf.to_yaml(cfg.data))
 
     def __call__(self, trial: optuna.Trial):
+        trial.set_user_attr(Attr.mlflow_parent_run_id, self.parent_run_id)  # first: it tells which invocation ran the trial
         if not self.ran:  # the process's first trial: what the imports, the data and the study made lives on
             gc.collect()  # garbage first: a frozen object is never collected
             gc.freeze()  # so the gc.collect in each clear_session walks only what trials made (0.26 s -> 0.02 s)
         self.ran.append(trial.number)
-        trial.set_user_attr(Attr.mlflow_parent_run_id, self.parent_run_id)  # first: it tells which invocation ran the trial
         signals.check()  # a signal between two trials: the next one never starts (it is FAIL, and counted)
         keras.backend.clear_session()  # a fresh graph per trial, and one gc.collect: memory stays flat
         cfg, data = self.trial_config(trial)
@@ -142,7 +142,7 @@ class Objective:
             trial.set_user_attr(Attr.mlflow_run_id, run.info.run_id)
             tracking.log_config(cfg, skip=("search", "lr_find"))
             tracking.log_data(data, cfg)
-            folds = fold_count(cfg.search, cfg.data, data)
+            folds = fold_count(self.cfg.search, cfg.data, data)  # the sweep's: the study's folds (folds.study_folds)
             result, pruned_at = self.train(trial, lambda: self.fit(trial, cfg, data, folds))
             remember(trial, cfg, result)
             model_id = tracking.log_training(result, data, cfg, title=None)  # the invoker has its chart drawn
@@ -160,10 +160,11 @@ class Objective:
         """One model, pruned by epoch; or, with folds, one per fold, pruned between folds (pipeline/folds.py)."""
         if folds == 1:
             pruning = self.pruning_callback(trial)
-            result = train_model(cfg, data, extra_callbacks=pruning)
+            result = blamed_training(cfg, data, extra_callbacks=pruning)
             pruned_at = pruning[0].pruned_at_epoch if pruning else None
             return result, pruned_at and f"epoch {pruned_at}"
-        result, pruned_after = cross_validate(cfg, data, folds, lambda index, mean: self.prune_after_fold(trial, index, mean))
+        result, pruned_after = cross_validate(cfg, data, folds, lambda index, mean: self.prune_after_fold(trial, index, mean),
+                                              train=blamed_training)
         return result, pruned_after and f"fold {pruned_after}"
 
     def prune_after_fold(self, trial: optuna.Trial, index: int, mean: float) -> bool:
@@ -174,11 +175,11 @@ class Objective:
         return trial.should_prune()
 
     def train(self, trial: optuna.Trial, fit):
-        """`fit()`; what it raises is the hyperparameters' doing, except a signal or an input error."""
+        """`fit()`, its failure recorded: TrialFailed (blamed_training) is the hyperparameters' doing, a signal or
+        an input error not; anything else (a store) stops the sweep."""
         kinds = {signals.Interrupted: FAIL_INTERRUPTED, InputError: FAIL_INPUT, TrialFailed: FAIL_HYPERPARAMETERS}
         try:
-            with failures_blamed_on_the_config():
-                return fit()
+            return fit()
         except tuple(kinds) as error:
             self.record_failure(trial, next(kind for cls, kind in kinds.items() if isinstance(error, cls)), str(error))
             raise
@@ -212,13 +213,20 @@ class Objective:
         return best, result.summary[self.cfg.search.second_objective]
 
 
+def blamed_training(cfg: DictConfig, data, extra_callbacks=()) -> TrainResult:
+    """train_model, whose failures are the configuration's (failures_blamed_on_the_config)."""
+    with failures_blamed_on_the_config():
+        return train_model(cfg, data, extra_callbacks=extra_callbacks)
+
+
 def divergence(summary: dict) -> str | None:
     """Why a run diverged (its training loss NaN or inf, or past train.divergence_factor x chance); None if not."""
     if summary[Fig.nan_loss]:
         return f"training loss became NaN or inf at epoch {summary[Fig.epochs_run]}"
     if summary.get(Fig.diverged_at):
         return (f"diverged: training loss {summary[Fig.final_loss]:.3g} at epoch {summary[Fig.diverged_at]} is over "
-                f"train.divergence_factor times the chance loss {summary[Fig.chance_loss]:.3g}")
+                f"{summary[Fig.divergence_limit]:.3g}, train.divergence_factor times the larger of the chance loss "
+                f"and ln K")
     return None
 
 

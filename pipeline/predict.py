@@ -121,6 +121,8 @@ def open_store(cfg: DictConfig) -> None:
     file = stores.sqlite_file(uri)
     if file is not None and not file.is_file():
         raise InputError(f"no MLflow store at {file} (paths.mlruns_dir, tracking.uri): the model cannot be looked up")
+    if file is None:  # a server or database answers now, not after minutes of MLflow's HTTP retries
+        stores.check_before_writing({}, [stores.mlflow_store(uri)])
     mlflow.set_tracking_uri(uri)
 
 

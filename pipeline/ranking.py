@@ -17,11 +17,9 @@ def rank_key(value: float | None, val_loss: float | None, maximize: bool) -> tup
     return primary, val_loss if finite(val_loss) else math.inf
 
 
-def ties(value: float, other: float, tolerance: float = 0.0) -> bool:
-    """Two finite objective values that rank_key treats as equal (or within `tolerance`)."""
-    if not (finite(value) and finite(other)):
-        return False
-    return round(value, TIE_DECIMALS) == round(other, TIE_DECIMALS) or abs(value - other) <= abs(tolerance)
+def ties(value: float, other: float) -> bool:
+    """Two finite objective values that rank_key treats as equal."""
+    return finite(value) and finite(other) and round(value, TIE_DECIMALS) == round(other, TIE_DECIMALS)
 
 
 def finite(value) -> bool:

@@ -104,7 +104,8 @@ def sweep_counts(trials) -> dict[str, int]:
 
 
 def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_seconds: float,
-                  data, stopped: Exception | None = None, objective: str = "val_accuracy", folds: int = 1) -> str:
+                  data, stopped: Exception | None = None, objective: str = "val_accuracy", folds: int = 1,
+                  can_fold: bool = True) -> str:
     """The end-of-sweep text: this invocation's counts and wall time, what the data lost, plateaus stopped early,
     the winner confirmed over seeds (or the study's best trial), the Pareto front."""
     counts = sweep_counts(mine)
@@ -134,7 +135,7 @@ def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_sec
     if not total["trials_complete"]:
         return "\n".join(lines + ["No trial has completed yet."])
     lines += winner_lines(study, confirmed, confirm_seconds)
-    return "\n".join(lines + warning_lines(study, confirmed, data, objective, folds))
+    return "\n".join(lines + warning_lines(study, confirmed, data, objective, folds, can_fold))
 
 
 def validated(data, folds: int) -> int:
@@ -143,13 +144,13 @@ def validated(data, folds: int) -> int:
     return sizes["val"] + (sizes["train"] if folds > 1 else 0)
 
 
-def warning_lines(study, confirmed: list, data, objective: str, folds: int = 1) -> list[str]:
+def warning_lines(study, confirmed: list, data, objective: str, folds: int = 1, can_fold: bool = True) -> list[str]:
     """Plain warnings about the answer itself: leaders the validation split cannot tell apart, a winner within
     noise of chance on the test split, a winner whose best epoch was its first."""
     if len(study.directions) > 1:
         return []
     winner = confirmed[0].trial if confirmed else best_trial(study)
-    lines = leaders_warning(study, winner, validated(data, folds), objective, folds)
+    lines = leaders_warning(study, winner, validated(data, folds), objective, folds, can_fold)
     lines += chance_warning(confirmed, data)
     if winner.user_attrs.get(Fig.best_epoch) == 1:
         planned = winner.user_attrs.get(Attr.epochs_planned)
@@ -165,7 +166,7 @@ def standard_error(share: float, count: int) -> float:
     return math.sqrt(share * (1 - share) / count)
 
 
-def leaders_warning(study, winner, n_val: int, objective: str, folds: int = 1) -> list[str]:
+def leaders_warning(study, winner, n_val: int, objective: str, folds: int = 1, can_fold: bool = True) -> list[str]:
     """Trials whose value ties the winner's, or (an accuracy or F1 objective) lies within one standard error of it."""
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.number != winner.number]
     tied = [t for t in done if ranking.ties(t.value, winner.value)]
@@ -176,7 +177,8 @@ def leaders_warning(study, winner, n_val: int, objective: str, folds: int = 1) -
     how = (f"{others(len(tied), 'ties', 'tie')} with it at {objective} {winner.value:.4f}; the lower validation loss "
            f"decided" if tied else f"{others(len(close), 'scores', 'score')} within one standard error (±{error:.3f} "
                                    f"on {n_val} validation texts) of its {objective} {winner.value:.4f}")
-    remedy = "More data would separate them." if folds > 1 else "More data, or search.cv_folds=5, would separate them."
+    remedy = "More data would separate them." if folds > 1 or not can_fold else \
+        "More data, or search.cv_folds=5, would separate them."
     return [f"Warning: the validation split cannot tell the leaders apart: {how}. {remedy}"]
 
 
@@ -301,9 +303,12 @@ def pruning_savings(trials) -> tuple[int, float]:
     for trial in trials:
         attrs = trial.user_attrs
         if trial.state.name == "PRUNED" and attrs.get(Fig.epochs_run):
+            trained = attrs.get(Fig.epochs_trained, attrs[Fig.epochs_run])
             missing = attrs[Attr.epochs_planned] - attrs[Fig.epochs_run]
+            if attrs.get(Fig.cv_folds, 1) > 1:  # the folds not run and the final model, each at most epochs_planned
+                missing += attrs[Attr.epochs_planned] * (attrs[Fig.cv_folds] - attrs[Fig.cv_folds_run] + 1)
             epochs += int(missing)
-            seconds += missing * attrs[Fig.fit_seconds] / attrs[Fig.epochs_run]
+            seconds += missing * attrs[Fig.fit_seconds] / trained
     return epochs, seconds
 
 

@@ -76,7 +76,7 @@ def rejected_entry(where: str, node: DictConfig, error: Exception) -> str:
     numbers = all(isinstance(node.get(end), (int, float)) and not isinstance(node.get(end), bool) for end in ("low", "high"))
     if numbers and node.get("log") and node.low <= 0:
         return f"{where}: log=true needs low > 0, got low={node.low}"
-    if numbers and node.low > node.high:
+    if numbers and node.low >= node.high:
         return f"{where}: low={node.low} must be a number below high={node.high}"
     return f"{where}: {' '.join(str(error).split())}"
 
@@ -88,6 +88,8 @@ def make_distribution(node: DictConfig) -> BaseDistribution:
     for end in ("low", "high"):
         if not isinstance(node.get(end), number) or isinstance(node.get(end), bool):
             raise ValueError(f"{end}={node.get(end)!r} must be {'an integer' if node.type == 'int' else 'a number'}")
+    if node.low >= node.high:  # Optuna takes low == high as a range of one value: no search at all
+        raise ValueError(f"low={node.low} is not below high={node.high}")
     step = node.get("step") or (1 if node.type == "int" else None)
     return TYPES[node.type](node.low, node.high, log=bool(node.get("log")), step=step)
 

@@ -26,7 +26,7 @@ from pipeline.confirm import confirm
 from pipeline.cost_guard import CostGuard
 from pipeline.errors import InputError, console_entry, hydra_task
 from pipeline.figures import Attr
-from pipeline.folds import check_folds, fold_count
+from pipeline.folds import check_folds, fold_count, study_folds
 from pipeline.lr_range import apply_lr_range, log_lr_range, lr_entry
 from pipeline.objective import Objective, TrialFailed
 from pipeline.datasets import log_datasets
@@ -139,6 +139,7 @@ def search(cfg: DictConfig, objective: Objective, pool: workers.Pool, started: f
         return 0
     study.sampler = make_sampler(cfg, offset=len(study.trials))
     lr_range = apply_lr_range(cfg, objective.dataset(cfg), study)  # search.lr_range=auto: before the baseline is placed
+    cfg.search.cv_folds = study_folds(study, cfg, objective.dataset(cfg))  # auto decided once, kept in the study
     warm_start.enqueue_start(study, cfg, objective.base_overrides, earlier)
     with mlflow.start_run(run_name=f"sweep-{cfg.search.study_name}", tags=parent_tags(cfg)) as parent:
         objective.parent_run_id = parent.info.run_id
@@ -160,7 +161,6 @@ def study_complete(study: optuna.Study, cfg: DictConfig) -> bool:
 
 def log_sweep_inputs(cfg: DictConfig, objective: Objective, lr_range) -> None:
     tracking.log_config(cfg)
-    mlflow.log_param("cv_folds_used", fold_count(cfg.search, cfg.data, objective.dataset(cfg)))  # auto, decided
     log_lr_range(lr_range, cfg, objective.dataset(cfg).chance_loss())
     log_datasets(objective.dataset(cfg), cfg.data, ("train", "val", "test"))  # trials fit and select, the winner is tested
     mlflow.log_text(OmegaConf.to_yaml(cfg.search.space), "search_space.yaml")
@@ -203,9 +203,17 @@ def optimize(study: optuna.Study, objective: Objective, cfg: DictConfig, pool: w
             timeout=cfg.search.timeout,
             catch=(TrialFailed,),  # a trial its hyperparameters failed is FAIL with its reason; the sweep goes on
             show_progress_bar=cfg.search.show_progress_bar,
-            callbacks=[lambda study, trial: drawer.send(trial, mlflow.get_tracking_uri())]
+            callbacks=[lambda study, trial: drawer.send(trial, mlflow.get_tracking_uri()), stop_on_signal]
             + ([optuna.study.MaxTrialsCallback(cap, states=FINISHED)] if cap else []),
         )
+        signals.check()  # a stop that stop_on_signal saw: the sweep ends as interrupted, after the trial it let finish
+
+
+def stop_on_signal(study: optuna.Study, trial) -> None:
+    """After each trial: a signal that arrived meanwhile starts no next trial. Seen only inside the next trial's
+    objective, it came after Optuna had created that trial: an empty FAIL trial, counted as a try."""
+    if signals.received() is not None:
+        study.stop()
 
 
 def record_sweep(study, objective: Objective, wall_seconds: float, confirmed: list, confirm_seconds: float,
@@ -214,7 +222,8 @@ def record_sweep(study, objective: Objective, wall_seconds: float, confirmed: li
     mine = objective.trials(study)
     data = objective.dataset(objective.cfg)
     summary = report.sweep_summary(study, mine, wall_seconds, confirmed, confirm_seconds, data, stopped,
-                                   objective.cfg.search.objective, fold_count(objective.cfg.search, objective.cfg.data, data))
+                                   objective.cfg.search.objective, fold_count(objective.cfg.search, objective.cfg.data, data),
+                                   can_fold=not objective.cfg.data.get("val_path"))
     saved_epochs, saved_seconds = report.pruning_savings(mine)
     counts = report.sweep_counts(mine)
     figures = counts | report.winner_figures(confirmed, confirm_seconds)

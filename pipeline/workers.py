@@ -304,10 +304,11 @@ def unnamed_since(study: optuna.Study, asked_since: list[float]) -> list:
         return {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                 if Attr.mlflow_parent_run_id not in t.user_attrs and t.datetime_start >= since}
 
-    if not unnamed():
+    before = unnamed()
+    if not before:
         return []
     time.sleep(UNNAMED_WAIT_SECONDS)
-    return list(unnamed().values())
+    return [trial for number, trial in unnamed().items() if number in before]  # unnamed both times
 
 
 class Progress:

@@ -129,3 +129,19 @@ def test_bad_input_on_the_command_line_is_one_line_and_exit_2(logged, tmp_path):
         result = rnn_predict(logged, tmp_path, *overrides)
         assert result.returncode == 2 and result.stdout == "", result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: predict."), result.stderr
+
+
+def test_an_unreachable_tracking_server_is_one_line_at_once(tmp_path):
+    """Issue 27, case 8: rnn-predict took 268 s of MLflow's HTTP retries before its one line; the other commands
+    probe the store first and fail at once."""
+    import time
+
+    started = time.monotonic()
+    command = [BIN / "rnn-predict", "tracking.uri=http://127.0.0.1:9", f"paths.log_dir={tmp_path / 'logs'}",
+               "predict.model=models:/reviews@champion", "predict.texts=[fine]"]  # port 9: nothing listens
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    seconds = time.monotonic() - started
+    assert result.returncode == 2 and result.stdout == "", result.stderr[-2000:]
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: tracking.uri=http://127.0.0.1:9") and "cannot connect to 127.0.0.1:9" in line, line
+    assert seconds < 60, f"{seconds:.0f} s: the store is probed before MLflow's retries"

@@ -235,3 +235,23 @@ def test_a_password_holding_an_unencoded_at_sign_is_hidden_whole():
 
     assert redact("postgresql://u:se@cret@127.0.0.1:1/db") == "postgresql://u:***@127.0.0.1:1/db"
     assert "cret" not in redact("error: search.storage=postgresql://u:se@cret@127.0.0.1:1/db: failed to resolve host")
+
+
+def test_a_signal_just_after_a_trials_last_epoch_starts_no_empty_trial(sweep_overrides, monkeypatch):
+    """Issue 27, case 5: a stop that arrived as a trial ended was only seen inside the next trial's objective,
+    after Optuna had created it: an empty trial (no parameters, no run) marked FAIL, counted as 2 of 2 tries."""
+    from pipeline import objective, signals
+
+    monkeypatch.setattr(signals, "_received", None)
+    remember = objective.remember
+
+    def remember_then_stop(trial, cfg, result):  # the signal lands once the last epoch is done
+        remember(trial, cfg, result)
+        signals.request_stop(signal.SIGTERM)
+
+    monkeypatch.setattr(objective, "remember", remember_then_stop)
+    overrides = [*sweep_overrides, "search=quick", "search.n_trials=3", "train.epochs=1"]
+    with pytest.raises(signals.Interrupted):
+        sweep(overrides)
+    trials = study_of(overrides).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE], [(t.state, t.params) for t in trials]

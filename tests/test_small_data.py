@@ -100,6 +100,66 @@ def test_early_stopping_goes_on_while_a_saturated_accuracy_has_a_falling_loss_an
     assert stopper.stopped_epoch == 4 and stopper.best_epoch == 1
 
 
+def test_early_stopping_keeps_min_delta_and_the_baseline_as_keras_means_them():
+    """Review of 80c715b: a tie within min_delta let a worse accuracy with a lower loss count as progress, and
+    equalling the baseline reset the patience."""
+    drifting = [{"val_accuracy": a, "val_loss": l} for a, l in ((1.0, 0.5), (0.995, 0.4), (0.99, 0.3), (0.985, 0.2),
+                                                              (0.98, 0.1))]
+    stopper = EarlyStopping(monitor="val_accuracy", mode="max", patience=2, min_delta=0.01)
+    feed(stopper, drifting)
+    assert stopper.stopped_epoch == 2 and stopper.best == 1.0, "each epoch worse: no progress, whatever its loss"
+    at_baseline = [{"val_accuracy": 0.9, "val_loss": l} for l in (0.5, 0.4, 0.3, 0.2)]
+    stopper = EarlyStopping(monitor="val_accuracy", mode="max", patience=2, baseline=0.9)
+    feed(stopper, at_baseline)
+    assert stopper.stopped_epoch == 1, "equal to the baseline is not beating it"
+
+
+def test_the_divergence_limit_on_rare_classes_is_above_an_untrained_models_loss():
+    from pipeline.train import divergence_scale
+
+    rare = types.SimpleNamespace(chance_loss=lambda: 0.056, num_classes=2)  # 1 % positives
+    assert divergence_scale(rare) == pytest.approx(math.log(2))
+    four = types.SimpleNamespace(chance_loss=lambda: 1.2, num_classes=4)
+    assert divergence_scale(four) == pytest.approx(math.log(4))
+
+
+def test_a_diverged_final_model_or_a_fold_without_a_value_fails_the_cross_validated_trial():
+    from pipeline.folds import combined
+    from pipeline.objective import divergence
+    from pipeline.train import TrainResult
+
+    def result(best=0.8, diverged_at=0, loss=0.3):
+        summary = {Fig.epochs_run: 3, Fig.best_epoch: 3, Fig.fit_seconds: 1.0, Fig.nan_loss: 0, Fig.final_loss: loss,
+                   Fig.diverged_at: diverged_at, Fig.divergence_limit: 6.9}
+        summary |= {"best_val_accuracy": best} if best is not None else {}
+        return TrainResult(history={"val_accuracy": [0.5, 0.7, 0.8]}, summary=summary, model=None)
+
+    folds = [result(), result()]
+    assert divergence(combined(folds, result(best=None), "val_accuracy", 2).summary) is None
+    exploded = combined(folds, result(best=None, diverged_at=2, loss=2e5), "val_accuracy", 2).summary
+    assert divergence(exploded).startswith("diverged: training loss 2e+05 at epoch 2 is over 6.9")
+    missing = combined([result(), result(best=None)], result(best=None), "val_accuracy", 2).summary
+    assert "best_val_accuracy" not in missing, "a fold with no finite value: the trial has none (it fails)"
+
+
+def test_a_study_keeps_the_folds_it_was_made_with():
+    from pipeline.errors import InputError
+    from pipeline.folds import study_folds
+    from pipeline.sweep import compose
+
+    data = toy_dataset(per_class=10)
+    cfg = compose(["search=quick"])
+    new = optuna.create_study(direction="maximize")
+    assert study_folds(new, cfg, data) == 5 and new.user_attrs["cv_folds"] == 5
+    old = tied_study()  # trials from before search.cv_folds: one split
+    assert study_folds(old, cfg, data) == 1
+    with pytest.raises(InputError, match=r"^search.cv_folds=5: study '.*' is run with 1 fold\(s\); allowed: 1 or "
+                                         r"auto, or a new search.study_name$"):
+        study_folds(old, compose(["search=quick", "search.cv_folds=5"]), data)
+    with pytest.raises(InputError, match=r"^search.pruner=hyperband: Hyperband's resource is epochs"):
+        study_folds(optuna.create_study(), compose(["search=quick", "search.pruner=hyperband"]), data)
+
+
 def tied_study(direction: str = "maximize") -> optuna.Study:
     """Three finished trials: 0 and 2 tie on the value, 2 with the lower validation loss; 1 scores less."""
     study = optuna.create_study(direction=direction)

@@ -43,6 +43,8 @@ def assert_every_trial_has_its_chart(client, children) -> None:
 BAD_SPACES = [
     ("+search.space.typo={path: model.unitz, type: int, low: 1, high: 3}", r"search.space.typo \(model.unitz=1\): Could not override 'model.unitz'"),
     ("search.space.learning_rate.low=0.5", r"search.space.learning_rate: low=0.5 must be a number below high=0.03"),
+    ("search.space.learning_rate.low=0.03", r"search.space.learning_rate: low=0.03 must be a number below high=0.03"),
+    ("search.space.dropout.low=0.4", r"search.space.dropout: low=0.4 must be a number below high=0.4"),
     ("search.space.body.choices=[]", r"search.space.body.choices is empty"),
     ("search.space.learning_rate.low=0", r"search.space.learning_rate: log=true needs low > 0, got low=0"),
     ("search.space.dropout.type=uniform", r"search.space.dropout.type='uniform'; allowed: float, int, categorical"),
