@@ -119,8 +119,9 @@ def study_folds(study, cfg: DictConfig, data: Dataset) -> int:
         stored = 1 if study.trials else decided  # a study from before search.cv_folds ran one split
         study.set_user_attr(STUDY_ATTR, stored)
     if cfg.search.cv_folds != "auto" and cfg.search.cv_folds != stored:
-        raise InputError(f"search.cv_folds={cfg.search.cv_folds}: study {study.study_name!r} is run with {stored} "
-                         f"fold(s); allowed: {stored} or auto, or a new search.study_name")
+        how = "one validation split" if stored == 1 else f"{stored} folds"
+        raise InputError(f"search.cv_folds={cfg.search.cv_folds}: study {study.study_name!r} is run with {how}; "
+                         f"allowed: {stored} or auto, or a new search.study_name")
     if stored > 1 and config.is_pruner(cfg, "HyperbandPruner"):
         raise InputError(f"search.pruner={cfg.search.pruner}: Hyperband's resource is epochs, and a cross-validated "
                          f"trial reports once per fold; allowed: median, patient, none, or search.cv_folds=1")

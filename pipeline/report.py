@@ -260,8 +260,7 @@ def confirmation_lines(best, confirmed: list, confirm_seconds: float) -> list[st
     if len(confirmed) == 1 and len(winner.seeds) == 1:
         tests = winner.test_accuracies
         return [f"  {'test accuracy':<20} {tests[0]:.4f} (its model, evaluated once on the test split)"] if tests else []
-    lines = [f"Confirmation: the top {len(confirmed)} trials with {len(winner.seeds) - 1} more training seeds each "
-             f"(+{confirm_seconds:.0f} s; the data split stays fixed)",
+    lines = [confirmation_heading(len(confirmed), len(winner.seeds) - 1, confirm_seconds),
              f"  {'trial':>5}  {'seeds':<12} {'value mean ± sd':<18} {'test accuracy mean ± sd':<24} config"]
     for row in confirmed:
         config = " ".join(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}" for name, value in row.trial.params.items())
@@ -272,6 +271,12 @@ def confirmation_lines(best, confirmed: list, confirm_seconds: float) -> list[st
                  + (f"confirmation changed the ranking (the single best trial was {best.number})" if changed
                     else "the single best trial held its place"))
     return lines
+
+
+def confirmation_heading(trials: int, extra_seeds: int, seconds: float) -> str:
+    top = "the best trial" if trials == 1 else f"the top {trials} trials"
+    seeds = f"{extra_seeds} more training seed{'' if extra_seeds == 1 else 's'}{'' if trials == 1 else ' each'}"
+    return f"Confirmation: {top} with {seeds} (+{seconds:.0f} s; the data split stays fixed)"
 
 
 def winner_figures(confirmed: list, confirm_seconds: float) -> dict[str, float]:

@@ -153,7 +153,7 @@ def test_a_study_keeps_the_folds_it_was_made_with():
     assert study_folds(new, cfg, data) == 5 and new.user_attrs["cv_folds"] == 5
     old = tied_study()  # trials from before search.cv_folds: one split
     assert study_folds(old, cfg, data) == 1
-    with pytest.raises(InputError, match=r"^search.cv_folds=5: study '.*' is run with 1 fold\(s\); allowed: 1 or "
+    with pytest.raises(InputError, match=r"^search.cv_folds=5: study '.*' is run with one validation split; allowed: 1 or "
                                          r"auto, or a new search.study_name$"):
         study_folds(old, compose(["search=quick", "search.cv_folds=5"]), data)
     with pytest.raises(InputError, match=r"^search.pruner=hyperband: Hyperband's resource is epochs"):
@@ -482,3 +482,11 @@ def test_labels_no_model_can_learn_give_the_chance_and_first_epoch_warnings(swee
     assert re.search(r"Warning: the winner's test accuracy 0\.\d{4} is within noise of chance \(0\.\d{4} ± 0\.\d{4} "
                      r"on \d+ test texts\): it may have learned nothing\.", printed), printed[-2000:]
     assert "Warning: the winner's best epoch was its first (of 1 run)" in printed
+
+
+def test_the_confirmation_heading_counts_in_words_that_agree():
+    """It printed 'the top 1 trials with 1 more training seeds each'."""
+    assert report.confirmation_heading(1, 1, 12.4) == ("Confirmation: the best trial with 1 more training seed (+12 s; "
+                                                       "the data split stays fixed)")
+    assert report.confirmation_heading(2, 2, 30) == ("Confirmation: the top 2 trials with 2 more training seeds each "
+                                                     "(+30 s; the data split stays fixed)")
