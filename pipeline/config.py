@@ -18,7 +18,11 @@ from typing import Any
 
 import hydra
 from hydra._internal.config_loader_impl import ConfigLoaderImpl  # its override step: what compose does after the groups
+from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
+from hydra._internal.hydra import Hydra
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
@@ -73,6 +77,25 @@ def hydra_context():
     else:
         with hydra.initialize_config_dir(CONFIG_DIR, version_base="1.3"):
             yield
+
+
+def config_sources() -> list[dict[str, str]]:
+    """The running app's config search path (conf/, --config-dir, --config-path, hydra.searchpath); [] outside one."""
+    if not HydraConfig.initialized():
+        return []
+    return [{"provider": s.provider, "schema": s.schema, "path": s.path} for s in HydraConfig.get().runtime.config_sources]
+
+
+def use_config_sources(sources: list[dict[str, str]]) -> None:
+    """Compose from `sources` (config_sources of the invoking app) in this process: a spawned worker then finds
+    the presets of the user's own config folders, as its invoker did."""
+    if not sources or GlobalHydra.instance().is_initialized():
+        return
+    Plugins.instance()  # registers Hydra's config source kinds (file, pkg, structured), as hydra.main does
+    search_path = ConfigSearchPathImpl()
+    for source in sources:
+        search_path.append(source["provider"], f"{source['schema']}://{source['path']}")
+    Hydra.create_main_hydra2("rnn-sweep", search_path)
 
 
 def chosen_groups(overrides: list[str]) -> dict[str, str]:

@@ -36,7 +36,7 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from pipeline import signals
+from pipeline import config, signals
 from pipeline.errors import InputError, Terminal
 from pipeline.figures import Attr
 from pipeline.redaction import install_log_redaction, redact
@@ -104,6 +104,7 @@ class Job:
     messages: object  # multiprocessing.Queue: (kind, text) of a worker that failed
     orders: object  # multiprocessing.Queue: one Orders per worker once the study and the parent run exist, or None
     asking: object  # multiprocessing.Array: per worker, the time.time() it began its current trial, 0 between trials
+    config_sources: list  # the invoker's config search path (config.config_sources): the user's presets too
 
 
 @dataclasses.dataclass
@@ -141,6 +142,7 @@ class Pool:
             log_files=[h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)],
             tickets=self.context.Value("i", 0), stop=self.context.Value("i", 0), messages=self.context.Queue(),
             orders=self.context.Queue(), asking=self.context.Array("d", self.count),
+            config_sources=config.config_sources(),
         )
         log.info("%d worker processes, each with train.threads %s", self.count, threads)
         try:
@@ -352,6 +354,7 @@ def work(index: int, job: Job, started: float) -> None:
     log_to(job.log_files, index)
     threading.Thread(target=watch, args=(job,), daemon=True).start()
     try:
+        config.use_config_sources(job.config_sources)  # before anything composes a config here
         from pipeline.train import configure_threads
 
         configure_threads(OmegaConf.create(job.threads))  # before TensorFlow runs anything here

@@ -335,3 +335,23 @@ def test_a_signal_during_the_decision_to_replace_a_worker_stops_the_replacement(
     assert isinstance(pool.processes[0], Exited)
     time.sleep(0.2)  # a put reaches the queue through its feeder thread
     assert job.orders.empty(), "no orders are left for a worker that was not started"
+
+
+@pytest.mark.slow
+def test_a_preset_of_your_own_config_dir_reaches_every_worker(tmp_path, sweep_overrides):
+    """Issue 27, case 2: `--config-dir` with model/tiny.yaml worked in one process, but spawned workers composed
+    from the package's conf/ only: `Could not find 'model/tiny'`, trial 0 left WAITING, the parent run FAILED."""
+    presets = tmp_path / "my-conf" / "model"
+    presets.mkdir(parents=True)
+    (presets / "tiny.yaml").write_text("defaults:\n  - /base/model@_here_\n  - _self_\n\nbody: pooling\nembedding_dim: 8\n")
+    overrides = [*sweep_overrides, "model=tiny", "search=plateau", "train.epochs=1", "search.n_trials=2",
+                 "search.n_workers=2", "search.space.learning_rate.choices=[0.01,0.001]"]
+    result = subprocess.run([str(BIN / "rnn-sweep"), "--config-dir", str(tmp_path / "my-conf"), *overrides], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 worker processes" in (next((tmp_path / "logs").rglob("*.log"))).read_text()
+    cfg = compose([o for o in overrides if not o.startswith("model=")])  # the test's process knows no model/tiny
+    client = MlflowClient(cfg.tracking.uri)
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment).experiment_id
+    trials = client.search_runs([experiment], "tags.mlflow.parentRunId != ''")
+    assert len(trials) == 2 and {t.data.params["model.embedding_dim"] for t in trials} == {"8"}
