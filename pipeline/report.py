@@ -247,7 +247,8 @@ def censored_plateau_lines(trials) -> list[str]:
     if not censored:
         return []
     pruned = sum(t.state.name == "PRUNED" for t in censored)
-    return [f"Stopped on their plateau: {len(censored)} trials ({pruned} pruned) ended while their training loss was still "
+    count = "1 trial" if len(censored) == 1 else f"{len(censored)} trials"
+    return [f"Stopped on their plateau: {count} ({pruned} pruned) ended while their training loss was still "
             f"flat, so their plateau_epochs is a lower bound (marked in plateau_vs_learning_rate.png); "
             f"search.pruner=patient lets slow starters run on"]
 

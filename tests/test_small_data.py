@@ -490,3 +490,11 @@ def test_the_confirmation_heading_counts_in_words_that_agree():
                                                        "the data split stays fixed)")
     assert report.confirmation_heading(2, 2, 30) == ("Confirmation: the top 2 trials with 2 more training seeds each "
                                                      "(+30 s; the data split stays fixed)")
+
+
+def test_one_trial_stopped_on_its_plateau_is_one_trial():
+    """It printed 'Stopped on their plateau: 1 trials (0 pruned)'."""
+    study = optuna.create_study()
+    study.add_trial(create_trial(value=0.5, user_attrs={Fig.plateau_censored: 1, Fig.plateau_epochs: 3}))
+    [line] = report.censored_plateau_lines(study.trials)
+    assert line.startswith("Stopped on their plateau: 1 trial (0 pruned) ended")
