@@ -10,6 +10,7 @@ import dataclasses
 import gc
 import logging
 import math
+from collections.abc import Callable
 
 import keras
 import mlflow
@@ -18,7 +19,9 @@ from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline import export, ranking, signals, tracking, workers
+from pipeline.claims import Claims, do_once
 from pipeline.datasets import log_datasets
+from pipeline.errors import no_space_error
 from pipeline.config import compose
 from pipeline.figures import Attr, Fig
 from pipeline.folds import cross_validate, fold_count
@@ -67,35 +70,64 @@ def maximizes(study: optuna.Study) -> bool:
     return study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
 
 
-def confirm(study: optuna.Study, objective: Objective) -> list[Confirmed]:
+def confirm(study: optuna.Study, objective: Objective, claims: Claims) -> list[Confirmed]:
     """The top search.confirm_top_k trials, each with search.confirm_seeds more seeds, best mean first.
 
-    With confirm_top_k 0, or two objectives (a Pareto front, no single ranking), the best trial alone."""
+    With confirm_top_k 0, or two objectives (a Pareto front, no single ranking), the best trial alone. Each
+    training and test score is done once for the study, whichever invocation claims it first (pipeline/claims.py)."""
     search = objective.cfg.search
     if not search.confirm_top_k or len(study.directions) > 1:
-        return [confirm_trial(study, best_trial(study), 0, objective)]
-    table = [confirm_trial(study, trial, search.confirm_seeds, objective) for trial in ranked(study)[: search.confirm_top_k]]
+        trials, extra_seeds = [best_trial(study)], 0
+    else:
+        trials, extra_seeds = ranked(study)[: search.confirm_top_k], search.confirm_seeds
+    work = {}
+    for trial in trials:
+        work |= trial_work(study, trial, extra_seeds, objective)
+    do_once(claims, f"{study.study_name}/", lambda key: key in study.user_attrs, work)
+    table = [confirmed_row(study, trial, extra_seeds) for trial in trials]
     return sorted(table, key=lambda row: ranking.rank_key(row.mean, row.mean_val_loss, maximizes(study)))
 
 
-def confirm_trial(study, trial: FrozenTrial, extra_seeds: int, objective: Objective) -> Confirmed:
+def seeds_of(trial: FrozenTrial, extra_seeds: int) -> list[int]:
+    """The trial's own training seed, then its extra seeds."""
+    own = compose(trial.user_attrs[Attr.overrides]).train.seed
+    return list(range(own, own + 1 + extra_seeds))
+
+
+def trial_work(study, trial: FrozenTrial, extra_seeds: int,
+               objective: Objective) -> dict[str, Callable[[], None]]:
+    """The study user attributes a confirmed trial needs, each with the work that stores it."""
     cfg = compose(trial.user_attrs[Attr.overrides])
-    data = objective.dataset(cfg)
-    own_test, report = study.user_attrs.get(f"test:{trial.number}"), study.user_attrs.get(f"test_report:{trial.number}")
-    if own_test is None:
-        own_test, report = stored_model_test_scores(trial, cfg, data)
+
+    def score_own_model() -> None:
+        test, report = stored_model_test_scores(trial, cfg, objective.dataset(cfg))
         study.set_user_attr(f"test_report:{trial.number}", report)
-        study.set_user_attr(f"test:{trial.number}", own_test)
-    own_val_loss = trial.user_attrs.get(Attr.tie_break, math.nan)
-    row = Confirmed(trial, [cfg.train.seed], [trial.values[0]], [own_val_loss], [own_test] if own_test is not None else [], report)
-    for seed in range(cfg.train.seed + 1, cfg.train.seed + 1 + extra_seeds):
-        key = f"confirm:{trial.number}:{seed}"
-        figures = study.user_attrs.get(key)
-        if figures is None:
+        study.set_user_attr(f"test:{trial.number}", test)  # last: its presence says the work is done
+
+    def seed_work(seed: int) -> Callable[[], None]:
+        def train() -> None:
             signals.check()
+            data = objective.dataset(cfg)
             threads = workers.thread_overrides(workers.invoker_threads(objective.cfg))
             figures = train_with_seed(trial, seed, data, threads, fold_count(objective.cfg.search, cfg.data, data))
-            study.set_user_attr(key, figures)
+            study.set_user_attr(f"confirm:{trial.number}:{seed}", figures)
+        return train
+
+    seeds = seeds_of(trial, extra_seeds)[1:]
+    seeds_work = {f"confirm:{trial.number}:{seed}": seed_work(seed) for seed in seeds}
+    return {f"test:{trial.number}": score_own_model} | seeds_work
+
+
+def confirmed_row(study, trial: FrozenTrial, extra_seeds: int) -> Confirmed:
+    """The trial's samples, read from the study's user attributes (trial_work stored them)."""
+    attrs = study.user_attrs
+    own_test, report = attrs.get(f"test:{trial.number}"), attrs.get(f"test_report:{trial.number}")
+    own_seed, *seeds = seeds_of(trial, extra_seeds)
+    own_val_loss = trial.user_attrs.get(Attr.tie_break, math.nan)
+    tests = [own_test] if own_test is not None else []
+    row = Confirmed(trial, [own_seed], [trial.values[0]], [own_val_loss], tests, report)
+    for seed in seeds:
+        figures = attrs[f"confirm:{trial.number}:{seed}"]
         row.seeds.append(seed)
         row.values.append(figures["value"] if figures["value"] is not None else math.nan)
         row.val_losses.append(figures.get("val_loss") if figures.get("val_loss") is not None else math.nan)
@@ -150,6 +182,8 @@ def stored_model_test_scores(trial: FrozenTrial, cfg: DictConfig, data) -> tuple
     try:
         model, f1 = export.stored_scorer(model_id)
     except (OSError, mlflow.exceptions.MlflowException) as error:
+        if no_space_error(error):  # the machine's doing, not the model's: the command stops, to be run again
+            raise
         log.warning("trial %d: its model could not be loaded (%s): no test score for its own seed", trial.number, error)
         return None, None
     figures, report = evaluate_test(model, f1, data, cfg.train)

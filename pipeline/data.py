@@ -21,7 +21,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from sklearn.model_selection import train_test_split
 
-from pipeline.errors import InputError
+from pipeline.errors import DiskFull, InputError, free_bytes, megabytes, no_space_error
 
 log = logging.getLogger(__name__)
 
@@ -161,12 +161,25 @@ def save_cached(dataset: Dataset, cache_file: Path) -> None:
     """Write atomically: a crash mid-write never leaves a half file under the real name."""
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f.name: getattr(dataset, f.name) for f in dataclasses.fields(Dataset) if f.name.startswith(("x_", "y_"))}
-    fd, tmp_name = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp.npz")
     empty = {f"empty_{split}": count for split, count in dataset.empty_texts.items()}
-    with os.fdopen(fd, "wb") as tmp:
-        np.savez(tmp, vocab_size=dataset.vocab_size, vocabulary=np.array(dataset.vocabulary, dtype=str),
-                 class_names=np.array(dataset.class_names, dtype=str), **arrays, **empty)
-    os.replace(tmp_name, cache_file)
+    vocabulary = np.array(dataset.vocabulary, dtype=str)
+    tmp_name = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp.npz")
+        with os.fdopen(fd, "wb") as tmp:
+            np.savez(tmp, vocab_size=dataset.vocab_size, vocabulary=vocabulary,
+                     class_names=np.array(dataset.class_names, dtype=str), **arrays, **empty)
+        os.replace(tmp_name, cache_file)
+    except BaseException as error:
+        if tmp_name:
+            Path(tmp_name).unlink(missing_ok=True)
+        if no_space_error(error) is None:
+            raise
+        needed = sum(a.nbytes for a in arrays.values()) + vocabulary.nbytes
+        free = free_bytes(cache_file.parent)
+        raise DiskFull(f"paths.cache_dir={cache_file.parent.parent}: no space left on device for the vector cache "
+                       f"{cache_file.name}: it needs about {megabytes(needed)}, {megabytes(free)} is free there; "
+                       "free some space there or choose another paths.cache_dir") from None
 
 
 def load_cached(cache_file: Path) -> Dataset | None:

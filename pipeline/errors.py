@@ -1,10 +1,13 @@
 """User-facing errors: bad input becomes one line on stderr and exit code 2; no output shows a password."""
 
 import contextlib
+import errno
 import functools
 import logging
+import shutil
 import sys
 import traceback
+from pathlib import Path
 
 from pipeline.redaction import install_log_redaction, redact, save_hydra_files
 
@@ -46,7 +49,7 @@ def hydra_task(task):
         except OSError as error:
             log.warning("the run folder's .hydra files were not written: %s", error)
         try:
-            with exit_on_input_error():
+            with exit_on_input_error(), full_disk_as_input_error(cfg):
                 return task(cfg)
         except Exception:  # noqa: BLE001 - Hydra would print it, with every override, password included
             text = redact(traceback.format_exc())
@@ -55,6 +58,20 @@ def hydra_task(task):
             sys.exit(EXIT_UNEXPECTED)
 
     return run
+
+
+@contextlib.contextmanager
+def full_disk_as_input_error(cfg):
+    """A full disk met where no part of rnnsweep expected it: one DiskFull line too, not a traceback."""
+    try:
+        yield
+    except InputError:
+        raise
+    except Exception as error:
+        full = as_disk_full(error, cfg.paths.mlruns_dir if "paths" in cfg else None)
+        if full is None:
+            raise
+        raise full from None
 
 
 def to_log_file(message: str) -> None:
@@ -133,3 +150,83 @@ def console_entry(app, explain=lambda hydra_output: None):
             sys.stdout, sys.stderr = real
 
     return entry
+
+
+# ------------------------------------------------------------------------------------- full disk
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+NO_SPACE_TEXTS = ("database or disk is full", "No space left on device")  # SQLite's; TensorFlow's and drivers'
+
+
+class DiskFull(InputError):
+    """No space left on a device rnnsweep writes to: the folder's doing, never the hyperparameters'."""
+
+
+def chain(error: BaseException | None):
+    """`error`, then what caused it or was being handled when it came, and so on."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def no_space_error(error: BaseException | None) -> BaseException | None:
+    """The full-disk error in `error`'s chain, or None: a DiskFull already named first, else an OSError ENOSPC /
+    EDQUOT or an error whose message says so (SQLite, TensorFlow, database drivers)."""
+    found = [e for e in chain(error) if isinstance(e, DiskFull)]
+    found += [e for e in chain(error) if isinstance(e, OSError) and e.errno in NO_SPACE
+              or any(text in str(e) for text in NO_SPACE_TEXTS)]
+    return found[0] if found else None
+
+
+def free_bytes(path: Path) -> int:
+    """The free space of the device `path` is (or would be) on."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def megabytes(count: float) -> str:
+    return f"{count / 10**6:.2f} MB"
+
+
+def drop_partial_copy(cause: BaseException) -> int | None:
+    """A copy that ran out of space (OSError with a source and a target): its partial target is removed, since
+    it holds the space the stores need to record the failure; returns the source's size if it still exists."""
+    if not (isinstance(cause, OSError) and cause.filename2):
+        return None
+    with contextlib.suppress(OSError):
+        Path(cause.filename2).unlink()
+    with contextlib.suppress(OSError):
+        return Path(cause.filename).stat().st_size
+    return None
+
+
+def as_disk_full(error: BaseException, folder: str | Path | None = None,
+                 setting: str = "paths.mlruns_dir") -> DiskFull | None:
+    """`error` as one DiskFull line if a device was full, its partial copy removed first; None if not.
+    `setting` is named as the way out when the full path lies under `folder` (or no path is known)."""
+    cause = no_space_error(error)
+    if cause is None or isinstance(cause, DiskFull):
+        return cause
+    needed = drop_partial_copy(cause)
+    path = Path(cause.filename2 or cause.filename) if isinstance(cause, OSError) and cause.filename else None
+    inside = folder is not None and (path is None or path.absolute().is_relative_to(Path(folder).absolute()))
+    advice = f"free some space there or choose another {setting}" if inside else "free some space there"
+    if path is not None:
+        size = f"it needs {megabytes(needed)}, " if needed is not None else ""
+        return DiskFull(f"no space left on device for {path}: {size}{megabytes(free_bytes(path.parent))} is free "
+                        f"there; {advice}")
+    what = "an SQLite store could not grow" if NO_SPACE_TEXTS[0] in str(cause) else " ".join(str(cause).split())
+    where = f" under {setting}={folder} ({megabytes(free_bytes(Path(folder)))} free)" if folder else ""
+    return DiskFull(f"no space left on device: {what}{where}; {advice}")
+
+
+def check_space(what: str, path: Path, needed: int, advice: str) -> None:
+    """DiskFull unless `path`'s device has `needed` bytes free: checked before the writing starts."""
+    free = free_bytes(path)
+    if free < needed:
+        raise DiskFull(f"{what}: {megabytes(needed)} is needed on its device, {megabytes(free)} is free; "
+                       f"free some space there or {advice}")

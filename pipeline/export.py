@@ -16,6 +16,8 @@ import platform
 import tempfile
 import types
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import keras
 import mlflow
@@ -31,10 +33,11 @@ from omegaconf import DictConfig
 import pipeline
 from pipeline import model as _custom_layers  # noqa: F401 - registers the trained models' own layers for loading
 from pipeline.data import KERAS_IMDB_OOV, VECTORIZER_OOV, VECTORIZER_TEXT_SETTINGS, pad_sequences
-from pipeline.errors import InputError
+from pipeline.errors import InputError, check_space
 from pipeline.scores import compile_classifier, num_classes_of
 
 log = logging.getLogger(__name__)
+STORE_MARGIN = 10**6  # room the stores keep to record the run's end (SQLite needs its journal to write)
 
 
 class NoSchemaCheckLine(logging.Filter):
@@ -257,6 +260,7 @@ def log_model(trained: keras.Model, data, data_cfg: DictConfig, best_epoch: int 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / KERAS_FILE
         model.save(path)
+        check_room_for(path)
         info = mlflow.models.Model.log(
             artifact_path=None,
             name=MODEL_NAME,
@@ -275,6 +279,19 @@ def log_model(trained: keras.Model, data, data_cfg: DictConfig, best_epoch: int 
                   "classes": ", ".join(data.class_names)},
         )
     return info.model_id
+
+
+def check_room_for(keras_file: Path) -> None:
+    """DiskFull before MLflow copies the model into a local artifact store without room for it (a partial copy
+    would leave the stores no room to record the failure): the file, rnnsweep's code, and a margin for the stores."""
+    location = mlflow.get_artifact_uri()
+    if not location.startswith("file:"):
+        return
+    code = sum(p.stat().st_size for p in Path(pipeline.__file__).parent.rglob("*.py"))
+    needed = keras_file.stat().st_size + code + STORE_MARGIN
+    folder = Path(url2pathname(urlsplit(location).path))
+    check_space(f"no space left on device for the run's model in {folder}", folder, needed,
+                "move paths.mlruns_dir (or the tracking server's artifact root) to a larger disk")
 
 
 # ------------------------------------------------------------------------------ finding a model

@@ -15,10 +15,11 @@ from collections.abc import Callable
 
 import mlflow
 import numpy as np
+import optuna
 from omegaconf import DictConfig, OmegaConf
 from sklearn.model_selection import StratifiedKFold
 
-from pipeline import MONITORED, config
+from pipeline import MONITORED, config, stores
 from pipeline.data import Dataset
 from pipeline.errors import InputError
 from pipeline.figures import Fig
@@ -118,14 +119,45 @@ def study_folds(study, cfg: DictConfig, data: Dataset) -> int:
     if stored is None:
         stored = 1 if study.trials else decided  # a study from before search.cv_folds ran one split
         study.set_user_attr(STUDY_ATTR, stored)
+    refuse_other_folds(cfg, study.study_name, stored)
+    return stored
+
+
+def check_stored_folds(cfg: DictConfig, url: str) -> None:
+    """study_folds' refusals, read from the Optuna store before any data is prepared; nothing is created."""
+    store = stores.optuna_store(url)
+    if store.file and not (store.file.is_file() and store.file.stat().st_size):
+        return
+    timeout = {"connect_args": {"timeout": stores.SQLITE_BUSY_SECONDS}} if store.file else None
+    with stores.opening(store):
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=timeout, skip_table_creation=True)
+        try:
+            stored = stored_attr(storage, cfg.search.study_name)
+        finally:
+            storage.engine.dispose()
+    if stored is not None:
+        refuse_other_folds(cfg, cfg.search.study_name, stored)
+
+
+def stored_attr(storage: optuna.storages.RDBStorage, study_name: str) -> int | None:
+    """The folds a stored study is run with: its attribute, or 1 for trials from before it; None if unknown."""
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return None
+    stored = storage.get_study_user_attrs(study_id).get(STUDY_ATTR)
+    return 1 if stored is None and storage.get_n_trials(study_id) else stored
+
+
+def refuse_other_folds(cfg: DictConfig, study_name: str, stored: int) -> None:
+    """An explicit search.cv_folds other than the study's, or Hyperband on a cross-validated study: InputError."""
     if cfg.search.cv_folds != "auto" and cfg.search.cv_folds != stored:
         how = "one validation split" if stored == 1 else f"{stored} folds"
-        raise InputError(f"search.cv_folds={cfg.search.cv_folds}: study {study.study_name!r} is run with {how}; "
+        raise InputError(f"search.cv_folds={cfg.search.cv_folds}: study {study_name!r} is run with {how}; "
                          f"allowed: {stored} or auto, or a new search.study_name")
     if stored > 1 and config.is_pruner(cfg, "HyperbandPruner"):
         raise InputError(f"search.pruner={cfg.search.pruner}: Hyperband's resource is epochs, and a cross-validated "
                          f"trial reports once per fold; allowed: median, patient, none, or search.cv_folds=1")
-    return stored
 
 
 def fold_values(results: list[TrainResult], name: str) -> list[float]:

@@ -20,7 +20,7 @@ from optuna_integration import KerasPruningCallback
 from pipeline import config, signals, tracking
 from pipeline.config import chosen_groups, compose_with_values, quoted_override
 from pipeline.data import cache_key, prepare_data
-from pipeline.errors import InputError
+from pipeline.errors import InputError, as_disk_full
 from pipeline.figures import REMEMBERED, Attr, Fig
 from pipeline.folds import cross_validate, fold_count
 from pipeline.space import parse_space, suggest
@@ -57,6 +57,8 @@ def failures_blamed_on_the_config():
     except Exception as error:
         if signals.received() is not None:
             raise signals.Interrupted(signals.received()) from error
+        if full := as_disk_full(error):
+            raise full from None
         raise TrialFailed(f"{type(error).__name__}: {error}") from error
 
 
@@ -138,7 +140,7 @@ class Objective:
         """Train inside the trial's nested MLflow run and record it; return the result and when it was pruned
         ("epoch N", or "fold N" with search.cv_folds), None if it was not."""
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, parent_run_id=self.parent_run_id,  # a worker process has no active parent
-                              tags=self.tags(cfg, trial)) as run:
+                              tags=self.tags(cfg, trial)) as run, self.stops_recorded(trial):
             trial.set_user_attr(Attr.mlflow_run_id, run.info.run_id)
             tracking.log_config(cfg, skip=("search", "lr_find"))
             tracking.log_data(data, cfg)
@@ -177,12 +179,29 @@ class Objective:
     def train(self, trial: optuna.Trial, fit):
         """`fit()`, its failure recorded: TrialFailed (blamed_training) is the hyperparameters' doing, a signal or
         an input error not; anything else (a store) stops the sweep."""
-        kinds = {signals.Interrupted: FAIL_INTERRUPTED, InputError: FAIL_INPUT, TrialFailed: FAIL_HYPERPARAMETERS}
+        kinds = {signals.Interrupted: FAIL_INTERRUPTED, TrialFailed: FAIL_HYPERPARAMETERS}  # input: stops_recorded
         try:
             return fit()
         except tuple(kinds) as error:
             self.record_failure(trial, next(kind for cls, kind in kinds.items() if isinstance(error, cls)), str(error))
             raise
+
+    @contextlib.contextmanager
+    def stops_recorded(self, trial: optuna.Trial):
+        """An input error or a full disk inside the trial's run: recorded once as fail_kind input, never as the
+        hyperparameters' (a full store may refuse even that: the trial's heartbeat then fails it). A full disk
+        becomes one DiskFull line, its partial copy removed before the run is ended."""
+        try:
+            yield
+        except Exception as error:
+            stop = error if isinstance(error, InputError) else as_disk_full(error, self.cfg.paths.mlruns_dir)
+            if stop is None:
+                raise
+            with contextlib.suppress(Exception):
+                self.record_failure(trial, FAIL_INPUT, str(stop))
+            if stop is error:
+                raise
+            raise stop from None
 
     def fail(self, trial: optuna.Trial, reason: str):
         self.record_failure(trial, FAIL_HYPERPARAMETERS, reason)

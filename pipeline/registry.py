@@ -10,6 +10,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
+from pipeline.claims import Claims
 from pipeline.errors import InputError
 from pipeline.figures import Attr
 
@@ -28,8 +29,9 @@ def validate_register_as(name) -> None:
         raise InputError(f"search.register_as={name!r}; it must be null or a model name without '/' or ':'") from None
 
 
-def register_winner(search_cfg: DictConfig, trial) -> str | None:
-    """Register the winning trial's logged model and point `champion` at it; return `models:/NAME@champion`."""
+def register_winner(search_cfg: DictConfig, trial, claims: Claims) -> str | None:
+    """Register the winning trial's logged model and point `champion` at it; return `models:/NAME@champion`.
+    Under a claim on the name in the study's storage: invocations that finish together add one version."""
     name = search_cfg.register_as
     model_id = trial.user_attrs.get(Attr.mlflow_model_id)
     if not name:
@@ -37,6 +39,11 @@ def register_winner(search_cfg: DictConfig, trial) -> str | None:
     if not model_id:
         log.warning("trial %d has no logged model (train.log_model=false): nothing registered as %r", trial.number, name)
         return None
+    with claims.hold(f"registered model/{name}", wait=True):
+        return register(search_cfg, trial, name, model_id)
+
+
+def register(search_cfg: DictConfig, trial, name: str, model_id: str) -> str:
     client = mlflow.MlflowClient()
     current = champion(client, name)
     if current is not None and logged_model_of(current) == model_id:

@@ -26,7 +26,7 @@ import sqlalchemy
 from mlflow.exceptions import MlflowException
 from sqlalchemy.engine import make_url
 
-from pipeline.errors import InputError
+from pipeline.errors import InputError, check_space
 from pipeline.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 LOCK_SECONDS = 600  # how long a process waits while another creates or migrates a store (that takes ~2 s)
 CONNECT_SECONDS = 10  # a network probe gives up after this long
 SQL_SCHEMES = ("postgresql", "mysql", "mssql")  # the databases MLflow's tracking store speaks besides SQLite
+MLRUNS_MIN_FREE = 16 * 10**6  # a new MLflow store is 1 MB, each trial's model 2 MB and up: less is refused at start
 SQLITE_BUSY_SECONDS = 60  # how long an SQLite reader waits for a writer of another process
 _locks: dict[Path, filelock.FileLock] = {}  # one lock object per file: re-entrant within the process
 _complete: set[Path] = set()  # SQLite stores found complete (every table, MLflow's current schema): no lock to open
@@ -84,6 +85,9 @@ def check_before_writing(paths, stores: Iterable[Store]) -> None:
     for key, value in paths.items():
         if isinstance(value, str) and value:
             check_creatable(f"paths.{key}={value}", Path(value).expanduser().absolute())
+    stores = tuple(stores)
+    if paths.get("mlruns_dir"):
+        check_mlruns_space(Path(paths.mlruns_dir).expanduser().absolute(), stores)
     for store in stores:
         if store.file:
             check_sqlite_store(store)
@@ -94,6 +98,12 @@ def check_before_writing(paths, stores: Iterable[Store]) -> None:
         elif "://" not in store.url or store.url.startswith("file://"):  # an MLflow file store: a folder
             check_creatable(f"{store.setting}={store.url}", Path(store.url.removeprefix("file://")).expanduser().absolute())
         # any other MLflow URI (databricks, ...): MLflow's own errors, as one line (opening)
+
+
+def check_mlruns_space(mlruns: Path, stores: tuple[Store, ...]) -> None:
+    """A local store (and so every run's model, beside it) in paths.mlruns_dir needs room: DiskFull if not."""
+    if any(store.file and store.file.is_relative_to(mlruns) for store in stores):
+        check_space(f"paths.mlruns_dir={mlruns}", mlruns, MLRUNS_MIN_FREE, "choose another paths.mlruns_dir")
 
 
 def check_creatable(what: str, path: Path) -> None:

@@ -22,11 +22,12 @@ from optuna.trial import TrialState
 
 from pipeline import CONFIG_DIR, charts, config, report, signals, stores, tracking, warm_start, workers
 from pipeline.config import chosen_groups, compose  # noqa: F401 - compose: the tests build sweep configs with it
+from pipeline.claims import Claims
 from pipeline.confirm import confirm
 from pipeline.cost_guard import CostGuard
 from pipeline.errors import InputError, console_entry, hydra_task
 from pipeline.figures import Attr
-from pipeline.folds import check_folds, fold_count, study_folds
+from pipeline.folds import check_folds, check_stored_folds, fold_count, study_folds
 from pipeline.lr_range import apply_lr_range, log_lr_range, lr_entry
 from pipeline.objective import Objective, TrialFailed
 from pipeline.datasets import log_datasets
@@ -39,6 +40,7 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 
 EXIT_ALL_TRIALS_FAILED = 3
 EXIT_WORKER_DIED = 1  # search.n_workers: a worker process was killed or failed unexpectedly
+RUNNING_POLL_SECONDS = 1  # how often a finished invocation looks whether the others' running trials are done
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what max_total_trials counts; FAIL trials may be retried
 
 
@@ -119,20 +121,22 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str]) -> int:
     """
     started = time.perf_counter()
     check_sweep(cfg, base_overrides)
+    tracking.probe(cfg, also_check=(stores.optuna_store(storage_url(cfg)),))  # both stores, nothing written yet
+    earlier = warm_start.earlier_best(cfg, storage_url(cfg))  # search.warm_start_from, only read: a missing study stops
+    check_stored_folds(cfg, storage_url(cfg))  # the study's folds against search.cv_folds, only read
     objective = Objective(cfg, [*base_overrides, *workers.thread_overrides(workers.invoker_threads(cfg))])
     data = objective.dataset(cfg)  # the base config's data, before any study or run exists: a data error stops here
     check_folds(cfg, data)  # a class too small for search.cv_folds stops here too
     signals.check()
     with workers.Pool(cfg, base_overrides) as pool:  # worker processes, if any: they start now, and wait for the study
-        return search(cfg, objective, pool, started)
+        return search(cfg, objective, pool, started, earlier)
 
 
-def search(cfg: DictConfig, objective: Objective, pool: workers.Pool, started: float) -> int:
+def search(cfg: DictConfig, objective: Objective, pool: workers.Pool, started: float, earlier: list) -> int:
     """run_sweep once the config and data are known: the study, the parent run, the trials, confirmation, the summary."""
     if cfg.search.show_progress_bar:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar shows each trial's progress and the best value
-    tracking.configure(cfg, also_check=(stores.optuna_store(storage_url(cfg)),))  # both probed first
-    earlier = warm_start.earlier_best(cfg, storage_url(cfg))  # search.warm_start_from: a missing study stops here
+    tracking.configure(cfg)
     study = make_study(cfg)
     optuna.storages.fail_stale_trials(study)  # a dead worker's trials: failed, their runs ended, retried
     if study_complete(study, cfg):
@@ -172,13 +176,40 @@ def trials_and_winner(study: optuna.Study, objective: Objective, cfg: DictConfig
     try:
         optimize(study, objective, cfg, pool)
         confirm_started = time.perf_counter()
-        confirmed = confirm(study, objective) if complete(study.trials) else []
+        if cfg.search.confirm_top_k or cfg.search.register_as:  # what confirms and registers ranks every trial
+            wait_for_running_trials(study, cfg)
+        claims = Claims(storage_url(cfg))
+        confirmed = confirm(study, objective, claims) if complete(study.trials) else []
         confirm_seconds = time.perf_counter() - confirm_started
-        registered = register_winner(cfg.search, confirmed[0].trial) if confirmed else None
+        registered = register_winner(cfg.search, confirmed[0].trial, claims) if confirmed else None
     except (signals.Interrupted, InputError, workers.WorkerDied) as stop:  # the summary of what ran, then the stop itself
         print("\n" + record_sweep(study, objective, time.perf_counter() - started, [], 0.0, stopped=stop))
         raise
     return record_sweep(study, objective, time.perf_counter() - started, confirmed, confirm_seconds, registered=registered), registered
+
+
+def wait_for_running_trials(study: optuna.Study, cfg: DictConfig) -> None:
+    """Trials that other invocations of the study are running now belong in the ranking: wait for them (not for
+    trials they start later), so that invocations finishing together confirm and register the same winner.
+    A dead invocation's trial is failed by its heartbeat, search.grace_seconds after it stopped; one that died
+    before its first heartbeat is never failed so, hence the limit: three times the longest finished trial."""
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if not running:
+        return
+    finished = study.get_trials(deepcopy=False, states=FINISHED)
+    longest = max((t.duration.total_seconds() for t in finished if t.duration), default=0.0)
+    patience = max(3 * longest, cfg.search.grace_seconds)
+    limit = time.monotonic() + patience
+    print(f"Waiting for {len(running)} running trial{'s' if len(running) > 1 else ''} of other invocations "
+          f"before the confirmation: {', '.join(map(str, sorted(running)))}")
+    while running and time.monotonic() < limit:
+        signals.check()
+        time.sleep(RUNNING_POLL_SECONDS)
+        optuna.storages.fail_stale_trials(study)
+        running &= {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if running:
+        log.warning("stopped waiting for trial%s %s: running past %.0f s", "s" if len(running) > 1 else "",
+                    ", ".join(map(str, sorted(running))), patience)
 
 
 def print_end(cfg: DictConfig, parent: mlflow.ActiveRun, summary: str, registered: str | None) -> None:

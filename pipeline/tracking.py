@@ -51,8 +51,7 @@ def configure(cfg: DictConfig, also_check: tuple[stores.Store, ...] = ()) -> str
     First `paths.*`, the MLflow store and `also_check` (the sweep's Optuna store) are probed without writing;
     the store is then created or opened under its lock (pipeline/stores.py)."""
     uri = tracking_uri(cfg)
-    store = stores.mlflow_store(uri)
-    stores.check_before_writing(cfg.paths, (store, *also_check))
+    store = probe(cfg, also_check)
     with stores.opening(store):
         mlflow.set_tracking_uri(uri)
         experiment = mlflow.get_experiment_by_name(cfg.tracking.experiment)
@@ -67,6 +66,14 @@ def configure(cfg: DictConfig, also_check: tuple[stores.Store, ...] = ()) -> str
         mlflow.set_experiment(experiment_id=experiment_id)
     log.info("MLflow: %s, experiment %r", redact(uri), cfg.tracking.experiment)
     return experiment_id
+
+
+def probe(cfg: DictConfig, also_check: tuple[stores.Store, ...] = ()) -> stores.Store:
+    """`paths.*`, the MLflow store and `also_check` can be used: InputError if not; nothing is written.
+    Entry points call it before they prepare any data; returns the MLflow store."""
+    store = stores.mlflow_store(tracking_uri(cfg))
+    stores.check_before_writing(cfg.paths, (store, *also_check))
+    return store
 
 
 def mark_model_development(experiment_id: str, experiment=None) -> None:

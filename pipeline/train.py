@@ -268,6 +268,7 @@ def single_run(cfg: DictConfig, entry: str, default_name: str):
     config.check(cfg)
     configure_threads(cfg.train.threads)  # before the optimizer is first made: that starts TensorFlow, which fixes its pools
     config.check_instantiable(cfg)
+    tracking.probe(cfg)  # a store that cannot be used stops the command before the data is prepared
     data = prepare_data(cfg.data, cfg.paths.cache_dir)
     signals.check()
     tracking.configure(cfg)

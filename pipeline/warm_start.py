@@ -43,6 +43,9 @@ def earlier_best(cfg: DictConfig, storage: str) -> list[FrozenTrial]:
     store = dataclasses.replace(stores.optuna_store(url), setting="search.warm_start_storage" if search.warm_start_storage else "search.storage")
     if search.warm_start_storage and store.file and not store.file.is_file():  # read, never created
         raise InputError(f"search.warm_start_storage={redact(url)}: no such file {store.file}")
+    if store.file and not (store.file.is_file() and store.file.stat().st_size):  # this sweep's store, not made yet
+        raise InputError(f"search.warm_start_from={search.warm_start_from}: no such study in {redact(url)}; "
+                         "studies there: none")
     with stores.opening(store):
         names = [summary.study_name for summary in optuna.get_all_study_summaries(url)]
         if search.warm_start_from not in names:

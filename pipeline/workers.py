@@ -37,7 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from pipeline import config, signals
-from pipeline.errors import InputError, Terminal
+from pipeline.errors import InputError, Terminal, as_disk_full
 from pipeline.figures import Attr
 from pipeline.redaction import install_log_redaction, redact
 
@@ -369,7 +369,10 @@ def work(index: int, job: Job, started: float) -> None:
     except InputError as error:
         job.messages.put(("input", str(error)))
         sys.exit(2)
-    except Exception:  # noqa: BLE001 - told to the invoker, which reports it and exits 1
+    except Exception as error:  # noqa: BLE001 - told to the invoker, which reports it and exits 1
+        if full := as_disk_full(error):
+            job.messages.put(("input", str(full)))
+            sys.exit(2)
         job.messages.put(("error", f"rnn-sweep worker {index} failed:\n{redact(traceback.format_exc())}"))
         sys.exit(1)
 

@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import tracking
 from pipeline.errors import InputError
+from pipeline.claims import Claims
 from pipeline.registry import CHAMPION, register_winner
 from pipeline.sweep import compose
 from tests.services import free_port
@@ -97,10 +98,10 @@ def test_the_same_winner_again_adds_no_version_and_null_registers_nothing(sweep_
                  "search.n_trials=1", "search.pruner=none", f"search.register_as={name}"]
     assert sweep(overrides) == 0
     cfg, trial = compose(overrides), study_of(overrides).best_trial
-    assert register_winner(cfg.search, trial) == f"models:/{name}@{CHAMPION}"
+    assert register_winner(cfg.search, trial, Claims("sqlite:///:memory:")) == f"models:/{name}@{CHAMPION}"
     client = MlflowClient(cfg.tracking.uri)
     assert [str(v.version) for v in client.search_model_versions(f"name='{name}'")] == ["1"]
-    assert register_winner(compose([*overrides, "search.register_as=null"]).search, trial) is None
+    assert register_winner(compose([*overrides, "search.register_as=null"]).search, trial, Claims("sqlite:///:memory:")) is None
 
 
 @pytest.mark.parametrize("bad", ["search.register_as=a/b", "search.register_as=models:x", "search.register_as=''"])

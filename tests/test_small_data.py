@@ -160,6 +160,28 @@ def test_a_study_keeps_the_folds_it_was_made_with():
         study_folds(optuna.create_study(), compose(["search=quick", "search.pruner=hyperband"]), data)
 
 
+def test_a_study_s_folds_are_checked_before_any_data(tmp_path):
+    """Issue 27 case 7: the stored study's folds refused a command only after its data was prepared."""
+    from pipeline.errors import InputError
+    from pipeline.folds import check_stored_folds
+    from pipeline.sweep import compose
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    explicit = compose(["search=quick", "search.cv_folds=5", "search.study_name=old"])
+    check_stored_folds(explicit, url)
+    assert not (tmp_path / "optuna.db").exists(), "a store that does not exist is not made by the check"
+    old = optuna.create_study(study_name="old", storage=url, direction="maximize")
+    check_stored_folds(explicit, url)  # no trial yet: it takes whatever folds this command decides
+    old.add_trial(tied_study().trials[0])
+    with pytest.raises(InputError, match=r"^search.cv_folds=5: study 'old' is run with one validation split"):
+        check_stored_folds(explicit, url)
+    check_stored_folds(compose(["search=quick", "search.cv_folds=1", "search.study_name=old"]), url)
+    check_stored_folds(compose(["search=quick", "search.study_name=other"]), url)
+    old.set_user_attr("cv_folds", 5)
+    with pytest.raises(InputError, match=r"^search.pruner=hyperband: Hyperband's resource is epochs"):
+        check_stored_folds(compose(["search=quick", "search.pruner=hyperband", "search.study_name=old"]), url)
+
+
 def tied_study(direction: str = "maximize") -> optuna.Study:
     """Three finished trials: 0 and 2 tie on the value, 2 with the lower validation loss; 1 scores less."""
     study = optuna.create_study(direction=direction)

@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import optuna
@@ -138,6 +139,37 @@ def test_four_workers_started_together_on_an_empty_mlruns_share_both_stores(tmp_
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {p.info.run_id for p in parents}
 
 
+def start_together(command: list[str], folder: Path, count: int) -> tuple[list[int], str]:
+    """`count` copies of `command` started at once in `folder`: their exit codes and their logs' ends."""
+    processes = []
+    for index in range(count):
+        with open(folder / f"invocation{index}.log", "w") as log:
+            processes.append(subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT))
+    codes = [process.wait(900) for process in processes]
+    return codes, "".join((folder / f"invocation{index}.log").read_text()[-3000:] for index in range(count))
+
+
+@pytest.mark.slow
+def test_four_invocations_together_train_each_confirmation_seed_once_and_register_one_version(tmp_path, data_cache):
+    """Issue 27 case 6: each confirmation seed was trained by every invocation, the winner registered twice."""
+    command = sweep_command(data_cache, "model=pooling", "search.space.body.choices=[pooling]", "~search.space.units",
+                            "search.n_trials=2", "search.confirm_top_k=2", "search.confirm_seeds=2",
+                            "search.heartbeat_seconds=2", "search.grace_seconds=300")
+    codes, logs = start_together(command, tmp_path, 4)
+    assert codes == [0, 0, 0, 0], logs
+    mlruns = tmp_path / "mlruns"
+    assert integrity(mlruns / "mlflow.db") == [("ok",)] and integrity(mlruns / "optuna.db") == [("ok",)]
+    client = MlflowClient(f"sqlite:///{mlruns / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("rnnsweep").experiment_id])
+    seeds = Counter((r.data.tags["confirm_of_trial"], r.data.tags["train_seed"]) for r in runs if "confirm" in r.data.tags)
+    assert len(seeds) == 4 and set(seeds.values()) == {1}, f"each confirmation seed trained once: {seeds}"
+    [model] = client.search_registered_models()
+    versions = client.search_model_versions(f"name='{model.name}'")
+    assert len(versions) == 1, f"one winner, one version: {[(v.version, v.tags) for v in versions]}"
+    winners = [line for line in logs.splitlines() if line.startswith("Winner by mean over seeds")]
+    assert len(winners) == 4 and len(set(winners)) == 1, f"every invocation names the same winner: {winners}"
+
+
 # ------------------------------------------------------------------------ damaged and unusable stores
 
 
@@ -177,6 +209,40 @@ def test_a_damaged_store_is_one_line_and_nothing_is_written(tmp_path, data_cache
     assert checksums(mlruns) == before
     if damage is old_mlflow_schema:
         assert f"mlflow db upgrade sqlite:///{mlruns / name}" in line
+
+
+def fresh_cache(tmp_path: Path, data_cache: Path) -> Path:
+    """A cache dir with the downloads and no vector cache yet: a data setting never prepared."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "downloads").symlink_to(data_cache / "downloads")
+    return cache
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["optuna.db", "mlflow.db"])
+def test_a_damaged_store_is_found_before_the_data_is_prepared(tmp_path, data_cache, mlruns, name):
+    """Issue 27 case 7: the store was probed only after the data was vectorized (minutes on IMDB)."""
+    garbage(mlruns / name)
+    cache = fresh_cache(tmp_path, data_cache)
+    result = run([*sweep_command(data_cache), f"paths.cache_dir={cache}"], tmp_path)
+    one_error_line(result, str(mlruns / name), "is not a usable SQLite database")
+    assert not list(cache.rglob("*.npz")), "no vector cache is written before the stores are checked"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("storage", ["postgresql://u:{pw}@127.0.0.1:{port}/db", "sqlite:///{tmp}/gone.db"],
+                         ids=["unreachable", "missing"])
+def test_an_unusable_warm_start_store_stops_before_any_store_or_data(tmp_path, data_cache, storage):
+    """Issue 27 case 7: an unreachable warm-start store left a new, empty mlflow.db and MLflow's log lines."""
+    storage = storage.format(pw=PW, port=closed_port(), tmp=tmp_path)
+    cache = fresh_cache(tmp_path, data_cache)
+    result = run([*sweep_command(data_cache), f"paths.cache_dir={cache}", "search.warm_start_from=earlier",
+                  f"search.warm_start_storage={storage}"], tmp_path)
+    one_error_line(result, "search.warm_start_storage=")
+    assert PW not in result.stderr
+    assert not (tmp_path / "mlruns").exists() or not list((tmp_path / "mlruns").glob("*.db"))
+    assert not list(cache.rglob("*.npz"))
 
 
 @pytest.mark.slow
