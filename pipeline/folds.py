@@ -16,6 +16,7 @@ from collections.abc import Callable
 import mlflow
 import numpy as np
 import optuna
+import sqlalchemy
 from omegaconf import DictConfig, OmegaConf
 from sklearn.model_selection import StratifiedKFold
 
@@ -130,6 +131,8 @@ def check_stored_folds(cfg: DictConfig, url: str) -> None:
         return
     timeout = {"connect_args": {"timeout": stores.SQLITE_BUSY_SECONDS}} if store.file else None
     with stores.opening(store):
+        if not has_studies(url, timeout):  # a new database: Optuna makes its tables when the study is created
+            return
         storage = optuna.storages.RDBStorage(url, engine_kwargs=timeout, skip_table_creation=True)
         try:
             stored = stored_attr(storage, cfg.search.study_name)
@@ -137,6 +140,14 @@ def check_stored_folds(cfg: DictConfig, url: str) -> None:
             storage.engine.dispose()
     if stored is not None:
         refuse_other_folds(cfg, cfg.search.study_name, stored)
+
+
+def has_studies(url: str, engine_kwargs: dict | None) -> bool:
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, **(engine_kwargs or {}))
+    try:
+        return sqlalchemy.inspect(engine).has_table("version_info")
+    finally:
+        engine.dispose()
 
 
 def stored_attr(storage: optuna.storages.RDBStorage, study_name: str) -> int | None:
