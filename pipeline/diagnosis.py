@@ -69,9 +69,10 @@ def plateau_level(flat: list[FrozenTrial]) -> str | None:
     at_chance = [t for t in placed if attr(t, Fig.plateau_at_chance)]
     mean_loss = statistics.fmean(attr(t, Fig.plateau_loss) for t in placed)
     if len(at_chance) == len(placed):
-        return (f"All {len(placed)} plateaus sat at chance level (mean training loss {mean_loss:.3f} against chance "
+        every = "The one plateau" if len(placed) == 1 else f"All {len(placed)} plateaus"
+        return (f"{every} sat at chance level (mean training loss {mean_loss:.3f} against chance "
                 f"{chance_text}): the model predicted the label frequency of each of the {classes} classes and nothing else.")
-    return (f"{len(at_chance)} of {len(placed)} plateaus sat at chance level ({chance_text}); the mean plateau loss was "
+    return (f"{len(at_chance)} of {len(placed)} plateau{'' if len(placed) == 1 else 's'} sat at chance level ({chance_text}); the mean plateau loss was "
             f"{mean_loss:.3f}: {'the others had learned something before stalling' if at_chance else 'none predicted the label frequency alone'}.")
 
 

@@ -134,7 +134,7 @@ def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_sec
     lines += plateau_diagnosis(study.trials)
     if not total["trials_complete"]:
         return "\n".join(lines + ["No trial has completed yet."])
-    lines += winner_lines(study, confirmed, confirm_seconds)
+    lines += winner_lines(study, confirmed, confirm_seconds, objective)
     return "\n".join(lines + warning_lines(study, confirmed, data, objective, folds, can_fold))
 
 
@@ -220,19 +220,25 @@ def test_report_lines(confirmed: list) -> list[str]:
     return lines + [f"  {line}" for line in format_report(report)]
 
 
-def winner_lines(study, confirmed: list, confirm_seconds: float) -> list[str]:
-    """The best trial against the baseline, its parameters, its confirmation over seeds, the Pareto front."""
+def winner_lines(study, confirmed: list, confirm_seconds: float, objective: str = "val_accuracy") -> list[str]:
+    """The best trial against the baseline, the winner's parameters, its confirmation over seeds, the Pareto
+    front. Figures are named by the objective (`val_accuracy 0.7889`), not as a bare value."""
     best = best_trial(study)
+    name = objective if len(study.directions) == 1 else "values"
     values = ", ".join(f"{v:.4f}" for v in best.values)
     folds = best.user_attrs.get(Fig.cv_folds, 1)
     spread = f", the mean of {folds:.0f} folds, sd {best.user_attrs[Fig.cv_sd]:.4f}" if folds > 1 else ""
-    lines = [f"Best trial {best.number}: value {values} (best epoch {best.user_attrs.get(Fig.best_epoch, 0):.0f}{spread})"]
+    lines = [f"Best trial {best.number}: {name} {values} (best epoch {best.user_attrs.get(Fig.best_epoch, 0):.0f}{spread})"]
     baseline = next((t for t in study.trials if t.user_attrs.get(Attr.baseline) and t.values), None)
     if baseline and len(study.directions) == 1:
-        lines.append(f"  {'baseline':<20} trial {baseline.number} (the config's own values): value {baseline.value:.4f}")
+        lines.append(f"  {'baseline':<20} trial {baseline.number} (the config's own values): {name} {baseline.value:.4f}")
     placed = [t for t in study.trials if start_label(t) not in (None, "baseline") and t.values and len(t.values) == 1]
-    lines += [f"  {start_label(t):<20} trial {t.number} (placed before the sampler chose): value {t.value:.4f}" for t in placed]
-    lines += [f"  {name:<20} {value}" for name, value in best.params.items()]
+    lines += [f"  {start_label(t):<20} trial {t.number} (placed before the sampler chose): {name} {t.value:.4f}"
+              for t in placed]
+    winner = confirmed[0].trial if confirmed else best
+    if winner.number != best.number:
+        lines.append(f"Winner: trial {winner.number}, by its mean over seeds (the table below). Its settings:")
+    lines += [f"  {key:<20} {value}" for key, value in winner.params.items()]
     lines += confirmation_lines(best, confirmed, confirm_seconds)
     lines += test_report_lines(confirmed)
     if len(study.directions) > 1:

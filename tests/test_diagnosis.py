@@ -36,6 +36,12 @@ NONE = [0.68, 0.5, 0.35, 0.25, 0.2, 0.18, 0.17, 0.16, 0.15, 0.14]
 CENSORED = [CHANCE * 1.001] * 3  # pruned after 3 epochs, still flat
 
 
+def test_one_plateau_is_one_plateau():
+    """Issue 28: 'All 1 plateaus sat at chance level'."""
+    text = "\n".join(plateau_diagnosis([trial(0, 1e-4, AT_CHANCE), trial(1, 3e-3, NONE)]))
+    assert "The one plateau sat at chance level" in text and "All 1 plateaus" not in text
+
+
 def test_a_plateau_at_chance_none_and_a_censored_one():
     trials = [
         trial(0, 1e-4, AT_CHANCE, grads=(0.002, 0.05)),

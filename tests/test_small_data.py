@@ -204,6 +204,20 @@ def test_two_trials_tied_on_the_objective_rank_by_validation_loss_in_the_study_a
     assert sorted(rows, key=lambda r: ranking.rank_key(r.mean, r.mean_val_loss, maximize))[0].trial.number == 2
 
 
+def test_the_summary_lists_the_confirmed_winner_s_settings_and_names_the_objective():
+    """Issue 28: 'Best trial 5: value 0.7889' listed trial 5's parameters while the winner was trial 3."""
+    study = tied_study()  # trial 2 is the best single trial; here confirmation makes trial 0 the winner
+    rows = [Confirmed(study.trials[0], [1, 2], [1.0, 1.0], [0.01, 0.02], []),
+            Confirmed(study.trials[2], [1, 2], [1.0, 0.9], [0.01, 0.02], [])]
+    lines = report.winner_lines(study, rows, 3.0, "val_accuracy")
+    assert lines[0] == "Best trial 2: val_accuracy 1.0000 (best epoch 3)"
+    settings = lines.index("Winner: trial 0, by its mean over seeds (the table below). Its settings:")
+    assert lines[settings + 1].split() == ["x", "1.0"] and lines[-1].startswith("Winner by mean over seeds: trial 0")
+    alone = report.winner_lines(study, [], 0.0, "val_loss")
+    assert alone[0].startswith("Best trial 2: val_loss 1.0000") and not any(l.startswith("Winner:") for l in alone)
+    assert [line.split() for line in alone[1:]] == [["x", "1.0"]]
+
+
 # ------------------------------------------------------------------------------------------- warnings
 
 
@@ -339,7 +353,7 @@ def test_on_300_clear_cut_reviews_the_champion_learned_and_ties_went_to_the_lowe
     assert len(tied) >= 2, "precondition: easy data, trials tie at the top"
     best = report.best_trial(study)
     assert best.user_attrs[Attr.tie_break] == min(t.user_attrs[Attr.tie_break] for t in tied)
-    assert f"Best trial {best.number}: value" in printed
+    assert f"Best trial {best.number}: val_accuracy" in printed
     assert "Warning: the validation split cannot tell the leaders apart:" in printed
     _, [parent], _ = runs_of(overrides)
     winner = study.trials[int(parent.data.metrics["best_trial"])]

@@ -22,7 +22,7 @@ PORTFOLIO = "search.portfolio=[{body: pooling, dropout: 0.4, learning_rate: 0.05
 def test_the_portfolio_runs_after_the_baseline_once_per_study_values_outside_the_space_left_to_the_sampler(sweep_overrides, capsys):
     overrides = [*sweep_overrides, "search=quick", PORTFOLIO, "search.n_trials=3"]
     assert sweep(overrides) == 0
-    assert re.search(r"\n  portfolio 1 +trial 2 \(placed before the sampler chose\): value 0\.\d{4}\n", capsys.readouterr().out)
+    assert re.search(r"\n  portfolio 1 +trial 2 \(placed before the sampler chose\): val_accuracy 0\.\d{4}\n", capsys.readouterr().out)
     assert sweep([*overrides, "search.n_trials=1"]) == 0  # the same command again: nothing placed a second time
     trials = study_of(overrides).trials
     assert [start_label(t) for t in trials] == ["baseline", "portfolio 0", "portfolio 1", None]
