@@ -20,6 +20,7 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 
 from pipeline import signals, stores
+from pipeline.errors import InputError
 from pipeline.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,20 @@ class Claims:
 
     @contextlib.contextmanager
     def hold(self, name: str, wait: bool) -> Iterator[bool]:
+        """`claim`, a store lost meanwhile turned into one InputError line (the store's fault, not a trial's)."""
+        working = False
+        try:
+            with self.claim(name, wait) as held:
+                working = True
+                yield held
+                working = False
+        except sqlalchemy.exc.SQLAlchemyError as error:
+            if working:  # the work's own error, not the claim's
+                raise
+            raise InputError(stores.store_error(self.store, error)) from None
+
+    @contextlib.contextmanager
+    def claim(self, name: str, wait: bool) -> Iterator[bool]:
         """Yields True while this process holds the claim on `name`; False at once if another holds it and not
         `wait`. Waiting polls, so that a stop signal ends it (signals.Interrupted)."""
         with self.lock(name) as try_lock:

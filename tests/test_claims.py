@@ -163,3 +163,15 @@ def test_a_dead_invocation_s_trial_is_waited_for_no_longer_than_its_heartbeat_or
     wait_for_running_trials(study, OmegaConf.create({"search": {"grace_seconds": 2}}))
     assert 1.9 <= time.monotonic() - started < 10 and study.trials[silent.number].state.name == "RUNNING"
     assert f"stopped waiting for trial {silent.number}: running past 2 s" in caplog.text
+
+
+def test_a_claim_on_a_database_that_went_away_is_one_line_without_the_password():
+    """A store lost mid-sweep is the store's fault: one InputError line (exit 2), never a traceback."""
+    from pipeline.errors import InputError
+    from tests.services import free_port
+
+    url = f"postgresql://sweeper:pw-never-shown@127.0.0.1:{free_port()}/optuna"
+    with pytest.raises(InputError, match=r"^search.storage=postgresql://sweeper:\*\*\*@127.0.0.1:\d+/optuna: ") as raised:
+        with Claims(url).hold("s/seed:0", wait=False):
+            pass
+    assert "pw-never-shown" not in str(raised.value)
