@@ -34,7 +34,7 @@ def integrity(database: Path) -> str:
 
 def repetition(trials: int, extra: list[str]) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="rnnsweep-concurrent-"))
-    command = [sys.executable, "-m", "pipeline.sweep", "search=quick", "data=sentences", f"search.n_trials={trials}",
+    command = [sys.executable, "-m", "pipeline.cli.sweep", "search=quick", "data=sentences", f"search.n_trials={trials}",
                "search.show_progress_bar=false", f"paths.mlruns_dir={folder}/mlruns", f"paths.log_dir={folder}/logs",
                *extra]
     started = time.perf_counter()

@@ -28,7 +28,7 @@ def run(seed: int, folds: int, extra: list[str]) -> tuple[float, float, int]:
                  "search.show_progress_bar=false", "search.register_as=null", f"paths.mlruns_dir={folder}/mlruns",
                  f"paths.log_dir={folder}/logs", f"tracking.uri=sqlite:///{folder}/mlflow.db", *extra]
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pipeline.sweep", *overrides], check=True, cwd=REPO,
+    subprocess.run([sys.executable, "-m", "pipeline.cli.sweep", *overrides], check=True, cwd=REPO,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - started
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")

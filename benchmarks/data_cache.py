@@ -16,7 +16,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from pipeline import CONFIG_DIR
-from pipeline.data import prepare_data
+from pipeline.data.texts import prepare_data
 
 
 def measure(dataset: str, downloads: Path) -> tuple[float, float, dict]:

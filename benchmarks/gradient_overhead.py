@@ -22,8 +22,8 @@ import keras
 from hydra import compose, initialize_config_dir
 
 from pipeline import CONFIG_DIR
-from pipeline.data import prepare_data
-from pipeline.train import configure_threads, train_model
+from pipeline.data.texts import prepare_data
+from pipeline.training.train import configure_threads, train_model
 
 CASES = {
     "sentences": ["data=sentences", "model=gru", "optimizer=rmsprop", "optimizer.learning_rate=1e-3"],

@@ -1,4 +1,4 @@
-"""Seconds to log one trained model per run: the MLflow model of pipeline/export.py against the plain .keras artifact.
+"""Seconds to log one trained model per run: the MLflow model of pipeline/models/export.py against the plain .keras artifact.
 
     python benchmarks/model_logging.py            # pooling and GRU on the UCI sentences, 5 logs each way
     python benchmarks/model_logging.py --tiny     # CI: pooling only, 2 logs each way
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import mlflow
 
-from pipeline import export
+from pipeline.models import export
 from pipeline.config import compose
-from pipeline.data import prepare_data
-from pipeline.train import train_model
+from pipeline.data.texts import prepare_data
+from pipeline.training.train import train_model
 
 
 def plain_keras(model, data, cfg) -> None:

@@ -15,8 +15,8 @@ import tempfile
 
 import optuna
 
-from pipeline.figures import Fig
-from pipeline.sweep import compose, run_sweep
+from pipeline.core.names import Fig
+from pipeline.search.sweep import compose, run_sweep
 
 
 def run_fresh(trials: int, extra: list[str]) -> optuna.Study:

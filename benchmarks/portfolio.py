@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 
 from pipeline.config import compose
-from pipeline.figures import Fig, start_label
+from pipeline.core.names import Fig, start_label
 
 BIN = Path(sys.executable).parent
 DATA = {"imdb": ["data=imdb", "data.subset=10000", "data.split_seed=42"], "sentences": ["data=sentences"]}

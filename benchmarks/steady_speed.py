@@ -35,7 +35,7 @@ import mlflow
 import optuna
 
 from pipeline.config import compose
-from pipeline.figures import Attr
+from pipeline.core.names import Attr
 
 RNN_SWEEP = str(Path(sys.executable).with_name("rnn-sweep"))
 

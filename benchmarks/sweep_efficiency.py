@@ -27,9 +27,9 @@ import keras_tuner as kt
 import mlflow
 from omegaconf import DictConfig
 
-from pipeline.batching import evaluation_stream, training_stream
-from pipeline.data import prepare_data
-from pipeline.model import build_model
+from pipeline.data.batching import evaluation_stream, training_stream
+from pipeline.data.texts import prepare_data
+from pipeline.models.zoo import build_model
 from pipeline.config import compose, override
 from pipeline.config import configured_callbacks, instantiate
 

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.sweep import compose, run_sweep
+from pipeline.search.sweep import compose, run_sweep
 
 
 def resident_mib() -> float:

@@ -21,10 +21,10 @@ from hydra import compose, initialize_config_dir
 from keras import layers
 
 from pipeline import CONFIG_DIR
-from pipeline.batching import evaluation_stream, training_stream
-from pipeline.data import prepare_data
-from pipeline.model import build_model
-from pipeline.train import EpochStats, train_model
+from pipeline.data.batching import evaluation_stream, training_stream
+from pipeline.data.texts import prepare_data
+from pipeline.models.zoo import build_model
+from pipeline.training.train import EpochStats, train_model
 
 MODELS = ("pooling", "simple_rnn", "lstm", "gru", "bilstm_stacked")
 SEED_SIZES = {"embedding_dim": 16}  # the seeds' scripts all used 16-dimensional embeddings

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.batching import batch_stream, evaluation_stream, length_sorted_batches, text_lengths, training_stream
-from pipeline.errors import InputError
-from pipeline.model import VariableLengthModel, build_model
+from pipeline.data.batching import batch_stream, evaluation_stream, length_sorted_batches, text_lengths, training_stream
+from pipeline.core.errors import InputError
+from pipeline.models.zoo import VariableLengthModel, build_model
 from pipeline.config import check, compose
 from tests.conftest import compose_config
 

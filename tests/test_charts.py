@@ -8,7 +8,7 @@ from pathlib import Path
 
 import optuna
 
-from pipeline.charts import Charts
+from pipeline.report.charts import Charts
 
 
 def finished_trial(run_id: str) -> optuna.trial.FrozenTrial:

@@ -1,4 +1,4 @@
-"""Claims on work in the study's storage (pipeline/claims.py): processes started together do each piece of
+"""Claims on work in the study's storage (pipeline/tracking/claims.py): processes started together do each piece of
 work once, a claim of a killed process passes to another, and a waiting process still answers a stop signal.
 On an SQLite store and on a real PostgreSQL server."""
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from pipeline import signals
-from pipeline.claims import Claims, do_once
+from pipeline.core import signals
+from pipeline.tracking.claims import Claims, do_once
 from tests.services import postgres_server
 
 WORKER = textwrap.dedent("""
@@ -136,7 +136,7 @@ def test_a_finished_invocation_waits_for_the_trials_others_are_running(tmp_path)
 
     from omegaconf import OmegaConf
 
-    from pipeline.sweep import wait_for_running_trials
+    from pipeline.search.sweep import wait_for_running_trials
 
     study = heartbeat_study(tmp_path)
     trial = study.ask()
@@ -150,7 +150,7 @@ def test_a_finished_invocation_waits_for_the_trials_others_are_running(tmp_path)
 def test_a_dead_invocation_s_trial_is_waited_for_no_longer_than_its_heartbeat_or_the_limit(tmp_path, caplog):
     from omegaconf import OmegaConf
 
-    from pipeline.sweep import wait_for_running_trials
+    from pipeline.search.sweep import wait_for_running_trials
 
     study = heartbeat_study(tmp_path)
     stale = study.ask()
@@ -167,7 +167,7 @@ def test_a_dead_invocation_s_trial_is_waited_for_no_longer_than_its_heartbeat_or
 
 def test_a_claim_on_a_database_that_went_away_is_one_line_without_the_password():
     """A store lost mid-sweep is the store's fault: one InputError line (exit 2), never a traceback."""
-    from pipeline.errors import InputError
+    from pipeline.core.errors import InputError
     from tests.services import free_port
 
     url = f"postgresql://sweeper:pw-never-shown@127.0.0.1:{free_port()}/optuna"

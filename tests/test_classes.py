@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
-from pipeline import export
+from pipeline.models import export
 from pipeline.config import check
-from pipeline.data import prepare_data
-from pipeline.errors import InputError
-from pipeline.scores import MacroF1, class_report, format_report
-from pipeline.train import train_model
+from pipeline.data.texts import prepare_data
+from pipeline.core.errors import InputError
+from pipeline.models.scores import MacroF1, class_report, format_report
+from pipeline.training.train import train_model
 from tests.conftest import BIN, SHRINK, compose_config
 from tests.test_data import data_config, imdb_config, write_imdb_archive, write_sentences
 
@@ -210,8 +210,8 @@ def test_a_four_class_sweep_registers_a_champion_that_predict_and_a_real_server_
     names and probabilities that sum to 1."""
     import mlflow
 
-    from pipeline.registry import CHAMPION
-    from pipeline.sweep import compose
+    from pipeline.tracking.registry import CHAMPION
+    from pipeline.search.sweep import compose
     from tests.test_registry import post, serve
     from tests.test_sweep import study_of, sweep
 
@@ -292,7 +292,8 @@ def test_a_binary_sweep_is_the_same_as_before_k_classes(sweep_overrides, tmp_pat
                      "search.objective=val_loss", "search.direction=minimize",  # no ties: that commit took the first
                      f"tracking.uri=sqlite:///{tmp_path / label / 'mlflow.db'}", "search.study_name=same-seed"]
         env = {**os.environ, "PYTHONPATH": pythonpath}
-        result = subprocess.run([sys.executable, "-m", "pipeline.sweep", *overrides], capture_output=True, text=True,
+        module = "pipeline.sweep" if label == "before" else "pipeline.cli.sweep"  # the layout before subpackages
+        result = subprocess.run([sys.executable, "-m", module, *overrides], capture_output=True, text=True,
                                 cwd=pythonpath, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
         cfg = compose(overrides)

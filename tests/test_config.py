@@ -1,5 +1,5 @@
 """The config is checked once per entry point (and once per trial), before data or MLflow are touched, by one
-rule per setting: the schema's types (pipeline/schema.py) and the range table (pipeline/config.py RULES)."""
+rule per setting: the schema's types (pipeline/config/schema.py) and the range table (pipeline/config/__init__.py RULES)."""
 
 import dataclasses
 import re
@@ -9,12 +9,13 @@ import typing
 import pytest
 from omegaconf import OmegaConf
 
-from pipeline import config, schema
+from pipeline import config
+from pipeline.config import schema
 from pipeline.config import RULES, check, compose
-from pipeline.errors import InputError
-from pipeline.space import parse_space
-from pipeline.sweep import run_sweep
-from pipeline.train import run_training
+from pipeline.core.errors import InputError
+from pipeline.config.space import parse_space
+from pipeline.search.sweep import run_sweep
+from pipeline.training.train import run_training
 from tests.conftest import BIN
 
 BAD_VALUES = [  # (override, the one line it gets)
@@ -114,7 +115,7 @@ class CountChecks:
             return real(cfg)
 
         monkeypatch.setattr("pipeline.config.check", counting)  # train, sweep and objective call config.check
-        monkeypatch.setattr("pipeline.space.check", counting)  # the probes of the search space
+        monkeypatch.setattr("pipeline.config.space.check", counting)  # the probes of the search space
 
 
 def test_rnn_train_checks_its_config_once(make_cfg, monkeypatch):
@@ -139,7 +140,7 @@ def test_a_trial_composed_from_cached_groups_equals_hydras_own_composition(sweep
     import optuna
 
     from pipeline.config import chosen_groups, compose_with_values
-    from pipeline.space import suggest
+    from pipeline.config.space import suggest
 
     base = [*sweep_overrides, f"search={search}", "model=gru"]
     cfg, groups = compose(base), chosen_groups(base)

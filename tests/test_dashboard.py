@@ -10,9 +10,9 @@ import urllib.request
 import pytest
 
 from pipeline.config import check
-from pipeline.dashboard import dashboard_command
-from pipeline.errors import InputError
-from pipeline.sweep import compose
+from pipeline.cli.dashboard import dashboard_command
+from pipeline.core.errors import InputError
+from pipeline.search.sweep import compose
 from tests.conftest import BIN
 from tests.services import free_port
 from tests.test_sweep import sweep

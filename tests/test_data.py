@@ -12,8 +12,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from pipeline.config import check
-from pipeline.data import pad_sequences, prepare_data
-from pipeline.errors import InputError
+from pipeline.data.texts import pad_sequences, prepare_data
+from pipeline.core.errors import InputError
 from tests.conftest import BIN, compose_config
 
 POSITIVE = ["a wonderful film", "great acting and a great story", "loved every minute", "superb and moving"]

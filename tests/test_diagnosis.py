@@ -7,8 +7,8 @@ from omegaconf import OmegaConf
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from pipeline.diagnosis import plateau_diagnosis
-from pipeline.train import plateau_level, run_summary
+from pipeline.report.diagnosis import plateau_diagnosis
+from pipeline.training.train import plateau_level, run_summary
 
 CHANCE = math.log(2)
 TRAIN_CFG = OmegaConf.create({"plateau_tolerance": 0.02})

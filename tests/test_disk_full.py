@@ -13,7 +13,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.errors import DiskFull, as_disk_full
+from pipeline.core.errors import DiskFull, as_disk_full
 from tests.conftest import BIN, SWEEP_SHRINK
 
 
@@ -40,7 +40,7 @@ def tmpfs(tmp_path):
 def test_a_vector_cache_that_does_not_fit_is_one_line_and_leaves_no_temp_file(tmpfs, data_cache):
     """It was a traceback (OSError: [Errno 28]) and a vectors/tmp*.tmp.npz left by every attempt."""
     from pipeline.config import compose
-    from pipeline.data import prepare_data
+    from pipeline.data.texts import prepare_data
 
     cache = tmpfs("cache", "256k")
     (cache / "downloads").symlink_to(data_cache / "downloads")

@@ -9,8 +9,8 @@ import urllib.request
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.data import prepare_data
-from pipeline.train import run_training
+from pipeline.data.texts import prepare_data
+from pipeline.training.train import run_training
 from tests.conftest import BIN
 from tests.services import free_port
 

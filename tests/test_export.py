@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import export, tracking
-from pipeline.data import LOADERS, VECTORIZER_OOV, cache_key, prepare_data, stratified_subset
-from pipeline.train import run_training, train_model
+from pipeline.models import export
+from pipeline.tracking import mlflow_runs
+from pipeline.data.texts import LOADERS, VECTORIZER_OOV, cache_key, prepare_data, stratified_subset
+from pipeline.training.train import run_training, train_model
 
 SMALL = ["data.subset=400", "data.max_len=12", "train.epochs=2", "train.log_model=true"]  # 12 tokens: most sentences are cut
 
@@ -87,12 +88,12 @@ def test_a_text_without_a_token_scores_as_one_oov_token_and_both_cut_sides_match
 
 def test_data_without_raw_text_logs_a_model_of_token_ids_and_says_so(make_cfg, caplog):
     """keras_imdb's reviews are integer sequences: no vocabulary, so the logged model takes id lists."""
-    caplog.set_level(logging.INFO, logger="pipeline.export")
+    caplog.set_level(logging.INFO, logger="pipeline.models.export")
     cfg = make_cfg("model=pooling", *SMALL, "tracking.experiment=test-export-ids")
     data = prepare_data(cfg.data, cfg.paths.cache_dir)
     data.vocabulary = []  # what pipeline.data gives for keras_imdb
     trained = train_model(cfg, data).model
-    tracking.configure(cfg)
+    mlflow_runs.configure(cfg)
     with mlflow.start_run():
         model_id = export.log_model(trained, data, cfg.data, best_epoch=1)
     assert "has no raw text" in caplog.text
@@ -123,7 +124,7 @@ def test_experiment_opens_on_model_training_and_the_run_link_says_so(make_cfg, c
     run_training(cfg)
     run = last_run(cfg)
     experiment = MlflowClient(cfg.tracking.uri).get_experiment(run.info.experiment_id)
-    assert experiment.tags[tracking.EXPERIMENT_KIND] == "custom_model_development"
+    assert experiment.tags[mlflow_runs.EXPERIMENT_KIND] == "custom_model_development"
     link = f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning"
     assert link in capsys.readouterr().out.splitlines()[-2]
-    assert run.data.tags[tracking.NOTE].startswith("average_pooling on sentences: best_val_loss ")
+    assert run.data.tags[mlflow_runs.NOTE].startswith("average_pooling on sentences: best_val_loss ")

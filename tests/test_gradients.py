@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import report
-from pipeline.data import prepare_data
-from pipeline.errors import InputError
-from pipeline.gradients import plateau_gradient_figures
+from pipeline.report import sweep_report
+from pipeline.data.texts import prepare_data
+from pipeline.core.errors import InputError
+from pipeline.training.gradients import plateau_gradient_figures
 from pipeline.config import check as check_config
-from pipeline.train import run_training, train_model
+from pipeline.training.train import run_training, train_model
 
 GRADIENTS = ("grad_norm", "update_ratio")
 
@@ -69,9 +69,9 @@ def test_plateau_and_escape_means():
 def test_learning_curves_get_a_gradient_panel_when_logged():
     history = {"loss": [0.7, 0.6], "val_loss": [0.7, 0.65], "accuracy": [0.5, 0.6], "val_accuracy": [0.5, 0.55],
                "grad_norm": [0.1, 0.2], "update_ratio": [1e-3, 2e-3]}
-    figure = report.learning_curves_figure(history, "t", 0.693)
+    figure = sweep_report.learning_curves_figure(history, "t", 0.693)
     assert [axis.get_title() for axis in figure.axes[:3]] == ["loss", "accuracy", "gradient signal"]
-    report.plt.close(figure)
-    without = report.learning_curves_figure({k: v for k, v in history.items() if k not in GRADIENTS}, "t")
+    sweep_report.plt.close(figure)
+    without = sweep_report.learning_curves_figure({k: v for k, v in history.items() if k not in GRADIENTS}, "t")
     assert len(without.axes) == 2
-    report.plt.close(without)
+    sweep_report.plt.close(without)

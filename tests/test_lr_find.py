@@ -12,10 +12,10 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from pipeline.config import compose as compose_sweep
-from pipeline.errors import InputError
-from pipeline.lr_curve import analyse, delay, format_table, smoothed
-from pipeline.lr_find import LossPerStep, rising_schedule, run_lr_find
-from pipeline.sweep import run_sweep
+from pipeline.core.errors import InputError
+from pipeline.report.lr_curve import analyse, delay, format_table, smoothed
+from pipeline.training.lr_find import LossPerStep, rising_schedule, run_lr_find
+from pipeline.search.sweep import run_sweep
 from tests.conftest import BIN
 
 CHANCE = math.log(2)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from pipeline.config import check, compose, group_options, override
-from pipeline.errors import InputError
-from pipeline.model import POOLINGS, build_model
+from pipeline.core.errors import InputError
+from pipeline.models.zoo import POOLINGS, build_model
 from tests.conftest import compose_config
 
 PRESETS = group_options("model")

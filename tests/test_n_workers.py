@@ -18,10 +18,9 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from pipeline.config import check, compose
-from pipeline.errors import InputError
-from pipeline.figures import Attr
-from pipeline.workers import (EXIT_RECYCLED, Pool, end_orphans, fresh_worker_has_work, open_for_trials, recycle_due, supervise, usable_cores,
-                              worker_count, worker_threads)
+from pipeline.core.errors import InputError
+from pipeline.core.names import Attr
+from pipeline.search.workers import EXIT_RECYCLED, Pool, end_orphans, fresh_worker_has_work, open_for_trials, recycle_due, supervise, usable_cores, worker_count, worker_threads
 from tests.conftest import BIN
 from tests.test_charts import wait_until_it_ignores_sigint_and_sigterm
 from tests.test_sweep import assert_every_trial_has_its_chart
@@ -103,7 +102,7 @@ def test_workers_leave_sigint_and_sigterm_to_their_invoker_even_while_they_start
 def test_a_second_signal_while_workers_start_leaves_none_waiting(sweep_overrides, monkeypatch):
     """A second signal raises Interrupted as the hold on signals ends, right after a worker started. That worker was
     not recorded yet, so nothing killed it and the invocation's exit waited for it forever (it waits for orders)."""
-    from pipeline import signals
+    from pipeline.core import signals
 
     @contextlib.contextmanager
     def second_signal_on_leaving():
@@ -212,7 +211,7 @@ def test_a_stop_ends_every_worker_and_leaves_no_run_running(tmp_path, sweep_over
                  300, "a trial to run", sweep, tmp_path / "sweep.err")
         time.sleep(1.0)  # well inside the trial
         workers = [pid for pid in children_of(sweep.pid) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
-        charts = [pid for pid in children_of(sweep.pid) if "pipeline.charts" in Path(f"/proc/{pid}/cmdline").read_text()]
+        charts = [pid for pid in children_of(sweep.pid) if "pipeline.report.charts" in Path(f"/proc/{pid}/cmdline").read_text()]
         assert len(workers) == 2 and len(charts) == 1
         if stop.startswith("SIGTERM"):
             os.kill(sweep.pid, signal.SIGTERM)  # the invoking process alone, as systemd's stop or `timeout` sends it
@@ -264,7 +263,7 @@ def test_a_worker_that_died_beside_a_recycled_one_stops_its_replacement():
 
 
 def test_a_recycled_worker_is_not_replaced_once_a_signal_arrived(monkeypatch):
-    from pipeline import signals
+    from pipeline.core import signals
 
     answers = iter([None])  # it arrives after the round looked for a signal to pass on
     monkeypatch.setattr(signals, "received", lambda: next(answers, signal.SIGINT))
@@ -325,7 +324,7 @@ def test_a_signal_during_the_decision_to_replace_a_worker_stops_the_replacement(
     """Ctrl-C while the invoker read the study (seconds on a busy database) came after the round's look for a signal:
     a fresh worker was started anyway, and the command waited for its start-up. The look is repeated with the
     signals held, just before the start."""
-    from pipeline import signals
+    from pipeline.core import signals
 
     monkeypatch.setattr(signals, "received", lambda: signal.SIGINT)
     job = a_job(tickets=5)

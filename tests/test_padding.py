@@ -10,13 +10,13 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import report
-from pipeline.batching import evaluation_stream, training_stream
+from pipeline.report import sweep_report
+from pipeline.data.batching import evaluation_stream, training_stream
 from pipeline.config import compose
-from pipeline.data import prepare_data
-from pipeline.errors import InputError
-from pipeline.model import build_model
-from pipeline.sweep import run_sweep
+from pipeline.data.texts import prepare_data
+from pipeline.core.errors import InputError
+from pipeline.models.zoo import build_model
+from pipeline.search.sweep import run_sweep
 from pipeline.config import check as check_config
 from tests.conftest import BIN, compose_config
 
@@ -154,18 +154,18 @@ def fabricated(number, rate, mask, side, plateau, censored, rates=optuna.distrib
 def test_plateau_chart_and_table_show_one_series_per_setting():
     trials = [fabricated(0, 1e-4, False, "post", 40, True), fabricated(1, 1e-2, False, "post", 10, False),
               fabricated(2, 1e-4, True, "post", 20, False), fabricated(3, 1e-2, True, "post", 1, False)]
-    lines = report.plateau_table_lines(trials)
+    lines = sweep_report.plateau_table_lines(trials)
     rows = {line.split("  ")[1].strip(): line.split()[-2:] for line in lines[2:]}
     assert rows == {"mask_padding=false, padding=post": ["≥40", "10"], "mask_padding=true, padding=post": ["20", "1"]}
-    figure = report.plateau_vs_learning_rate(trials)
+    figure = sweep_report.plateau_vs_learning_rate(trials)
     labels = figure.axes[0].get_legend_handles_labels()[1]
     assert labels == ["mask_padding=false, padding=post", "mask_padding=true, padding=post", "still on its plateau (≥)"]
     hollow = [c for c in figure.axes[0].collections if len(c.get_facecolors()) == 0 and len(c.get_offsets())]
     assert [tuple(c.get_offsets()[0])[1] for c in hollow] == [40], "the censored plateau is the one hollow triangle"
-    report.plt.close(figure)
+    sweep_report.plt.close(figure)
 
 
 def test_a_search_without_a_grid_of_learning_rates_gets_no_table():
     rates = optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True)
     trials = [fabricated(n, rate, True, "post", 2, False, rates) for n, rate in enumerate(np.geomspace(1e-5, 1e-1, 12))]
-    assert report.plateau_table_lines(trials) == []
+    assert sweep_report.plateau_table_lines(trials) == []

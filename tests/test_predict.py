@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from pipeline import CONFIG_DIR, export
-from pipeline.errors import InputError
-from pipeline.predict import run_predict
-from pipeline.registry import CHAMPION
-from pipeline.train import run_training
+from pipeline import CONFIG_DIR
+from pipeline.models import export
+from pipeline.core.errors import InputError
+from pipeline.tracking.predict import run_predict
+from pipeline.tracking.registry import CHAMPION
+from pipeline.training.train import run_training
 from tests.conftest import BIN, SHRINK, compose_config
 
 TEXTS = ["a great film, I loved it", "dull plot, awful acting", "the food was cold, the service slow"]

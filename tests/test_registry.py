@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import tracking
-from pipeline.errors import InputError
-from pipeline.claims import Claims
-from pipeline.registry import CHAMPION, register_winner
-from pipeline.sweep import compose
+from pipeline.tracking import mlflow_runs
+from pipeline.core.errors import InputError
+from pipeline.tracking.claims import Claims
+from pipeline.tracking.registry import CHAMPION, register_winner
+from pipeline.search.sweep import compose
 from tests.services import free_port
 from tests.test_sweep import runs_of, study_of, sweep
 
@@ -73,10 +73,10 @@ def test_the_winner_is_registered_as_champion_and_a_real_server_answers(sweep_ov
     expected = champion.predict(pd.Series(TEXTS))
 
     _, [parent], children = runs_of(overrides)
-    note = parent.data.tags[tracking.NOTE]
+    note = parent.data.tags[mlflow_runs.NOTE]
     assert f"**Winner: trial {best.number}**" in note and f"`models:/{name}@{CHAMPION}`" in note and "| parameter | value |" in note
     assert parent.data.tags["registered_model"] == f"models:/{name}@{CHAMPION}"
-    assert all(child.data.tags[tracking.NOTE].startswith("Trial ") for child in children)
+    assert all(child.data.tags[mlflow_runs.NOTE].startswith("Trial ") for child in children)
 
     server, url, log = serve(f"models:/{name}@{CHAMPION}", cfg.tracking.uri, tmp_path)
     try:

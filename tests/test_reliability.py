@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.errors import InputError
-from pipeline.objective import FAIL_HYPERPARAMETERS, FAIL_INPUT
-from pipeline.sweep import compose
-from pipeline.warm_start import enqueue_start
+from pipeline.core.errors import InputError
+from pipeline.search.objective import FAIL_HYPERPARAMETERS, FAIL_INPUT
+from pipeline.search.sweep import compose
+from pipeline.search.warm_start import enqueue_start
 from tests.conftest import BIN
 from tests.test_sweep import runs_of, study_of, sweep
 from tests.test_sweep_crash import read_trials, start_and_wait_for_second_trial
@@ -168,8 +168,8 @@ def test_rnn_train_signal_exits_with_128_plus_its_number_and_the_run_ended(tmp_p
 
 def test_a_second_signal_wrapped_by_tensorflow_still_counts_as_an_interruption(monkeypatch):
     """A second signal raises inside whatever runs, e.g. TensorFlow tracing, which wraps it in its own error."""
-    from pipeline import signals
-    from pipeline.objective import TrialFailed, failures_blamed_on_the_config
+    from pipeline.core import signals
+    from pipeline.search.objective import TrialFailed, failures_blamed_on_the_config
 
     with pytest.raises(TrialFailed, match="ValueError: shapes"):
         with failures_blamed_on_the_config():
@@ -184,7 +184,7 @@ def test_a_signal_that_lands_while_a_helper_process_starts_is_kept_and_the_helpe
     """Workers and the chart process are started while the invoker holds SIGINT/SIGTERM. The invoker used to ignore
     them for those milliseconds, so a stop landing then was lost and the sweep trained on. The helper ignores both
     from its first line, and one sent while it started does not kill it."""
-    from pipeline import signals
+    from pipeline.core import signals
 
     monkeypatch.setattr(signals, "_received", None)  # the stop recorded here must not reach later tests
     helper_code = "from pipeline import signals; signals.ignore_here(); print('ready', flush=True); import sys; sys.stdin.read()"
@@ -223,7 +223,7 @@ def test_a_validation_split_left_without_a_class_by_tokenless_texts_is_a_data_er
     pd.DataFrame({"text": ["good film", "bad film"] + ["..."] * 200, "label": [1, 0] + [0, 1] * 100}).to_csv(
         tmp_path / "mostly_dots.csv", index=False)  # two real texts: no split can hold both classes twice
     write_table(tmp_path / "test.csv")
-    from pipeline.data import prepare_data
+    from pipeline.data.texts import prepare_data
 
     cfg = make_cfg("data=table", f"data.path={tmp_path / 'mostly_dots.csv'}", f"data.test_path={tmp_path / 'test.csv'}")
     with pytest.raises(InputError, match=r"split less its \d+ texts without a token: (no examples|only label \d occurs)"):
@@ -231,7 +231,7 @@ def test_a_validation_split_left_without_a_class_by_tokenless_texts_is_a_data_er
 
 
 def test_a_password_holding_an_unencoded_at_sign_is_hidden_whole():
-    from pipeline.redaction import redact
+    from pipeline.core.redaction import redact
 
     assert redact("postgresql://u:se@cret@127.0.0.1:1/db") == "postgresql://u:***@127.0.0.1:1/db"
     assert "cret" not in redact("error: search.storage=postgresql://u:se@cret@127.0.0.1:1/db: failed to resolve host")
@@ -240,7 +240,8 @@ def test_a_password_holding_an_unencoded_at_sign_is_hidden_whole():
 def test_a_signal_just_after_a_trials_last_epoch_starts_no_empty_trial(sweep_overrides, monkeypatch):
     """Issue 27, case 5: a stop that arrived as a trial ended was only seen inside the next trial's objective,
     after Optuna had created it: an empty trial (no parameters, no run) marked FAIL, counted as 2 of 2 tries."""
-    from pipeline import objective, signals
+    from pipeline.search import objective
+    from pipeline.core import signals
 
     monkeypatch.setattr(signals, "_received", None)
     remember = objective.remember

@@ -14,10 +14,11 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from pipeline import ranking, report
-from pipeline.confirm import Confirmed
-from pipeline.figures import Attr, Fig
-from pipeline.train import BestEpoch, EarlyStopping
+from pipeline.core import ranking
+from pipeline.report import sweep_report
+from pipeline.search.confirm import Confirmed
+from pipeline.core.names import Attr, Fig
+from pipeline.training.train import BestEpoch, EarlyStopping
 
 ITEMS = ["kettle", "charger", "lamp", "toaster", "blender", "fan", "heater", "speaker", "mouse", "keyboard", "cable",
          "mug", "backpack", "umbrella", "jacket", "pan", "knife", "clock", "pillow", "helmet"]
@@ -103,19 +104,19 @@ def test_early_stopping_goes_on_while_a_saturated_accuracy_has_a_falling_loss_an
 def test_early_stopping_keeps_min_delta_and_the_baseline_as_keras_means_them():
     """Review of 80c715b: a tie within min_delta let a worse accuracy with a lower loss count as progress, and
     equalling the baseline reset the patience."""
-    drifting = [{"val_accuracy": a, "val_loss": l} for a, l in ((1.0, 0.5), (0.995, 0.4), (0.99, 0.3), (0.985, 0.2),
+    drifting = [{"val_accuracy": a, "val_loss": loss} for a, loss in ((1.0, 0.5), (0.995, 0.4), (0.99, 0.3), (0.985, 0.2),
                                                               (0.98, 0.1))]
     stopper = EarlyStopping(monitor="val_accuracy", mode="max", patience=2, min_delta=0.01)
     feed(stopper, drifting)
     assert stopper.stopped_epoch == 2 and stopper.best == 1.0, "each epoch worse: no progress, whatever its loss"
-    at_baseline = [{"val_accuracy": 0.9, "val_loss": l} for l in (0.5, 0.4, 0.3, 0.2)]
+    at_baseline = [{"val_accuracy": 0.9, "val_loss": loss} for loss in (0.5, 0.4, 0.3, 0.2)]
     stopper = EarlyStopping(monitor="val_accuracy", mode="max", patience=2, baseline=0.9)
     feed(stopper, at_baseline)
     assert stopper.stopped_epoch == 1, "equal to the baseline is not beating it"
 
 
 def test_the_divergence_limit_on_rare_classes_is_above_an_untrained_models_loss():
-    from pipeline.train import divergence_scale
+    from pipeline.training.train import divergence_scale
 
     rare = types.SimpleNamespace(chance_loss=lambda: 0.056, num_classes=2)  # 1 % positives
     assert divergence_scale(rare) == pytest.approx(math.log(2))
@@ -124,9 +125,9 @@ def test_the_divergence_limit_on_rare_classes_is_above_an_untrained_models_loss(
 
 
 def test_a_diverged_final_model_or_a_fold_without_a_value_fails_the_cross_validated_trial():
-    from pipeline.folds import combined
-    from pipeline.objective import divergence
-    from pipeline.train import TrainResult
+    from pipeline.training.folds import combined
+    from pipeline.search.objective import divergence
+    from pipeline.training.train import TrainResult
 
     def result(best=0.8, diverged_at=0, loss=0.3):
         summary = {Fig.epochs_run: 3, Fig.best_epoch: 3, Fig.fit_seconds: 1.0, Fig.nan_loss: 0, Fig.final_loss: loss,
@@ -143,9 +144,9 @@ def test_a_diverged_final_model_or_a_fold_without_a_value_fails_the_cross_valida
 
 
 def test_a_study_keeps_the_folds_it_was_made_with():
-    from pipeline.errors import InputError
-    from pipeline.folds import study_folds
-    from pipeline.sweep import compose
+    from pipeline.core.errors import InputError
+    from pipeline.training.folds import study_folds
+    from pipeline.search.sweep import compose
 
     data = toy_dataset(per_class=10)
     cfg = compose(["search=quick"])
@@ -162,9 +163,9 @@ def test_a_study_keeps_the_folds_it_was_made_with():
 
 def test_a_study_s_folds_are_checked_before_any_data(tmp_path):
     """Issue 27 case 7: the stored study's folds refused a command only after its data was prepared."""
-    from pipeline.errors import InputError
-    from pipeline.folds import check_stored_folds
-    from pipeline.sweep import compose
+    from pipeline.core.errors import InputError
+    from pipeline.training.folds import check_stored_folds
+    from pipeline.search.sweep import compose
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     explicit = compose(["search=quick", "search.cv_folds=5", "search.study_name=old"])
@@ -192,11 +193,11 @@ def tied_study(direction: str = "maximize") -> optuna.Study:
 
 
 def test_two_trials_tied_on_the_objective_rank_by_validation_loss_in_the_study_and_the_confirmation():
-    from pipeline.confirm import ranked
+    from pipeline.search.confirm import ranked
 
     study = tied_study()
     assert study.best_trial.number == 0, "Optuna's own order: the first of the tie"
-    assert report.best_trial(study).number == 2
+    assert sweep_report.best_trial(study).number == 2
     assert [t.number for t in ranked(study)] == [2, 0, 1]
     rows = [Confirmed(study.trials[0], [1, 2], [1.0, 1.0], [0.6, 0.7], []),
             Confirmed(study.trials[2], [1, 2], [1.0, 1.0], [0.01, 0.02], [])]
@@ -209,12 +210,12 @@ def test_the_summary_lists_the_confirmed_winner_s_settings_and_names_the_objecti
     study = tied_study()  # trial 2 is the best single trial; here confirmation makes trial 0 the winner
     rows = [Confirmed(study.trials[0], [1, 2], [1.0, 1.0], [0.01, 0.02], []),
             Confirmed(study.trials[2], [1, 2], [1.0, 0.9], [0.01, 0.02], [])]
-    lines = report.winner_lines(study, rows, 3.0, "val_accuracy")
+    lines = sweep_report.winner_lines(study, rows, 3.0, "val_accuracy")
     assert lines[0] == "Best trial 2: val_accuracy 1.0000 (best epoch 3)"
     settings = lines.index("Winner: trial 0, by its mean over seeds (the table below). Its settings:")
     assert lines[settings + 1].split() == ["x", "1.0"] and lines[-1].startswith("Winner by mean over seeds: trial 0")
-    alone = report.winner_lines(study, [], 0.0, "val_loss")
-    assert alone[0].startswith("Best trial 2: val_loss 1.0000") and not any(l.startswith("Winner:") for l in alone)
+    alone = sweep_report.winner_lines(study, [], 0.0, "val_loss")
+    assert alone[0].startswith("Best trial 2: val_loss 1.0000") and not any(line.startswith("Winner:") for line in alone)
     assert [line.split() for line in alone[1:]] == [["x", "1.0"]]
 
 
@@ -231,7 +232,7 @@ def confirmed_row(trial, test_accuracy: float) -> list[Confirmed]:
 
 def test_ties_at_the_maximum_are_named_with_their_numbers_and_what_to_do():
     study = tied_study()
-    lines = report.warning_lines(study, confirmed_row(report.best_trial(study), 0.98), small_data(), "val_accuracy")
+    lines = sweep_report.warning_lines(study, confirmed_row(sweep_report.best_trial(study), 0.98), small_data(), "val_accuracy")
     assert lines == ["Warning: the validation split cannot tell the leaders apart: 1 other trial ties with it at "
                      "val_accuracy 1.0000; the lower validation loss decided. More data, or search.cv_folds=5, "
                      "would separate them."]
@@ -241,25 +242,25 @@ def test_leaders_within_one_standard_error_of_the_validation_split_are_named():
     study = optuna.create_study(direction="maximize")
     for value in (0.81, 0.80, 0.70):
         study.add_trial(create_trial(value=value, user_attrs={Attr.tie_break: 0.5, Fig.best_epoch: 4}))
-    winner = report.best_trial(study)
-    [line] = report.warning_lines(study, confirmed_row(winner, 0.80), small_data(val=450), "val_accuracy")
+    winner = sweep_report.best_trial(study)
+    [line] = sweep_report.warning_lines(study, confirmed_row(winner, 0.80), small_data(val=450), "val_accuracy")
     assert "1 other trial scores within one standard error (±0.018 on 450 validation texts) of its val_accuracy 0.8100" in line
-    assert report.warning_lines(study, confirmed_row(winner, 0.80), small_data(val=20_000), "val_accuracy") == []
+    assert sweep_report.warning_lines(study, confirmed_row(winner, 0.80), small_data(val=20_000), "val_accuracy") == []
 
 
 def test_a_winner_within_noise_of_chance_and_a_first_best_epoch_are_named():
     study = optuna.create_study(direction="maximize")
     study.add_trial(create_trial(value=0.55, user_attrs={Attr.tie_break: 0.69, Fig.best_epoch: 1, Fig.epochs_run: 4}))
     study.add_trial(create_trial(value=0.30, user_attrs={Attr.tie_break: 0.9, Fig.best_epoch: 2}))
-    winner = report.best_trial(study)
-    lines = report.warning_lines(study, confirmed_row(winner, 0.53), small_data(test=300), "val_accuracy")
+    winner = sweep_report.best_trial(study)
+    lines = sweep_report.warning_lines(study, confirmed_row(winner, 0.53), small_data(test=300), "val_accuracy")
     assert lines == [
         "Warning: the winner's test accuracy 0.5300 is within noise of chance (0.5000 ± 0.0577 on 300 test texts): it "
         "may have learned nothing. Try more epochs, other learning rates or more data.",
         "Warning: the winner's best epoch was its first (of 4 run): it may have barely trained. Look at its curves; "
         "raise train.epochs or lower the learning rate.",
     ]
-    assert report.warning_lines(study, confirmed_row(winner, 0.70), small_data(test=300), "val_accuracy")[:1] == [
+    assert sweep_report.warning_lines(study, confirmed_row(winner, 0.70), small_data(test=300), "val_accuracy")[:1] == [
         lines[1]], "0.70 is 0.20 above chance: not noise"
 
 
@@ -267,7 +268,7 @@ def test_a_winner_within_noise_of_chance_and_a_first_best_epoch_are_named():
 
 
 def toy_dataset(per_class: int = 10, classes: int = 2):
-    from pipeline.data import Dataset
+    from pipeline.data.texts import Dataset
 
     y = np.repeat(np.arange(classes), per_class).astype(np.float32)
     x = np.arange(len(y) * 3, dtype=np.int32).reshape(len(y), 3) + 1
@@ -279,7 +280,7 @@ def toy_dataset(per_class: int = 10, classes: int = 2):
 
 
 def test_the_folds_cover_training_and_validation_texts_once_each_stratified():
-    from pipeline.folds import fold_datasets
+    from pipeline.training.folds import fold_datasets
 
     data = toy_dataset(per_class=10)
     folds = fold_datasets(data, 5, seed=1)
@@ -298,7 +299,7 @@ def test_the_folds_cover_training_and_validation_texts_once_each_stratified():
 def test_auto_cross_validates_small_data_without_a_validation_file(setting, val_path, size, expected):
     from omegaconf import OmegaConf
 
-    from pipeline.folds import fold_count
+    from pipeline.training.folds import fold_count
 
     data = types.SimpleNamespace(y_train=np.zeros(size - size // 5), y_val=np.zeros(size // 5))
     search = OmegaConf.create({"cv_folds": setting, "cv_auto_below": 5000})
@@ -307,9 +308,9 @@ def test_auto_cross_validates_small_data_without_a_validation_file(setting, val_
 
 def test_a_class_smaller_than_the_folds_and_folds_with_a_validation_file_are_one_line():
     from pipeline.config import check
-    from pipeline.errors import InputError
-    from pipeline.folds import fold_datasets
-    from pipeline.sweep import compose
+    from pipeline.core.errors import InputError
+    from pipeline.training.folds import fold_datasets
+    from pipeline.search.sweep import compose
 
     with pytest.raises(InputError, match=r"^search.cv_folds=5: the smallest class has 3 training texts, fewer than "
                                          r"the folds; allowed: 1 to 3 folds, or more data$"):
@@ -335,8 +336,8 @@ def test_on_300_clear_cut_reviews_the_champion_learned_and_ties_went_to_the_lowe
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pipeline.registry import CHAMPION
-    from pipeline.sweep import compose
+    from pipeline.tracking.registry import CHAMPION
+    from pipeline.search.sweep import compose
     from tests.test_sweep import runs_of, study_of, sweep
 
     path = tmp_path / "reviews.csv"
@@ -351,7 +352,7 @@ def test_on_300_clear_cut_reviews_the_champion_learned_and_ties_went_to_the_lowe
     done = study.get_trials(states=(TrialState.COMPLETE,))
     tied = [t for t in done if t.value == max(d.value for d in done)]
     assert len(tied) >= 2, "precondition: easy data, trials tie at the top"
-    best = report.best_trial(study)
+    best = sweep_report.best_trial(study)
     assert best.user_attrs[Attr.tie_break] == min(t.user_attrs[Attr.tie_break] for t in tied)
     assert f"Best trial {best.number}: val_accuracy" in printed
     assert "Warning: the validation split cannot tell the leaders apart:" in printed
@@ -373,7 +374,7 @@ def test_a_finite_exploded_loss_is_a_divergence_and_never_the_best_trial(sweep_o
     """Acceptance f: SGD at learning rate 1e6 trained with a finite loss of 2e5 and was the study's best trial."""
     from mlflow.tracking import MlflowClient
 
-    from pipeline.sweep import compose
+    from pipeline.search.sweep import compose
     from tests.test_sweep import study_of, sweep
 
     path = tmp_path / "reviews.csv"
@@ -389,7 +390,7 @@ def test_a_finite_exploded_loss_is_a_divergence_and_never_the_best_trial(sweep_o
     assert "diverged: training loss" in run.data.tags["fail_reason"], run.data.tags["fail_reason"]
     assert run.data.metrics["final_loss"] > 10 * run.data.metrics["chance_loss"]
     assert math.isfinite(run.data.metrics["final_loss"]), "finite: NaN was caught before"
-    best = report.best_trial(study)
+    best = sweep_report.best_trial(study)
     assert best.params["learning_rate"] == 0.5 and best.user_attrs[Fig.epochs_run] >= 2
 
 
@@ -399,7 +400,7 @@ def test_a_baseline_value_outside_the_space_is_run_as_it_is_and_two_studies_star
     outside the searched choices. It is run as an extra point, said so, and two studies start from the same one."""
     from mlflow.tracking import MlflowClient
 
-    from pipeline.sweep import compose
+    from pipeline.search.sweep import compose
     from tests.test_sweep import study_of, sweep
 
     baselines = []
@@ -440,7 +441,7 @@ def test_a_cross_validated_sweep_means_its_folds_prunes_between_them_and_trains_
 
     from mlflow.tracking import MlflowClient
 
-    from pipeline.sweep import compose
+    from pipeline.search.sweep import compose
     from tests.test_sweep import study_of, sweep
 
     path = tmp_path / "reviews.csv"
@@ -484,7 +485,7 @@ def test_folds_a_class_cannot_fill_exit_2_with_one_line_and_nothing_stored(tmp_p
     import subprocess
     from pathlib import Path
 
-    from pipeline.sweep import compose
+    from pipeline.search.sweep import compose
     from tests.conftest import BIN
     from tests.test_reliability import one_error_line
     from tests.test_sweep import runs_of
@@ -522,9 +523,9 @@ def test_labels_no_model_can_learn_give_the_chance_and_first_epoch_warnings(swee
 
 def test_the_confirmation_heading_counts_in_words_that_agree():
     """It printed 'the top 1 trials with 1 more training seeds each'."""
-    assert report.confirmation_heading(1, 1, 12.4) == ("Confirmation: the best trial with 1 more training seed (+12 s; "
+    assert sweep_report.confirmation_heading(1, 1, 12.4) == ("Confirmation: the best trial with 1 more training seed (+12 s; "
                                                        "the data split stays fixed)")
-    assert report.confirmation_heading(2, 2, 30) == ("Confirmation: the top 2 trials with 2 more training seeds each "
+    assert sweep_report.confirmation_heading(2, 2, 30) == ("Confirmation: the top 2 trials with 2 more training seeds each "
                                                      "(+30 s; the data split stays fixed)")
 
 
@@ -532,5 +533,5 @@ def test_one_trial_stopped_on_its_plateau_is_one_trial():
     """It printed 'Stopped on their plateau: 1 trials (0 pruned)'."""
     study = optuna.create_study()
     study.add_trial(create_trial(value=0.5, user_attrs={Fig.plateau_censored: 1, Fig.plateau_epochs: 3}))
-    [line] = report.censored_plateau_lines(study.trials)
+    [line] = sweep_report.censored_plateau_lines(study.trials)
     assert line.startswith("Stopped on their plateau: 1 trial (0 pruned) ended")

@@ -23,8 +23,9 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import errors, redaction, stores
-from pipeline.errors import InputError
+from pipeline.core import errors, redaction
+from pipeline.tracking import stores
+from pipeline.core.errors import InputError
 from tests.conftest import BIN, SWEEP_SHRINK
 from tests.services import PASSWORD, USER, free_port, postgres_server
 

@@ -7,10 +7,10 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.errors import InputError
-from pipeline.space import baseline_params
-from pipeline.sweep import EXIT_ALL_TRIALS_FAILED, compose, run_sweep
-from pipeline.workers import usable_cores
+from pipeline.core.errors import InputError
+from pipeline.config.space import baseline_params
+from pipeline.search.sweep import EXIT_ALL_TRIALS_FAILED, compose, run_sweep
+from pipeline.search.workers import usable_cores
 from tests.conftest import BIN
 
 

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.sweep import compose
+from pipeline.search.sweep import compose
 from tests.conftest import BIN
 
 pytestmark = pytest.mark.slow
@@ -114,7 +114,7 @@ def test_the_chart_process_draws_a_finished_trial_and_ends_when_its_invoker_is_k
     worker = start_and_wait_for_second_trial(cfg, [str(BIN / "rnn-sweep"), *overrides], tmp_path)
     try:
         children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
-        [charts] = [int(pid) for pid in children if "pipeline.charts" in Path(f"/proc/{pid}/cmdline").read_text()]
+        [charts] = [int(pid) for pid in children if "pipeline.report.charts" in Path(f"/proc/{pid}/cmdline").read_text()]
         [first] = [t for t in read_trials(cfg) if t.number == 0]
         client = MlflowClient(cfg.tracking.uri)
         wait_for(lambda: [a for a in client.list_artifacts(first.user_attrs["mlflow_run_id"]) if a.path == "learning_curves.png"],

@@ -10,10 +10,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from pipeline import export, tracking
-from pipeline.data import prepare_data
-from pipeline.errors import InputError
-from pipeline.train import longest_stall, plateau_epochs, run_training, train_model
+from pipeline.models import export
+from pipeline.tracking import mlflow_runs
+from pipeline.data.texts import prepare_data
+from pipeline.core.errors import InputError
+from pipeline.training.train import longest_stall, plateau_epochs, run_training, train_model
 
 
 @pytest.mark.parametrize(
@@ -45,7 +46,7 @@ def test_longest_stall(val_losses, expected):
 
 def test_redact_hides_passwords_in_urls_only():
     text = "postgresql+psycopg2://sweeper:s3cr3t@db:5432/optuna and http://host:5000"
-    assert tracking.redact(text) == "postgresql+psycopg2://sweeper:***@db:5432/optuna and http://host:5000"
+    assert mlflow_runs.redact(text) == "postgresql+psycopg2://sweeper:***@db:5432/optuna and http://host:5000"
 
 
 def test_run_records_curves_figures_and_artifacts(make_cfg):
@@ -92,7 +93,7 @@ def test_an_exception_inside_training_leaves_no_run_running(make_cfg):
         def on_epoch_end(self, epoch, logs=None):
             raise RuntimeError("disk full")
 
-    tracking.configure(cfg)
+    mlflow_runs.configure(cfg)
     data = prepare_data(cfg.data, cfg.paths.cache_dir)
     with pytest.raises(RuntimeError, match="disk full"), mlflow.start_run():
         train_model(cfg, data, extra_callbacks=[Crash()])

@@ -8,11 +8,13 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import export, ranking, report
-from pipeline.batching import evaluation_stream
-from pipeline.data import prepare_data
-from pipeline.sweep import compose
-from pipeline.train import plateau_level, run_summary, run_training, train_model
+from pipeline.models import export
+from pipeline.core import ranking
+from pipeline.report import sweep_report
+from pipeline.data.batching import evaluation_stream
+from pipeline.data.texts import prepare_data
+from pipeline.search.sweep import compose
+from pipeline.training.train import plateau_level, run_summary, run_training, train_model
 from tests.conftest import compose_config
 from tests.test_sweep import runs_of, study_of, sweep
 
@@ -21,7 +23,7 @@ PEAKS_APART = ["model=pooling", "optimizer=adam", "optimizer.learning_rate=0.01"
 
 
 def stored_model(run_id: str):
-    """The trained id model inside the MLflow model the run logged (pipeline/export.py)."""
+    """The trained id model inside the MLflow model the run logged (pipeline/models/export.py)."""
     return export.stored_id_model(export.model_of_run(run_id))
 
 
@@ -165,12 +167,12 @@ def fabricated(number, state, plateau, epochs, rate):
 def test_censored_plateaus_are_counted_in_the_summary_and_marked_in_the_chart():
     pruned = optuna.trial.TrialState.PRUNED
     trials = [fabricated(0, pruned, 2, 2, 1e-4), fabricated(1, pruned, 3, 3, 3e-4), fabricated(2, optuna.trial.TrialState.COMPLETE, 2, 10, 1e-2)]
-    [line] = report.censored_plateau_lines(trials)
+    [line] = sweep_report.censored_plateau_lines(trials)
     assert line.startswith("Stopped on their plateau: 2 trials (2 pruned)") and "search.pruner=patient" in line
-    figure = report.plateau_vs_learning_rate(trials)
+    figure = sweep_report.plateau_vs_learning_rate(trials)
     labels = figure.axes[0].get_legend_handles_labels()[1]
     assert labels == ["complete", "pruned, still on its plateau (≥)"]
-    report.plt.close(figure)
+    sweep_report.plt.close(figure)
 
 
 # ------------------------------------------------------------------------------------- seeds

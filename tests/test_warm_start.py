@@ -8,12 +8,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from pipeline import ranking
+from pipeline.core import ranking
 from pipeline.config import check, compose
-from pipeline.cost_guard import CostGuard
-from pipeline.errors import InputError
-from pipeline.figures import Attr, start_label
-from pipeline.sweep import make_pruner
+from pipeline.search.cost_guard import CostGuard
+from pipeline.core.errors import InputError
+from pipeline.core.names import Attr, start_label
+from pipeline.search.sweep import make_pruner
 from tests.test_sweep import runs_of, study_of, sweep
 
 PORTFOLIO = "search.portfolio=[{body: pooling, dropout: 0.4, learning_rate: 0.05}, {body: gru, units: 16, dropout: 0.2}]"

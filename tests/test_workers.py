@@ -9,7 +9,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import tracking
+from pipeline.tracking import mlflow_runs
 from tests.conftest import BIN, SWEEP_SHRINK
 from tests.services import PASSWORD, mlflow_server, postgres_server
 
@@ -41,7 +41,7 @@ def test_workers_starting_together_on_a_new_experiment_all_open_it(servers, make
         def open_experiment(worker):
             start.wait()
             try:
-                ids[round_number, worker] = tracking.configure(cfg)
+                ids[round_number, worker] = mlflow_runs.configure(cfg)
             except Exception as error:
                 failures.append(f"round {round_number}, worker {worker}: {error}")
 
@@ -53,7 +53,7 @@ def test_workers_starting_together_on_a_new_experiment_all_open_it(servers, make
         assert not failures, "\n".join(failures)
         assert len({ids[round_number, worker] for worker in range(STARTING_TOGETHER)}) == 1
         experiment = MlflowClient(url).get_experiment_by_name(f"together-{round_number}")
-        assert experiment.tags[tracking.EXPERIMENT_KIND] == tracking.MODEL_DEVELOPMENT
+        assert experiment.tags[mlflow_runs.EXPERIMENT_KIND] == mlflow_runs.MODEL_DEVELOPMENT
 
 
 def test_two_workers_share_one_postgres_study_and_one_mlflow_server(tmp_path, data_cache, servers):

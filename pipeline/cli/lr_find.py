@@ -1,0 +1,21 @@
+"""rnn-lr-find: a learning-rate range test, recorded as one MLflow run with its curve."""
+
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline import config
+from pipeline.cli.entry import command
+from pipeline.core import signals
+
+
+def lr_find(cfg: DictConfig) -> None:
+    OmegaConf.resolve(cfg)  # freeze ${oc.env:...} now: MLflow sets MLFLOW_TRACKING_URI once configured
+    config.check(cfg)  # before TensorFlow and MLflow are imported: a bad value answers at once
+    from pipeline.training.lr_find import run_lr_find
+
+    signals.run_one(lambda checked_cfg: run_lr_find(checked_cfg, checked=True), cfg)
+
+
+cli = command("lr_find", lr_find)
+
+if __name__ == "__main__":
+    cli()

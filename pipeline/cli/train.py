@@ -1,0 +1,21 @@
+"""rnn-train: one model trained once on one config, recorded as one MLflow run."""
+
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline import config
+from pipeline.cli.entry import command
+from pipeline.core import signals
+
+
+def train(cfg: DictConfig) -> None:
+    OmegaConf.resolve(cfg)  # freeze ${oc.env:...} now: MLflow sets MLFLOW_TRACKING_URI once configured
+    config.check(cfg)  # before TensorFlow and MLflow are imported: a bad value answers at once
+    from pipeline.training.train import run_training
+
+    signals.run_one(lambda checked_cfg: run_training(checked_cfg, checked=True), cfg)
+
+
+cli = command("train", train)
+
+if __name__ == "__main__":
+    cli()

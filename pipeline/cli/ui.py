@@ -1,0 +1,27 @@
+"""rnn-ui: the MLflow UI on tracking.ui_host:ui_port over the store rnn-train and rnn-sweep write to."""
+
+import os
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from pipeline import config
+from pipeline.cli.entry import command
+from pipeline.core.redaction import redact
+
+
+def ui(cfg: DictConfig) -> None:
+    config.check(cfg)
+    from pipeline.tracking.mlflow_runs import ui_command
+
+    ui_line = ui_command(cfg)
+    print(" ".join(redact(part) for part in ui_line), file=sys.stderr)
+    Path(cfg.paths.mlruns_dir).mkdir(parents=True, exist_ok=True)
+    os.execvp(ui_line[0], ui_line)
+
+
+cli = command("train", ui)
+
+if __name__ == "__main__":
+    cli()

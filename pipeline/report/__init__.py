@@ -1,0 +1,4 @@
+"""The report layer: what a person reads. The sweep's summary, tables and figures (sweep_report), the
+live charts process (charts), the plateau diagnosis (diagnosis) and the reading of a learning-rate
+range test's curve (lr_curve). Imports pipeline.core, pipeline.config and pipeline.models (scores).
+"""

@@ -1,0 +1,57 @@
+"""The study: created or loaded from its storage (the same command continues it), with its sampler and
+pruner as search.samplers / search.pruners configure them. Shared by the invoker and every worker."""
+
+import optuna
+from omegaconf import DictConfig
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from pipeline import config
+from pipeline.search.cost_guard import CostGuard
+from pipeline.tracking import mlflow_runs, stores
+from pipeline.tracking.stores import storage_url
+
+
+def make_study(cfg: DictConfig) -> optuna.Study:
+    """Create the study, or load it when it exists: the same command continues the same study."""
+    search = cfg.search
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=search.max_retry)
+
+    def on_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        mlflow_runs.end_stale_runs(trial.user_attrs)
+        retry(study, trial)
+
+    store = stores.optuna_store(storage_url(cfg))
+    with stores.opening(store):  # under its lock; a bad URL, a missing driver, other directions: one error line
+        storage = RDBStorage(
+            store.url,
+            engine_kwargs={"connect_args": {"timeout": stores.SQLITE_BUSY_SECONDS}} if store.file else None,
+            heartbeat_interval=search.heartbeat_seconds,
+            grace_period=search.grace_seconds,
+            heartbeat_stale_trial_callback=on_stale_trial,
+        )
+        return optuna.create_study(
+            study_name=search.study_name,
+            storage=storage,
+            sampler=make_sampler(cfg),
+            pruner=make_pruner(cfg),
+            directions=[search.direction] + (["minimize"] if search.second_objective else []),
+            load_if_exists=True,
+        )
+
+
+def make_sampler(cfg: DictConfig, offset: int = 0) -> optuna.samplers.BaseSampler:
+    """search.samplers[search.sampler], instantiated with search.seed plus `offset`: the number of trials the
+    study already holds, so that running the same command again continues the search instead of drawing the
+    same start-up points. A grid sampler is given the space's choices."""
+    extra = {"search_space": {name: list(entry.choices) for name, entry in cfg.search.space.items()}} if config.is_grid(cfg) else {}
+    return config.instantiate(cfg.search.samplers[cfg.search.sampler], "search.sampler", seed=cfg.search.seed + offset,
+                              _convert_="all", **extra)
+
+
+def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
+    """search.pruners[search.pruner], inside the cost guard unless it is off or the pruner decides alone
+    (none: every trial runs all its epochs; hyperband: TPE reads its brackets from study.pruner)."""
+    pruner = config.instantiate(cfg.search.pruners[cfg.search.pruner], "search.pruner")
+    if cfg.search.cost_guard is None or isinstance(pruner, (optuna.pruners.NopPruner, optuna.pruners.HyperbandPruner)):
+        return pruner
+    return CostGuard(pruner, cfg.search.cost_guard, cfg.search.cost_guard_trials)

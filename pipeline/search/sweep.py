@@ -1,0 +1,228 @@
+"""rnn-sweep: Optuna searches the composed config; every trial is `train_model` inside a nested MLflow run.
+
+A trial's sampled values become Hydra overrides (`model.units=64`, `optimizer=rmsprop`) and Hydra
+composes the trial's config exactly as it would a command line, so any value or config group can be
+searched. The study lives in an Optuna storage, so the same command resumes it, and a trial left
+behind by a dead worker is failed (heartbeat) and retried. After the search, the top trials are
+trained again with other seeds (pipeline/confirm.py) and the best mean wins.
+"""
+
+import logging
+import time
+import warnings
+
+import mlflow
+import optuna
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from pipeline import config
+from pipeline.report import charts, sweep_report
+from pipeline.core import signals
+from pipeline.tracking import stores, mlflow_runs
+from pipeline.tracking.stores import storage_url
+from pipeline.search import warm_start, workers
+from pipeline.config import chosen_groups, compose  # noqa: F401 - compose: the tests build sweep configs with it
+from pipeline.tracking.claims import Claims
+from pipeline.search.confirm import confirm
+from pipeline.search.study import make_pruner, make_sampler, make_study  # noqa: F401 - tests
+from pipeline.core.errors import InputError
+from pipeline.training.folds import check_folds, check_stored_folds, fold_count, study_folds
+from pipeline.search.lr_range import apply_lr_range, log_lr_range, lr_entry
+from pipeline.search.objective import Objective, TrialFailed
+from pipeline.tracking.datasets import log_datasets
+from pipeline.tracking.registry import register_winner, validate_register_as
+from pipeline.config.space import check_space
+from pipeline.training.train import configure_threads
+
+log = logging.getLogger(__name__)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, stale-trial retry
+
+EXIT_ALL_TRIALS_FAILED = 3
+EXIT_WORKER_DIED = 1  # search.n_workers: a worker process was killed or failed unexpectedly
+RUNNING_POLL_SECONDS = 1  # how often a finished invocation looks whether the others' running trials are done
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what max_total_trials counts; FAIL trials may be retried
+
+
+def check_sweep(cfg: DictConfig, base_overrides: list[str], checked: bool = False) -> None:
+    """The sweep's one check, before any data, study or run: the base config (a bad setting is named as itself,
+    not as a search entry's), then the space, each of whose values must compose to a valid config.
+    `checked`: the entry point has checked the base config already."""
+    if not checked:
+        config.check(cfg)
+    configure_threads(OmegaConf.create(workers.invoker_threads(cfg)))  # before TensorFlow starts: it fixes its pools then
+    config.check_instantiable(cfg)
+    check_space(cfg, base_overrides, chosen_groups(base_overrides))
+    validate_register_as(cfg.search.register_as)
+    warm_start.check_portfolio(cfg)
+    if cfg.search.lr_range == "auto":
+        lr_entry(cfg)  # the float entry whose bounds the range test will set
+
+
+# --------------------------------------------------------------------------------------- run
+
+
+def run_sweep(cfg: DictConfig, base_overrides: list[str], checked: bool = False) -> int:
+    """Validate, run `search.n_trials` more trials of the study, confirm the winner over seeds, report; return
+    the exit code. `cfg` is the sweep config composed from `base_overrides`, which every trial's config starts from.
+    """
+    started = time.perf_counter()
+    check_sweep(cfg, base_overrides, checked)
+    mlflow_runs.probe(cfg, also_check=(stores.optuna_store(storage_url(cfg)),))  # both stores, nothing written yet
+    earlier = warm_start.earlier_best(cfg, storage_url(cfg))  # search.warm_start_from, only read: a missing study stops
+    check_stored_folds(cfg, storage_url(cfg))  # the study's folds against search.cv_folds, only read
+    objective = Objective(cfg, [*base_overrides, *workers.thread_overrides(workers.invoker_threads(cfg))])
+    data = objective.dataset(cfg)  # the base config's data, before any study or run exists: a data error stops here
+    check_folds(cfg, data)  # a class too small for search.cv_folds stops here too
+    signals.check()
+    with workers.Pool(cfg, base_overrides) as pool:  # worker processes, if any: they start now, and wait for the study
+        return search(cfg, objective, pool, started, earlier)
+
+
+def search(cfg: DictConfig, objective: Objective, pool: workers.Pool, started: float, earlier: list) -> int:
+    """run_sweep once the config and data are known: the study, the parent run, the trials, confirmation, the summary."""
+    if cfg.search.show_progress_bar:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar shows each trial's progress and the best value
+    mlflow_runs.configure(cfg)
+    study = make_study(cfg)
+    optuna.storages.fail_stale_trials(study)  # a dead worker's trials: failed, their runs ended, retried
+    if study_complete(study, cfg):
+        return 0
+    study.sampler = make_sampler(cfg, offset=len(study.trials))
+    lr_range = apply_lr_range(cfg, objective.dataset(cfg), study)  # search.lr_range=auto: before the baseline is placed
+    cfg.search.cv_folds = study_folds(study, cfg, objective.dataset(cfg))  # auto decided once, kept in the study
+    warm_start.enqueue_start(study, cfg, objective.base_overrides, earlier)
+    with mlflow.start_run(run_name=f"sweep-{cfg.search.study_name}", tags=parent_tags(cfg)) as parent:
+        objective.parent_run_id = parent.info.run_id
+        log_sweep_inputs(cfg, objective, lr_range)
+        summary, registered = trials_and_winner(study, objective, cfg, pool, started)
+    print_end(cfg, parent, summary, registered)
+    mine = objective.trials(study)
+    all_failed = mine and all(t.state == TrialState.FAIL for t in mine)
+    return EXIT_ALL_TRIALS_FAILED if all_failed else 0
+
+
+def study_complete(study: optuna.Study, cfg: DictConfig) -> bool:
+    cap = cfg.search.max_total_trials
+    if cap is not None and len(study.get_trials(states=FINISHED)) >= cap:
+        print(f"Study {study.study_name!r} is complete: it holds {cap} or more finished trials (search.max_total_trials)")
+        return True
+    return False
+
+
+def log_sweep_inputs(cfg: DictConfig, objective: Objective, lr_range) -> None:
+    mlflow_runs.log_config(cfg)
+    log_lr_range(lr_range, cfg, objective.dataset(cfg).chance_loss())
+    log_datasets(objective.dataset(cfg), cfg.data, ("train", "val", "test"))  # trials fit and select, the winner is tested
+    mlflow.log_text(OmegaConf.to_yaml(cfg.search.space), "search_space.yaml")
+
+
+def trials_and_winner(study: optuna.Study, objective: Objective, cfg: DictConfig, pool: workers.Pool,
+                      started: float) -> tuple[str, str | None]:
+    """The trials, the winner confirmed over seeds and registered; the summary (printed at once if a stop cuts it short)."""
+    try:
+        optimize(study, objective, cfg, pool)
+        confirm_started = time.perf_counter()
+        if cfg.search.confirm_top_k or cfg.search.register_as:  # what confirms and registers ranks every trial
+            wait_for_running_trials(study, cfg)
+        claims = Claims(storage_url(cfg))
+        confirmed = confirm(study, objective, claims) if complete(study.trials) else []
+        confirm_seconds = time.perf_counter() - confirm_started
+        registered = register_winner(cfg.search, confirmed[0].trial, claims) if confirmed else None
+    except (signals.Interrupted, InputError, workers.WorkerDied) as stop:  # the summary of what ran, then the stop itself
+        print("\n" + record_sweep(study, objective, time.perf_counter() - started, [], 0.0, stopped=stop))
+        raise
+    return record_sweep(study, objective, time.perf_counter() - started, confirmed, confirm_seconds, registered=registered), registered
+
+
+def wait_for_running_trials(study: optuna.Study, cfg: DictConfig) -> None:
+    """Trials that other invocations of the study are running now belong in the ranking: wait for them (not for
+    trials they start later), so that invocations finishing together confirm and register the same winner.
+    A dead invocation's trial is failed by its heartbeat, search.grace_seconds after it stopped; one that died
+    before its first heartbeat is never failed so, hence the limit: three times the longest finished trial."""
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if not running:
+        return
+    finished = study.get_trials(deepcopy=False, states=FINISHED)
+    longest = max((t.duration.total_seconds() for t in finished if t.duration), default=0.0)
+    patience = max(3 * longest, cfg.search.grace_seconds)
+    limit = time.monotonic() + patience
+    print(f"Waiting for {len(running)} running trial{'s' if len(running) > 1 else ''} of other invocations "
+          f"before the confirmation: {', '.join(map(str, sorted(running)))}")
+    while running and time.monotonic() < limit:
+        signals.check()
+        time.sleep(RUNNING_POLL_SECONDS)
+        optuna.storages.fail_stale_trials(study)
+        running &= {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if running:
+        log.warning("stopped waiting for trial%s %s: running past %.0f s", "s" if len(running) > 1 else "",
+                    ", ".join(map(str, sorted(running))), patience)
+
+
+def print_end(cfg: DictConfig, parent: mlflow.ActiveRun, summary: str, registered: str | None) -> None:
+    print(f"\n{summary}")
+    if registered:
+        print(f"\nThe winner's model: {registered} (rnn-predict predict.model={registered} ..., or mlflow models serve -m {registered})")
+    print(f"\nMLflow parent run {parent.info.run_id} in experiment {cfg.tracking.experiment!r}; to look at it:")
+    print(mlflow_runs.ui_hint(cfg, parent))
+
+
+def optimize(study: optuna.Study, objective: Objective, cfg: DictConfig, pool: workers.Pool) -> None:
+    """search.n_trials trials: in this process, or in the pool's worker processes (search.n_workers > 1, or more
+    trials than search.worker_max_trials); each finished trial's chart is drawn by the chart process meanwhile."""
+    cap = cfg.search.max_total_trials
+    with charts.Charts() as drawer:
+        if pool.in_workers:
+            pool.run(study, objective, cfg.search.n_trials, cfg.search.timeout, drawer)
+            return
+        study.optimize(
+            objective,
+            n_trials=cfg.search.n_trials,
+            timeout=cfg.search.timeout,
+            catch=(TrialFailed,),  # a trial its hyperparameters failed is FAIL with its reason; the sweep goes on
+            show_progress_bar=cfg.search.show_progress_bar,
+            callbacks=[lambda study, trial: drawer.send(trial, mlflow.get_tracking_uri()), stop_on_signal]
+            + ([optuna.study.MaxTrialsCallback(cap, states=FINISHED)] if cap else []),
+        )
+        signals.check()  # a stop that stop_on_signal saw: the sweep ends as interrupted, after the trial it let finish
+
+
+def stop_on_signal(study: optuna.Study, trial) -> None:
+    """After each trial: a signal that arrived meanwhile starts no next trial. Seen only inside the next trial's
+    objective, it came after Optuna had created that trial: an empty FAIL trial, counted as a try."""
+    if signals.received() is not None:
+        study.stop()
+
+
+def record_sweep(study, objective: Objective, wall_seconds: float, confirmed: list, confirm_seconds: float,
+                 stopped: Exception | None = None, registered: str | None = None) -> str:
+    """Log the sweep's figures, summary and charts to the parent run and the log file; return the summary."""
+    mine = objective.trials(study)
+    data = objective.dataset(objective.cfg)
+    summary = sweep_report.sweep_summary(study, mine, wall_seconds, confirmed, confirm_seconds, data, stopped,
+                                   objective.cfg.search.objective, fold_count(objective.cfg.search, objective.cfg.data, data),
+                                   can_fold=not objective.cfg.data.get("val_path"))
+    saved_epochs, saved_seconds = sweep_report.pruning_savings(mine)
+    counts = sweep_report.sweep_counts(mine)
+    figures = counts | sweep_report.winner_figures(confirmed, confirm_seconds)
+    mlflow.log_metrics(figures | {"pruning_saved_epochs": saved_epochs, "pruning_saved_seconds": saved_seconds})
+    mlflow.log_text(summary, "summary.txt")
+    mlflow_runs.describe_run(sweep_report.sweep_note(study.study_name, summary, confirmed, registered))
+    if registered:
+        mlflow.set_tag("registered_model", registered)
+    for name, figure in sweep_report.sweep_figures(study, objective.cfg.search.objective).items():
+        mlflow.log_figure(figure, f"{name}.png")
+        sweep_report.plt.close(figure)
+    log.info("sweep %s: %d trials added (%d complete, %d pruned, %d failed), study %r holds %d, MLflow parent run %s",
+             "stopped" if stopped else "finished", len(mine), counts["trials_complete"], counts["trials_pruned"],
+             counts["trials_fail"], study.study_name, len(study.trials), objective.parent_run_id)
+    return summary
+
+
+def complete(trials) -> list:
+    return [t for t in trials if t.state == TrialState.COMPLETE]
+
+
+def parent_tags(cfg: DictConfig) -> dict[str, str]:
+    tags = mlflow_runs.run_tags(cfg, entry="rnn-sweep")
+    return tags | {"study": cfg.search.study_name, "sampler": cfg.search.sampler, "pruner": cfg.search.pruner}

@@ -1,0 +1,208 @@
+"""MLflow: where runs go, what a run records, and the UI over the same store."""
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.report import charts
+from pipeline.models import export
+from pipeline.tracking import stores
+from pipeline.tracking.datasets import log_datasets
+from pipeline.core.names import Attr, Fig
+from pipeline.models.zoo import model_label
+from pipeline.core.redaction import redact  # noqa: F401 - tracking.redact is used across the package
+from pipeline.report.sweep_report import confusion_figure, learning_curves_figure, plt
+from pipeline.models.scores import per_class_metrics
+
+log = logging.getLogger(__name__)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar for one small download
+EXPERIMENT_KIND, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"  # the values MLflow's UI reads
+NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (Markdown)
+MODEL_FIGURES = ("best_", "test_")  # per-run figures of the stored model: linked to its LoggedModel
+
+
+def absolute(path: str) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def tracking_uri(cfg: DictConfig) -> str:
+    """The configured URI, or the local store: a sqlite file inside paths.mlruns_dir."""
+    if cfg.tracking.uri:
+        return cfg.tracking.uri
+    return f"sqlite:///{absolute(cfg.paths.mlruns_dir) / 'mlflow.db'}"
+
+
+def local_artifact_root(cfg: DictConfig) -> str | None:
+    """Artifacts of the local store live beside its database; a server decides its own."""
+    if cfg.tracking.uri:
+        return None
+    return (absolute(cfg.paths.mlruns_dir) / "artifacts").as_uri()
+
+
+def configure(cfg: DictConfig, also_check: tuple[stores.Store, ...] = ()) -> str:
+    """Point MLflow at the configured store and experiment (created on first use); return the experiment id.
+
+    First `paths.*`, the MLflow store and `also_check` (the sweep's Optuna store) are probed without writing;
+    the store is then created or opened under its lock (pipeline/stores.py)."""
+    uri = tracking_uri(cfg)
+    store = probe(cfg, also_check)
+    with stores.opening(store):
+        mlflow.set_tracking_uri(uri)
+        experiment = mlflow.get_experiment_by_name(cfg.tracking.experiment)
+        if experiment is None:
+            try:
+                experiment_id = mlflow.create_experiment(cfg.tracking.experiment, artifact_location=local_artifact_root(cfg))
+            except mlflow.exceptions.MlflowException:  # another worker created it a moment ago
+                experiment_id = mlflow.get_experiment_by_name(cfg.tracking.experiment).experiment_id
+        else:
+            experiment_id = experiment.experiment_id
+        mark_model_development(experiment_id, experiment)
+        mlflow.set_experiment(experiment_id=experiment_id)
+    log.info("MLflow: %s, experiment %r", redact(uri), cfg.tracking.experiment)
+    return experiment_id
+
+
+def probe(cfg: DictConfig, also_check: tuple[stores.Store, ...] = ()) -> stores.Store:
+    """`paths.*`, the MLflow store and `also_check` can be used: InputError if not; nothing is written.
+    Entry points call it before they prepare any data; returns the MLflow store."""
+    store = stores.mlflow_store(tracking_uri(cfg))
+    stores.check_before_writing(cfg.paths, (store, *also_check))
+    return store
+
+
+def mark_model_development(experiment_id: str, experiment=None) -> None:
+    """MLflow 3.17's UI opens an experiment on its GenAI pages unless it is marked as model training."""
+    if experiment is None or EXPERIMENT_KIND not in experiment.tags:  # a kind someone chose is kept
+        try:
+            mlflow.MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND, MODEL_DEVELOPMENT)
+        except mlflow.exceptions.MlflowException:  # a server's INSERT lost the race to a worker that started with us
+            if EXPERIMENT_KIND not in mlflow.get_experiment(experiment_id).tags:
+                raise
+
+
+def flat_params(cfg: DictConfig, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """The resolved config as `group.key` -> value strings, secrets redacted, top-level `skip` keys left out."""
+    flat = {}
+
+    def walk(node, prefix):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix[:-1]] = redact(str(node))
+
+    walk({k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in skip}, "")
+    return flat
+
+
+def log_config(cfg: DictConfig, skip: tuple[str, ...] = ()) -> None:
+    """Params = the flattened resolved config (less `skip`); artifact config.yaml = the whole config as YAML."""
+    mlflow.log_params(flat_params(cfg, skip))
+    mlflow.log_text(redact(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
+
+
+def run_tags(cfg: DictConfig, entry: str) -> dict[str, str]:
+    """Tags to filter and group runs by in the MLflow UI."""
+    return {
+        "entry": entry,
+        "data": cfg.data.name,
+        "model": model_label(cfg.model),  # what was trained, whichever preset it started from
+        "body": cfg.model.body,
+        "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1].lower(),
+    }
+
+
+def log_data(data, cfg: DictConfig) -> None:
+    """How the data was prepared (cache hit or miss, seconds, sizes), its vocabulary, and the splits the run uses as
+    MLflow dataset inputs (training, validation, and test when the run is scored on it)."""
+    log_datasets(data, cfg.data, ("train", "val", "test") if cfg.train.evaluate_test else ("train", "val"))
+    mlflow.set_tag("data_cache", "hit" if data.cache_hit else "miss")
+    mlflow.log_metrics({"prep_seconds": data.prep_seconds} | {f"empty_texts_{split}": n for split, n in data.empty_texts.items()})
+    mlflow.log_params({f"data_size.{split}": size for split, size in data.sizes().items()} | {"vocab_size": data.vocab_size}
+                      | {"num_classes": data.num_classes, "classes": ", ".join(data.class_names)[:6000]})
+    if data.vocabulary:
+        mlflow.log_text("\n".join(data.vocabulary), "vocabulary.txt")
+
+
+def log_training(result, data, cfg: DictConfig, title: str | None) -> str | None:
+    """Per-run figures as metrics; learning curves as an artifact titled `title` (None: not here; a sweep trial's
+    is drawn by pipeline/charts.py); the model as an MLflow model whose id is returned (None with train.log_model=false).
+    The best-epoch and test figures are linked to the model."""
+    model_figures = {name: float(value) for name, value in result.summary.items() if name.startswith(MODEL_FIGURES)}
+    mlflow.log_metrics({name: float(value) for name, value in result.summary.items() if name not in model_figures})
+    if title is not None:
+        figure = learning_curves_figure(result.history, title, result.summary.get(Fig.chance_loss))
+        mlflow.log_figure(figure, charts.ARTIFACT)
+        plt.close(figure)
+    model_id = None
+    if cfg.train.log_model:
+        started = time.perf_counter()
+        model_id = export.log_model(result.model, data, cfg.data, int(result.summary.get("best_epoch", 0)))
+        mlflow.log_metric("log_model_seconds", time.perf_counter() - started)
+    mlflow.log_metrics(model_figures, model_id=model_id)
+    if result.test_report is not None:
+        log_test_report(result.test_report, mlflow.active_run().info.run_id, model_id)
+    return model_id
+
+
+def log_test_report(report: dict, run_id: str, model_id: str | None = None) -> None:
+    """The test split's per-class scores on `run_id`: one metric per class and score, test_report.json, and
+    confusion_matrix.png with the class names."""
+    client = mlflow.MlflowClient()
+    for name, value in per_class_metrics(report).items():
+        client.log_metric(run_id, name, value, model_id=model_id)
+    client.log_metric(run_id, Fig.test_macro_f1, report["macro_f1"], model_id=model_id)
+    client.log_dict(run_id, report, "test_report.json")
+    figure = confusion_figure(report)
+    client.log_figure(run_id, figure, "confusion_matrix.png")
+    plt.close(figure)
+
+
+def describe_run(text: str, run_id: str | None = None) -> None:
+    """The run's description in the MLflow UI (Markdown)."""
+    if run_id:
+        mlflow.MlflowClient().set_tag(run_id, NOTE, text)
+    else:
+        mlflow.set_tag(NOTE, text)
+
+
+def end_stale_runs(trial_attrs: dict) -> None:
+    """A dead worker's trial run and sweep run stay RUNNING in MLflow: mark them KILLED."""
+    client = mlflow.MlflowClient()
+    for key in (Attr.mlflow_run_id, Attr.mlflow_parent_run_id):
+        run_id = trial_attrs.get(key)
+        if run_id and client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status="KILLED")
+            log.info("MLflow run %s of a dead worker marked KILLED", run_id)
+
+
+def ui_command(cfg: DictConfig) -> list[str]:
+    uri = tracking_uri(cfg)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    command += ["--host", cfg.tracking.ui_host, "--port", str(cfg.tracking.ui_port)]
+    if local_artifact_root(cfg):
+        command += ["--default-artifact-root", local_artifact_root(cfg)]
+    return command
+
+
+def run_link(address: str, run) -> str:
+    """The run's page in the MLflow UI's model-training view (not the GenAI overview MLflow 3.17 opens on)."""
+    return f"{address.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning"
+
+
+def ui_hint(cfg: DictConfig, run=None) -> str:
+    """What to type to look at the runs: the lines that end a run's output; with `run`, the link to its page."""
+    if cfg.tracking.uri and cfg.tracking.uri.startswith(("http://", "https://")):
+        return f"  open {redact(run_link(cfg.tracking.uri, run) if run else cfg.tracking.uri)} in a browser"
+    ui = Path(sys.executable).parent / "rnn-ui"
+    ui = os.path.relpath(ui) if ui.is_relative_to(Path.cwd()) else str(ui)
+    address = f"http://{cfg.tracking.ui_host}:{cfg.tracking.ui_port}"
+    address = run_link(address, run) if run else address
+    overrides = f" paths.mlruns_dir={cfg.paths.mlruns_dir}" if cfg.paths.mlruns_dir != "mlruns" else ""
+    plain = "mlflow ui " + " ".join(ui_command(cfg)[4:])
+    return f"  {ui}{overrides}        then open {address}\n  (the same without rnnsweep: {redact(plain)})"

@@ -1,0 +1,62 @@
+"""The package's layers: nothing heavy before the config is checked, no upward import, one list of
+allowed values shared by the checks and the code that builds from them."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import BIN, REPO
+
+HEAVY = ("tensorflow", "keras", "mlflow", "matplotlib")
+LIGHT_MODULES = ["pipeline", "pipeline.config", "pipeline.cli.sweep", "pipeline.cli.train",
+                 "pipeline.cli.lr_find", "pipeline.cli.predict", "pipeline.cli.ui", "pipeline.cli.dashboard"]
+
+
+def imported_modules(*python_args: str) -> tuple[set[str], subprocess.CompletedProcess]:
+    """The top-level packages a Python process imported (from -X importtime), and the process."""
+    result = subprocess.run([sys.executable, "-X", "importtime", *python_args], capture_output=True,
+                            text=True, cwd=REPO)
+    names = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines()
+             if line.startswith("import time:") and "|" in line}
+    return names, result
+
+
+@pytest.mark.parametrize("module", LIGHT_MODULES)
+def test_importing_pipeline_its_config_and_its_commands_loads_nothing_heavy(module):
+    names, result = imported_modules("-c", f"import {module}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "pipeline" in names and "hydra" in names or module == "pipeline"
+    assert not names & set(HEAVY), f"import {module} loaded {sorted(names & set(HEAVY))}"
+
+
+def test_a_bad_value_is_answered_before_tensorflow_loads():
+    names, result = imported_modules("-m", "pipeline.cli.train", "train.epochs=0")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    assert errors == ["error: train.epochs=0; it must be an integer >= 1"]
+    assert not names & set(HEAVY), sorted(names & set(HEAVY))
+
+
+def test_help_is_answered_before_tensorflow_loads():
+    names, result = imported_modules("-m", "pipeline.cli.sweep", "--help")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "search" in result.stdout
+    assert not names & set(HEAVY), sorted(names & set(HEAVY))
+
+
+def test_the_layers_contract_holds():
+    """pyproject.toml's import-linter contracts: each layer imports only those below it, and the
+    config layer nothing heavy (CI runs lint-imports too)."""
+    result = subprocess.run([BIN / "lint-imports"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "Contracts: 2 kept, 0 broken." in result.stdout
+
+
+def test_the_config_layer_allows_what_the_loaders_and_the_zoo_build():
+    from pipeline.config import choices
+    from pipeline.data.texts import LOADERS
+    from pipeline.models.zoo import RECURRENT_LAYERS
+
+    assert tuple(LOADERS) == choices.LOADER_NAMES
+    assert tuple(RECURRENT_LAYERS) == choices.RECURRENT_BODIES
