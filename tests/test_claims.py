@@ -21,7 +21,7 @@ from tests.services import postgres_server
 WORKER = textwrap.dedent("""
     import os, sys, time, optuna
     from pathlib import Path
-    from pipeline.claims import Claims, do_once
+    from pipeline.tracking.claims import Claims, do_once
 
     url, log, start = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     study = optuna.load_study(study_name="s", storage=url)
@@ -41,7 +41,7 @@ WORKER = textwrap.dedent("""
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from pipeline.claims import Claims
+    from pipeline.tracking.claims import Claims
 
     with Claims(sys.argv[1]).hold("s/seed:0", wait=True):
         print("held", flush=True)

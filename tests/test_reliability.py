@@ -187,7 +187,7 @@ def test_a_signal_that_lands_while_a_helper_process_starts_is_kept_and_the_helpe
     from pipeline.core import signals
 
     monkeypatch.setattr(signals, "_received", None)  # the stop recorded here must not reach later tests
-    helper_code = "from pipeline import signals; signals.ignore_here(); print('ready', flush=True); import sys; sys.stdin.read()"
+    helper_code = "from pipeline.core import signals; signals.ignore_here(); print('ready', flush=True); import sys; sys.stdin.read()"
     with signals.stop_on_signals():
         with signals.held_for_helpers():
             helper = subprocess.Popen([sys.executable, "-c", helper_code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -442,7 +442,7 @@ def test_an_old_optuna_schema_is_one_line(tmp_path, good_mlruns):
 def test_the_lock_lets_one_process_at_a_time_create_a_store(tmp_path):
     """A second process waits at the lock while the first holds it (as it does while MLflow migrates)."""
     store = stores.mlflow_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    waiter = (f"import sys, time; from pipeline import stores; s = stores.mlflow_store({store.url!r}); "
+    waiter = (f"import sys, time; from pipeline.tracking import stores; s = stores.mlflow_store({store.url!r}); "
               "print('ready', flush=True); t = time.perf_counter()\n"
               "with stores.creation_lock(s): print(time.perf_counter() - t)")
     with stores.creation_lock(store):

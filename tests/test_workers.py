@@ -56,6 +56,44 @@ def test_workers_starting_together_on_a_new_experiment_all_open_it(servers, make
         assert experiment.tags[mlflow_runs.EXPERIMENT_KIND] == mlflow_runs.MODEL_DEVELOPMENT
 
 
+def test_invocations_logging_the_same_new_dataset_at_once_all_log_it(servers, make_cfg):
+    """Regression (full run, 2026-12-07): two invocations logged the same data splits at once; the
+    server's INSERT into `datasets` raised UniqueViolation (`dataset_pk`) in the slower one, exit 1."""
+    import mlflow
+
+    from pipeline.data.texts import prepare_data
+    from pipeline.tracking.datasets import log_datasets
+
+    url = servers[1]
+    cfg = make_cfg(f"tracking.uri={url}", "tracking.experiment=datasets-together", "data=sentences",
+                   "data.subset=40", "data.max_len=8")
+    data = prepare_data(cfg.data, cfg.paths.cache_dir)
+    client = MlflowClient(url)
+    experiment = client.create_experiment("datasets-together")
+    failures = []
+    for round_number in range(NEW_EXPERIMENTS):
+        data_cfg = cfg.data.copy()
+        data_cfg.max_len = 8 + round_number  # another cache key: a dataset the server has not seen
+        runs = [client.create_run(experiment).info.run_id for _ in range(STARTING_TOGETHER)]
+        start = threading.Barrier(STARTING_TOGETHER)
+
+        def log(run_id):
+            start.wait()
+            try:
+                mlflow.set_tracking_uri(url)
+                log_datasets(data, data_cfg, ("train", "val"), run_id=run_id)
+            except Exception as error:
+                failures.append(f"round {round_number}: {error}"[:300])
+
+        threads = [threading.Thread(target=log, args=(run_id,)) for run_id in runs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert all(len(client.get_run(run_id).inputs.dataset_inputs) == 2 for run_id in runs) or failures
+    assert not failures, "\n".join(failures)
+
+
 def test_two_workers_share_one_postgres_study_and_one_mlflow_server(tmp_path, data_cache, servers):
     postgres, url, server_logs = servers
     already_logged = {path: path.stat().st_size for path in server_logs}  # the servers' lines before this test

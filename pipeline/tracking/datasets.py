@@ -4,7 +4,11 @@ The digest is the vector-cache key (pipeline.data.cache_key): two runs on the sa
 source files show the same digest, and it names the cache file that holds the arrays.
 """
 
+import re
+import time
+
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.data.dataset_source_registry import get_registered_sources
 from mlflow.data.http_dataset_source import HTTPDatasetSource
 from mlflow.entities import Dataset as DatasetEntity, DatasetInput, InputTag
@@ -13,6 +17,8 @@ from omegaconf import DictConfig
 
 from pipeline.data.texts import cache_key
 
+DATASET_TRIES = 5
+SAME_DATASET_AT_ONCE = re.compile(r"dataset_pk|UNIQUE constraint failed: datasets|duplicate key value", re.I)
 SPLITS = {"train": "training", "val": "validation", "test": "test"}  # Dataset's split -> MLflow's input context
 
 
@@ -40,6 +46,17 @@ def dataset_inputs(data, data_cfg: DictConfig, splits) -> list[DatasetInput]:
 
 
 def log_datasets(data, data_cfg: DictConfig, splits, run_id: str | None = None) -> None:
-    """Log `splits` of the prepared data as inputs of `run_id` (the active run by default), one call."""
+    """Log `splits` of the prepared data as inputs of `run_id` (the active run by default), one call.
+
+    Invocations that log the same new dataset at once race in the store: the one whose INSERT comes
+    second fails on the unique key, although the dataset it wanted now exists. It logs again."""
     run_id = run_id or mlflow.active_run().info.run_id
-    mlflow.MlflowClient().log_inputs(run_id, datasets=dataset_inputs(data, data_cfg, splits))
+    inputs = dataset_inputs(data, data_cfg, splits)
+    for attempt in range(1, DATASET_TRIES + 1):
+        try:
+            mlflow.MlflowClient().log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException as error:
+            if attempt == DATASET_TRIES or not SAME_DATASET_AT_ONCE.search(str(error)):
+                raise
+            time.sleep(0.1 * attempt)
