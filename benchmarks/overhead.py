@@ -2,7 +2,7 @@
 
     python benchmarks/overhead.py                      # runs search=quick on the UCI sentences, 10 trials
     python benchmarks/overhead.py --tiny               # CI: 3 trials of 1 epoch
-    python benchmarks/overhead.py --storage sqlite:///mlruns/optuna.db --study default-imdb-lstm   # an existing study
+    python benchmarks/overhead.py --storage sqlite:///mlruns/optuna.db --study default-imdb   # an existing study
 
 A trial's wall time comes from Optuna's own start and completion stamps; `fit_seconds` and
 `build_seconds` are what the trial recorded. The rest is orchestration: config composition, data

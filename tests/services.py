@@ -13,9 +13,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
+from tests.helpers.http import wait_for_http
 
 USER, PASSWORD = "sweeper", "s3cret-pw"
 
@@ -80,16 +79,7 @@ def mlflow_server(backend_uri: str, artifacts: Path, log_file: Path):
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mlflow server did not start:\n{log_file.read_text()[-3000:]}") from None
-                time.sleep(0.5)
+        wait_for_http(f"{url}/health", server, log_file, seconds=180)
         yield url
     finally:
         if server.poll() is None:

@@ -7,13 +7,12 @@ import re
 import shutil
 import signal
 import subprocess
-import time
-import urllib.request
 
 import pytest
 from tests.conftest import BIN, REPO
 from tests.services import free_port
-from tests.test_sweep import runs_of, sweep
+from tests.helpers.sweeps import runs_of, sweep
+from tests.helpers.http import wait_for_http
 
 CHROMIUM = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1600,2400",
             "--virtual-time-budget=30000"]
@@ -47,16 +46,10 @@ def test_the_printed_parent_run_link_shows_the_sweep_in_a_real_browser(sweep_ove
     with open(tmp_path / "ui.log", "w") as log:
         ui = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                assert ui.poll() is None and time.monotonic() < deadline, (tmp_path / "ui.log").read_text()[-2000:]
-                time.sleep(0.5)
+        wait_for_http(f"http://127.0.0.1:{port}/health", ui, tmp_path / "ui.log")
         page = rendered_text(chromium(), link, tmp_path / "parent-run.png")
-        winner = next(c for c in children if c.info.run_name == f"trial-{int(parent.data.metrics['best_trial'])}")
+        best = str(int(parent.data.metrics["best_trial"]))
+        winner = next(c for c in children if c.data.tags.get("trial_number") == best and "confirm" not in c.data.tags)
         trial_link = link.replace(parent.info.run_id, winner.info.run_id)
         trial_page = rendered_text(chromium(), trial_link, tmp_path / "winner-run.png")
     finally:
@@ -66,7 +59,8 @@ def test_the_printed_parent_run_link_shows_the_sweep_in_a_real_browser(sweep_ove
     assert all(child.info.run_name in page for child in children), "the child runs are listed"
     assert "sentences-train" in page and "Datasets None" not in page, "the dataset"
     assert "Logged models (1)" in trial_page and "Registered models browser-" in trial_page, "the winner's page: its model"
-    assert f"Trial {winner.info.run_name.removeprefix('trial-')} of quick-sentences-lstm" in trial_page, "its description"
+    assert f"Trial {best} of quick-sentences" in trial_page, "its description"
+    assert winner.info.run_name.startswith(f"t{best}-") and "-lr" in winner.info.run_name, "a name that says what it trained"
     for screenshot in ("parent-run.png", "winner-run.png"):
         assert (tmp_path / screenshot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (tmp_path / "trial-page.txt").write_text(trial_page)

@@ -4,30 +4,16 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import optuna
 
 from pipeline.report.charts import Charts
+from tests.helpers.processes import wait_until_it_ignores_sigint_and_sigterm
 
 
 def finished_trial(run_id: str) -> optuna.trial.FrozenTrial:
     return optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, value=0.5,
                                      user_attrs={"mlflow_run_id": run_id, "epochs_run": 2.0})
-
-
-def ignored_and_blocked(pid: int) -> tuple[set[int], set[int]]:
-    """Which of SIGINT and SIGTERM the process ignores, and which its main thread blocks."""
-    fields = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
-    return tuple({s for s in (signal.SIGINT, signal.SIGTERM) if int(fields[mask], 16) >> (s - 1) & 1} for mask in ("SigIgn", "SigBlk"))
-
-
-def wait_until_it_ignores_sigint_and_sigterm(pid: int, seconds: float = 120) -> None:
-    """A helper process starts with both blocked (held by its invoker) and must end up ignoring them, unblocked."""
-    deadline = time.monotonic() + seconds
-    while ignored_and_blocked(pid) != ({signal.SIGINT, signal.SIGTERM}, set()):
-        assert time.monotonic() < deadline, f"after {seconds} s: ignored, blocked = {ignored_and_blocked(pid)}"
-        time.sleep(0.05)
 
 
 def test_the_chart_process_leaves_sigint_and_sigterm_to_its_invoker_even_while_it_starts():

@@ -13,10 +13,11 @@ from pipeline.models import export
 from pipeline.config import check
 from pipeline.data.texts import prepare_data
 from pipeline.core.errors import InputError
-from pipeline.models.scores import MacroF1, class_report, format_report
+from pipeline.models.scores import MacroF1, class_report
+from pipeline.report.sweep_report import format_report
 from pipeline.training.train import train_model
 from tests.conftest import BIN, SHRINK, compose_config
-from tests.test_data import data_config, imdb_config, write_imdb_archive, write_sentences
+from tests.helpers.corpora import data_config, imdb_config, write_imdb_archive, write_sentences
 
 TOPICS = {  # four clear-cut topics, a few words each, for a 4-class table with string labels
     "sport": ["the striker scored a late goal", "a great match for the home team", "the coach praised the keeper"],
@@ -212,8 +213,8 @@ def test_a_four_class_sweep_registers_a_champion_that_predict_and_a_real_server_
 
     from pipeline.tracking.registry import CHAMPION
     from pipeline.search.sweep import compose
-    from tests.test_registry import post, serve
-    from tests.test_sweep import study_of, sweep
+    from tests.helpers.serving import post, serve
+    from tests.helpers.sweeps import study_of, sweep
 
     path = tmp_path / "topics.csv"
     topic_table(count=30).to_csv(path, index=False)

@@ -4,8 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import time
-import urllib.request
 
 import pytest
 
@@ -15,7 +13,8 @@ from pipeline.core.errors import InputError
 from pipeline.search.sweep import compose
 from tests.conftest import BIN
 from tests.services import free_port
-from tests.test_sweep import sweep
+from tests.helpers.sweeps import sweep
+from tests.helpers.http import wait_for_http
 
 FAST = ["model=pooling", "search=quick", "search.space.body.choices=[pooling]", "~search.space.units", "search.n_trials=1",
         "search.pruner=none", "train.log_model=false"]
@@ -30,16 +29,8 @@ def test_rnn_dashboard_answers_on_loopback_over_the_sweeps_study(sweep_overrides
     with open(tmp_path / "dashboard.log", "w") as log:
         server = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as answer:
-                    assert answer.status == 200
-                    studies = json.loads(answer.read())["study_summaries"]
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "dashboard.log").read_text()[-2000:]
-                time.sleep(0.5)
+        answer = wait_for_http(f"http://127.0.0.1:{port}/api/studies", server, tmp_path / "dashboard.log")
+        studies = json.loads(answer)["study_summaries"]
         assert [study["study_name"] for study in studies] == [compose(overrides).search.study_name]
         assert "--host 127.0.0.1" in (tmp_path / "dashboard.log").read_text()
     finally:

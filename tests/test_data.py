@@ -15,54 +15,9 @@ from pipeline.config import check
 from pipeline.data.texts import pad_sequences, prepare_data
 from pipeline.core.errors import InputError
 from tests.conftest import BIN, compose_config
+from tests.helpers.corpora import (data_config, imdb_config, reviews,
+                                   write_imdb_archive, write_sentences)
 
-POSITIVE = ["a wonderful film", "great acting and a great story", "loved every minute", "superb and moving"]
-NEGATIVE = ["a dull film", "terrible acting and a weak story", "hated every minute", "boring and silly"]
-
-
-def data_config(loader: str, **values):
-    cfg = compose_config(f"data={loader}", "seed=7").data
-    OmegaConf.resolve(cfg)
-    for key, value in values.items():
-        OmegaConf.update(cfg, key, value, force_add=True)
-    return cfg
-
-
-def reviews(count: int, offset: int = 0):
-    """`count` positive and `count` negative texts, all distinct."""
-    return (
-        [f"{POSITIVE[i % 4]} number{i + offset}" for i in range(count)],
-        [f"{NEGATIVE[i % 4]} number{i + offset}" for i in range(count)],
-    )
-
-
-def write_imdb_archive(path, count=10, extra=None):
-    """A tiny aclImdb_v1.tar.gz in the original layout; `extra` maps member names to bytes."""
-    members = {}
-    for split, offset in (("train", 0), ("test", 1000)):
-        pos, neg = reviews(count, offset)
-        for label, texts in (("pos", pos), ("neg", neg)):
-            for i, text in enumerate(texts):
-                members[f"aclImdb/{split}/{label}/{i}_7.txt"] = (text + "<br /><br />the end").encode()
-    members["aclImdb/README"] = b"readme"
-    members.update(extra or {})
-    with tarfile.open(path, "w:gz") as tar:
-        for name, content in members.items():
-            if content is None:
-                continue
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
-    return path
-
-
-def imdb_config(tmp_path, **values):
-    downloads = tmp_path / "cache" / "downloads"
-    downloads.mkdir(parents=True, exist_ok=True)
-    return data_config("imdb", url=(downloads / "aclImdb_v1.tar.gz").as_uri(), max_len=12, **values), downloads
-
-
-# ------------------------------------------------------------------------------------------ imdb
 
 
 def test_imdb_archive_is_read_in_place_with_its_splits_and_labels(tmp_path):
@@ -123,16 +78,6 @@ def test_archive_is_fetched_once_then_used_from_the_download_cache(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- sentences
-
-
-def write_sentences(folder, lines_per_source=12, overrides=None):
-    folder.mkdir(parents=True, exist_ok=True)
-    for source, name in {"amazon": "amazon_cells_labelled.txt", "imdb": "imdb_labelled.txt", "yelp": "yelp_labelled.txt"}.items():
-        pos, neg = reviews(lines_per_source // 2)
-        lines = [f"{text} {source}\t1" for text in pos] + [f"{text} {source}\t0" for text in neg]
-        content = ("\n".join(lines) + "\n").encode()
-        (folder / name).write_bytes((overrides or {}).get(source, content))
-    return folder
 
 
 def test_sentences_from_a_local_dir_with_selected_sources(tmp_path):

@@ -57,7 +57,7 @@ def test_a_plateau_at_chance_none_and_a_censored_one():
     assert "lr 0.0001: gradient norm 0.002 → 0.05" in text and "the gradient grew 25× once the loss moved" in text
     assert "No trial with a learning rate of 0.003 or more plateaued (2 trials); below it 2 of 2 did" in text
     assert "use a learning rate of at least 0.003" in text
-    assert "1 pruned trials were still on their plateau: search.pruner=patient" in text
+    assert "1 pruned trial was still on its plateau: search.pruner=patient would let it show whether it escapes" in text
 
 
 def test_no_plateau_says_so_with_its_figure():
@@ -95,3 +95,12 @@ def test_same_gradient_larger_steps_names_the_step_size_not_the_gradient():
     assert "the gradient norm was about the same at lr 0.0001 and 0.001 (0.09 vs 0.094)" in text
     assert "each step moved the weights 11× as far (for 10× the learning rate)" in text
     assert "the step size, not a vanishing gradient" in text
+
+
+def test_the_learning_rate_advice_includes_the_trial_that_showed_it():
+    """Issue 28: 'use a learning rate of at least 0.0045' while the winner's was 0.00449 (rounded up)."""
+    trials = [trial(0, 1e-3, AT_CHANCE), trial(1, 2e-3, AT_CHANCE), trial(2, 0.00449, NONE), trial(3, 0.02, NONE)]
+    text = "\n".join(plateau_diagnosis(trials))
+    said = float(text.split("use a learning rate of at least ")[1].split(" ")[0])
+    assert 2e-3 < said <= 0.00449, text
+    assert f"No trial with a learning rate of {said:g} or more plateaued (2 trials)" in text

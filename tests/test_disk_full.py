@@ -119,7 +119,7 @@ def test_a_full_disk_under_mlruns_stops_the_sweep_with_one_line_and_leaves_nothi
     assert errors[0].startswith(f"error: no space left on device for the run's model in {mlruns}/"), errors
     assert "MB is needed on its device" in errors[0], errors[0]
 
-    study = optuna.load_study(study_name="quick-sentences-pooling", storage=f"sqlite:///{mlruns / 'optuna.db'}")
+    study = optuna.load_study(study_name="quick-sentences", storage=f"sqlite:///{mlruns / 'optuna.db'}")
     states = [t.state.name for t in study.trials]
     assert "RUNNING" not in states and "COMPLETE" in states, states
     failed = [t for t in study.trials if t.state.name == "FAIL"]
@@ -136,5 +136,5 @@ def test_a_full_disk_under_mlruns_stops_the_sweep_with_one_line_and_leaves_nothi
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert again.returncode == 2 and again.stderr.splitlines() == [again.stderr.strip()], again.stderr[-3000:]
     assert again.stderr.startswith(f"error: paths.mlruns_dir={mlruns}: ") and "MB is needed" in again.stderr
-    assert len(optuna.load_study(study_name="quick-sentences-pooling", storage=f"sqlite:///{mlruns / 'optuna.db'}").trials) \
+    assert len(optuna.load_study(study_name="quick-sentences", storage=f"sqlite:///{mlruns / 'optuna.db'}").trials) \
         == len(states), "the second run on the full store adds nothing"

@@ -3,8 +3,6 @@
 import os
 import signal
 import subprocess
-import time
-import urllib.request
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -13,6 +11,7 @@ from pipeline.data.texts import prepare_data
 from pipeline.training.train import run_training
 from tests.conftest import BIN
 from tests.services import free_port
+from tests.helpers.http import wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -61,15 +60,7 @@ def test_rnn_ui_serves_the_local_store_on_loopback(tmp_path):
     with open(tmp_path / "ui.log", "w") as log:
         ui = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
-                    assert answer.status == 200
-                    break
-            except OSError:
-                assert ui.poll() is None and time.monotonic() < deadline, (tmp_path / "ui.log").read_text()[-2000:]
-                time.sleep(0.5)
+        wait_for_http(f"http://127.0.0.1:{port}/health", ui, tmp_path / "ui.log")
         assert f"--backend-store-uri sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}" in (tmp_path / "ui.log").read_text()
     finally:
         os.killpg(ui.pid, signal.SIGTERM)

@@ -22,9 +22,9 @@ from pipeline.core.errors import InputError
 from pipeline.core.names import Attr
 from pipeline.search.workers import EXIT_RECYCLED, Pool, end_orphans, fresh_worker_has_work, open_for_trials, recycle_due, supervise, usable_cores, worker_count, worker_threads
 from tests.conftest import BIN
-from tests.test_charts import wait_until_it_ignores_sigint_and_sigterm
-from tests.test_sweep import assert_every_trial_has_its_chart
-from tests.test_sweep_crash import read_trials, running, wait_for
+from tests.helpers.processes import wait_until_it_ignores_sigint_and_sigterm
+from tests.helpers.sweeps import assert_every_trial_has_its_chart
+from tests.helpers.processes import read_trials, running, wait_for
 
 TRIALS = 4
 
@@ -62,6 +62,9 @@ def test_two_workers_run_each_requested_trial_once_under_one_parent_run(tmp_path
                  "search.show_progress_bar=true", "search.confirm_top_k=1", "search.confirm_seeds=1"]
     result = subprocess.run([str(BIN / "rnn-sweep"), *overrides], cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
+    for noise in ("oneDNN", "ExperimentalWarning", "Creating initial MLflow database tables"):
+        assert noise not in result.stderr, f"issue 28: no library chatter on the terminal:\n{result.stderr[-3000:]}"
+    assert result.stderr.count(" trials done (") == TRIALS, "one plain line per finished trial off a terminal"
     cfg = compose(overrides)
 
     trials = read_trials(cfg)

@@ -1,12 +1,8 @@
 """The sweep's winner in the Model Registry as NAME@champion, served by a real `mlflow models serve`."""
 
-import json
 import os
+import re
 import signal
-import subprocess
-import sys
-import time
-import urllib.request
 
 import mlflow
 import numpy as np
@@ -19,42 +15,10 @@ from pipeline.core.errors import InputError
 from pipeline.tracking.claims import Claims
 from pipeline.tracking.registry import CHAMPION, register_winner
 from pipeline.search.sweep import compose
-from tests.services import free_port
-from tests.test_sweep import runs_of, study_of, sweep
+from tests.helpers.sweeps import runs_of, study_of, sweep
 
 TEXTS = ["a great film, I loved every minute", "dull plot and awful acting", "the food was cold"]
-
-
-def serve(model_uri: str, tracking_uri: str, folder):
-    """`mlflow models serve` on 127.0.0.1 (local environment); yields its URL once /ping answers."""
-    shim = folder / "bin"  # mlflow starts `uvicorn` from PATH: make it this interpreter's
-    shim.mkdir()
-    (shim / "uvicorn").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m uvicorn "$@"\n')
-    (shim / "uvicorn").chmod(0o755)
-    port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": f"{shim}{os.pathsep}{os.environ['PATH']}"}
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-               "-h", "127.0.0.1", "-p", str(port)]
-    log = open(folder / "serve.log", "w")
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, (folder / "serve.log").read_text()[-3000:]
-            time.sleep(0.5)
-    return server, url, log
-
-
-def post(url: str, payload: dict) -> dict:
-    request = urllib.request.Request(f"{url}/invocations", data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as answer:
-        return json.loads(answer.read())
+from tests.helpers.serving import post, serve
 
 
 @pytest.mark.slow
@@ -67,6 +31,12 @@ def test_the_winner_is_registered_as_champion_and_a_real_server_answers(sweep_ov
     client = MlflowClient(cfg.tracking.uri)
     version = client.get_model_version_by_alias(name, CHAMPION)
     assert version.source == f"models:/{best.user_attrs['mlflow_model_id']}" and version.run_id == best.user_attrs["mlflow_run_id"]
+    assert version.description.startswith(f"Trial {best.number} of study {cfg.search.study_name}: val_accuracy ")
+    assert re.search(r" over \d+ seeds?; test accuracy 0\.\d{4} ± ", version.description), version.description
+    assert "Settings: body=" in version.description
+    study = study_of(overrides)
+    assert study.user_attrs["champion"] == f"trial {best.number}: models:/{name}@{CHAMPION}", "optuna-dashboard"
+    assert study.metric_names == ["val_accuracy"], "optuna-dashboard's axis names the objective"
     mlflow.set_tracking_uri(cfg.tracking.uri)
     champion = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
     assert champion.metadata.model_id == best.user_attrs["mlflow_model_id"]

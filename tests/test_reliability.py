@@ -17,8 +17,9 @@ from pipeline.search.objective import FAIL_HYPERPARAMETERS, FAIL_INPUT
 from pipeline.search.sweep import compose
 from pipeline.search.warm_start import enqueue_start
 from tests.conftest import BIN
-from tests.test_sweep import runs_of, study_of, sweep
-from tests.test_sweep_crash import read_trials, start_and_wait_for_second_trial
+from tests.helpers.processes import one_error_line
+from tests.helpers.sweeps import runs_of, study_of, sweep
+from tests.helpers.processes import read_trials, start_and_wait_for_second_trial
 
 TrialState = optuna.trial.TrialState
 
@@ -27,12 +28,6 @@ def write_table(path: Path, count: int = 40) -> Path:
     words = ["a fine film", "loved it", "a dull film", "hated it"]
     pd.DataFrame({"text": [f"{words[i % 4]} {i}" for i in range(count)], "label": [int(i % 4 < 2) for i in range(count)]}).to_csv(path, index=False)
     return path
-
-
-def one_error_line(stderr: str) -> str:
-    lines = [line for line in stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), stderr[-3000:]
-    return lines[0]
 
 
 def test_data_missing_offline_exits_2_with_one_line_and_no_study_or_run(tmp_path, sweep_overrides):

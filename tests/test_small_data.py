@@ -338,7 +338,7 @@ def test_on_300_clear_cut_reviews_the_champion_learned_and_ties_went_to_the_lowe
 
     from pipeline.tracking.registry import CHAMPION
     from pipeline.search.sweep import compose
-    from tests.test_sweep import runs_of, study_of, sweep
+    from tests.helpers.sweeps import runs_of, study_of, sweep
 
     path = tmp_path / "reviews.csv"
     clear_cut_reviews().to_csv(path, index=False)
@@ -375,7 +375,7 @@ def test_a_finite_exploded_loss_is_a_divergence_and_never_the_best_trial(sweep_o
     from mlflow.tracking import MlflowClient
 
     from pipeline.search.sweep import compose
-    from tests.test_sweep import study_of, sweep
+    from tests.helpers.sweeps import study_of, sweep
 
     path = tmp_path / "reviews.csv"
     clear_cut_reviews().to_csv(path, index=False)
@@ -401,7 +401,7 @@ def test_a_baseline_value_outside_the_space_is_run_as_it_is_and_two_studies_star
     from mlflow.tracking import MlflowClient
 
     from pipeline.search.sweep import compose
-    from tests.test_sweep import study_of, sweep
+    from tests.helpers.sweeps import study_of, sweep
 
     baselines = []
     for study_name, seed in (("first", 3), ("second", 3), ("third", 4)):
@@ -420,7 +420,7 @@ def test_a_baseline_value_outside_the_space_is_run_as_it_is_and_two_studies_star
 @pytest.mark.slow
 def test_no_warning_on_imdb_when_the_leaders_differ_and_the_winner_learned(sweep_overrides, capsys):
     """Acceptance d: silent on IMDB (a sweep whose two trials are far apart and whose winner learned)."""
-    from tests.test_sweep import sweep
+    from tests.helpers.sweeps import sweep
 
     overrides = [*(o for o in sweep_overrides if not o.startswith(("data=", "data.subset", "data.max_len"))),
                  "data=imdb", "data.subset=2000", "data.max_len=100", "search=plateau", "model=pooling",
@@ -442,7 +442,7 @@ def test_a_cross_validated_sweep_means_its_folds_prunes_between_them_and_trains_
     from mlflow.tracking import MlflowClient
 
     from pipeline.search.sweep import compose
-    from tests.test_sweep import study_of, sweep
+    from tests.helpers.sweeps import study_of, sweep
 
     path = tmp_path / "reviews.csv"
     clear_cut_reviews().to_csv(path, index=False)
@@ -487,8 +487,8 @@ def test_folds_a_class_cannot_fill_exit_2_with_one_line_and_nothing_stored(tmp_p
 
     from pipeline.search.sweep import compose
     from tests.conftest import BIN
-    from tests.test_reliability import one_error_line
-    from tests.test_sweep import runs_of
+    from tests.helpers.processes import one_error_line
+    from tests.helpers.sweeps import runs_of
 
     path = tmp_path / "rare.csv"
     rows = clear_cut_reviews(60)
@@ -506,7 +506,7 @@ def test_folds_a_class_cannot_fill_exit_2_with_one_line_and_nothing_stored(tmp_p
 @pytest.mark.slow
 def test_labels_no_model_can_learn_give_the_chance_and_first_epoch_warnings(sweep_overrides, tmp_path, capsys):
     """Acceptance d, on data made to trigger them: labels drawn at random, one epoch."""
-    from tests.test_sweep import sweep
+    from tests.helpers.sweeps import sweep
 
     table = clear_cut_reviews()
     table["label"] = np.random.default_rng(3).choice(["negative", "positive"], size=len(table))

@@ -354,7 +354,7 @@ def test_help_and_cfg_job_still_work(tmp_path):
     shown = run([str(BIN / "rnn-sweep"), "--cfg", "job", f"search.storage=postgresql://u:{PW}@h/db"], tmp_path)
     assert shown.returncode == 0 and shown.stderr == "" and "storage: postgresql://u:***@h/db" in shown.stdout
     helped = run([str(BIN / "rnn-train"), "--help"], tmp_path)
-    assert helped.returncode == 0 and "Configuration groups" in helped.stdout and helped.stderr == ""
+    assert helped.returncode == 0 and "Choose a preset per group" in helped.stdout and helped.stderr == ""
 
 
 @pytest.mark.slow

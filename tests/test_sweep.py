@@ -1,43 +1,18 @@
 """rnn-sweep: validation before any trial, nested MLflow runs, resume, pruning, failures inside trials."""
 
+import re
 import subprocess
 from pathlib import Path
 
 import optuna
 import pytest
-from mlflow.tracking import MlflowClient
 
 from pipeline.core.errors import InputError
 from pipeline.config.space import baseline_params
-from pipeline.search.sweep import EXIT_ALL_TRIALS_FAILED, compose, run_sweep
+from pipeline.search.sweep import EXIT_ALL_TRIALS_FAILED, compose
 from pipeline.search.workers import usable_cores
 from tests.conftest import BIN
-
-
-def sweep(overrides: list[str]) -> int:
-    return run_sweep(compose(overrides), overrides)
-
-
-def study_of(overrides: list[str]) -> optuna.Study:
-    cfg = compose(overrides)
-    return optuna.load_study(study_name=cfg.search.study_name, storage=f"sqlite:///{Path(cfg.paths.mlruns_dir) / 'optuna.db'}")
-
-
-def runs_of(overrides: list[str]):
-    cfg = compose(overrides)
-    client = MlflowClient(cfg.tracking.uri)
-    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
-    runs = client.search_runs([experiment.experiment_id]) if experiment else []
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    return client, parents, children
-
-
-def assert_every_trial_has_its_chart(client, children) -> None:
-    """The chart process drew each trial's learning curves into the trial's own run (a PNG), titled with its trial."""
-    for child in children:
-        folder = client.download_artifacts(child.info.run_id, "learning_curves.png")
-        assert Path(folder).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", child.data.tags["trial_number"]
+from tests.helpers.sweeps import assert_every_trial_has_its_chart, runs_of, study_of, sweep
 
 
 BAD_SPACES = [
@@ -87,13 +62,17 @@ def test_sweep_makes_one_parent_and_one_child_per_trial_then_resumes(sweep_overr
     assert sweep(overrides) == 0
     client, [parent], children = runs_of(overrides)
     assert len(children) == 3 and {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
-    assert parent.data.tags["study"] == "quick-sentences-lstm" and parent.data.tags["sampler"] == "tpe"
+    assert parent.data.tags["study"] == "quick-sentences" and parent.data.tags["sampler"] == "tpe"
     assert parent.data.metrics["trials_complete"] == 3 and "best_test_accuracy" in parent.data.metrics
     parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"search_space.yaml", "summary.txt", "optimization_history.png", "parallel_coordinates.png",
             "learning_curves_by_learning_rate.png", "plateau_vs_learning_rate.png"} <= parent_artifacts
     for child in children:
         assert child.info.status == "FINISHED" and child.data.tags["trial_state"] == "COMPLETE"
+        params = child.data.params
+        body = params["model.body"] + ("" if params["model.body"] == "pooling" else params["model.units"])
+        assert re.fullmatch(rf"t{child.data.tags['trial_number']}-\w*{body}\w*-lr\d(\.\d)?e-\d+",
+                            child.info.run_name), child.info.run_name  # says what it trained
         assert [m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy")] == [1, 2]
         assert {"plateau_epochs", "longest_stall", "fit_seconds", "epoch_seconds"} <= set(child.data.metrics)
         assert "search.sampler" not in child.data.params and "model.body" in child.data.params

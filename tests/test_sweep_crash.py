@@ -3,7 +3,6 @@
 import contextlib
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -14,55 +13,10 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.search.sweep import compose
 from tests.conftest import BIN
+from tests.helpers.processes import read_trials, running, start_and_wait_for_second_trial, wait_for
 
 pytestmark = pytest.mark.slow
 TrialState = optuna.trial.TrialState
-
-
-def wait_for(condition, seconds: float, what: str, worker: subprocess.Popen, log: Path):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and worker.poll() is None:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.1)
-    state = "timed out" if worker.poll() is None else f"the worker exited {worker.returncode}"
-    raise AssertionError(f"{state} waiting for {what}:\n{log.read_text()[-3000:]}")
-
-
-def read_trials(cfg) -> list:
-    """The study's trials, read without ever creating the worker's tables or study ourselves."""
-    database = Path(cfg.paths.mlruns_dir) / "optuna.db"
-    if not database.exists():
-        return []
-    try:  # read-only first: Optuna's storage would write its schema version into a half-made database
-        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as connection:
-            if not connection.execute("SELECT 1 FROM studies WHERE study_name = ?", (cfg.search.study_name,)).fetchall():
-                return []
-    except sqlite3.OperationalError:  # no tables yet, or locked for a moment
-        return []
-    return optuna.load_study(study_name=cfg.search.study_name, storage=f"sqlite:///{database}").trials
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie (an orphan is reaped only if the container's first process reaps)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def start_and_wait_for_second_trial(cfg, command, tmp_path) -> subprocess.Popen:
-    with open(tmp_path / "worker.err", "w") as stderr:  # a file, not a pipe: a full pipe would stall the worker
-        worker = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
-    try:
-        wait_for(lambda: [t for t in read_trials(cfg) if t.number == 1 and t.state == TrialState.RUNNING
-                          and "mlflow_run_id" in t.user_attrs], 240, "trial 1 to run", worker, tmp_path / "worker.err")
-    except AssertionError:
-        os.killpg(worker.pid, signal.SIGKILL)
-        raise
-    time.sleep(1.0)  # well inside the trial
-    return worker
 
 
 def test_kill_9_mid_trial_then_rerun_continues_the_study(tmp_path, sweep_overrides):

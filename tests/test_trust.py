@@ -16,7 +16,7 @@ from pipeline.data.texts import prepare_data
 from pipeline.search.sweep import compose
 from pipeline.training.train import plateau_level, run_summary, run_training, train_model
 from tests.conftest import compose_config
-from tests.test_sweep import runs_of, study_of, sweep
+from tests.helpers.sweeps import runs_of, study_of, sweep
 
 PEAKS_APART = ["model=pooling", "optimizer=adam", "optimizer.learning_rate=0.01", "train.epochs=8", "train.log_model=true",
                "callbacks=none"]  # on the 400-text subset, val_loss bottoms at epoch 4 and val_accuracy peaks at epoch 2

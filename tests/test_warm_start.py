@@ -14,7 +14,7 @@ from pipeline.search.cost_guard import CostGuard
 from pipeline.core.errors import InputError
 from pipeline.core.names import Attr, start_label
 from pipeline.search.sweep import make_pruner
-from tests.test_sweep import runs_of, study_of, sweep
+from tests.helpers.sweeps import runs_of, study_of, sweep
 
 PORTFOLIO = "search.portfolio=[{body: pooling, dropout: 0.4, learning_rate: 0.05}, {body: gru, units: 16, dropout: 0.2}]"
 
@@ -54,8 +54,8 @@ def test_a_missing_earlier_study_or_store_or_a_misnamed_portfolio_value_is_one_l
     cfg_overrides = [*sweep_overrides, "search=quick"]
     with pytest.raises(InputError, match=r"search.warm_start_from=nope: no such study in sqlite:///\S+optuna.db; studies there: none"):
         sweep([*cfg_overrides, "search.warm_start_from=nope"])
-    with pytest.raises(InputError, match=r"search.warm_start_from=quick-sentences-lstm is this sweep's own study; name an earlier one"):
-        sweep([*cfg_overrides, "search.warm_start_from=quick-sentences-lstm"])
+    with pytest.raises(InputError, match=r"search.warm_start_from=quick-sentences is this sweep's own study; name an earlier one"):
+        sweep([*cfg_overrides, "search.warm_start_from=quick-sentences"])
     gone = Path(compose(cfg_overrides).paths.mlruns_dir) / "gone.db"
     with pytest.raises(InputError, match=rf"search.warm_start_storage=sqlite:///{gone}: no such file {gone}$"):
         sweep([*cfg_overrides, "search.warm_start_from=earlier", f"search.warm_start_storage=sqlite:///{gone}"])

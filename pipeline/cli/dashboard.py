@@ -33,7 +33,12 @@ def dashboard(cfg: DictConfig) -> None:
     os.execv(dashboard_line[0], dashboard_line)
 
 
-cli = command("sweep", dashboard)
+cli = command(
+    "rnn-dashboard", "sweep", dashboard,
+    settings=["search.dashboard_port", "tracking.ui_host", "search.storage", "paths.mlruns_dir"],
+    examples=["rnn-dashboard", "rnn-dashboard search.storage=postgresql://user@host/optuna"],
+    summary="optuna-dashboard over the studies rnn-sweep stored.", presets=False,
+)
 
 if __name__ == "__main__":
     cli()

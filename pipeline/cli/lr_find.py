@@ -15,7 +15,11 @@ def lr_find(cfg: DictConfig) -> None:
     signals.run_one(lambda checked_cfg: run_lr_find(checked_cfg, checked=True), cfg)
 
 
-cli = command("lr_find", lr_find)
+cli = command(
+    "rnn-lr-find", "lr_find", lr_find,
+    settings=["lr_find.start_lr", "lr_find.end_lr", "lr_find.steps", "data.subset"],
+    examples=["rnn-lr-find data=sentences model=gru optimizer=rmsprop"],
+)
 
 if __name__ == "__main__":
     cli()

@@ -12,7 +12,12 @@ def predict(cfg: DictConfig) -> None:
     run_predict(cfg)
 
 
-cli = command("predict", predict)
+cli = command(
+    "rnn-predict", "predict", predict,
+    settings=["predict.model", "predict.texts", "predict.input", "predict.column", "predict.output"],
+    examples=["rnn-predict predict.model=models:/quick-sentences@champion 'predict.texts=[\"a great film\"]'",
+              "rnn-predict predict.model=RUN_ID predict.input=reviews.csv predict.output=scores.csv"],
+)
 
 if __name__ == "__main__":
     cli()

@@ -33,7 +33,14 @@ def sweep(cfg: DictConfig) -> int:
     return code
 
 
-cli = command("sweep", sweep)
+cli = command(
+    "rnn-sweep", "sweep", sweep,
+    settings=["search.n_trials", "search.n_workers", "search.objective", "search.timeout",
+              "search.storage", "train.epochs", "data.subset", "data.path"],
+    examples=["rnn-sweep search=quick data=sentences",
+              "rnn-sweep model=gru data=imdb search.n_trials=40",
+              "rnn-sweep data=table data.path=topics.csv data.label_column=topic"],
+)
 
 if __name__ == "__main__":
     cli()

@@ -15,7 +15,12 @@ def train(cfg: DictConfig) -> None:
     signals.run_one(lambda checked_cfg: run_training(checked_cfg, checked=True), cfg)
 
 
-cli = command("train", train)
+cli = command(
+    "rnn-train", "train", train,
+    settings=["train.epochs", "train.batch_size", "optimizer.learning_rate", "model.units",
+              "model.dropout", "data.subset", "data.path"],
+    examples=["rnn-train data=sentences model=gru", "rnn-train optimizer.learning_rate=0.01 train.epochs=10"],
+)
 
 if __name__ == "__main__":
     cli()

@@ -21,7 +21,12 @@ def ui(cfg: DictConfig) -> None:
     os.execvp(ui_line[0], ui_line)
 
 
-cli = command("train", ui)
+cli = command(
+    "rnn-ui", "train", ui,
+    settings=["tracking.ui_port", "tracking.ui_host", "paths.mlruns_dir"],
+    examples=["rnn-ui", "rnn-ui tracking.ui_port=5001"],
+    summary="the MLflow UI over the runs rnn-train and rnn-sweep recorded.", presets=False,
+)
 
 if __name__ == "__main__":
     cli()

@@ -47,11 +47,21 @@ def data_label(name: str, target: str | None = None, path: str | None = None) ->
     return label if target in (None, "sentiment") else f"{label}_{target}"
 
 
+def body_label(space, body: str) -> str:
+    """What a study's default name says of the model: '-gru' when the search keeps the preset's body,
+    nothing when it searches the body itself (a study of pooling, GRU and LSTM is no '-lstm' study)."""
+    entries = space.values() if isinstance(space, DictConfig) else []
+    searched = any(isinstance(entry, DictConfig) and entry.get("path") in ("model", "model.body") for entry in entries)
+    return "" if searched else f"-{body}"
+
+
 # ${best_mode:val_accuracy} = max: Keras' word for the direction of a monitored metric
 OmegaConf.register_new_resolver("best_mode", lambda metric: "max" if higher_is_better(metric) else "min",
                                 replace=True)
 # ${data_label:${data.name},...}: conf/base/search.yaml's default study name
 OmegaConf.register_new_resolver("data_label", data_label, replace=True)
+# ${body_label:${search.space},${model.body}}: the same name's model part
+OmegaConf.register_new_resolver("body_label", body_label, replace=True)
 schema.register()  # the config groups' typed bases (Hydra's ConfigStore), before anything composes conf/
 
 

@@ -64,6 +64,9 @@ class Attr(StrEnum):
     mlflow_model_id = "mlflow_model_id"  # the trial's logged MLflow model (string in, probability out)
     learning_rate = "learning_rate"
     epochs_planned = "epochs_planned"
+    epochs_done = "epochs_done"  # epochs a running trial has finished (the live display shows them)
+    folds_planned = "folds_planned"  # search.cv_folds as decided for this trial's data (1: one split)
+    run_name = "run_name"  # the trial's MLflow run name, e.g. t3-lstm32-lr4.5e-3 (the live display shows it)
     tie_break = "best_val_loss"  # the best epoch's validation loss: it ranks trials tied on the objective
     outside_space = "outside_space"  # the baseline's config values that lie outside search.space, run as they are
 

@@ -105,19 +105,3 @@ def per_class_metrics(report: dict, prefix: str = "test_") -> dict[str, float]:
         for score in ("precision", "recall", "f1"):
             figures[f"{prefix}{score}.{metric_key(row['class'])}"] = row[score]
     return figures
-
-
-def format_report(report: dict) -> list[str]:
-    """The confusion matrix (rows: true class) and per-class scores as aligned text lines."""
-    names = report["class_names"]
-    width = max(8, *(len(name) for name in names))
-    counts = (len(str(n)) for row in report["confusion_matrix"] for n in row)
-    cell = max(6, *(min(len(name), 12) for name in names), *counts)  # a longer class name is cut in the header
-    lines = ["Confusion matrix (rows: true class, columns: predicted):",
-             f"  {'':<{width}}  " + " ".join(f"{name[:cell]:>{cell}}" for name in names)]
-    lines += [f"  {name:<{width}}  " + " ".join(f"{n:>{cell}}" for n in row)
-              for name, row in zip(names, report["confusion_matrix"])]
-    lines.append(f"  {'class':<{width}}  {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")
-    lines += [f"  {row['class']:<{width}}  {row['precision']:>9.4f} {row['recall']:>9.4f} {row['f1']:>9.4f} "
-              f"{row['support']:>8}" for row in report["classes"]]
-    return lines

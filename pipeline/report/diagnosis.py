@@ -6,6 +6,7 @@ trial keeps in the study (objective.remember): plateau_epochs, plateau_censored,
 plateau_loss, chance_loss, learning_rate, and the gradient figures when train.log_gradients logged them.
 """
 
+import math
 import statistics
 
 from optuna.trial import FrozenTrial, TrialState
@@ -121,6 +122,18 @@ def before_and_after(trial: FrozenTrial) -> str:
     return text
 
 
+def shortest_between(low: float, high: float) -> float:
+    """The number with the fewest significant digits in (low, high], rounded down from `high`: the
+    threshold as said ('at least 0.0044' for a trial at 0.00449: rounding to the nearest said 0.0045
+    and ruled out the very trial that showed it), still above every learning rate that plateaued."""
+    for digits in range(1, 16):
+        step = 10 ** (math.floor(math.log10(high)) - digits + 1)
+        shown = float(f"{math.floor(high / step + 1e-9) * step:.{digits}g}")
+        if low < shown <= high:
+            return shown
+    return high
+
+
 def learning_rate_threshold(measured: list[FrozenTrial]) -> tuple[str, float | None]:
     """The lowest learning rate from which on no trial plateaued, when trials on both sides show it."""
     rates = sorted({attr(t, Attr.learning_rate) for t in measured})
@@ -132,8 +145,10 @@ def learning_rate_threshold(measured: list[FrozenTrial]) -> tuple[str, float | N
                 return (f"No trial plateaued at any learning rate tried ({rates[0]:.2g} to {rates[-1]:.2g}).", None)
             if len(above) < 2 or not any(attr(t, Fig.plateau_epochs) >= MIN_PLATEAU for t in below):
                 break
-            return (f"No trial with a learning rate of {rate:.2g} or more plateaued ({len(above)} trials); below it "
-                    f"{sum(attr(t, Fig.plateau_epochs) >= MIN_PLATEAU for t in below)} of {len(below)} did.", rate)
+            rate = shortest_between(max(attr(t, Attr.learning_rate) for t in below), rate)
+            return (f"No trial with a learning rate of {rate:.15g} or more plateaued ({len(above)} trials); "
+                    f"below it {sum(attr(t, Fig.plateau_epochs) >= MIN_PLATEAU for t in below)} of {len(below)} did.",
+                    rate)
     return ("Not enough trials to place a learning-rate threshold: trials that plateaued and trials that did not "
             "overlap in learning rate, or too few lie above the last plateau.", None)
 
@@ -143,13 +158,17 @@ def advice(flat: list[FrozenTrial], measured: list[FrozenTrial], threshold: floa
         return "To change: nothing for plateaus; every trial left its starting loss within one epoch."
     steps = []
     if threshold is not None:
-        steps.append(f"use a learning rate of at least {threshold:.2g} for these settings")
+        steps.append(f"use a learning rate of at least {threshold:.15g} for these settings")
     masked = masking_contrast(measured)
     if masked:
         steps.append(masked)
     pruned = [t for t in flat if t.state == TrialState.PRUNED and attr(t, Fig.plateau_censored)]
-    if pruned:
-        steps.append(f"{len(pruned)} pruned trials were still on their plateau: search.pruner=patient would let them show whether they escape")
+    if len(pruned) == 1:
+        steps.append("1 pruned trial was still on its plateau: search.pruner=patient would let it show "
+                     "whether it escapes")
+    elif pruned:
+        steps.append(f"{len(pruned)} pruned trials were still on their plateau: search.pruner=patient would "
+                     "let them show whether they escape")
     if not steps:
         return "To change: not enough trials to say which setting ends the plateaus; search the learning rate wider."
     return "To change: " + "; ".join(steps) + "."

@@ -8,13 +8,13 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: runs are often unattended, with no display
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from optuna.trial import TrialState
 
 from pipeline.core import ranking
 from pipeline.report.diagnosis import plateau_diagnosis
 from pipeline.core.names import Attr, Fig, start_label
-from pipeline.models.scores import format_report
 
 
 def learning_curves_figure(history: dict[str, list[float]], title: str, chance_loss: float | None = None) -> plt.Figure:
@@ -32,10 +32,29 @@ def learning_curves_figure(history: dict[str, list[float]], title: str, chance_l
         axis.grid(alpha=0.3)
     if chance_loss is not None:
         draw_chance(axes[0], chance_loss)
+    fix_loss_range(axes[0], [history.get("loss", []), history.get("val_loss", [])], chance_loss)
+    axes[1].set_ylim(0, 1.02)
+    for axis in axes:
+        whole_epochs(axis)
     for axis in axes[:2]:
         axis.legend()
     figure.suptitle(title)
     return figure
+
+
+def whole_epochs(axis) -> None:
+    """Epoch ticks at whole numbers (a run of 3 epochs had ticks at 1.25, 1.5, ...)."""
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def fix_loss_range(axis, curves: list[list[float]], chance_loss: float | None) -> None:
+    """A loss axis from 0 to a little above chance (or the highest loss, up to 3 x chance): a plateau at
+    chance looks flat, not like a steady fall autoscaled to 0.683-0.693."""
+    finite = [v for curve in curves for v in curve if v is not None and math.isfinite(v)]
+    if not finite:
+        return
+    top = max(finite) if chance_loss is None else max(chance_loss, min(max(finite), 3 * chance_loss))
+    axis.set_ylim(0, top * 1.15)
 
 
 def draw_gradient_signal(axis, history: dict[str, list[float]]) -> None:
@@ -75,6 +94,22 @@ def confusion_figure(report: dict) -> plt.Figure:
              title=f"test: accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}")
     figure.colorbar(image, ax=axis, label="share of the true class")
     return figure
+
+
+def format_report(report: dict) -> list[str]:
+    """The confusion matrix (rows: true class) and per-class scores as aligned text lines."""
+    names = report["class_names"]
+    width = max(8, *(len(name) for name in names))
+    counts = (len(str(n)) for row in report["confusion_matrix"] for n in row)
+    cell = max(6, *(min(len(name), 12) for name in names), *counts)  # a longer class name is cut in the header
+    lines = ["Confusion matrix (rows: true class, columns: predicted):",
+             f"  {'':<{width}}  " + " ".join(f"{name[:cell]:>{cell}}" for name in names)]
+    lines += [f"  {name:<{width}}  " + " ".join(f"{n:>{cell}}" for n in row)
+              for name, row in zip(names, report["confusion_matrix"])]
+    lines.append(f"  {'class':<{width}}  {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")
+    lines += [f"  {row['class']:<{width}}  {row['precision']:>9.4f} {row['recall']:>9.4f} {row['f1']:>9.4f} "
+              f"{row['support']:>8}" for row in report["classes"]]
+    return lines
 
 
 def format_summary(summary: dict[str, float]) -> str:
@@ -126,9 +161,8 @@ def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_sec
     if any(empty_texts.values()):
         lines.append(f"Data: texts with no token after standardization: {empty_texts.get('train', 0)} dropped from train, "
                      f"{empty_texts.get('val', 0)} from validation, {empty_texts.get('test', 0)} kept in test as one OOV token")
-    saved_epochs, saved_seconds = pruning_savings(mine)
     if counts["trials_pruned"]:
-        lines.append(f"Pruning stopped {counts['trials_pruned']} trials early: {saved_epochs} epochs not trained, about {saved_seconds:.0f} s saved")
+        lines.append(pruning_line(mine, counts["trials_pruned"], wall_seconds))
     lines += censored_plateau_lines(mine)
     lines += plateau_table_lines(study.trials)
     lines += plateau_diagnosis(study.trials)
@@ -286,6 +320,22 @@ def confirmation_heading(trials: int, extra_seeds: int, seconds: float) -> str:
     return f"Confirmation: {top} with {seeds} (+{seconds:.0f} s; the data split stays fixed)"
 
 
+def version_description(confirmed: list, objective: str, study_name: str) -> str:
+    """The registered version's description: what won, its scores over seeds and on the test split."""
+    winner = confirmed[0]
+    value, value_sd = mean_sd(winner.values)
+    seeds = plural(len(winner.seeds), "seed")
+    text = f"Trial {winner.trial.number} of study {study_name}: {objective} {value:.4f} ± {value_sd:.4f} over {seeds}"
+    if winner.test_accuracies:
+        accuracy, accuracy_sd = mean_sd(winner.test_accuracies)
+        text += f"; test accuracy {accuracy:.4f} ± {accuracy_sd:.4f}"
+    if winner.test_report:
+        text += f", macro-F1 {winner.test_report['macro_f1']:.4f}"
+    settings = ", ".join(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
+                         for name, value in winner.trial.params.items())
+    return f"{text}. Settings: {settings}."
+
+
 def winner_figures(confirmed: list, confirm_seconds: float) -> dict[str, float]:
     """The sweep's answer as parent-run metrics: the winner, its mean and spread over seeds."""
     if not confirmed:
@@ -307,6 +357,33 @@ def mean_sd(figures: list[float]) -> tuple[float, float]:
     if not finite:
         return math.nan, math.nan
     return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 trial', '2 trials'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def pruning_line(mine, pruned: int, wall_seconds: float) -> str:
+    """What pruning saved, said against this run's own time: the epochs not trained, and how long the
+    run would have taken without pruning (the trials' saved seconds shared by the trials that ran at
+    once), so no saving reads as larger than the run."""
+    saved_epochs, saved_seconds = pruning_savings(mine)
+    longer = saved_seconds / max(1, most_at_once(mine))
+    return (f"Pruning stopped {plural(pruned, 'trial')} early: {plural(saved_epochs, 'epoch')} not trained; "
+            f"without pruning this run would have taken about {wall_seconds + longer:.0f} s, "
+            f"not {wall_seconds:.0f} s")
+
+
+def most_at_once(trials) -> int:
+    """The most trials that ran at the same moment (worker processes, or invocations of one study)."""
+    events = sorted([(t.datetime_start, 1) for t in trials if t.datetime_start and t.datetime_complete]
+                    + [(t.datetime_complete, -1) for t in trials if t.datetime_start and t.datetime_complete])
+    running = most = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    return most
 
 
 def pruning_savings(trials) -> tuple[int, float]:
@@ -342,7 +419,7 @@ def sweep_figures(study, objective: str) -> dict[str, plt.Figure]:
             # rc_context: Optuna's plots switch matplotlib to its ggplot style for good; ours keep the default
             with warnings.catch_warnings(), matplotlib.rc_context():
                 warnings.simplefilter("ignore")  # experimental-API and few-trials warnings: the plot says enough
-                figures[name] = make(study, target=target, target_name=objective).figure
+                figures[name] = readable(make(study, target=target, target_name=objective).figure)
         except (ValueError, RuntimeError, ZeroDivisionError) as error:  # too few trials or values for this plot
             logging.getLogger(__name__).info("no %s plot: %s", name, error)
     charted = [t for t in study.trials if Attr.curve("loss") in t.user_attrs]
@@ -350,6 +427,14 @@ def sweep_figures(study, objective: str) -> dict[str, plt.Figure]:
         figures["learning_curves_by_learning_rate"] = curves_by_learning_rate(charted)
         figures["plateau_vs_learning_rate"] = plateau_vs_learning_rate(charted)
     return figures
+
+
+def readable(figure: plt.Figure) -> plt.Figure:
+    """Optuna's plot at a size where its parameter names fit ('rning_rate' was clipped), laid out anew."""
+    width, height = figure.get_size_inches()
+    figure.set_size_inches(max(width, 10), max(height, 5))
+    figure.tight_layout()
+    return figure
 
 
 def curves_by_learning_rate(trials) -> plt.Figure:
@@ -365,9 +450,11 @@ def curves_by_learning_rate(trials) -> plt.Figure:
             values = [v if v is not None else float("nan") for v in trial.user_attrs.get(curve, [])]
             axis.plot(range(1, len(values) + 1), values, color=colour, alpha=0.8)
     chance = next((t.user_attrs[Fig.chance_loss] for t in trials if Fig.chance_loss in t.user_attrs), None)
-    for axis, title in zip(axes, ("training loss", "validation loss")):
+    for axis, title, curve in zip(axes, ("training loss", "validation loss"), ("loss", "val_loss")):
         axis.set(xlabel="epoch", ylabel="loss", title=title)
         axis.grid(alpha=0.3)
+        whole_epochs(axis)
+        fix_loss_range(axis, [t.user_attrs.get(Attr.curve(curve), []) for t in trials], chance)
         if chance is not None:
             draw_chance(axis, chance)
             axis.legend(loc="upper right")
@@ -387,11 +474,13 @@ def plateau_vs_learning_rate(trials) -> plt.Figure:
     else:
         for index, (label, members) in enumerate(series.items()):
             draw_series(axis, members, label, f"C{index % 10}", 10 ** ((index - (len(series) - 1) / 2) * 0.04))
-        axis.scatter([], [], marker="^", facecolors="none", edgecolors="grey", label="still on its plateau (≥)")
-        for state, marker in (("PRUNED", "x"), ("FAIL", "s")):
-            if any(t.state.name == state for t in trials):
+        if any(t.user_attrs.get(Fig.plateau_censored) for t in trials):
+            axis.scatter([], [], marker="^", facecolors="none", edgecolors="grey", label="still on its plateau (≥)")
+        for state, marker in (("PRUNED", "x"), ("FAIL", "s")):  # a legend entry only for a mark drawn
+            if any(t.state.name == state and not t.user_attrs.get(Fig.plateau_censored) for t in trials):
                 axis.scatter([], [], marker=marker, color="grey", label=state.lower())
     axis.set(xscale="log", xlabel="learning rate", ylabel="plateau_epochs", title="loss plateau vs learning rate")
+    axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     axis.grid(alpha=0.3)
     axis.legend(fontsize="small")
     return figure
@@ -487,4 +576,30 @@ def sweep_note(study_name: str, summary: str, confirmed: list, registered: str |
         lines += [f"| {name} | {value:.4g} |" if isinstance(value, float) else f"| {name} | {value} |"
                   for name, value in winner.trial.params.items()]
         lines.append("")
-    return "\n".join(lines + ["```", summary.strip("\n"), "```"])
+    return "\n".join(lines + summary_markdown(summary))
+
+
+PRE_WIDTH = 100  # a block of aligned columns stays a code block up to this width; wider ones wrap as text
+
+
+def summary_markdown(summary: str) -> list[str]:
+    """The end-of-sweep summary as Markdown that wraps in the UI: a line is a bullet, a block of indented
+    lines is a code block when it is a narrow table and nested bullets when it is prose."""
+    lines, block = [], []
+
+    def flush():
+        if block and max(map(len, block)) <= PRE_WIDTH:
+            lines.extend(["", "```", *block, "```", ""])
+        else:
+            lines.extend(f"  - {line.strip()}" for line in block)
+        block.clear()
+
+    for line in summary.strip("\n").splitlines():
+        if line.startswith("  ") and line.strip():
+            block.append(line)
+            continue
+        flush()
+        if line.strip():
+            lines.append(f"- {line.strip()}")
+    flush()
+    return lines

@@ -148,7 +148,8 @@ def train_with_seed(trial: FrozenTrial, seed: int, data, threads: list[str], fol
         "study": cfg.search.study_name, "confirm": "true", "confirm_of_trial": str(trial.number), "train_seed": str(seed),
     }
     try:
-        with mlflow.start_run(run_name=f"trial-{trial.number}-seed-{seed}", nested=True, tags=tags):
+        with mlflow.start_run(run_name=f"{mlflow_runs.trial_run_name(trial.number, cfg)}-seed{seed}", nested=True,
+                              tags=tags):
             mlflow_runs.log_config(cfg, skip=("search", "lr_find"))
             mlflow_runs.log_data(data, cfg)
             result = train_seed(cfg, data, folds)

@@ -64,6 +64,17 @@ def failures_blamed_on_the_config():
         raise TrialFailed(f"{type(error).__name__}: {error}") from error
 
 
+class EpochsShown(keras.callbacks.Callback):
+    """Stores the epochs a trial has finished, whatever the pruner: the live display shows them."""
+
+    def __init__(self, trial: optuna.Trial):
+        super().__init__()
+        self.trial = trial
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.trial.set_user_attr(Attr.epochs_done, epoch + 1)
+
+
 class StopWhenPruned(KerasPruningCallback):
     """Optuna's Keras pruning callback, but a pruned trial ends fit() normally so its history is kept; each epoch
     it also stores the trial's mean seconds per epoch, which the cost guard compares (pipeline/cost_guard.py)."""
@@ -141,12 +152,15 @@ class Objective:
     def run_trial(self, trial: optuna.Trial, cfg: DictConfig, data) -> tuple[TrainResult, str | None]:
         """Train inside the trial's nested MLflow run and record it; return the result and when it was pruned
         ("epoch N", or "fold N" with search.cv_folds), None if it was not."""
-        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, parent_run_id=self.parent_run_id,  # a worker process has no active parent
+        run_name = mlflow_runs.trial_run_name(trial.number, cfg)
+        with mlflow.start_run(run_name=run_name, nested=True, parent_run_id=self.parent_run_id,  # a worker process has no active parent
                               tags=self.tags(cfg, trial)) as run, self.stops_recorded(trial):
             trial.set_user_attr(Attr.mlflow_run_id, run.info.run_id)
             mlflow_runs.log_config(cfg, skip=("search", "lr_find"))
             mlflow_runs.log_data(data, cfg)
             folds = fold_count(self.cfg.search, cfg.data, data)  # the sweep's: the study's folds (folds.study_folds)
+            for key, value in ((Attr.run_name, run_name), (Attr.epochs_planned, cfg.train.epochs), (Attr.folds_planned, folds)):
+                trial.set_user_attr(key, value)  # what the live display shows of a running trial
             result, pruned_at = self.train(trial, lambda: self.fit(trial, cfg, data, folds))
             remember(trial, cfg, result)
             model_id = mlflow_runs.log_training(result, data, cfg, title=None)  # the invoker has its chart drawn
@@ -164,7 +178,7 @@ class Objective:
         """One model, pruned by epoch; or, with folds, one per fold, pruned between folds (pipeline/folds.py)."""
         if folds == 1:
             pruning = self.pruning_callback(trial)
-            result = blamed_training(cfg, data, extra_callbacks=pruning)
+            result = blamed_training(cfg, data, extra_callbacks=[*pruning, EpochsShown(trial)])
             pruned_at = pruning[0].pruned_at_epoch if pruning else None
             return result, pruned_at and f"epoch {pruned_at}"
         result, pruned_after = cross_validate(cfg, data, folds, lambda index, mean: self.prune_after_fold(trial, index, mean),

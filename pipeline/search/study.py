@@ -1,6 +1,8 @@
 """The study: created or loaded from its storage (the same command continues it), with its sampler and
 pruner as search.samplers / search.pruners configure them. Shared by the invoker and every worker."""
 
+import warnings
+
 import optuna
 from omegaconf import DictConfig
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -9,6 +11,8 @@ from pipeline import config
 from pipeline.search.cost_guard import CostGuard
 from pipeline.tracking import mlflow_runs, stores
 from pipeline.tracking.stores import storage_url
+
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, stale-trial retry
 
 
 def make_study(cfg: DictConfig) -> optuna.Study:
@@ -29,7 +33,7 @@ def make_study(cfg: DictConfig) -> optuna.Study:
             grace_period=search.grace_seconds,
             heartbeat_stale_trial_callback=on_stale_trial,
         )
-        return optuna.create_study(
+        study = optuna.create_study(
             study_name=search.study_name,
             storage=storage,
             sampler=make_sampler(cfg),
@@ -37,6 +41,10 @@ def make_study(cfg: DictConfig) -> optuna.Study:
             directions=[search.direction] + (["minimize"] if search.second_objective else []),
             load_if_exists=True,
         )
+        names = [search.objective] + ([search.second_objective] if search.second_objective else [])
+        if study.metric_names != names:  # optuna-dashboard's axis: val_accuracy, not "Objective 0"
+            study.set_metric_names(names)
+        return study
 
 
 def make_sampler(cfg: DictConfig, offset: int = 0) -> optuna.samplers.BaseSampler:

@@ -7,9 +7,10 @@ behind by a dead worker is failed (heartbeat) and retried. After the search, the
 trained again with other seeds (pipeline/confirm.py) and the best mean wins.
 """
 
+import contextlib
 import logging
+import threading
 import time
-import warnings
 
 import mlflow
 import optuna
@@ -30,16 +31,17 @@ from pipeline.core.errors import InputError
 from pipeline.training.folds import check_folds, check_stored_folds, fold_count, study_folds
 from pipeline.search.lr_range import apply_lr_range, log_lr_range, lr_entry
 from pipeline.search.objective import Objective, TrialFailed
+from pipeline.report.progress import SweepProgress
 from pipeline.tracking.datasets import log_datasets
 from pipeline.tracking.registry import register_winner, validate_register_as
 from pipeline.config.space import check_space
 from pipeline.training.train import configure_threads
 
 log = logging.getLogger(__name__)
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, stale-trial retry
 
 EXIT_ALL_TRIALS_FAILED = 3
 EXIT_WORKER_DIED = 1  # search.n_workers: a worker process was killed or failed unexpectedly
+PROGRESS_SECONDS = 1  # how often the live display reads the study
 RUNNING_POLL_SECONDS = 1  # how often a finished invocation looks whether the others' running trials are done
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what max_total_trials counts; FAIL trials may be retried
 
@@ -128,7 +130,12 @@ def trials_and_winner(study: optuna.Study, objective: Objective, cfg: DictConfig
         claims = Claims(storage_url(cfg))
         confirmed = confirm(study, objective, claims) if complete(study.trials) else []
         confirm_seconds = time.perf_counter() - confirm_started
-        registered = register_winner(cfg.search, confirmed[0].trial, claims) if confirmed else None
+        registered = None
+        if confirmed:
+            description = sweep_report.version_description(confirmed, cfg.search.objective, study.study_name)
+            registered = register_winner(cfg.search, confirmed[0].trial, claims, description)
+        if registered:  # optuna-dashboard shows it beside its own best trial, which ranks without seeds
+            study.set_user_attr("champion", f"trial {confirmed[0].trial.number}: {registered}")
     except (signals.Interrupted, InputError, workers.WorkerDied) as stop:  # the summary of what ran, then the stop itself
         print("\n" + record_sweep(study, objective, time.perf_counter() - started, [], 0.0, stopped=stop))
         raise
@@ -175,16 +182,43 @@ def optimize(study: optuna.Study, objective: Objective, cfg: DictConfig, pool: w
         if pool.in_workers:
             pool.run(study, objective, cfg.search.n_trials, cfg.search.timeout, drawer)
             return
-        study.optimize(
-            objective,
-            n_trials=cfg.search.n_trials,
-            timeout=cfg.search.timeout,
-            catch=(TrialFailed,),  # a trial its hyperparameters failed is FAIL with its reason; the sweep goes on
-            show_progress_bar=cfg.search.show_progress_bar,
-            callbacks=[lambda study, trial: drawer.send(trial, mlflow.get_tracking_uri()), stop_on_signal]
-            + ([optuna.study.MaxTrialsCallback(cap, states=FINISHED)] if cap else []),
-        )
+        with progress_shown(study, objective, cfg):
+            study.optimize(
+                objective,
+                n_trials=cfg.search.n_trials,
+                timeout=cfg.search.timeout,
+                catch=(TrialFailed,),  # a trial its hyperparameters failed is FAIL with its reason; the sweep goes on
+                callbacks=[lambda study, trial: drawer.send(trial, mlflow.get_tracking_uri()), stop_on_signal]
+                + ([optuna.study.MaxTrialsCallback(cap, states=FINISHED)] if cap else []),
+            )
         signals.check()  # a stop that stop_on_signal saw: the sweep ends as interrupted, after the trial it let finish
+
+
+@contextlib.contextmanager
+def progress_shown(study: optuna.Study, objective: Objective, cfg: DictConfig):
+    """The live display (search.show_progress_bar), refreshed from the study by a thread while this
+    process trains: the training loop itself is never slowed by it."""
+    if not cfg.search.show_progress_bar:
+        yield
+        return
+    shown = SweepProgress(study, objective.parent_run_id, cfg.search.n_trials, cfg.search.objective)
+    done = threading.Event()
+
+    def refresh():
+        while not done.wait(PROGRESS_SECONDS):
+            try:
+                shown.update()
+            except Exception as error:  # noqa: BLE001 - a busy store skips one refresh; the sweep goes on
+                log.debug("live display not refreshed: %s", error)
+
+    thread = threading.Thread(target=refresh, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        shown.close()
 
 
 def stop_on_signal(study: optuna.Study, trial) -> None:

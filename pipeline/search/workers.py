@@ -40,6 +40,7 @@ from pipeline import config
 from pipeline.core import signals
 from pipeline.core.errors import InputError, Terminal, as_disk_full
 from pipeline.core.names import Attr
+from pipeline.report.progress import SweepProgress
 from pipeline.core.redaction import install_log_redaction, redact
 
 log = logging.getLogger(__name__)
@@ -315,33 +316,27 @@ def unnamed_since(study: optuna.Study, asked_since: list[float]) -> list:
 
 
 class Progress:
-    """What the invoker shows of its workers' trials: one progress bar, like Optuna's (the trials finished, and the
-    best value), and each finished trial's chart, sent to the chart process."""
+    """What the invoker shows of its workers' trials (the live display, report.progress), and each
+    finished trial's chart, sent to the chart process."""
 
     def __init__(self, study: optuna.Study, objective, total: int, drawer):
-        self.study, self.parent_run_id, self.bar, self.drawer = study, objective.parent_run_id, None, drawer
+        self.study, self.parent_run_id, self.shown, self.drawer = study, objective.parent_run_id, None, drawer
         if objective.cfg.search.show_progress_bar:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total)
+            self.shown = SweepProgress(study, objective.parent_run_id, total, objective.cfg.search.objective)
 
     def update(self) -> None:
-        trials = [t for t in mine(self.study, self.parent_run_id) if t.state.is_finished()]
-        for trial in trials:
-            self.drawer.send(trial, mlflow.get_tracking_uri())
-        if self.bar is None:
-            return
-        self.bar.n = len(trials)
-        done = [t for t in trials if t.state == TrialState.COMPLETE and len(t.values) == 1]
-        if done:
-            best = (max if self.study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else min)(done, key=lambda t: t.value)
-            self.bar.set_description(f"Best trial: {best.number}. Best value: {best.value:.4g}", refresh=False)
-        self.bar.refresh()
+        for trial in mine(self.study, self.parent_run_id):
+            if trial.state.is_finished():
+                self.drawer.send(trial, mlflow.get_tracking_uri())
+        if self.shown is not None:
+            self.shown.update()
 
     def close(self) -> None:
-        self.update()
-        if self.bar is not None:
-            self.bar.close()
+        try:
+            self.update()
+        finally:
+            if self.shown is not None:
+                self.shown.close()
 
 
 # ------------------------------------------------------------------------------- a worker

@@ -22,8 +22,18 @@ from pipeline.models.scores import per_class_metrics
 log = logging.getLogger(__name__)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar for one small download
 EXPERIMENT_KIND, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"  # the values MLflow's UI reads
+QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic")
 NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (Markdown)
 MODEL_FIGURES = ("best_", "test_")  # per-run figures of the stored model: linked to its LoggedModel
+
+
+def trial_run_name(number: int, cfg: DictConfig) -> str:
+    """A trial's run name says what it trained: t3-lstm32-lr4.5e-3, t0-average_pooling-lr1e-3."""
+    label = model_label(cfg.model)
+    if cfg.model.body != "pooling":
+        label = label.replace(cfg.model.body, f"{cfg.model.body}{cfg.model.units}", 1)
+    mantissa, exponent = f"{cfg.optimizer.learning_rate:.1e}".split("e")
+    return f"t{number}-{label}-lr{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def absolute(path: str) -> Path:
@@ -51,6 +61,8 @@ def configure(cfg: DictConfig, also_check: tuple[stores.Store, ...] = ()) -> str
     the store is then created or opened under its lock (pipeline/stores.py)."""
     uri = tracking_uri(cfg)
     store = probe(cfg, also_check)
+    for name in QUIET_LOGGERS:  # their INFO lines ("Creating initial MLflow database tables...") are no news
+        logging.getLogger(name).setLevel(logging.WARNING)
     with stores.opening(store):
         mlflow.set_tracking_uri(uri)
         experiment = mlflow.get_experiment_by_name(cfg.tracking.experiment)

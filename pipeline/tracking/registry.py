@@ -29,9 +29,10 @@ def validate_register_as(name) -> None:
         raise InputError(f"search.register_as={name!r}; it must be null or a model name without '/' or ':'") from None
 
 
-def register_winner(search_cfg: DictConfig, trial, claims: Claims) -> str | None:
+def register_winner(search_cfg: DictConfig, trial, claims: Claims, description: str = "") -> str | None:
     """Register the winning trial's logged model and point `champion` at it; return `models:/NAME@champion`.
-    Under a claim on the name in the study's storage: invocations that finish together add one version."""
+    `description`: the version's text in the registry (its scores). Under a claim on the name in the
+    study's storage: invocations that finish together add one version."""
     name = search_cfg.register_as
     model_id = trial.user_attrs.get(Attr.mlflow_model_id)
     if not name:
@@ -40,10 +41,10 @@ def register_winner(search_cfg: DictConfig, trial, claims: Claims) -> str | None
         log.warning("trial %d has no logged model (train.log_model=false): nothing registered as %r", trial.number, name)
         return None
     with claims.hold(f"registered model/{name}", wait=True):
-        return register(search_cfg, trial, name, model_id)
+        return register(search_cfg, trial, name, model_id, description)
 
 
-def register(search_cfg: DictConfig, trial, name: str, model_id: str) -> str:
+def register(search_cfg: DictConfig, trial, name: str, model_id: str, description: str = "") -> str:
     client = mlflow.MlflowClient()
     current = champion(client, name)
     if current is not None and logged_model_of(current) == model_id:
@@ -51,6 +52,8 @@ def register(search_cfg: DictConfig, trial, name: str, model_id: str) -> str:
         return f"models:/{name}@{CHAMPION}"
     tags = {"study": search_cfg.study_name, "trial": str(trial.number)}
     version = mlflow.register_model(f"models:/{model_id}", name, tags=tags)
+    if description:
+        client.update_model_version(name, version.version, description=description)
     client.set_registered_model_alias(name, CHAMPION, version.version)
     log.info("registered trial %d's model as %s version %s, alias %s", trial.number, name, version.version, CHAMPION)
     return f"models:/{name}@{CHAMPION}"
