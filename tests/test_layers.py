@@ -45,6 +45,16 @@ def test_a_bad_value_is_answered_before_tensorflow_loads():
     assert not names & set(HEAVY), sorted(names & set(HEAVY))
 
 
+def test_a_setting_rnn_predict_does_not_read_is_one_line_at_once():
+    """Issue 31: rnn-predict had no check, so +predict.foo=1 passed unnoticed (after 6 s of imports)."""
+    names, result = imported_modules("-m", "pipeline.cli.predict", "+predict.foo=1", "predict.texts=[fine]")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    assert errors == ["error: predict.foo: rnn-predict reads no such setting; it reads predict.model, "
+                      "predict.texts, predict.input, predict.column, predict.output"]
+    assert not names & set(HEAVY), sorted(names & set(HEAVY))
+
+
 def test_help_is_answered_before_tensorflow_loads():
     names, result = imported_modules("-m", "pipeline.cli.sweep", "--help")
     assert result.returncode == 0, result.stderr[-2000:]

@@ -2,11 +2,13 @@
 
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline import config
 from pipeline.cli.entry import command
 
 
 def predict(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg)
+    config.check_predict(cfg)  # before MLflow and TensorFlow are imported
     from pipeline.tracking.predict import run_predict
 
     run_predict(cfg)

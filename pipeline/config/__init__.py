@@ -314,6 +314,15 @@ def check(cfg: DictConfig) -> None:
 
 
 _ABSENT = object()
+PREDICT_KEYS = ("model", "texts", "input", "column", "output")  # conf/predict.yaml: what rnn-predict reads
+
+
+def check_predict(cfg: DictConfig) -> None:
+    """rnn-predict's check, before any model or data is loaded: a key it does not read is a typo."""
+    unknown = sorted(set(cfg.predict) - set(PREDICT_KEYS))
+    if unknown:
+        raise InputError(f"predict.{unknown[0]}: rnn-predict reads no such setting; it reads "
+                         f"{', '.join(f'predict.{key}' for key in PREDICT_KEYS)}")
 
 
 def check_sources(cfg: DictConfig) -> None:
