@@ -45,6 +45,21 @@ def test_a_bad_value_is_answered_before_tensorflow_loads():
     assert not names & set(HEAVY), sorted(names & set(HEAVY))
 
 
+@pytest.mark.parametrize("bad, message", [
+    ("search.space.learning_rate.low=-1", "error: search.space.learning_rate: log=true needs low > 0, got low=-1"),
+    ("search.register_as=a/b", "error: search.register_as='a/b'; it must be null or a model name without '/' or ':'"),
+    ("search.portfolio=[{bodi: gru}]", "error: search.portfolio[0].bodi: not an entry of search.space; allowed: "
+                                       "body, units, dropout, learning_rate"),
+])
+def test_a_bad_sweep_setting_is_answered_before_tensorflow_loads(bad, message):
+    """Issue 28: the space, registered name and portfolio were checked after 6 s of TensorFlow imports."""
+    names, result = imported_modules("-m", "pipeline.cli.sweep", "data=sentences", "search=quick", bad)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    assert errors == [message]
+    assert not names & set(HEAVY), sorted(names & set(HEAVY))
+
+
 def test_a_setting_rnn_predict_does_not_read_is_one_line_at_once():
     """Issue 31: rnn-predict had no check, so +predict.foo=1 passed unnoticed (after 6 s of imports)."""
     names, result = imported_modules("-m", "pipeline.cli.predict", "+predict.foo=1", "predict.texts=[fine]")

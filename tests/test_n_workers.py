@@ -62,8 +62,9 @@ def test_two_workers_run_each_requested_trial_once_under_one_parent_run(tmp_path
                  "search.show_progress_bar=true", "search.confirm_top_k=1", "search.confirm_seeds=1"]
     result = subprocess.run([str(BIN / "rnn-sweep"), *overrides], cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    for noise in ("oneDNN", "ExperimentalWarning", "Creating initial MLflow database tables"):
-        assert noise not in result.stderr, f"issue 28: no library chatter on the terminal:\n{result.stderr[-3000:]}"
+    for noise in ("oneDNN", "ExperimentalWarning", "Creating initial MLflow database tables", "[INFO]"):
+        assert noise not in result.stderr + result.stdout, f"issue 28: no chatter on the terminal:\n{result.stderr[-3000:]}"
+    assert "confirmation 2 of 2: trial " in result.stderr, "the confirmation's progress"
     assert result.stderr.count(" trials done (") == TRIALS, "one plain line per finished trial off a terminal"
     cfg = compose(overrides)
 

@@ -62,11 +62,12 @@ def test_the_winner_is_registered_as_champion_and_a_real_server_answers(sweep_ov
         log.close()
 
 
-def test_the_same_winner_again_adds_no_version_and_null_registers_nothing(sweep_overrides, tmp_path):
+def test_the_same_winner_again_adds_no_version_and_null_registers_nothing(sweep_overrides, tmp_path, capfd):
     name = f"again-{tmp_path.name}"
     overrides = [*sweep_overrides, "model=pooling", "search=quick", "search.space.body.choices=[pooling]", "~search.space.units",
                  "search.n_trials=1", "search.pruner=none", f"search.register_as={name}"]
     assert sweep(overrides) == 0
+    assert "Successfully registered" not in capfd.readouterr().err, "MLflow's own lines go to the log file"
     cfg, trial = compose(overrides), study_of(overrides).best_trial
     assert register_winner(cfg.search, trial, Claims("sqlite:///:memory:")) == f"models:/{name}@{CHAMPION}"
     client = MlflowClient(cfg.tracking.uri)

@@ -138,14 +138,39 @@ def test_progress_off_a_terminal_is_one_line_per_finished_trial_with_the_same_fa
     from pipeline.report.progress import SweepProgress
 
     out = io.StringIO()
-    shown = SweepProgress(progress_study(), "parent", 4, "val_accuracy", stream=out)
+    shown = SweepProgress(progress_study(), "parent", 4, "val_accuracy", stream=out, pruner="the median pruner")
     shown.update()
     shown.update()  # nothing twice
     lines = out.getvalue().splitlines()
     assert len(lines) == 2, lines
     assert lines[0].startswith("trial 0 complete val_accuracy 0.8000 [gru32-lr1e-3] · 2 of 4 trials done")
-    assert lines[1].startswith("trial 1 pruned [lstm16-lr3e-4] · 2 of 4 trials done (1 pruned, 0 failed) · "
-                               "best val_accuracy 0.8000 (trial 0)")
+    assert lines[1].startswith("trial 1 pruned at epoch 2 by the median pruner [lstm16-lr3e-4] · 2 of 4 trials done "
+                               "(1 pruned, 0 failed) · best val_accuracy 0.8000 (trial 0)")
+
+
+def test_a_trial_the_cost_guard_pruned_says_so_in_its_line():
+    import io
+
+    from pipeline.report.progress import SweepProgress
+
+    from optuna.trial import create_trial
+
+    from pipeline.search.cost_guard import CostGuard
+
+    guard = CostGuard(optuna.pruners.NopPruner(), slowdown=4, min_trials=2)
+    study = optuna.create_study(direction="maximize", pruner=guard)
+    study.add_trials([create_trial(state=TrialState.COMPLETE, value=0.9, user_attrs={"epoch_seconds": seconds},
+                                   intermediate_values={0: 0.7, 1: 0.9}) for seconds in (4.0, 5.0)])
+    slow = study.ask()
+    for key, value in (("mlflow_parent_run_id", "parent"), ("run_name", "t2-lstm128-lr1e-3"), ("epoch_seconds", 50.0)):
+        slow.set_user_attr(key, value)
+    slow.report(0.5, step=0)
+    assert slow.should_prune()
+    study.tell(slow, state=TrialState.PRUNED)
+    out = io.StringIO()
+    SweepProgress(study, "parent", 3, "val_accuracy", stream=out, pruner="the median pruner").update()
+    assert out.getvalue().startswith("trial 2 pruned at epoch 1 by the cost guard (11.1x the median seconds per "
+                                     "epoch, no better) [lstm128-lr1e-3] · 1 of 3 trials done (1 pruned, 0 failed)")
 
 
 def test_progress_on_a_terminal_shows_each_running_trial_and_its_epoch():
@@ -158,6 +183,7 @@ def test_progress_on_a_terminal_shows_each_running_trial_and_its_epoch():
     shown.close()
     text = out.getvalue()
     assert "2 of 4 trials done (1 pruned, 0 failed) · best val_accuracy 0.8000 (trial 0)" in text
+    assert "trial 1 pruned at epoch 2 by the pruner [lstm16-lr3e-4]" in text, "finished trials above the panel"
     assert "trial 2" in text and "average_pooling-lr1e-2" in text and "epoch 3 of 5" in text
 
 
@@ -169,3 +195,16 @@ def test_the_configuration_reference_is_current():
     written = (REPO / "docs" / "configuration.md").read_text()
     assert written == reference() + "\n", "docs/configuration.md is stale: regenerate it"
     assert "| `search.n_trials` | `20` | an integer from 1 to 1000000000 |" in written
+
+
+def test_the_confirmation_says_each_step_it_starts(capsys):
+    from pipeline.search.confirm import announced
+
+    done = []
+    work = announced({"test:3": lambda: done.append("test"), "confirm:3:43": lambda: done.append(43)})
+    for job in work.values():
+        job()
+    lines = capsys.readouterr().err.splitlines()
+    assert done == ["test", 43]
+    assert lines[0].startswith("confirmation 1 of 2: trial 3's model scored on the test split · ")
+    assert lines[1].startswith("confirmation 2 of 2: trial 3 trained with seed 43 · ")

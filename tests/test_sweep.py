@@ -139,6 +139,8 @@ def test_unpromising_trials_are_pruned_and_say_when(sweep_overrides):
         run = client.get_run(trial.user_attrs["mlflow_run_id"])
         assert run.info.status == "FINISHED" and run.data.tags["trial_state"] == "PRUNED"
         assert run.data.metrics["pruned_at_epoch"] == len(trial.user_attrs["curve_loss"]) < 3
+        assert run.info.run_name == f"{trial.user_attrs['run_name']}-pruned", "the UI's lists and legends say so"
+    assert not any(c.info.run_name.endswith("-pruned") for c in children if c.data.tags["trial_state"] == "COMPLETE")
 
 
 def test_a_failing_trial_stays_inside_the_trial_and_all_failing_exits_3(sweep_overrides):
@@ -176,12 +178,27 @@ def test_scheduled_invocations_stop_at_max_total_trials(sweep_overrides, capsys)
     assert len(parents) == 2 and len(children) == 3, "the third invocation returned before creating any run"
 
 
+def test_a_narrower_space_for_a_stored_study_is_one_line_before_any_trial(sweep_overrides):
+    overrides = [*sweep_overrides, "search=quick", "search.pruner=none", "search.n_trials=1"]
+    assert sweep(overrides) == 0
+    narrower = [*overrides, "search.space.body.choices=[pooling]", "~search.space.units"]
+    message = (r"^search.space.body: study 'quick-sentences' searched body over \['pooling', 'gru', 'lstm'\], "
+               r"this sweep over \['pooling'\]; a study keeps its space: give search.study_name a new name, "
+               r"or search the same space$")
+    with pytest.raises(InputError, match=message):
+        sweep(narrower)
+    assert len(study_of(overrides).trials) == 1, "no trial added, none failed"
+    _, parents, children = runs_of(overrides)
+    assert len(parents) == 1 and len(children) == 1, "no run made"
+
+
 def test_cli_exit_codes_and_a_log_file_per_invocation(tmp_path, data_cache, sweep_overrides):
     base = [str(BIN / "rnn-sweep"), *sweep_overrides, "search=plateau", "model=pooling", "optimizer=sgd", "train.epochs=1",
             "search.n_trials=1", f"paths.log_dir={tmp_path / 'logs'}"]
     ok = subprocess.run([*base, "search.space.learning_rate.choices=[0.01]"], capture_output=True, text=True, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "MLflow parent run" in ok.stdout
+    assert "[INFO]" not in ok.stdout + ok.stderr, "INFO lines go to the log file only"
     failing = subprocess.run([*base, "search.space.learning_rate.choices=[1.0e30]", "search.study_name=diverges"],
                              capture_output=True, text=True, cwd=tmp_path)
     assert failing.returncode == EXIT_ALL_TRIALS_FAILED, failing.stderr[-2000:]

@@ -1,5 +1,6 @@
 """One way to build a console command over conf/: Hydra's main, one-line errors, meaningful exit codes."""
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -24,7 +25,7 @@ def command(name: str, config_name: str, task: Callable, settings: list[str], ex
     def entry() -> None:
         arguments = sys.argv[1:]
         if "--help" in arguments or "-h" in arguments:
-            print(help_text(name, config_name, settings, examples, summary, presets))
+            print_to_pipe(help_text(name, config_name, settings, examples, summary, presets))
             return
         if any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in arguments) and "--resolve" not in arguments:
             sys.argv.append("--resolve")  # ${seed} shown as its value, as the run will use it
@@ -32,3 +33,11 @@ def command(name: str, config_name: str, task: Callable, settings: list[str], ex
 
     entry.config_name, entry.settings = config_name, settings  # what --help shows (tests check each is found)
     return entry
+
+
+def print_to_pipe(text: str) -> None:
+    """Print, and end quietly when the reader stops early (`rnn-sweep --help | head`)."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own advice: no error at exit

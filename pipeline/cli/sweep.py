@@ -5,14 +5,14 @@ import sys
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import config
+from pipeline.config import space
 from pipeline.cli.entry import command
 from pipeline.core import signals
 
 
 def sweep(cfg: DictConfig) -> int:
     OmegaConf.resolve(cfg)  # freeze ${oc.env:...} now: MLflow sets MLFLOW_TRACKING_URI once configured
-    config.check(cfg)  # before TensorFlow and MLflow are imported: a bad value answers at once
+    space.check_sweep(cfg, list(HydraConfig.get().overrides.task))  # before TensorFlow and MLflow: at once
     from pipeline.search import workers
     from pipeline.search.sweep import EXIT_WORKER_DIED, run_sweep
 

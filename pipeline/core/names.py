@@ -68,6 +68,7 @@ class Attr(StrEnum):
     folds_planned = "folds_planned"  # search.cv_folds as decided for this trial's data (1: one split)
     run_name = "run_name"  # the trial's MLflow run name, e.g. t3-lstm32-lr4.5e-3 (the live display shows it)
     tie_break = "best_val_loss"  # the best epoch's validation loss: it ranks trials tied on the objective
+    pruned_by = "pruned_by"  # who pruned the trial and why, when not the configured pruner (the cost guard)
     outside_space = "outside_space"  # the baseline's config values that lie outside search.space, run as they are
 
     @staticmethod

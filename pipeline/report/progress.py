@@ -22,8 +22,9 @@ class SweepProgress:
     """Call `update()` as often as you like (it reads the study), `close()` at the end."""
 
     def __init__(self, study: optuna.Study, parent_run_id: str | None, total: int, objective: str,
-                 live: bool | None = None, stream=None):
+                 live: bool | None = None, stream=None, pruner: str = "the pruner"):
         self.study, self.parent_run_id, self.total, self.objective = study, parent_run_id, total, objective
+        self.pruner = pruner
         self.stream = stream or sys.stderr
         self.started, self.reported = time.monotonic(), set()
         self.live = None
@@ -40,14 +41,21 @@ class SweepProgress:
                 or t.user_attrs.get(Attr.mlflow_parent_run_id) == self.parent_run_id]
 
     def update(self) -> None:
+        """A line per newly finished trial (above the live panel on a terminal), then the panel."""
         trials = self.mine()
-        if self.live is not None:
-            self.live.update(self.panel(trials))
-            return
         for trial in sorted((t for t in trials if t.state in FINISHED), key=lambda t: t.number):
             if trial.number not in self.reported:
                 self.reported.add(trial.number)
-                print(self.finished_line(trial, trials), file=self.stream, flush=True)
+                self.say(self.finished_line(trial, trials))
+        if self.live is not None:
+            self.live.update(self.panel(trials))
+
+    def say(self, line: str) -> None:
+        """One line for the record: above the live panel, or on its own."""
+        if self.live is not None:
+            self.live.console.print(line, highlight=False, markup=False)
+        else:
+            print(line, file=self.stream, flush=True)
 
     def close(self) -> None:
         try:
@@ -76,6 +84,8 @@ class SweepProgress:
         state = trial.state.name.lower()
         value = f" {self.objective} {trial.values[0]:.4f}" if trial.state == TrialState.COMPLETE and trial.values \
             else ""
+        if trial.state == TrialState.PRUNED:
+            state += f" {where_pruned(trial)} by {trial.user_attrs.get(Attr.pruned_by, self.pruner)}"
         return (f"trial {trial.number} {state}{value} [{what(trial)}] · {self.counts(trials)} · "
                 f"{self.best()} · {elapsed(self.started)}")
 
@@ -101,6 +111,13 @@ def what(trial) -> str:
     """The trial's model in a few characters: its run name less the trial number (gru32-lr1.2e-3)."""
     name = trial.user_attrs.get(Attr.run_name, "")
     return name.split("-", 1)[1] if "-" in name else name or ("starting" if trial.state == TrialState.RUNNING else "—")
+
+
+def where_pruned(trial) -> str:
+    """At which epoch (or after which fold) the pruner stopped the trial: its last reported step."""
+    step_number = (trial.last_step or 0) + 1
+    folds = trial.user_attrs.get(Attr.folds_planned, 1)
+    return f"after fold {step_number}" if folds and folds > 1 else f"at epoch {step_number}"
 
 
 def step(trial) -> str:

@@ -336,6 +336,19 @@ def version_description(confirmed: list, objective: str, study_name: str) -> str
     return f"{text}. Settings: {settings}."
 
 
+def champion_note(confirmed: list, objective: str, study_name: str, registered: str | None) -> str:
+    """optuna-dashboard's note on the study (Markdown): the champion, and why it can differ from the
+    dashboard's own Best Trial."""
+    winner = confirmed[0]
+    where = f"Registered as `{registered}`." if registered else "Not registered (search.register_as is null)."
+    return "\n".join([
+        f"## Champion: trial {winner.trial.number}", "", where, "",
+        version_description(confirmed, objective, study_name), "",
+        "Best Trial ranks each trial on its own training seed. The champion has the best mean over seeds "
+        "(rnn-sweep trains its top trials again with more seeds), so the two can differ.",
+    ])
+
+
 def winner_figures(confirmed: list, confirm_seconds: float) -> dict[str, float]:
     """The sweep's answer as parent-run metrics: the winner, its mean and spread over seeds."""
     if not confirmed:
@@ -561,10 +574,14 @@ def plateau_table_lines(trials) -> list[str]:
     return lines
 
 
-def sweep_note(study_name: str, summary: str, confirmed: list, registered: str | None) -> str:
+def sweep_note(study_name: str, summary: str, confirmed: list, registered: str | None,
+               trials_href: str | None = None) -> str:
     """The parent run's description in the MLflow UI (Markdown): the winner, its parameters, its test score, where
-    its model is registered, then the whole end-of-sweep summary (counts, plateaus, confirmation)."""
+    its model is registered, a link to the study's trials (`trials_href`), then the whole end-of-sweep summary
+    (counts, plateaus, confirmation)."""
     lines = [f"### Sweep `{study_name}`", ""]
+    if trials_href:
+        lines += [f"[All trials of the study, best first]({trials_href})", ""]
     if confirmed:
         winner = confirmed[0]
         test = winner.describe(winner.test_accuracies)

@@ -10,6 +10,8 @@ import dataclasses
 import gc
 import logging
 import math
+import sys
+import time
 from collections.abc import Callable
 
 import keras
@@ -86,9 +88,32 @@ def confirm(study: optuna.Study, objective: Objective, claims: Claims) -> list[C
     work = {}
     for trial in trials:
         work |= trial_work(study, trial, extra_seeds, objective)
+    if search.show_progress_bar:
+        work = announced(work)
     do_once(claims, f"{study.study_name}/", lambda key: key in study.user_attrs, work)
     table = [confirmed_row(study, trial, extra_seeds) for trial in trials]
     return sorted(table, key=lambda row: ranking.rank_key(row.mean, row.mean_val_loss, maximizes(study)))
+
+
+def announced(work: dict[str, Callable[[], None]]) -> dict[str, Callable[[], None]]:
+    """The same work, each piece saying on stderr what it starts: the confirmation's progress, n of N."""
+    started = time.monotonic()
+
+    def saying(number: int, key: str, job: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            print(f"confirmation {number} of {len(work)}: {work_label(key)} · "
+                  f"{time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+            job()
+        return run
+
+    return {key: saying(number, key, job) for number, (key, job) in enumerate(work.items(), 1)}
+
+
+def work_label(key: str) -> str:
+    """confirm:3:43 → trial 3 trained with seed 43; test:3 → trial 3's model scored on the test split."""
+    kind, number, *seed = key.split(":")
+    return f"trial {number} trained with seed {seed[0]}" if kind == "confirm" else \
+        f"trial {number}'s model scored on the test split"
 
 
 def seeds_of(trial: FrozenTrial, extra_seeds: int) -> list[int]:

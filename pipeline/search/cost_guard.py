@@ -45,6 +45,8 @@ class CostGuard(BasePruner):
             return False
         log.info("trial %d pruned by the cost guard: %.1f s per epoch, %.1fx the median finished trial's, and %.4f by "
                  "epoch %d against their median %.4f", trial.number, seconds, seconds / median_seconds, ours, step + 1, theirs)
+        reason = f"the cost guard ({seconds / median_seconds:.1f}x the median seconds per epoch, no better)"
+        study._storage.set_trial_user_attr(trial._trial_id, Attr.pruned_by, reason)  # the live display says it
         return True
 
 

@@ -5,49 +5,58 @@ to the learning rate of the minimum loss (beyond it: larger steps stop helping).
 the study, so the same command continues the same search on the same bounds without testing again.
 """
 
+import dataclasses
 import logging
 
 import mlflow
 import optuna
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from pipeline.report import lr_curve
 from pipeline.core.errors import InputError
+from pipeline.config.space import LR_PATH, lr_entry
 from pipeline.training.lr_find import RangeTest, range_test, read_curve
 
 log = logging.getLogger(__name__)
-LR_PATH = "optimizer.learning_rate"
+@dataclasses.dataclass(frozen=True)
+class LearningRateRange:
+    """The bounds search.lr_range=auto gives the learning-rate entry, where they came from, and the range
+    test with its figures when one ran in this invocation."""
+
+    low: float
+    high: float
+    origin: str
+    ran: tuple[RangeTest, lr_curve.RangeFigures] | None = None
+
+
 STUDY_ATTR = "lr_range"  # [low, high] as the first range test of the study set them
 
 
-def lr_entry(cfg: DictConfig) -> str:
-    """The name of the space's float entry over optimizer.learning_rate: the one search.lr_range=auto bounds."""
-    names = [name for name, entry in cfg.search.space.items() if entry.get("path") == LR_PATH]
-    if not names or cfg.search.space[names[0]].get("type") != "float":
-        raise InputError(f"search.lr_range=auto needs a float entry over {LR_PATH} in search.space, "
-                         f"e.g. learning_rate: {{path: {LR_PATH}, type: float, low: 1.0e-5, high: 1.0e-1, log: true}}")
-    return names[0]
-
-
-def apply_lr_range(cfg: DictConfig, data, study: optuna.Study) -> tuple[RangeTest, lr_curve.RangeFigures] | None:
-    """With search.lr_range=auto, set the learning-rate entry's low and high; return the range test and its figures
-    when one ran now (None when the study already held its bounds, or lr_range is null)."""
+def lr_range_of(cfg: DictConfig, data, study: optuna.Study) -> LearningRateRange | None:
+    """With search.lr_range=auto, the learning-rate entry's low and high: the study's, or a range test's run now
+    (kept in the study). None when search.lr_range is null."""
     if cfg.search.lr_range != "auto":
         return None
-    entry = cfg.search.space[lr_entry(cfg)]
-    result = None
     if STUDY_ATTR in study.user_attrs:
         low, high = study.user_attrs[STUDY_ATTR]
-        origin = f"kept from study {study.study_name!r}"
+        found = LearningRateRange(low, high, f"kept from study {study.study_name!r}")
     else:
         test = range_test(cfg, data)
-        result = test, read_curve(test, cfg.lr_find)
-        low, high = bounds(result[1])
+        figures = read_curve(test, cfg.lr_find)
+        low, high = bounds(figures)
         study.set_user_attr(STUDY_ATTR, [low, high])
-        origin = f"range test of {len(test.losses)} steps, {test.seconds:.1f} s"
-    entry.low, entry.high = low, high
-    print(f"search.lr_range=auto: {LR_PATH} from {low:.3g} (plateau edge) to {high:.3g} (minimum loss), {origin}")
-    return result
+        found = LearningRateRange(low, high, f"range test of {len(test.losses)} steps, {test.seconds:.1f} s",
+                                  (test, figures))
+    print(f"search.lr_range=auto: {LR_PATH} from {found.low:.3g} (plateau edge) to {found.high:.3g} "
+          f"(minimum loss), {found.origin}")
+    return found
+
+
+def with_lr_range(cfg: DictConfig, found: LearningRateRange | None) -> DictConfig:
+    """The sweep's config with the learning-rate entry bounded by `found`: a new config, `cfg` unchanged."""
+    if found is None:
+        return cfg
+    return OmegaConf.merge(cfg, {"search": {"space": {lr_entry(cfg): {"low": found.low, "high": found.high}}}})
 
 
 def bounds(figures: lr_curve.RangeFigures) -> tuple[float, float]:

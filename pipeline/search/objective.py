@@ -172,6 +172,7 @@ class Objective:
             mlflow.set_tag("trial_state", "PRUNED" if pruned_at else "COMPLETE")
             if pruned_at:
                 mlflow.log_metric("pruned_at_epoch" if folds == 1 else "pruned_after_fold", int(pruned_at.split()[1]))
+                mlflow.MlflowClient().update_run(run.info.run_id, name=f"{run_name}-pruned")  # in every list and legend
         return result, pruned_at
 
     def fit(self, trial: optuna.Trial, cfg: DictConfig, data, folds: int) -> tuple[TrainResult, str | None]:

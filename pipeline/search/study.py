@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from pipeline import config
+from pipeline.core.errors import InputError
 from pipeline.search.cost_guard import CostGuard
 from pipeline.tracking import mlflow_runs, stores
 from pipeline.tracking.stores import storage_url
@@ -63,3 +64,29 @@ def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
     if cfg.search.cost_guard is None or isinstance(pruner, (optuna.pruners.NopPruner, optuna.pruners.HyperbandPruner)):
         return pruner
     return CostGuard(pruner, cfg.search.cost_guard, cfg.search.cost_guard_trials)
+
+
+def check_space_fits(study: optuna.Study, entries) -> None:
+    """A stored study keeps the distributions it searched: a sweep that changes one (other choices, a log
+    scale, a step) would fail its first trial inside Optuna. Refuse it before any trial or run exists."""
+    stored = {}
+    for trial in study.get_trials(deepcopy=False):
+        stored |= trial.distributions
+    for entry in entries:
+        before = stored.get(entry.name)
+        if before is None:
+            continue
+        try:
+            optuna.distributions.check_distribution_compatibility(before, entry.distribution)
+        except ValueError:
+            raise InputError(f"search.space.{entry.name}: study {study.study_name!r} searched {entry.name} over "
+                             f"{described(before)}, this sweep over {described(entry.distribution)}; a study keeps "
+                             "its space: give search.study_name a new name, or search the same space") from None
+
+
+def described(distribution) -> str:
+    """A distribution as its space entry reads: its choices, or its range and scale."""
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return str(list(distribution.choices))
+    scale = ", log scale" if distribution.log else f", step {distribution.step}" if distribution.step else ""
+    return f"{distribution.low} to {distribution.high}{scale}"

@@ -26,15 +26,16 @@ from pipeline.search import warm_start, workers
 from pipeline.config import chosen_groups, compose  # noqa: F401 - compose: the tests build sweep configs with it
 from pipeline.tracking.claims import Claims
 from pipeline.search.confirm import confirm
-from pipeline.search.study import make_pruner, make_sampler, make_study  # noqa: F401 - tests
+from pipeline.config import space
+from pipeline.config.space import parse_space
+from pipeline.search.study import check_space_fits, make_pruner, make_sampler, make_study  # noqa: F401 - tests
 from pipeline.core.errors import InputError
 from pipeline.training.folds import check_folds, check_stored_folds, fold_count, study_folds
-from pipeline.search.lr_range import apply_lr_range, log_lr_range, lr_entry
+from pipeline.search.lr_range import log_lr_range, lr_range_of, with_lr_range
 from pipeline.search.objective import Objective, TrialFailed
 from pipeline.report.progress import SweepProgress
 from pipeline.tracking.datasets import log_datasets
-from pipeline.tracking.registry import register_winner, validate_register_as
-from pipeline.config.space import check_space
+from pipeline.tracking.registry import register_winner
 from pipeline.training.train import configure_threads
 
 log = logging.getLogger(__name__)
@@ -47,18 +48,12 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what max_total_trials cou
 
 
 def check_sweep(cfg: DictConfig, base_overrides: list[str], checked: bool = False) -> None:
-    """The sweep's one check, before any data, study or run: the base config (a bad setting is named as itself,
-    not as a search entry's), then the space, each of whose values must compose to a valid config.
-    `checked`: the entry point has checked the base config already."""
+    """The sweep's one check (pipeline.config.space.check_sweep), then what needs the libraries: the
+    optimizer and callbacks made once. `checked`: the entry point has run the one check already."""
     if not checked:
-        config.check(cfg)
+        space.check_sweep(cfg, base_overrides)
     configure_threads(OmegaConf.create(workers.invoker_threads(cfg)))  # before TensorFlow starts: it fixes its pools then
     config.check_instantiable(cfg)
-    check_space(cfg, base_overrides, chosen_groups(base_overrides))
-    validate_register_as(cfg.search.register_as)
-    warm_start.check_portfolio(cfg)
-    if cfg.search.lr_range == "auto":
-        lr_entry(cfg)  # the float entry whose bounds the range test will set
 
 
 # --------------------------------------------------------------------------------------- run
@@ -70,6 +65,7 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str], checked: bool = False)
     """
     started = time.perf_counter()
     check_sweep(cfg, base_overrides, checked)
+    OmegaConf.set_readonly(cfg, True)  # checked: never changed after (what the study decides makes a new config)
     mlflow_runs.probe(cfg, also_check=(stores.optuna_store(storage_url(cfg)),))  # both stores, nothing written yet
     earlier = warm_start.earlier_best(cfg, storage_url(cfg))  # search.warm_start_from, only read: a missing study stops
     check_stored_folds(cfg, storage_url(cfg))  # the study's folds against search.cv_folds, only read
@@ -90,18 +86,27 @@ def search(cfg: DictConfig, objective: Objective, pool: workers.Pool, started: f
     optuna.storages.fail_stale_trials(study)  # a dead worker's trials: failed, their runs ended, retried
     if study_complete(study, cfg):
         return 0
+    check_space_fits(study, parse_space(cfg))  # before the range test: a changed space stops here
     study.sampler = make_sampler(cfg, offset=len(study.trials))
-    lr_range = apply_lr_range(cfg, objective.dataset(cfg), study)  # search.lr_range=auto: before the baseline is placed
-    cfg.search.cv_folds = study_folds(study, cfg, objective.dataset(cfg))  # auto decided once, kept in the study
+    lr_range = lr_range_of(cfg, objective.dataset(cfg), study)  # search.lr_range=auto: before the baseline is placed
+    cfg = settled(cfg, lr_range, study_folds(study, cfg, objective.dataset(cfg)))
+    objective.cfg = cfg
     warm_start.enqueue_start(study, cfg, objective.base_overrides, earlier)
     with mlflow.start_run(run_name=f"sweep-{cfg.search.study_name}", tags=parent_tags(cfg)) as parent:
         objective.parent_run_id = parent.info.run_id
+        view_key = mlflow_runs.share_trials_view(cfg, parent.info.experiment_id)
         log_sweep_inputs(cfg, objective, lr_range)
         summary, registered = trials_and_winner(study, objective, cfg, pool, started)
-    print_end(cfg, parent, summary, registered)
+    print_end(cfg, parent, summary, registered, view_key)
     mine = objective.trials(study)
     all_failed = mine and all(t.state == TrialState.FAIL for t in mine)
     return EXIT_ALL_TRIALS_FAILED if all_failed else 0
+
+
+def settled(cfg: DictConfig, lr_range, folds: int) -> DictConfig:
+    """The sweep's config with what its study decided: the learning-rate range (search.lr_range=auto) and the
+    folds (search.cv_folds=auto). A new config: the checked one is never changed."""
+    return OmegaConf.merge(with_lr_range(cfg, lr_range), {"search": {"cv_folds": folds}})
 
 
 def study_complete(study: optuna.Study, cfg: DictConfig) -> bool:
@@ -114,7 +119,7 @@ def study_complete(study: optuna.Study, cfg: DictConfig) -> bool:
 
 def log_sweep_inputs(cfg: DictConfig, objective: Objective, lr_range) -> None:
     mlflow_runs.log_config(cfg)
-    log_lr_range(lr_range, cfg, objective.dataset(cfg).chance_loss())
+    log_lr_range(lr_range and lr_range.ran, cfg, objective.dataset(cfg).chance_loss())
     log_datasets(objective.dataset(cfg), cfg.data, ("train", "val", "test"))  # trials fit and select, the winner is tested
     mlflow.log_text(OmegaConf.to_yaml(cfg.search.space), "search_space.yaml")
 
@@ -134,12 +139,21 @@ def trials_and_winner(study: optuna.Study, objective: Objective, cfg: DictConfig
         if confirmed:
             description = sweep_report.version_description(confirmed, cfg.search.objective, study.study_name)
             registered = register_winner(cfg.search, confirmed[0].trial, claims, description)
-        if registered:  # optuna-dashboard shows it beside its own best trial, which ranks without seeds
+        if registered:
             study.set_user_attr("champion", f"trial {confirmed[0].trial.number}: {registered}")
+        if confirmed:  # optuna-dashboard shows the note above its own Best Trial, which ranks without seeds
+            note_on_study(study, sweep_report.champion_note(confirmed, cfg.search.objective, study.study_name, registered))
     except (signals.Interrupted, InputError, workers.WorkerDied) as stop:  # the summary of what ran, then the stop itself
         print("\n" + record_sweep(study, objective, time.perf_counter() - started, [], 0.0, stopped=stop))
         raise
     return record_sweep(study, objective, time.perf_counter() - started, confirmed, confirm_seconds, registered=registered), registered
+
+
+def note_on_study(study: optuna.Study, text: str) -> None:
+    """The study's note in optuna-dashboard (Markdown), kept in the study's system attributes."""
+    from optuna_dashboard import save_note  # a second of imports: only once a sweep has a winner
+
+    save_note(study, text)
 
 
 def wait_for_running_trials(study: optuna.Study, cfg: DictConfig) -> None:
@@ -166,12 +180,13 @@ def wait_for_running_trials(study: optuna.Study, cfg: DictConfig) -> None:
                     ", ".join(map(str, sorted(running))), patience)
 
 
-def print_end(cfg: DictConfig, parent: mlflow.ActiveRun, summary: str, registered: str | None) -> None:
+def print_end(cfg: DictConfig, parent: mlflow.ActiveRun, summary: str, registered: str | None,
+              view_key: str) -> None:
     print(f"\n{summary}")
     if registered:
         print(f"\nThe winner's model: {registered} (rnn-predict predict.model={registered} ..., or mlflow models serve -m {registered})")
     print(f"\nMLflow parent run {parent.info.run_id} in experiment {cfg.tracking.experiment!r}; to look at it:")
-    print(mlflow_runs.ui_hint(cfg, parent))
+    print(mlflow_runs.ui_hint(cfg, parent, mlflow_runs.trials_hint(cfg, parent.info.experiment_id, view_key)))
 
 
 def optimize(study: optuna.Study, objective: Objective, cfg: DictConfig, pool: workers.Pool) -> None:
@@ -201,7 +216,8 @@ def progress_shown(study: optuna.Study, objective: Objective, cfg: DictConfig):
     if not cfg.search.show_progress_bar:
         yield
         return
-    shown = SweepProgress(study, objective.parent_run_id, cfg.search.n_trials, cfg.search.objective)
+    shown = SweepProgress(study, objective.parent_run_id, cfg.search.n_trials, cfg.search.objective,
+                          pruner=f"the {cfg.search.pruner} pruner")
     done = threading.Event()
 
     def refresh():
@@ -241,7 +257,9 @@ def record_sweep(study, objective: Objective, wall_seconds: float, confirmed: li
     figures = counts | sweep_report.winner_figures(confirmed, confirm_seconds)
     mlflow.log_metrics(figures | {"pruning_saved_epochs": saved_epochs, "pruning_saved_seconds": saved_seconds})
     mlflow.log_text(summary, "summary.txt")
-    mlflow_runs.describe_run(sweep_report.sweep_note(study.study_name, summary, confirmed, registered))
+    experiment_id = mlflow.active_run().info.experiment_id
+    trials = mlflow_runs.trials_link("", experiment_id, mlflow_runs.view_key(study.study_name)).lstrip("/")
+    mlflow_runs.describe_run(sweep_report.sweep_note(study.study_name, summary, confirmed, registered, trials))
     if registered:
         mlflow.set_tag("registered_model", registered)
     for name, figure in sweep_report.sweep_figures(study, objective.cfg.search.objective).items():

@@ -22,18 +22,6 @@ from pipeline.config.space import Entry, baseline_params, parse_space
 log = logging.getLogger(__name__)
 
 
-def check_portfolio(cfg: DictConfig) -> None:
-    """Every portfolio configuration is a mapping over the names of search.space: a typo is one error line."""
-    names = [entry.name for entry in parse_space(cfg)]
-    for index, params in enumerate(cfg.search.portfolio):
-        where = f"search.portfolio[{index}]"
-        if not OmegaConf.is_dict(params):
-            raise InputError(f"{where}={params}; it must be a mapping of search.space names to values, e.g. {{body: gru}}")
-        unknown = [name for name in params if name not in names]
-        if unknown:
-            raise InputError(f"{where}.{unknown[0]}: not an entry of search.space; allowed: {', '.join(names)}")
-
-
 def earlier_best(cfg: DictConfig, storage: str) -> list[FrozenTrial]:
     """The search.warm_start_top_k best finished trials of search.warm_start_from (none when it is null)."""
     search = cfg.search

@@ -322,7 +322,8 @@ class Progress:
     def __init__(self, study: optuna.Study, objective, total: int, drawer):
         self.study, self.parent_run_id, self.shown, self.drawer = study, objective.parent_run_id, None, drawer
         if objective.cfg.search.show_progress_bar:
-            self.shown = SweepProgress(study, objective.parent_run_id, total, objective.cfg.search.objective)
+            self.shown = SweepProgress(study, objective.parent_run_id, total, objective.cfg.search.objective,
+                                       pruner=f"the {objective.cfg.search.pruner} pruner")
 
     def update(self) -> None:
         for trial in mine(self.study, self.parent_run_id):
@@ -379,8 +380,7 @@ def run_trials(index: int, job: Job, orders: Orders, started: float) -> None:
     from pipeline.search import study as studies
     from pipeline.search.objective import Objective, TrialFailed
 
-    cfg = orders.cfg.copy()
-    OmegaConf.update(cfg, "train.threads", job.threads)
+    cfg = OmegaConf.merge(orders.cfg, {"train": {"threads": job.threads}})  # a new config: the checked one stays
     mlflow.set_tracking_uri(orders.tracking_uri)
     mlflow.set_experiment(experiment_id=orders.experiment_id)
     objective = Objective(cfg, job.base_overrides)

@@ -1,7 +1,9 @@
 """MLflow: where runs go, what a run records, and the UI over the same store."""
 
+import json
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -13,7 +15,7 @@ from pipeline.report import charts
 from pipeline.models import export
 from pipeline.tracking import stores
 from pipeline.tracking.datasets import log_datasets
-from pipeline.core.names import Attr, Fig
+from pipeline.core.names import Attr, Fig, higher_is_better
 from pipeline.models.zoo import model_label
 from pipeline.core.redaction import redact  # noqa: F401 - tracking.redact is used across the package
 from pipeline.report.sweep_report import confusion_figure, learning_curves_figure, plt
@@ -24,6 +26,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar
 EXPERIMENT_KIND, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"  # the values MLflow's UI reads
 QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic")
 NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (Markdown)
+SHARED_VIEW = "mlflow.sharedViewState."  # an experiment tag: the runs-list view ?viewStateShareKey= opens
 MODEL_FIGURES = ("best_", "test_")  # per-run figures of the stored model: linked to its LoggedModel
 
 
@@ -207,14 +210,62 @@ def run_link(address: str, run) -> str:
     return f"{address.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning"
 
 
-def ui_hint(cfg: DictConfig, run=None) -> str:
-    """What to type to look at the runs: the lines that end a run's output; with `run`, the link to its page."""
-    if cfg.tracking.uri and cfg.tracking.uri.startswith(("http://", "https://")):
-        return f"  open {redact(run_link(cfg.tracking.uri, run) if run else cfg.tracking.uri)} in a browser"
+def share_trials_view(cfg: DictConfig, experiment_id: str) -> str:
+    """Keep the study's trials as a view of the MLflow UI's runs list; return its key. The view shows this
+    study's runs, best first, with the objective, test accuracy, body, learning rate, dropout, plateau and
+    trial state as columns, and every trial in the compare charts (the UI draws the first 10 unless told)."""
+    study, key = cfg.search.study_name, view_key(cfg.search.study_name)
+    best = f"metrics.`{Fig.best(cfg.search.objective)}`"
+    columns = [best, f"metrics.`{Fig.test_accuracy}`", "tags.`body`", "params.`optimizer.learning_rate`",
+               "params.`model.dropout`", f"metrics.`{Fig.plateau_epochs}`", "tags.`trial_state`"]
+    view = {"searchFilter": f"tags.study = '{study}'" if "'" not in study else "",
+            "orderByKey": best, "orderByAsc": not higher_is_better(cfg.search.objective),
+            "selectedColumns": columns, "runsHiddenMode": "SHOW_ALL"}
+    mlflow.MlflowClient().set_experiment_tag(experiment_id, SHARED_VIEW + key, json.dumps(view))
+    return key
+
+
+def view_key(study: str) -> str:
+    """The key of a study's runs-list view: one per study, kept up to date by each of its sweeps."""
+    return re.sub(r"[^\w.-]+", "-", study)
+
+
+def trials_link(address: str, experiment_id: str, view_key: str, charts: bool = False) -> str:
+    """The runs list (or, with `charts`, the compare-charts view) opened on a view share_trials_view kept."""
+    mode = "&compareRunsMode=CHART" if charts else ""
+    return (f"{address.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={view_key}{mode}"
+            "&workflowType=machine_learning")
+
+
+def ui_address(cfg: DictConfig) -> str:
+    """Where the MLflow UI of the runs is: the tracking server, or rnn-ui's address."""
+    if remote_tracking(cfg):
+        return cfg.tracking.uri
+    return f"http://{cfg.tracking.ui_host}:{cfg.tracking.ui_port}"
+
+
+def remote_tracking(cfg: DictConfig) -> bool:
+    return bool(cfg.tracking.uri) and cfg.tracking.uri.startswith(("http://", "https://"))
+
+
+def trials_hint(cfg: DictConfig, experiment_id: str, view_key: str) -> str:
+    """The lines under ui_hint's that open a sweep's trials: their table and their curves."""
+    address = ui_address(cfg)
+    return (f"  its trials, best first: {redact(trials_link(address, experiment_id, view_key))}\n"
+            f"  their curves: {redact(trials_link(address, experiment_id, view_key, charts=True))}")
+
+
+def ui_hint(cfg: DictConfig, run=None, more: str = "") -> str:
+    """What to type to look at the runs: the lines that end a run's output; with `run`, the link to its page;
+    `more` (more links) under it."""
+    more = f"\n{more}" if more else ""
+    if remote_tracking(cfg):
+        link = redact(run_link(cfg.tracking.uri, run) if run else cfg.tracking.uri)
+        return f"  open {link} in a browser{more}"
     ui = Path(sys.executable).parent / "rnn-ui"
     ui = os.path.relpath(ui) if ui.is_relative_to(Path.cwd()) else str(ui)
-    address = f"http://{cfg.tracking.ui_host}:{cfg.tracking.ui_port}"
+    address = ui_address(cfg)
     address = run_link(address, run) if run else address
     overrides = f" paths.mlruns_dir={cfg.paths.mlruns_dir}" if cfg.paths.mlruns_dir != "mlruns" else ""
     plain = "mlflow ui " + " ".join(ui_command(cfg)[4:])
-    return f"  {ui}{overrides}        then open {address}\n  (the same without rnnsweep: {redact(plain)})"
+    return f"  {ui}{overrides}        then open {address}{more}\n  (the same without rnnsweep: {redact(plain)})"

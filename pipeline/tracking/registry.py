@@ -4,6 +4,8 @@
 `rnn-predict predict.model=models:/NAME@champion`. A later invocation that keeps the same winner adds no version.
 """
 
+import contextlib
+import io
 import logging
 
 import mlflow
@@ -11,22 +13,10 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
 from pipeline.tracking.claims import Claims
-from pipeline.core.errors import InputError
 from pipeline.core.names import Attr
 
 log = logging.getLogger(__name__)
 CHAMPION = "champion"  # the alias of the winning version
-
-
-def validate_register_as(name) -> None:
-    if name is None:
-        return
-    from mlflow.utils.validation import _validate_model_name
-
-    try:
-        _validate_model_name(name if isinstance(name, str) else "")
-    except MlflowException:
-        raise InputError(f"search.register_as={name!r}; it must be null or a model name without '/' or ':'") from None
 
 
 def register_winner(search_cfg: DictConfig, trial, claims: Claims, description: str = "") -> str | None:
@@ -51,7 +41,9 @@ def register(search_cfg: DictConfig, trial, name: str, model_id: str, descriptio
         log.info("models:/%s@%s is already trial %d's model (version %s)", name, CHAMPION, trial.number, current.version)
         return f"models:/{name}@{CHAMPION}"
     tags = {"study": search_cfg.study_name, "trial": str(trial.number)}
-    version = mlflow.register_model(f"models:/{model_id}", name, tags=tags)
+    with contextlib.redirect_stderr(io.StringIO()) as said:  # MLflow prints "Successfully registered model"
+        version = mlflow.register_model(f"models:/{model_id}", name, tags=tags)
+    log.info("MLflow: %s", " ".join(said.getvalue().split()))
     if description:
         client.update_model_version(name, version.version, description=description)
     client.set_registered_model_alias(name, CHAMPION, version.version)

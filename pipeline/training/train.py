@@ -11,7 +11,7 @@ import time
 
 import keras
 import mlflow
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from pipeline import config
 from pipeline.core.names import MONITORED, higher_is_better
@@ -274,6 +274,7 @@ def single_run(cfg: DictConfig, entry: str, default_name: str, checked: bool = F
     (tracking.run_name, or `default_name`) with the config and the data logged; yields (data, run, run name)."""
     if not checked:  # the entry point checked it already
         config.check(cfg)
+    OmegaConf.set_readonly(cfg, True)  # checked: never changed after
     configure_threads(cfg.train.threads)  # before the optimizer is first made: that starts TensorFlow, which fixes its pools
     config.check_instantiable(cfg)
     mlflow_runs.probe(cfg)  # a store that cannot be used stops the command before the data is prepared
