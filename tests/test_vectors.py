@@ -174,6 +174,20 @@ def test_a_second_run_reads_the_vectors_from_the_cache_and_a_changed_file_is_rea
     assert not changed.cache_hit and changed.vectors[FIRST_WORD, 0] == first.vectors[FIRST_WORD, 0] + 1
 
 
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_a_damaged_vectors_cache_is_read_again_from_the_file_with_a_warning(sentences, monkeypatch, caplog, damage):
+    cfg, data, _, path = sentences
+    first = word_vectors(str(path), data, cfg.paths.cache_dir)
+    cached = Path(cfg.paths.cache_dir) / "embeddings" / f"{path.name}-{vectors_module.cache_key(path, data.vocabulary)}.npz"
+    content = cached.read_bytes()
+    cached.write_bytes({"truncate": content[:100], "garbage": b"not a cache" * 50, "empty": b""}[damage])
+    monkeypatch.setattr(vectors_module, "_loaded", {})
+    again = word_vectors(str(path), data, cfg.paths.cache_dir)
+    assert not again.cache_hit and "is unreadable" in caplog.text and f"reading {path} again" in caplog.text
+    np.testing.assert_array_equal(again.vectors, first.vectors)
+    assert cached.read_bytes() == content, "the cache is written again whole"
+
+
 # ------------------------------------------------------------------------------ acceptance c
 
 
