@@ -1,4 +1,4 @@
-"""rnn-vectors: word2vec trained on a data set's training texts, written for model.embedding.vectors."""
+"""rnn-vectors: word2vec trained on a data set's training texts, for model.embedding.vectors."""
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -16,9 +16,11 @@ def vectors(cfg: DictConfig) -> None:
 
 cli = command(
     "rnn-vectors", "vectors", vectors,
-    settings=["vectors.output", "vectors.dim", "vectors.min_count", "vectors.epochs", "data.subset"],
+    settings=["vectors.output", "vectors.dim", "vectors.min_count", "vectors.epochs",
+              "data.subset"],
     examples=["rnn-vectors data=imdb vectors.output=imdb-w2v.txt",
-              "rnn-train data=sentences model.embedding.vectors=imdb-w2v.txt model.embedding.trainable=false"],
+              "rnn-train data=sentences model.embedding.vectors=imdb-w2v.txt "
+              "model.embedding.trainable=false"],
 )
 
 if __name__ == "__main__":

@@ -57,8 +57,8 @@ def body_label(space, body: str) -> str:
 
 
 def vectors_label(path: str | None) -> str:
-    """What a study's default name says of the word vectors it starts from: '-glove.6B.100d' for a file
-    (a study keeps the file it was made with), nothing without one."""
+    """What a study's default name says of the word vectors it starts from: '-glove.6B.100d' for
+    a file (a study keeps the file it was made with), nothing without one."""
     if path is None:
         return ""
     stem = Path(str(path)).name.removesuffix(".gz").rsplit(".", 1)[0]
@@ -180,7 +180,10 @@ class Rule:
     applies: Callable[[DictConfig], bool] = lambda cfg: True
 
     def message(self, key: str, value) -> str:
-        shown = yaml_word(value) if value is None or isinstance(value, bool) else repr(value) if self.quoted else value
+        if value is None or isinstance(value, bool):
+            shown = yaml_word(value)
+        else:
+            shown = repr(value) if self.quoted else value
         return f"{key}={shown}{'' if self.needs.startswith(' ') else '; '}{self.needs}"
 
 
@@ -196,6 +199,10 @@ def is_number(value) -> bool:
         return math.isfinite(value)
     except OverflowError:  # an int of over 308 digits: the traceback it gave was no one-line message
         return False
+
+
+def is_path(value) -> bool:
+    return isinstance(value, str) and value.strip() != ""
 
 
 def integer(low: int, high: int | None = None, nullable: bool = False, **kwargs) -> Rule:
@@ -282,8 +289,8 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "model.head_units": integer(0),
     "model.dropout": FRACTION,
     "model.recurrent_dropout": FRACTION,
-    "model.embedding.vectors": Rule(lambda value: value is None or isinstance(value, str) and value.strip() != "",
-                                    "it must be null (learned from scratch) or the path of a word-vector file"),
+    "model.embedding.vectors": Rule(lambda value: value is None or is_path(value),
+                                    "it must be null or the path of a word-vector file"),
     "model.embedding.trainable": BOOLEAN,
     "optimizer.learning_rate": Rule(lambda value: is_number(value) and value > 0, "it must be a finite number > 0", quoted=False),
     "optimizer.momentum": Rule(lambda value: isinstance(value, float) and 0 <= value <= 1,  # nan passed Keras' own check
@@ -311,8 +318,8 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "lr_find.smoothing": FRACTION,
     "lr_find.tolerance": FRACTION,
     "lr_find.divergence": Rule(lambda value: is_number(value) and value > 1, "it must be a finite number > 1"),
-    "vectors.output": Rule(lambda value: isinstance(value, str) and value.strip() != "",
-                           "it must be the path of the text file to write, e.g. vectors.output=imdb-w2v.txt"),
+    "vectors.output": Rule(is_path, "it must be the path of the text file to write, e.g. "
+                                    "vectors.output=imdb-w2v.txt"),
     "vectors.dim": integer(1),
     "vectors.window": integer(1),
     "vectors.min_count": integer(1),
@@ -448,13 +455,14 @@ VECTOR_FILES = "a GloVe or word2vec/fastText .vec text file, or a word2vec binar
 
 
 def check_vectors_file(cfg: DictConfig) -> None:
-    """model.embedding.vectors names a readable file, for data with words: before any data is read."""
+    """model.embedding.vectors names a readable file, for data with words: checked before any
+    data is read."""
     vectors = OmegaConf.select(cfg, "model.embedding.vectors")
     if vectors is None:
         return
     if cfg.data.name == "keras_imdb":
-        raise InputError("model.embedding.vectors with data=keras_imdb: its reviews are token ids, not words; "
-                         "allowed: data=imdb, sentences or table")
+        raise InputError("model.embedding.vectors with data=keras_imdb: its reviews are token "
+                         "ids, not words; allowed: data=imdb, sentences or table")
     path = Path(vectors).expanduser()
     problem = ("no such file" if not path.exists() else "a folder, not a file" if path.is_dir()
                else "cannot be read (permission denied)" if not os.access(path, os.R_OK) else None)
@@ -462,8 +470,8 @@ def check_vectors_file(cfg: DictConfig) -> None:
         raise InputError(f"model.embedding.vectors={vectors}: {problem}; allowed: {VECTOR_FILES}")
 
 
-CROSS_CHECKS = (check_sources, check_target, check_label_map, check_encoding, check_study_settings, check_lr_find,
-                check_padding_cut, check_vectors_file)
+CROSS_CHECKS = (check_sources, check_target, check_label_map, check_encoding, check_study_settings,
+                check_lr_find, check_padding_cut, check_vectors_file)
 
 
 def check_instantiable(cfg: DictConfig) -> None:

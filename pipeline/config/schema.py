@@ -199,7 +199,7 @@ SCHEMAS = {
 }
 # the data group has one schema per loader (schema/data_imdb, ...), each the base of its preset
 DATA_SCHEMAS = {"imdb": ImdbData, "keras_imdb": KerasImdbData, "sentences": SentencesData, "table": TableData}
-# the settings of a command beside the training ones (rnn-vectors), kept out of SCHEMAS: no training config has them
+# the settings of a command beside training (rnn-vectors): no training config has them
 COMMAND_SCHEMAS = {"vectors": VectorsConfig}
 
 
@@ -214,8 +214,8 @@ def register() -> None:
 def schema_keys() -> frozenset[str]:
     """Every dotted key the schemas declare (free-form dict keys excluded): the keys rnnsweep reads."""
     keys = set()
-    groups = [*SCHEMAS.items(), *COMMAND_SCHEMAS.items(), *(("data", s) for s in DATA_SCHEMAS.values())]
-    for group, schema in groups:
+    data = [("data", schema) for schema in DATA_SCHEMAS.values()]
+    for group, schema in [*SCHEMAS.items(), *COMMAND_SCHEMAS.items(), *data]:
         keys |= {group, *(f"{group}.{key}" for key in fields_of(schema))}
     return frozenset(keys | {"seed", "optimizer", "callbacks"})
 

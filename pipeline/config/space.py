@@ -139,16 +139,18 @@ VECTORS = "model.embedding.vectors"
 
 
 def check_vectors_axis(entries: list[Entry]) -> None:
-    """A search over word-vector files names at least one (search=vectors takes it from the command line)."""
+    """A search over word-vector files names at least one (search=vectors takes it from the command
+    line)."""
     for entry in entries:
         choices = getattr(entry.distribution, "choices", None)
-        if entry.path == VECTORS and choices is not None and all(choice is None for choice in choices):
-            raise InputError(f"search.space.{entry.name} searches no word-vector file; set {VECTORS}=PATH "
-                             "(a GloVe or word2vec file: docs/vectors.md)")
+        if entry.path == VECTORS and choices is not None and not any(choices):
+            raise InputError(f"search.space.{entry.name} searches no word-vector file; set "
+                             f"{VECTORS}=PATH (a GloVe or word2vec file: docs/vectors.md)")
 
 
 def vector_files(cfg: DictConfig) -> list[str]:
-    """Every word-vector file a sweep may start a model from: the config's own and the space's choices."""
+    """Every word-vector file a sweep may start a model from: the config's own and the space's
+    choices."""
     files = [OmegaConf.select(cfg, VECTORS)]
     files += [choice for entry in parse_space(cfg) if entry.path == VECTORS
               for choice in getattr(entry.distribution, "choices", ())]

@@ -77,7 +77,7 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str], checked: bool = False)
     objective = Objective(cfg, [*base_overrides, *workers.thread_overrides(workers.invoker_threads(cfg))])
     data = objective.dataset(cfg)  # the base config's data, before any study or run exists: a data error stops here
     check_folds(cfg, data)  # a class too small for search.cv_folds stops here too
-    for path in vector_files(cfg):  # read and cached once; a bad file, or one without the data's words, stops here
+    for path in vector_files(cfg):  # read and cached once: a bad file stops the sweep here
         word_vectors(path, data, cfg.paths.cache_dir)
     signals.check()
     with workers.Pool(cfg, base_overrides) as pool:  # worker processes, if any: they start now, and wait for the study

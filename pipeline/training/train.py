@@ -221,7 +221,8 @@ def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResu
     history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
     summary = run_summary(history, best.epoch, cfg.train)
     summary |= plateau_level(history.get("loss", []), summary[Fig.plateau_epochs], data.chance_loss(), cfg.train.chance_tolerance)
-    summary |= vector_figures | {Fig.params: model.count_params(), Fig.build_seconds: built - started, Fig.fit_seconds: fit_ended - built,
+    summary |= vector_figures
+    summary |= {Fig.params: model.count_params(), Fig.build_seconds: built - started, Fig.fit_seconds: fit_ended - built,
                 Fig.num_classes: data.num_classes, Fig.diverged_at: divergence.diverged_at or 0,
                 Fig.divergence_limit: divergence.limit}
     report = None
@@ -232,12 +233,13 @@ def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResu
 
 
 def new_model(cfg: DictConfig, data: Dataset) -> tuple[keras.Model, dict[str, float]]:
-    """The config's untrained model, its embedding started from model.embedding.vectors when set; with the
-    figures of those vectors (their width, their coverage of the vocabulary and of the training tokens)."""
+    """The config's untrained model, its embedding started from model.embedding.vectors when set;
+    with the figures of those vectors (their width, their coverage of vocabulary and tokens)."""
     if cfg.model.embedding.vectors is None:
         return build_model(cfg.model, data.vocab_size, data.num_classes), {}
-    vectors = word_vectors(cfg.model.embedding.vectors, data, cfg.paths.cache_dir)
-    model = build_model(cfg.model, data.vocab_size, data.num_classes, embedding=vectors.matrix(cfg.train.seed))
+    vectors = word_vectors(cfg.model.embedding.vectors, data, cfg.paths.cache_dir, announce=False)
+    start = vectors.matrix(cfg.train.seed)
+    model = build_model(cfg.model, data.vocab_size, data.num_classes, embedding=start)
     return model, vectors.figures(data.x_train)
 
 
@@ -289,7 +291,7 @@ def single_run(cfg: DictConfig, entry: str, default_name: str, checked: bool = F
     config.check_instantiable(cfg)
     mlflow_runs.probe(cfg)  # a store that cannot be used stops the command before the data is prepared
     data = prepare_data(cfg.data, cfg.paths.cache_dir)
-    if cfg.model.embedding.vectors is not None:  # a bad file stops the command before any run exists
+    if cfg.model.embedding.vectors is not None:  # a bad file stops the command before any run
         word_vectors(cfg.model.embedding.vectors, data, cfg.paths.cache_dir)
     signals.check()
     mlflow_runs.configure(cfg)
