@@ -10,7 +10,8 @@ from tests.conftest import BIN, REPO
 
 HEAVY = ("tensorflow", "keras", "mlflow", "matplotlib")
 LIGHT_MODULES = ["pipeline", "pipeline.config", "pipeline.cli.sweep", "pipeline.cli.train",
-                 "pipeline.cli.lr_find", "pipeline.cli.predict", "pipeline.cli.ui", "pipeline.cli.dashboard"]
+                 "pipeline.cli.lr_find", "pipeline.cli.predict", "pipeline.cli.ui",
+                 "pipeline.cli.dashboard", "pipeline.cli.vectors"]
 
 
 def imported_modules(*python_args: str) -> tuple[set[str], subprocess.CompletedProcess]:

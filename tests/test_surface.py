@@ -15,7 +15,8 @@ from pipeline.report.sweep_report import pruning_line
 from tests.conftest import REPO
 
 COMMANDS = {"sweep": "rnn-sweep", "train": "rnn-train", "lr_find": "rnn-lr-find",
-            "predict": "rnn-predict", "ui": "rnn-ui", "dashboard": "rnn-dashboard"}
+            "predict": "rnn-predict", "ui": "rnn-ui", "dashboard": "rnn-dashboard",
+            "vectors": "rnn-vectors"}
 
 
 def run(module: str, *arguments: str) -> tuple[subprocess.CompletedProcess, float]:

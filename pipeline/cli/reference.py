@@ -25,6 +25,7 @@ SECTIONS = [  # (title, prefix, files): each file's settings, nested blocks as d
     ("paths", "paths.", ["paths/default.yaml"]),
     ("search (rnn-sweep)", "search.", ["base/search.yaml"]),
     ("lr_find (rnn-lr-find, search.lr_range=auto)", "lr_find.", ["lr_find/default.yaml"]),
+    ("vectors (rnn-vectors)", "vectors.", ["vectors/default.yaml"]),
     ("predict (rnn-predict)", "", ["predict.yaml"]),
 ]
 SKIPPED = ("defaults", "hydra", "_target_")

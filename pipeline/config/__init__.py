@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import functools
 import math
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +56,15 @@ def body_label(space, body: str) -> str:
     return "" if searched else f"-{body}"
 
 
+def vectors_label(path: str | None) -> str:
+    """What a study's default name says of the word vectors it starts from: '-glove.6B.100d' for
+    a file (a study keeps the file it was made with), nothing without one."""
+    if path is None:
+        return ""
+    stem = Path(str(path)).name.removesuffix(".gz").rsplit(".", 1)[0]
+    return "-" + re.sub(r"[^\w.-]+", "_", stem)
+
+
 # ${best_mode:val_accuracy} = max: Keras' word for the direction of a monitored metric
 OmegaConf.register_new_resolver("best_mode", lambda metric: "max" if higher_is_better(metric) else "min",
                                 replace=True)
@@ -62,6 +72,8 @@ OmegaConf.register_new_resolver("best_mode", lambda metric: "max" if higher_is_b
 OmegaConf.register_new_resolver("data_label", data_label, replace=True)
 # ${body_label:${search.space},${model.body}}: the same name's model part
 OmegaConf.register_new_resolver("body_label", body_label, replace=True)
+# ${vectors_label:${model.embedding.vectors}}: the same name's word-vector part
+OmegaConf.register_new_resolver("vectors_label", vectors_label, replace=True)
 schema.register()  # the config groups' typed bases (Hydra's ConfigStore), before anything composes conf/
 
 
@@ -168,7 +180,10 @@ class Rule:
     applies: Callable[[DictConfig], bool] = lambda cfg: True
 
     def message(self, key: str, value) -> str:
-        shown = str(value).lower() if isinstance(value, bool) else repr(value) if self.quoted else value
+        if value is None or isinstance(value, bool):
+            shown = yaml_word(value)
+        else:
+            shown = repr(value) if self.quoted else value
         return f"{key}={shown}{'' if self.needs.startswith(' ') else '; '}{self.needs}"
 
 
@@ -184,6 +199,10 @@ def is_number(value) -> bool:
         return math.isfinite(value)
     except OverflowError:  # an int of over 308 digits: the traceback it gave was no one-line message
         return False
+
+
+def is_path(value) -> bool:
+    return isinstance(value, str) and value.strip() != ""
 
 
 def integer(low: int, high: int | None = None, nullable: bool = False, **kwargs) -> Rule:
@@ -270,6 +289,9 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "model.head_units": integer(0),
     "model.dropout": FRACTION,
     "model.recurrent_dropout": FRACTION,
+    "model.embedding.vectors": Rule(lambda value: value is None or is_path(value),
+                                    "it must be null or the path of a word-vector file"),
+    "model.embedding.trainable": BOOLEAN,
     "optimizer.learning_rate": Rule(lambda value: is_number(value) and value > 0, "it must be a finite number > 0", quoted=False),
     "optimizer.momentum": Rule(lambda value: isinstance(value, float) and 0 <= value <= 1,  # nan passed Keras' own check
                                "it must be a number from 0.0 to 1.0, with its decimal point (Keras' SGD takes a float)", quoted=False),
@@ -296,6 +318,15 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "lr_find.smoothing": FRACTION,
     "lr_find.tolerance": FRACTION,
     "lr_find.divergence": Rule(lambda value: is_number(value) and value > 1, "it must be a finite number > 1"),
+    "vectors.output": Rule(is_path, "it must be the path of the text file to write, e.g. "
+                                    "vectors.output=imdb-w2v.txt"),
+    "vectors.dim": integer(1),
+    "vectors.window": integer(1),
+    "vectors.min_count": integer(1),
+    "vectors.epochs": integer(1),
+    "vectors.skip_gram": BOOLEAN,
+    "vectors.threads": integer(0),
+    "vectors.seed": integer(0),
     "tracking.experiment": Rule(lambda value: isinstance(value, str) and value != "", "it must be a non-empty name"),
     "tracking.ui_port": integer(1, 65535),
 }
@@ -413,12 +444,34 @@ def check_lr_find(cfg: DictConfig) -> None:
 
 
 def check_padding_cut(cfg: DictConfig) -> None:
+    if "train" not in cfg or "model" not in cfg:  # rnn-vectors trains no classifier
+        return
     if cfg.train.length_buckets and not cfg.model.mask_padding:
         raise InputError("train.length_buckets=true with model.mask_padding=false: unmasked padding is input, cutting it "
                          "would change what the model sees; leave train.length_buckets to follow model.mask_padding")
 
 
-CROSS_CHECKS = (check_sources, check_target, check_label_map, check_encoding, check_study_settings, check_lr_find, check_padding_cut)
+VECTOR_FILES = "a GloVe or word2vec/fastText .vec text file, or a word2vec binary file *.bin"
+
+
+def check_vectors_file(cfg: DictConfig) -> None:
+    """model.embedding.vectors names a readable file, for data with words: checked before any
+    data is read."""
+    vectors = OmegaConf.select(cfg, "model.embedding.vectors")
+    if vectors is None:
+        return
+    if cfg.data.name == "keras_imdb":
+        raise InputError("model.embedding.vectors with data=keras_imdb: its reviews are token "
+                         "ids, not words; allowed: data=imdb, sentences or table")
+    path = Path(vectors).expanduser()
+    problem = ("no such file" if not path.exists() else "a folder, not a file" if path.is_dir()
+               else "cannot be read (permission denied)" if not os.access(path, os.R_OK) else None)
+    if problem:
+        raise InputError(f"model.embedding.vectors={vectors}: {problem}; allowed: {VECTOR_FILES}")
+
+
+CROSS_CHECKS = (check_sources, check_target, check_label_map, check_encoding, check_study_settings,
+                check_lr_find, check_padding_cut, check_vectors_file)
 
 
 def check_instantiable(cfg: DictConfig) -> None:

@@ -73,6 +73,12 @@ class TableData(DataConfig):
 
 
 @dataclasses.dataclass
+class EmbeddingConfig:
+    vectors: Optional[str] = MISSING  # a word-vector file, or null: learned from scratch
+    trainable: bool = MISSING
+
+
+@dataclasses.dataclass
 class ModelConfig:
     body: str = MISSING
     pooling: str = MISSING
@@ -84,6 +90,7 @@ class ModelConfig:
     dropout: float = MISSING
     recurrent_dropout: float = MISSING
     head_units: int = MISSING
+    embedding: EmbeddingConfig = dataclasses.field(default_factory=EmbeddingConfig)
 
 
 @dataclasses.dataclass
@@ -174,17 +181,31 @@ class SearchConfig:
     space: dict[str, Any] = MISSING  # name -> {path, type, low, high, log, step, choices, when}
 
 
+@dataclasses.dataclass
+class VectorsConfig:
+    output: Optional[str] = MISSING
+    dim: int = MISSING
+    window: int = MISSING
+    min_count: int = MISSING
+    epochs: int = MISSING
+    skip_gram: bool = MISSING
+    threads: int = MISSING
+    seed: int = MISSING
+
+
 SCHEMAS = {
     "paths": PathsConfig, "model": ModelConfig, "train": TrainConfig, "tracking": TrackingConfig, "search": SearchConfig,
     "lr_find": LrFindConfig,
 }
 # the data group has one schema per loader (schema/data_imdb, ...), each the base of its preset
 DATA_SCHEMAS = {"imdb": ImdbData, "keras_imdb": KerasImdbData, "sentences": SentencesData, "table": TableData}
+# the settings of a command beside training (rnn-vectors): no training config has them
+COMMAND_SCHEMAS = {"vectors": VectorsConfig}
 
 
 def register() -> None:
     store = ConfigStore.instance()
-    for group, schema in SCHEMAS.items():
+    for group, schema in {**SCHEMAS, **COMMAND_SCHEMAS}.items():
         store.store(group="schema", name=group, node=schema)
     for loader, schema in DATA_SCHEMAS.items():
         store.store(group="schema", name=f"data_{loader}", node=schema)
@@ -193,7 +214,8 @@ def register() -> None:
 def schema_keys() -> frozenset[str]:
     """Every dotted key the schemas declare (free-form dict keys excluded): the keys rnnsweep reads."""
     keys = set()
-    for group, schema in [*SCHEMAS.items(), *(("data", s) for s in DATA_SCHEMAS.values())]:
+    data = [("data", schema) for schema in DATA_SCHEMAS.values()]
+    for group, schema in [*SCHEMAS.items(), *COMMAND_SCHEMAS.items(), *data]:
         keys |= {group, *(f"{group}.{key}" for key in fields_of(schema))}
     return frozenset(keys | {"seed", "optimizer", "callbacks"})
 

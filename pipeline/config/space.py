@@ -111,6 +111,7 @@ def check_space(cfg: DictConfig, base_overrides: list[str], groups: dict[str, st
             raise InputError(f"search.space.{ranged.name}: search.sampler={cfg.search.sampler} needs categorical entries only, "
                              f"this one is {type(ranged.distribution).__name__}")
     searched = check_paths(entries)
+    check_vectors_axis(entries)
     for entry in entries:
         for value in entry.probe_values():
             try:
@@ -133,6 +134,28 @@ def check_paths(entries: list[Entry]) -> dict[str, Entry]:
             raise InputError(f"search.space.{entry.name}.path={entry.path} is searched by search.space.{searched[entry.path].name} already")
         searched[entry.path] = entry
     return searched
+
+
+VECTORS = "model.embedding.vectors"
+
+
+def check_vectors_axis(entries: list[Entry]) -> None:
+    """A search over word-vector files names at least one (search=vectors takes it from the command
+    line)."""
+    for entry in entries:
+        choices = getattr(entry.distribution, "choices", None)
+        if entry.path == VECTORS and choices is not None and not any(choices):
+            raise InputError(f"search.space.{entry.name} searches no word-vector file; set "
+                             f"{VECTORS}=PATH (a GloVe or word2vec file: docs/vectors.md)")
+
+
+def vector_files(cfg: DictConfig) -> list[str]:
+    """Every word-vector file a sweep may start a model from: the config's own and the space's
+    choices."""
+    files = [OmegaConf.select(cfg, VECTORS)]
+    files += [choice for entry in parse_space(cfg) if entry.path == VECTORS
+              for choice in getattr(entry.distribution, "choices", ())]
+    return list(dict.fromkeys(path for path in files if path is not None))
 
 
 def check_when(entry: Entry, cfg: DictConfig, groups: dict[str, str], searched: dict[str, Entry]) -> None:

@@ -46,6 +46,9 @@ class Fig(StrEnum):
     cv_sd = "cv_sd"  # the sd of the objective over the folds
     epochs_trained = "epochs_trained"  # a cross-validated trial's epochs over all its fits (folds and final model)
     num_classes = "num_classes"  # K: 2 is one sigmoid output, more a softmax
+    vectors_dim = "vectors_dim"  # the width of the word vectors of model.embedding.vectors
+    vectors_vocabulary_coverage = "vectors_vocabulary_coverage"  # share of the vocabulary's words
+    vectors_token_coverage = "vectors_token_coverage"  # share of the training split's tokens
 
     @staticmethod
     def best(metric: str) -> str:

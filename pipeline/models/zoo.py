@@ -120,11 +120,18 @@ def model_label(model_cfg: DictConfig) -> str:
     return f"{label}_x{model_cfg.num_layers}" if model_cfg.num_layers > 1 else label
 
 
-def build_model(model_cfg: DictConfig, vocab_size: int, num_classes: int = 2) -> keras.Model:
+def build_model(model_cfg: DictConfig, vocab_size: int, num_classes: int = 2,
+                embedding: np.ndarray | None = None) -> keras.Model:
     """An uncompiled classifier over padded int sequences of any length (its config: checked by config.check):
-    one sigmoid output for two classes, a softmax over `num_classes` outputs for more."""
+    one sigmoid output for two classes, a softmax over `num_classes` outputs for more. `embedding`:
+    the embedding's starting weights (vocab_size x width: pretrained word vectors), else random."""
     inputs = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-    x = layers.Embedding(vocab_size, model_cfg.embedding_dim, mask_zero=model_cfg.mask_padding, name="embedding")(inputs)
+    width = model_cfg.embedding_dim if embedding is None else embedding.shape[1]
+    embedded = layers.Embedding(vocab_size, width, mask_zero=model_cfg.mask_padding,
+                                trainable=model_cfg.embedding.trainable, name="embedding")
+    x = embedded(inputs)
+    if embedding is not None:
+        embedded.set_weights([embedding])  # not an initializer: the saved config stays small
     x = pooled(x, model_cfg) if model_cfg.body == "pooling" else recurrent(x, model_cfg)
     if model_cfg.dropout:
         x = layers.Dropout(model_cfg.dropout, name="head_dropout")(x)

@@ -36,6 +36,8 @@ from pipeline.search.objective import Objective, TrialFailed
 from pipeline.report.progress import SweepProgress
 from pipeline.tracking.datasets import log_datasets
 from pipeline.tracking.registry import register_winner
+from pipeline.config.space import vector_files
+from pipeline.data.word_vectors import word_vectors
 from pipeline.training.train import configure_threads
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,8 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str], checked: bool = False)
     objective = Objective(cfg, [*base_overrides, *workers.thread_overrides(workers.invoker_threads(cfg))])
     data = objective.dataset(cfg)  # the base config's data, before any study or run exists: a data error stops here
     check_folds(cfg, data)  # a class too small for search.cv_folds stops here too
+    for path in vector_files(cfg):  # read and cached once: a bad file stops the sweep here
+        word_vectors(path, data, cfg.paths.cache_dir)
     signals.check()
     with workers.Pool(cfg, base_overrides) as pool:  # worker processes, if any: they start now, and wait for the study
         return search(cfg, objective, pool, started, earlier)

@@ -22,9 +22,9 @@ from pipeline.tracking import mlflow_runs
 from pipeline.data.batching import training_stream
 from pipeline.data.texts import Dataset
 from pipeline.core.errors import InputError
-from pipeline.models.zoo import build_model, model_label
+from pipeline.models.zoo import model_label
 from pipeline.models.scores import loss_name
-from pipeline.training.train import StopOnSignal, single_run
+from pipeline.training.train import StopOnSignal, new_model, single_run
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def range_test(cfg: DictConfig, data: Dataset) -> RangeTest:
     """Train `lr_find.steps` batches of the training stream (reshuffled past an epoch), the learning rate rising."""
     keras.utils.set_random_seed(cfg.train.seed)
     started = time.perf_counter()
-    model = build_model(cfg.model, data.vocab_size, data.num_classes)
+    model = new_model(cfg, data)[0]
     optimizer = config.instantiate(cfg.optimizer, "optimizer", learning_rate=rising_schedule(cfg.lr_find))
     model.compile(optimizer=optimizer, loss=loss_name(data.num_classes))
     recorder = LossPerStep(cfg.lr_find)

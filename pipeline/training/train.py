@@ -19,6 +19,7 @@ from pipeline.core import ranking, signals
 from pipeline.tracking import mlflow_runs
 from pipeline.data.batching import evaluation_stream, training_stream
 from pipeline.data.texts import Dataset, prepare_data
+from pipeline.data.word_vectors import word_vectors
 from pipeline.core.names import Fig
 from pipeline.models.zoo import build_model, model_label
 from pipeline.training.gradients import GradientSignal, plateau_gradient_figures
@@ -202,7 +203,7 @@ def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResu
     config.check (a bad optimizer or callback argument is still one InputError, found as it is made)."""
     keras.utils.set_random_seed(cfg.train.seed)
     started = time.perf_counter()
-    model = build_model(cfg.model, data.vocab_size, data.num_classes)
+    model, vector_figures = new_model(cfg, data)
     f1 = compile_classifier(model, data.num_classes, config.instantiate(cfg.optimizer, "optimizer"))
     built = time.perf_counter()
     best = BestEpoch(cfg.train.monitor)
@@ -220,6 +221,7 @@ def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResu
     history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
     summary = run_summary(history, best.epoch, cfg.train)
     summary |= plateau_level(history.get("loss", []), summary[Fig.plateau_epochs], data.chance_loss(), cfg.train.chance_tolerance)
+    summary |= vector_figures
     summary |= {Fig.params: model.count_params(), Fig.build_seconds: built - started, Fig.fit_seconds: fit_ended - built,
                 Fig.num_classes: data.num_classes, Fig.diverged_at: divergence.diverged_at or 0,
                 Fig.divergence_limit: divergence.limit}
@@ -228,6 +230,17 @@ def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResu
         figures, report = evaluate_test(model, f1, data, cfg.train)
         summary |= figures | {Fig.evaluate_seconds: time.perf_counter() - fit_ended}
     return TrainResult(history=history, summary=summary, model=model, test_report=report)
+
+
+def new_model(cfg: DictConfig, data: Dataset) -> tuple[keras.Model, dict[str, float]]:
+    """The config's untrained model, its embedding started from model.embedding.vectors when set;
+    with the figures of those vectors (their width, their coverage of vocabulary and tokens)."""
+    if cfg.model.embedding.vectors is None:
+        return build_model(cfg.model, data.vocab_size, data.num_classes), {}
+    vectors = word_vectors(cfg.model.embedding.vectors, data, cfg.paths.cache_dir, announce=False)
+    start = vectors.matrix(cfg.train.seed)
+    model = build_model(cfg.model, data.vocab_size, data.num_classes, embedding=start)
+    return model, vectors.figures(data.x_train)
 
 
 def evaluate_test(model: keras.Model, f1, data: Dataset, train_cfg: DictConfig) -> tuple[dict[str, float], dict]:
@@ -279,6 +292,8 @@ def single_run(cfg: DictConfig, entry: str, default_name: str, checked: bool = F
     config.check_instantiable(cfg)
     mlflow_runs.probe(cfg)  # a store that cannot be used stops the command before the data is prepared
     data = prepare_data(cfg.data, cfg.paths.cache_dir)
+    if cfg.model.embedding.vectors is not None:  # a bad file stops the command before any run
+        word_vectors(cfg.model.embedding.vectors, data, cfg.paths.cache_dir)
     signals.check()
     mlflow_runs.configure(cfg)
     run_name = mlflow_runs.redact(cfg.tracking.run_name or default_name)
