@@ -124,6 +124,7 @@ def test_a_second_signal_while_workers_start_leaves_none_waiting(sweep_overrides
             process.kill()
 
 
+@pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_a_worker_that_ran_its_max_trials_is_replaced_until_every_trial_ran_once(tmp_path, sweep_overrides):
     overrides = [*sweep_overrides, "search=quick", "search.n_trials=5", "search.n_workers=1", "search.worker_max_trials=2",
                  "search.worker_recycle_payback=0"]
@@ -143,6 +144,7 @@ def test_a_worker_that_ran_its_max_trials_is_replaced_until_every_trial_ran_once
     assert text.count("trials_complete") <= 1 and result.stdout.count("this run added 5 trials") == 1, result.stdout
 
 
+@pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_a_worker_whose_trials_took_less_than_payback_times_its_start_up_goes_on(tmp_path, sweep_overrides):
     """Replacing a worker of seconds-long trials cost more than it saved: +11 % on a 20-trial sentences sweep."""
     overrides = [*sweep_overrides, "search=quick", "train.epochs=1", "search.n_trials=3", "search.n_workers=1",
@@ -188,6 +190,7 @@ def test_one_worker_runs_in_the_invoker_unless_the_trials_outnumber_worker_max_t
         assert len(pool.processes) == processes
 
 
+@pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_no_fresh_worker_is_started_once_the_study_is_complete(tmp_path, sweep_overrides):
     """The worker recycled after trial 1 used to be replaced although search.max_total_trials was reached: the fresh
     process then exited at once, ~8 s of start-up wasted."""

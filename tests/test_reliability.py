@@ -206,6 +206,7 @@ def test_a_signal_that_lands_while_a_helper_process_starts_is_kept_and_the_helpe
             helper.kill()
 
 
+@pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_running_the_same_command_again_draws_new_points(sweep_overrides):
     overrides = [*sweep_overrides, "search=quick", "search.pruner=none", "search.baseline_first=false", "search.n_trials=2",
                  "train.epochs=1", "search.sampler=random"]
@@ -232,6 +233,7 @@ def test_a_password_holding_an_unencoded_at_sign_is_hidden_whole():
     assert "cret" not in redact("error: search.storage=postgresql://u:se@cret@127.0.0.1:1/db: failed to resolve host")
 
 
+@pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_a_signal_just_after_a_trials_last_epoch_starts_no_empty_trial(sweep_overrides, monkeypatch):
     """Issue 27, case 5: a stop that arrived as a trial ended was only seen inside the next trial's objective,
     after Optuna had created it: an empty trial (no parameters, no run) marked FAIL, counted as 2 of 2 tries."""

@@ -57,6 +57,7 @@ def test_cli_rejects_bad_overrides_and_spaces_with_exit_2(tmp_path, bad):
     assert not (tmp_path / "mlruns").exists()
 
 
+@pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_sweep_makes_one_parent_and_one_child_per_trial_then_resumes(sweep_overrides):
     overrides = [*sweep_overrides, "search=quick", "search.pruner=none"]
     assert sweep(overrides) == 0
@@ -167,6 +168,7 @@ def test_two_objectives_report_a_pareto_front(sweep_overrides, capsys):
     assert "Pareto front" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_scheduled_invocations_stop_at_max_total_trials(sweep_overrides, capsys):
     overrides = [*sweep_overrides, "search=quick", "search.pruner=none", "search.n_trials=2", "search.max_total_trials=3"]
     assert sweep(overrides) == 0 and len(study_of(overrides).trials) == 2
@@ -178,6 +180,7 @@ def test_scheduled_invocations_stop_at_max_total_trials(sweep_overrides, capsys)
     assert len(parents) == 2 and len(children) == 3, "the third invocation returned before creating any run"
 
 
+@pytest.mark.slow  # two real-data sweeps: CI runs it, the quick loop does not
 def test_a_narrower_space_for_a_stored_study_is_one_line_before_any_trial(sweep_overrides):
     overrides = [*sweep_overrides, "search=quick", "search.pruner=none", "search.n_trials=1"]
     assert sweep(overrides) == 0
@@ -192,6 +195,7 @@ def test_a_narrower_space_for_a_stored_study_is_one_line_before_any_trial(sweep_
     assert len(parents) == 1 and len(children) == 1, "no run made"
 
 
+@pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_cli_exit_codes_and_a_log_file_per_invocation(tmp_path, data_cache, sweep_overrides):
     base = [str(BIN / "rnn-sweep"), *sweep_overrides, "search=plateau", "model=pooling", "optimizer=sgd", "train.epochs=1",
             "search.n_trials=1", f"paths.log_dir={tmp_path / 'logs'}"]
@@ -210,6 +214,7 @@ def test_cli_exit_codes_and_a_log_file_per_invocation(tmp_path, data_cache, swee
     assert "sweep finished: 1 trials added (0 complete, 0 pruned, 1 failed)" in logs[1].read_text()
 
 
+@pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_a_pipeline_folder_where_the_user_stands_does_not_replace_the_chart_process(tmp_path, sweep_overrides):
     decoy = tmp_path / "pipeline"
     decoy.mkdir()

@@ -178,6 +178,7 @@ def test_censored_plateaus_are_counted_in_the_summary_and_marked_in_the_chart():
 # ------------------------------------------------------------------------------------- seeds
 
 
+@pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_top_trials_are_confirmed_with_more_seeds_and_the_best_mean_wins(sweep_overrides, capsys):
     overrides = [*sweep_overrides, "search=quick", "search.pruner=none", "train.log_model=true", "search.confirm_top_k=2",
                  "search.confirm_seeds=2"]

@@ -19,6 +19,7 @@ from tests.helpers.sweeps import runs_of, study_of, sweep
 PORTFOLIO = "search.portfolio=[{body: pooling, dropout: 0.4, learning_rate: 0.05}, {body: gru, units: 16, dropout: 0.2}]"
 
 
+@pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_the_portfolio_runs_after_the_baseline_once_per_study_values_outside_the_space_left_to_the_sampler(sweep_overrides, capsys):
     overrides = [*sweep_overrides, "search=quick", PORTFOLIO, "search.n_trials=3"]
     assert sweep(overrides) == 0
@@ -35,6 +36,7 @@ def test_the_portfolio_runs_after_the_baseline_once_per_study_values_outside_the
     assert sorted(run.data.tags.get("start", "-") for run in children) == ["-", "baseline", "portfolio 0", "portfolio 1"]
 
 
+@pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_warm_start_from_runs_an_earlier_studys_best_trials_first(sweep_overrides):
     earlier = [*sweep_overrides, "search=quick", "search.study_name=earlier", "search.n_trials=3"]
     assert sweep(earlier) == 0
