@@ -62,6 +62,7 @@ def test_the_winner_is_registered_as_champion_and_a_real_server_answers(sweep_ov
         log.close()
 
 
+@pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_the_same_winner_again_adds_no_version_and_null_registers_nothing(sweep_overrides, tmp_path, capfd):
     name = f"again-{tmp_path.name}"
     overrides = [*sweep_overrides, "model=pooling", "search=quick", "search.space.body.choices=[pooling]", "~search.space.units",

@@ -114,6 +114,7 @@ def test_baseline_takes_the_composed_values_that_lie_in_the_space():
     assert "units" not in baseline_params(compose(pooling), pooling)[1], "a pooling body has no units: not outside"
 
 
+@pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_plateau_search_runs_the_learning_rate_grid(sweep_overrides):
     overrides = [*sweep_overrides, "search=plateau", "train.epochs=3", "search.n_trials=5"]
     assert sweep(overrides) == 0
@@ -125,6 +126,7 @@ def test_plateau_search_runs_the_learning_rate_grid(sweep_overrides):
     assert parent.data.tags["model"] == "gru" and parent.data.tags["optimizer"] == "rmsprop"
 
 
+@pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_unpromising_trials_are_pruned_and_say_when(sweep_overrides):
     overrides = [
         *sweep_overrides, "search=plateau", "model=pooling", "optimizer=adam", "train.epochs=3", "search.n_trials=6",
@@ -144,6 +146,7 @@ def test_unpromising_trials_are_pruned_and_say_when(sweep_overrides):
     assert not any(c.info.run_name.endswith("-pruned") for c in children if c.data.tags["trial_state"] == "COMPLETE")
 
 
+@pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_a_failing_trial_stays_inside_the_trial_and_all_failing_exits_3(sweep_overrides):
     overrides = [
         *sweep_overrides, "search=plateau", "optimizer=sgd", "model=pooling", "train.epochs=2",
@@ -160,6 +163,7 @@ def test_a_failing_trial_stays_inside_the_trial_and_all_failing_exits_3(sweep_ov
     assert sweep(overrides) == EXIT_ALL_TRIALS_FAILED
 
 
+@pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_two_objectives_report_a_pareto_front(sweep_overrides, capsys):
     overrides = [*sweep_overrides, "search=quick", "search.pruner=none", "search.second_objective=fit_seconds"]
     assert sweep(overrides) == 0
