@@ -209,3 +209,26 @@ def test_the_confirmation_says_each_step_it_starts(capsys):
     assert done == ["test", 43]
     assert lines[0].startswith("confirmation 1 of 2: trial 3's model scored on the test split · ")
     assert lines[1].startswith("confirmation 2 of 2: trial 3 trained with seed 43 · ")
+
+
+def test_the_summary_counts_one_trial_as_one_trial():
+    """Found by hand: "this run added 1 trials in 35 s"."""
+    from pipeline.report.sweep_report import counts_line
+
+    study = optuna.create_study(study_name="one", direction="maximize")
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    assert counts_line(study, study.trials, 35.2) == (
+        "Study 'one': this run added 1 trial in 35 s (1 complete, 0 pruned, 0 failed); "
+        "the study holds 1 (1 complete, 0 pruned, 0 failed)")
+
+
+def test_one_trial_stopped_on_its_plateau_is_said_in_the_singular():
+    from optuna.trial import create_trial
+
+    from pipeline.report.sweep_report import censored_plateau_lines
+
+    flat = create_trial(state=TrialState.PRUNED, value=None, intermediate_values={0: 0.5},
+                        user_attrs={"plateau_censored": 1, "plateau_epochs": 3})
+    [line] = censored_plateau_lines([flat])
+    assert line.startswith("Stopped on their plateau: 1 trial (1 pruned) ended while its training loss was "
+                           "still flat, so its plateau_epochs is a lower bound")

@@ -214,8 +214,8 @@ def test_cli_exit_codes_and_a_log_file_per_invocation(tmp_path, data_cache, swee
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == "error: search.n_trials=-1; it must be an integer from 1 to 1000000000"
     logs = sorted((tmp_path / "logs" / "sweep").glob("*/*.log"))
     assert len(logs) == 3, "one folder and log file per invocation"
-    assert "sweep finished: 1 trials added (1 complete" in logs[0].read_text()
-    assert "sweep finished: 1 trials added (0 complete, 0 pruned, 1 failed)" in logs[1].read_text()
+    assert "sweep finished: 1 trial added (1 complete" in logs[0].read_text()
+    assert "sweep finished: 1 trial added (0 complete, 0 pruned, 1 failed)" in logs[1].read_text()
 
 
 @pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not

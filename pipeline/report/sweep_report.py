@@ -138,19 +138,22 @@ def sweep_counts(trials) -> dict[str, int]:
     return {f"trials_{state.lower()}": states.count(state) for state in ("COMPLETE", "PRUNED", "FAIL")}
 
 
+def counts_line(study, mine, wall_seconds: float) -> str:
+    """What this invocation added, and what the study holds now."""
+    counts, total = sweep_counts(mine), sweep_counts(study.trials)
+    return (f"Study {study.study_name!r}: this run added {plural(len(mine), 'trial')} in {wall_seconds:.0f} s "
+            f"({counts['trials_complete']} complete, {counts['trials_pruned']} pruned, "
+            f"{counts['trials_fail']} failed); the study holds {len(study.trials)} "
+            f"({total['trials_complete']} complete, {total['trials_pruned']} pruned, {total['trials_fail']} failed)")
+
+
 def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_seconds: float,
                   data, stopped: Exception | None = None, objective: str = "val_accuracy", folds: int = 1,
                   can_fold: bool = True) -> str:
     """The end-of-sweep text: this invocation's counts and wall time, what the data lost, plateaus stopped early,
     the winner confirmed over seeds (or the study's best trial), the Pareto front."""
-    counts = sweep_counts(mine)
-    total = sweep_counts(study.trials)
-    lines = [
-        f"Study {study.study_name!r}: this run added {len(mine)} trials in {wall_seconds:.0f} s "
-        f"({counts['trials_complete']} complete, {counts['trials_pruned']} pruned, {counts['trials_fail']} failed); "
-        f"the study holds {len(study.trials)} ({total['trials_complete']} complete, {total['trials_pruned']} pruned, "
-        f"{total['trials_fail']} failed)",
-    ]
+    counts, total = sweep_counts(mine), sweep_counts(study.trials)
+    lines = [counts_line(study, mine, wall_seconds)]
     if stopped is not None:
         lines.append(f"Stopped: {stopped}")
     lines.append(data_line(data))
@@ -287,10 +290,10 @@ def censored_plateau_lines(trials) -> list[str]:
     if not censored:
         return []
     pruned = sum(t.state.name == "PRUNED" for t in censored)
-    count = "1 trial" if len(censored) == 1 else f"{len(censored)} trials"
-    return [f"Stopped on their plateau: {count} ({pruned} pruned) ended while their training loss was still "
-            f"flat, so their plateau_epochs is a lower bound (marked in plateau_vs_learning_rate.png); "
-            f"search.pruner=patient lets slow starters run on"]
+    its = "its" if len(censored) == 1 else "their"
+    return [f"Stopped on their plateau: {plural(len(censored), 'trial')} ({pruned} pruned) ended while {its} "
+            f"training loss was still flat, so {its} plateau_epochs is a lower bound (marked in "
+            f"plateau_vs_learning_rate.png); search.pruner=patient lets slow starters run on"]
 
 
 def confirmation_lines(best, confirmed: list, confirm_seconds: float) -> list[str]:

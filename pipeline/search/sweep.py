@@ -269,9 +269,9 @@ def record_sweep(study, objective: Objective, wall_seconds: float, confirmed: li
     for name, figure in sweep_report.sweep_figures(study, objective.cfg.search.objective).items():
         mlflow.log_figure(figure, f"{name}.png")
         sweep_report.plt.close(figure)
-    log.info("sweep %s: %d trials added (%d complete, %d pruned, %d failed), study %r holds %d, MLflow parent run %s",
-             "stopped" if stopped else "finished", len(mine), counts["trials_complete"], counts["trials_pruned"],
-             counts["trials_fail"], study.study_name, len(study.trials), objective.parent_run_id)
+    log.info("sweep %s: %s added (%d complete, %d pruned, %d failed), study %r holds %d, MLflow parent run %s",
+             "stopped" if stopped else "finished", sweep_report.plural(len(mine), "trial"), counts["trials_complete"],
+             counts["trials_pruned"], counts["trials_fail"], study.study_name, len(study.trials), objective.parent_run_id)
     return summary
 
 
