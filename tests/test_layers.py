@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import BIN, REPO
 
-HEAVY = ("tensorflow", "keras", "mlflow", "matplotlib")
+HEAVY = ("tensorflow", "keras", "mlflow", "matplotlib", "gensim")
 LIGHT_MODULES = ["pipeline", "pipeline.config", "pipeline.cli.sweep", "pipeline.cli.train",
                  "pipeline.cli.lr_find", "pipeline.cli.predict", "pipeline.cli.ui",
                  "pipeline.cli.dashboard", "pipeline.cli.vectors"]
@@ -49,6 +49,9 @@ def test_a_bad_value_is_answered_before_tensorflow_loads():
 @pytest.mark.parametrize("bad, message", [
     ("search.space.learning_rate.low=-1", "error: search.space.learning_rate: log=true needs low > 0, got low=-1"),
     ("search.register_as=a/b", "error: search.register_as='a/b'; it must be null or a model name without '/' or ':'"),
+    ("search.register_as=..champ", "error: search.register_as='..champ'; it must be null or a model name without "
+                                   "'/' or ':'"),
+    ("search.register_as=.", "error: search.register_as='.'; it must be null or a model name without '/' or ':'"),
     ("search.portfolio=[{bodi: gru}]", "error: search.portfolio[0].bodi: not an entry of search.space; allowed: "
                                        "body, units, dropout, learning_rate"),
 ])

@@ -202,13 +202,14 @@ def test_the_confirmation_says_each_step_it_starts(capsys):
     from pipeline.search.confirm import announced
 
     done = []
-    work = announced({"test:3": lambda: done.append("test"), "confirm:3:43": lambda: done.append(43)})
-    for job in work.values():
-        job()
+    work = announced({"test:3": lambda: done.append("test"), "confirm:3:43": lambda: done.append(43),
+                      "confirm:3:44": lambda: done.append(44)})
+    work["confirm:3:44"]()  # the others were done by another invocation
+    work["test:3"]()
     lines = capsys.readouterr().err.splitlines()
-    assert done == ["test", 43]
-    assert lines[0].startswith("confirmation 1 of 2: trial 3's model scored on the test split · ")
-    assert lines[1].startswith("confirmation 2 of 2: trial 3 trained with seed 43 · ")
+    assert done == [44, "test"]
+    assert lines[0].startswith("confirmation 1 of 3: trial 3 trained with seed 44 · ")
+    assert lines[1].startswith("confirmation 2 of 3: trial 3's model scored on the test split · ")
 
 
 def test_the_summary_counts_one_trial_as_one_trial():
@@ -232,3 +233,41 @@ def test_one_trial_stopped_on_its_plateau_is_said_in_the_singular():
     [line] = censored_plateau_lines([flat])
     assert line.startswith("Stopped on their plateau: 1 trial (1 pruned) ended while its training loss was "
                            "still flat, so its plateau_epochs is a lower bound")
+
+
+@pytest.mark.parametrize("study", ["quick-sentences", "it's", "a\\", "a b", "a-b"])
+def test_each_studys_trials_view_finds_its_runs_and_only_them(tmp_path, study):
+    """Review of issue 28: a quote emptied the view's filter (every run listed), a backslash broke it,
+    and `a b` and `a-b` shared one view."""
+    import mlflow
+
+    from pipeline.tracking import mlflow_runs
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("views")
+    for name, entry in ((study, "rnn-sweep trial"), ("other", "rnn-sweep trial"), (study, "rnn-sweep confirm"),
+                        (study, "rnn-sweep")):
+        client.create_run(experiment, tags={"study": name, "entry": entry})
+    found = client.search_runs([experiment], mlflow_runs.study_filter(study))
+    assert [(run.data.tags["study"], run.data.tags["entry"]) for run in found] == [(study, "rnn-sweep trial")]
+    assert mlflow_runs.view_key("a b") != mlflow_runs.view_key("a-b") == "a-b"
+
+
+def test_a_stored_study_refuses_other_choices_and_keeps_a_wider_range():
+    from pipeline.config.space import parse_space
+    from pipeline.core.errors import InputError
+    from pipeline.search.study import check_space_fits
+
+    study = optuna.create_study(study_name="stored", direction="maximize")
+    cfg = compose(["search=quick"])
+    entries = parse_space(cfg)
+    study.enqueue_trial({"body": "gru", "units": 16, "dropout": 0.0, "learning_rate": 1e-3})
+    trial = study.ask()
+    for entry in entries:
+        entry.sample(trial)
+    study.tell(trial, 0.5)
+    check_space_fits(study, parse_space(compose(["search=quick", "search.space.learning_rate.high=0.5"])))
+    narrower = parse_space(compose(["search=quick", "search.space.body.choices=[pooling]"]))
+    with pytest.raises(InputError, match=r"^search.space.body: study 'stored' searched body over \['pooling', "
+                                         r"'gru', 'lstm'\], this sweep over \['pooling'\]"):
+        check_space_fits(study, narrower)

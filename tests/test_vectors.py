@@ -300,6 +300,7 @@ def test_vectors_need_data_with_words():
 # ---------------------------------------------------------------------------------- the axis
 
 
+@pytest.mark.slow  # a real-data sweep: CI runs it, the quick loop does not
 def test_search_vectors_runs_scratch_frozen_and_fine_tuned_trials(sweep_overrides, sentences):
     from tests.helpers.sweeps import runs_of, study_of, sweep
 

@@ -5,7 +5,7 @@ once before a sweep starts and sampled per trial."""
 
 import dataclasses
 import math
-import os
+import posixpath
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -229,11 +229,12 @@ def check_sweep(cfg: DictConfig, base_overrides: list[str]) -> list[Entry]:
 
 
 def check_register_as(name) -> None:
-    """MLflow's rule for a registered model's name: not blank, no '/' or ':', a normalised path."""
+    """MLflow's rule for a registered model's name (mlflow.utils.validation): not blank, no '/' or ':',
+    a normalised path that is not '.' and does not start with '..'."""
     if name is None:
         return
     if not isinstance(name, str) or not name.strip() or "/" in name or ":" in name \
-            or os.path.normpath(name) != name:
+            or posixpath.normpath(name) != name or name == "." or name.startswith(".."):
         raise InputError(f"search.register_as={name!r}; it must be null or a model name without '/' or ':'")
 
 

@@ -92,7 +92,7 @@ _loaded: dict[str, WordVectors] = {}  # by cache file: a sweep's trials read it 
 
 def word_vectors(path: str, data: Dataset, cache_dir: str, announce: bool = True) -> WordVectors:
     """The vectors of `path` for `data`'s vocabulary, read from the cache or, once, from the file.
-    `announce`: log their coverage (a command does, once; its trials and folds need not)."""
+    `announce`: print and log their coverage (a command does, once; its trials and folds need not)."""
     if not data.vocabulary:
         raise InputError(f"{SETTING} needs data with words; data=keras_imdb has token ids")
     file = Path(path).expanduser()
@@ -107,8 +107,10 @@ def word_vectors(path: str, data: Dataset, cache_dir: str, announce: bool = True
         seconds = time.perf_counter() - started
         log.info("word vectors %s read in %.1f s, cached in %s", path, seconds, cache_file)
     _loaded[str(cache_file)] = vectors
-    if announce:
-        log.info(vectors.summary_line(data.x_train))
+    if announce:  # on the terminal and in the log file
+        line = vectors.summary_line(data.x_train)
+        print(line)
+        log.info(line)
     return vectors
 
 

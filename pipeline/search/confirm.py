@@ -8,6 +8,7 @@ attributes, so a later invocation or another worker reuses them instead of train
 
 import dataclasses
 import gc
+import itertools
 import logging
 import math
 import sys
@@ -96,17 +97,18 @@ def confirm(study: optuna.Study, objective: Objective, claims: Claims) -> list[C
 
 
 def announced(work: dict[str, Callable[[], None]]) -> dict[str, Callable[[], None]]:
-    """The same work, each piece saying on stderr what it starts: the confirmation's progress, n of N."""
-    started = time.monotonic()
+    """The same work, each piece saying on stderr what it starts: the confirmation's progress, n of N.
+    Pieces another invocation did are not run here, so n counts only those this one starts."""
+    started, begun = time.monotonic(), itertools.count(1)
 
-    def saying(number: int, key: str, job: Callable[[], None]) -> Callable[[], None]:
+    def saying(key: str, job: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
-            print(f"confirmation {number} of {len(work)}: {work_label(key)} · "
+            print(f"confirmation {next(begun)} of {len(work)}: {work_label(key)} · "
                   f"{time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
             job()
         return run
 
-    return {key: saying(number, key, job) for number, (key, job) in enumerate(work.items(), 1)}
+    return {key: saying(key, job) for key, job in work.items()}
 
 
 def work_label(key: str) -> str:

@@ -235,7 +235,7 @@ class Objective:
         return [StopWhenPruned(trial, monitor=self.cfg.search.objective)]
 
     def tags(self, cfg: DictConfig, trial: optuna.Trial) -> dict[str, str]:
-        tags = mlflow_runs.run_tags(cfg, entry="rnn-sweep trial") | {"study": cfg.search.study_name, "trial_number": str(trial.number)}
+        tags = mlflow_runs.run_tags(cfg, entry=mlflow_runs.TRIAL_ENTRY) | {"study": cfg.search.study_name, "trial_number": str(trial.number)}
         start = trial.user_attrs.get(Attr.start)  # placed before the sampler chose: baseline, portfolio N, STUDY trial N
         return tags | ({"start": start} if start else {})
 

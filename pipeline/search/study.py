@@ -67,8 +67,8 @@ def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
 
 
 def check_space_fits(study: optuna.Study, entries) -> None:
-    """A stored study keeps the distributions it searched: a sweep that changes one (other choices, a log
-    scale, a step) would fail its first trial inside Optuna. Refuse it before any trial or run exists."""
+    """A stored study keeps the distributions it searched: a sweep that changes one (another kind, other
+    choices, a log scale) would fail its first trial inside Optuna. Refuse it before any trial or run."""
     stored = {}
     for trial in study.get_trials(deepcopy=False):
         stored |= trial.distributions
@@ -88,5 +88,6 @@ def described(distribution) -> str:
     """A distribution as its space entry reads: its choices, or its range and scale."""
     if isinstance(distribution, optuna.distributions.CategoricalDistribution):
         return str(list(distribution.choices))
-    scale = ", log scale" if distribution.log else f", step {distribution.step}" if distribution.step else ""
+    step = distribution.step if distribution.step not in (None, 1) else None  # 1: Optuna's default int step
+    scale = ", log scale" if distribution.log else f", step {step}" if step else ""
     return f"{distribution.low} to {distribution.high}{scale}"

@@ -1,5 +1,6 @@
 """MLflow: where runs go, what a run records, and the UI over the same store."""
 
+import hashlib
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar
 EXPERIMENT_KIND, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"  # the values MLflow's UI reads
 QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic")
 NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (Markdown)
+TRIAL_ENTRY = "rnn-sweep trial"  # the entry tag of a sweep's trial runs
 SHARED_VIEW = "mlflow.sharedViewState."  # an experiment tag: the runs-list view ?viewStateShareKey= opens
 MODEL_FIGURES = ("best_", "test_")  # per-run figures of the stored model: linked to its LoggedModel
 
@@ -212,13 +214,13 @@ def run_link(address: str, run) -> str:
 
 def share_trials_view(cfg: DictConfig, experiment_id: str) -> str:
     """Keep the study's trials as a view of the MLflow UI's runs list; return its key. The view shows this
-    study's runs, best first, with the objective, test accuracy, body, learning rate, dropout, plateau and
+    study's trial runs, best first, with the objective, test accuracy, body, learning rate, dropout, plateau and
     trial state as columns, and every trial in the compare charts (the UI draws the first 10 unless told)."""
     study, key = cfg.search.study_name, view_key(cfg.search.study_name)
     best = f"metrics.`{Fig.best(cfg.search.objective)}`"
     columns = [best, f"metrics.`{Fig.test_accuracy}`", "tags.`body`", "params.`optimizer.learning_rate`",
                "params.`model.dropout`", f"metrics.`{Fig.plateau_epochs}`", "tags.`trial_state`"]
-    view = {"searchFilter": f"tags.study = '{study}'" if "'" not in study else "",
+    view = {"searchFilter": study_filter(study),
             "orderByKey": best, "orderByAsc": not higher_is_better(cfg.search.objective),
             "selectedColumns": columns, "runsHiddenMode": "SHOW_ALL"}
     mlflow.MlflowClient().set_experiment_tag(experiment_id, SHARED_VIEW + key, json.dumps(view))
@@ -226,8 +228,19 @@ def share_trials_view(cfg: DictConfig, experiment_id: str) -> str:
 
 
 def view_key(study: str) -> str:
-    """The key of a study's runs-list view: one per study, kept up to date by each of its sweeps."""
-    return re.sub(r"[^\w.-]+", "-", study)
+    """The key of a study's runs-list view: one per study, kept up to date by each of its sweeps. A name
+    with other characters than a tag key allows gets a hash, so that `a b` and `a-b` keep two views."""
+    key = re.sub(r"[^\w.-]+", "-", study)
+    return key if key == study else f"{key}-{hashlib.sha256(study.encode()).hexdigest()[:8]}"
+
+
+def study_filter(study: str) -> str:
+    """MLflow's search filter for a study's trial runs (not its sweeps' parent runs or the confirmations'
+    seed runs). Its strings cannot hold a quote or a backslash: there, LIKE's `_` matches that character."""
+    trials = f"tags.entry = '{TRIAL_ENTRY}'"
+    if "'" in study or "\\" in study:
+        return "tags.study LIKE '" + re.sub(r"['\\\\]", "_", study) + f"' AND {trials}"
+    return f"tags.study = '{study}' AND {trials}"
 
 
 def trials_link(address: str, experiment_id: str, view_key: str, charts: bool = False) -> str:

@@ -41,9 +41,12 @@ def register(search_cfg: DictConfig, trial, name: str, model_id: str, descriptio
         log.info("models:/%s@%s is already trial %d's model (version %s)", name, CHAMPION, trial.number, current.version)
         return f"models:/{name}@{CHAMPION}"
     tags = {"study": search_cfg.study_name, "trial": str(trial.number)}
-    with contextlib.redirect_stderr(io.StringIO()) as said:  # MLflow prints "Successfully registered model"
-        version = mlflow.register_model(f"models:/{model_id}", name, tags=tags)
-    log.info("MLflow: %s", " ".join(said.getvalue().split()))
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):  # MLflow prints "Successfully registered model"
+            version = mlflow.register_model(f"models:/{model_id}", name, tags=tags)
+    finally:  # what it printed goes to the log file, even when it failed
+        log.info("MLflow: %s", " ".join(said.getvalue().split()))
     if description:
         client.update_model_version(name, version.version, description=description)
     client.set_registered_model_alias(name, CHAMPION, version.version)
