@@ -271,3 +271,49 @@ def test_a_stored_study_refuses_other_choices_and_keeps_a_wider_range():
     with pytest.raises(InputError, match=r"^search.space.body: study 'stored' searched body over \['pooling', "
                                          r"'gru', 'lstm'\], this sweep over \['pooling'\]"):
         check_space_fits(study, narrower)
+
+
+def test_the_ui_servers_help_offers_no_multirun():
+    from pipeline.cli.help import help_text
+
+    assert "-m KEY=A,B" not in help_text("rnn-ui", "train", ["tracking.ui_port"], ["rnn-ui"], presets=False)
+    assert "rnn-sweep -m KEY=A,B" in help_text("rnn-sweep", "sweep", ["search.n_trials"], ["rnn-sweep"])
+
+
+def test_a_trial_pruned_after_its_last_fold_says_its_final_model_was_not_trained():
+    import io
+
+    from pipeline.report.progress import SweepProgress
+
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    for key, value in (("mlflow_parent_run_id", "parent"), ("run_name", "t0-gru16-lr1e-3"), ("folds_planned", 3)):
+        trial.set_user_attr(key, value)
+    for fold in range(3):
+        trial.report(0.5, fold)
+    study.tell(trial, state=TrialState.PRUNED)
+    out = io.StringIO()
+    SweepProgress(study, "parent", 1, "val_accuracy", stream=out, pruner="the median pruner").update()
+    assert out.getvalue().startswith("trial 0 pruned after its last fold (no final model) by the median "
+                                     "pruner [gru16-lr1e-3]")
+
+
+def test_a_study_keeps_the_word_vector_file_it_started_from(tmp_path):
+    """Review of issue 29: the study name holds only the file's stem, so a.txt moved or written again
+    continued the study with other vectors."""
+    from pipeline.core.errors import InputError
+    from pipeline.search.study import check_vectors_fit
+
+    study = optuna.create_study(study_name="vectors-w2v")
+    first = tmp_path / "w2v.txt"
+    first.write_text("film 0.1 0.2\n")
+    check_vectors_fit(study, [str(first)])
+    check_vectors_fit(study, [str(first)])  # the same file again
+    (tmp_path / "elsewhere").mkdir()
+    moved = tmp_path / "elsewhere" / "w2v.txt"
+    moved.write_text("film 0.1 0.2\n")
+    check_vectors_fit(study, [str(moved)])  # moved: the same name and size
+    first.write_text("film 0.1 0.2 0.3\nplot 0.4 0.5 0.6\n")
+    with pytest.raises(InputError, match=r"^model.embedding.vectors: study 'vectors-w2v' was run with w2v.txt "
+                                         r"\(13 bytes\), this sweep with w2v.txt \(34 bytes\); a study keeps"):
+        check_vectors_fit(study, [str(first)])

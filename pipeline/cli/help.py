@@ -80,7 +80,8 @@ def setting_lines(keys: list[str], groups: dict[str, str]) -> list[str]:
 def help_text(command: str, config_name: str, settings: list[str], examples: list[str],
               summary: str | None = None, presets: bool = True) -> str:
     """`summary`: what the command does, when conf/<config_name>.yaml's first line is another
-    command's; `presets`: whether its group presets change what it does."""
+    command's; `presets`: whether its group presets change what it does (not for the two UI
+    servers, which run once: no multirun either)."""
     groups = defaults_of(config_name)
     what = summary or first_comment(Path(CONFIG_DIR) / f"{config_name}.yaml").split(": ", 1)[-1]
     presets = group_lines(groups) if presets else []
@@ -91,9 +92,9 @@ def help_text(command: str, config_name: str, settings: list[str], examples: lis
     parts += ["", "Settings you will change most (default, then what it does):",
               *setting_lines(settings, groups)]
     parts += ["", "Examples:", *(f"  {example}" for example in examples)]
+    multirun = [f"  {command} -m KEY=A,B       one run per value (Hydra multirun)"] if presets else []
     parts += ["", "More:",
-              f"  {command} --cfg job        the whole config this command line composes",
-              f"  {command} -m KEY=A,B       one run per value (Hydra multirun)",
+              f"  {command} --cfg job        the whole config this command line composes", *multirun,
               f"  {command} --hydra-help     Hydra's own flags",
               "  docs/ in the repository     every setting, metric and behaviour"]
     return "\n".join(parts)

@@ -117,7 +117,9 @@ def where_pruned(trial) -> str:
     """At which epoch (or after which fold) the pruner stopped the trial: its last reported step."""
     step_number = (trial.last_step or 0) + 1
     folds = trial.user_attrs.get(Attr.folds_planned, 1)
-    return f"after fold {step_number}" if folds and folds > 1 else f"at epoch {step_number}"
+    if folds and folds > 1:
+        return "after its last fold (no final model)" if step_number == folds else f"after fold {step_number}"
+    return f"at epoch {step_number}"
 
 
 def step(trial) -> str:

@@ -252,8 +252,10 @@ def test_report_lines(confirmed: list) -> list[str]:
     report = confirmed[0].test_report if confirmed else None
     if not report:
         return []
-    lines = [f"Winner on the test split (trial {confirmed[0].trial.number}'s model): accuracy {report['accuracy']:.4f}, "
-             f"macro-F1 {report['macro_f1']:.4f}"]
+    winner = confirmed[0]
+    seed = f", seed {winner.seeds[0]}" if len(winner.seeds) > 1 else ""  # the confirmation table has the mean
+    lines = [f"Winner on the test split (trial {winner.trial.number}'s own model{seed}): "
+             f"accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}"]
     return lines + [f"  {line}" for line in format_report(report)]
 
 

@@ -104,7 +104,7 @@ def announced(work: dict[str, Callable[[], None]]) -> dict[str, Callable[[], Non
     def saying(key: str, job: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
             print(f"confirmation {next(begun)} of {len(work)}: {work_label(key)} · "
-                  f"{time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+                  f"{time.monotonic() - started:.0f} s in", file=sys.stderr, flush=True)
             job()
         return run
 

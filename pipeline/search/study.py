@@ -2,6 +2,7 @@
 pruner as search.samplers / search.pruners configure them. Shared by the invoker and every worker."""
 
 import warnings
+from pathlib import Path
 
 import optuna
 from omegaconf import DictConfig
@@ -91,3 +92,25 @@ def described(distribution) -> str:
     step = distribution.step if distribution.step not in (None, 1) else None  # 1: Optuna's default int step
     scale = ", log scale" if distribution.log else f", step {step}" if step else ""
     return f"{distribution.low} to {distribution.high}{scale}"
+
+
+VECTORS_ATTR = "word_vectors"  # the word-vector files a study's models start from: name -> size in bytes
+
+
+def check_vectors_fit(study: optuna.Study, files: list[str]) -> None:
+    """A study keeps the word-vector files it started from: another file, or the same one written again
+    (its size changed), would mix two searches in one study. The study's first sweep stores them."""
+    now = {Path(file).expanduser().name: Path(file).expanduser().stat().st_size for file in files}
+    before = study.user_attrs.get(VECTORS_ATTR)
+    if before is None:
+        if now:
+            study.set_user_attr(VECTORS_ATTR, now)
+        return
+    if before != now:
+        raise InputError(f"model.embedding.vectors: study {study.study_name!r} was run with {sized(before)}, "
+                         f"this sweep with {sized(now)}; a study keeps its word vectors: give "
+                         "search.study_name a new name, or use the same file")
+
+
+def sized(files: dict[str, int]) -> str:
+    return ", ".join(f"{name} ({size} bytes)" for name, size in files.items()) or "no file"

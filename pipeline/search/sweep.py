@@ -28,7 +28,7 @@ from pipeline.tracking.claims import Claims
 from pipeline.search.confirm import confirm
 from pipeline.config import space
 from pipeline.config.space import parse_space
-from pipeline.search.study import check_space_fits, make_pruner, make_sampler, make_study  # noqa: F401 - tests
+from pipeline.search.study import check_space_fits, check_vectors_fit, make_pruner, make_sampler, make_study  # noqa: F401 - tests
 from pipeline.core.errors import InputError
 from pipeline.training.folds import check_folds, check_stored_folds, fold_count, study_folds
 from pipeline.search.lr_range import log_lr_range, lr_range_of, with_lr_range
@@ -91,6 +91,7 @@ def search(cfg: DictConfig, objective: Objective, pool: workers.Pool, started: f
     if study_complete(study, cfg):
         return 0
     check_space_fits(study, parse_space(cfg))  # before the range test: a changed space stops here
+    check_vectors_fit(study, vector_files(cfg))
     study.sampler = make_sampler(cfg, offset=len(study.trials))
     lr_range = lr_range_of(cfg, objective.dataset(cfg), study)  # search.lr_range=auto: before the baseline is placed
     cfg = settled(cfg, lr_range, study_folds(study, cfg, objective.dataset(cfg)))
