@@ -65,3 +65,6 @@ def test_rnn_ui_serves_the_local_store_on_loopback(tmp_path):
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         ui.wait(30)
+    said = (tmp_path / "ui.log").read_text()
+    assert "its first start can take a minute" in said
+    assert "DeprecationWarning" not in said, "the README walk took MLflow's notices for errors"

@@ -29,7 +29,8 @@ def dashboard(cfg: DictConfig) -> None:
     config.check(cfg)
     dashboard_line = dashboard_command(cfg)
     print(" ".join(redact(part) for part in dashboard_line), file=sys.stderr)
-    print(f"open http://{cfg.tracking.ui_host}:{cfg.search.dashboard_port}", file=sys.stderr)
+    print(f"open http://{cfg.tracking.ui_host}:{cfg.search.dashboard_port} "
+          "(its first start can take a minute)", file=sys.stderr)
     os.execv(dashboard_line[0], dashboard_line)
 
 

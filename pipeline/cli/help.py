@@ -3,6 +3,7 @@ groups its config composes (the options of each, with their first comment line) 
 settings with the comment they carry in conf/. Nothing heavy is imported: it answers at once."""
 
 import re
+import textwrap
 from pathlib import Path
 
 import yaml
@@ -49,8 +50,9 @@ def setting_doc(key: str, groups: dict[str, str]) -> tuple[str, str] | None:
     return None
 
 
-def cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+def wrapped(head: str, text: str) -> list[str]:
+    """`head` then `text`, wrapped at COLUMN under the text's first word: nothing is cut off."""
+    return textwrap.wrap(text, COLUMN, initial_indent=head, subsequent_indent=" " * len(head)) or [head]
 
 
 def group_lines(groups: dict[str, str]) -> list[str]:
@@ -62,8 +64,7 @@ def group_lines(groups: dict[str, str]) -> list[str]:
             continue
         lines.append(f"  {group}=  (default: {default})")
         for option in options:
-            text = f"    {option:<16} {first_comment(Path(CONFIG_DIR) / group / f'{option}.yaml')}"
-            lines.append(cut(text, COLUMN))
+            lines += wrapped(f"    {option:<16} ", first_comment(Path(CONFIG_DIR) / group / f"{option}.yaml"))
     return lines
 
 
@@ -73,7 +74,7 @@ def setting_lines(keys: list[str], groups: dict[str, str]) -> list[str]:
         found = setting_doc(key, groups)
         if found:
             value, doc = found
-            lines.append(cut(f"  {f'{key}={value}':<32} {doc}", COLUMN))
+            lines += wrapped(f"  {f'{key}={value}':<32} ", doc)
     return lines
 
 
