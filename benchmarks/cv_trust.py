@@ -24,39 +24,70 @@ REPO = Path(__file__).resolve().parent.parent
 def run(seed: int, folds: int, extra: list[str]) -> tuple[float, float, int]:
     """One sweep: (winner's test accuracy, wall seconds, winner's trial number)."""
     folder = Path(tempfile.mkdtemp(prefix="rnnsweep-cv-"))
-    overrides = ["search=quick", "data=sentences", f"search.seed={seed}", f"search.cv_folds={folds}",
-                 "search.show_progress_bar=false", "search.register_as=null", f"paths.mlruns_dir={folder}/mlruns",
-                 f"paths.log_dir={folder}/logs", f"tracking.uri=sqlite:///{folder}/mlflow.db", *extra]
+    overrides = [
+        "search=quick",
+        "data=sentences",
+        f"search.seed={seed}",
+        f"search.cv_folds={folds}",
+        "search.show_progress_bar=false",
+        "search.register_as=null",
+        f"paths.mlruns_dir={folder}/mlruns",
+        f"paths.log_dir={folder}/logs",
+        f"tracking.uri=sqlite:///{folder}/mlflow.db",
+        *extra,
+    ]
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pipeline.cli.sweep", *overrides], check=True, cwd=REPO,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.cli.sweep", *overrides],
+        check=True,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wall = time.perf_counter() - started
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
-    [parent] = client.search_runs([client.get_experiment_by_name("rnnsweep").experiment_id],
-                                  "tags.entry = 'rnn-sweep'")
+    [parent] = client.search_runs(
+        [client.get_experiment_by_name("rnnsweep").experiment_id], "tags.entry = 'rnn-sweep'"
+    )
     return parent.data.metrics["best_test_accuracy"], wall, int(parent.data.metrics["best_trial"])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--folds", type=int, nargs="+", default=[1, 5])
-    parser.add_argument("--tiny", action="store_true", help="a 400-text subset, 1 trial, one seed (seconds; CI)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="a 400-text subset, 1 trial, one seed (seconds; CI)"
+    )
     args = parser.parse_args()
-    extra = ["data.subset=400", "search.n_trials=1", "search.confirm_top_k=0", "train.epochs=2"] if args.tiny else []
+    extra = (
+        ["data.subset=400", "search.n_trials=1", "search.confirm_top_k=0", "train.epochs=2"]
+        if args.tiny
+        else []
+    )
     seeds = args.seeds[:1] if args.tiny else args.seeds
     results = {}
-    print("| search.cv_folds | search.seed | winner (trial) | winner's test accuracy | wall s |\n|---|---|---|---|---|")
+    print(
+        "| search.cv_folds | search.seed | winner (trial) | winner's test accuracy | wall s |\n|---|---|---|---|---|"
+    )
     for seed in seeds:
-        for folds in args.folds:  # alternated, so that a slower stretch of the machine hits both settings
+        for (
+            folds
+        ) in args.folds:  # alternated, so that a slower stretch of the machine hits both settings
             accuracy, wall, trial = run(seed, folds, extra)
             results.setdefault(folds, []).append((accuracy, wall))
             print(f"| {folds} | {seed} | {trial} | {accuracy:.4f} | {wall:.0f} |", flush=True)
-    print("\n| search.cv_folds | winners' test accuracy: mean ± sd over seeds | wall s: mean |\n|---|---|---|")
+    print(
+        "\n| search.cv_folds | winners' test accuracy: mean ± sd over seeds | wall s: mean |\n|---|---|---|"
+    )
     for folds, rows in results.items():
         accuracies = [a for a, _ in rows]
         sd = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
-        print(f"| {folds} | {statistics.fmean(accuracies):.4f} ± {sd:.4f} | {statistics.fmean(w for _, w in rows):.0f} |")
+        print(
+            f"| {folds} | {statistics.fmean(accuracies):.4f} ± {sd:.4f} | {statistics.fmean(w for _, w in rows):.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -40,11 +40,15 @@ def main() -> None:
     args = parser.parse_args()
     cache_dir = Path(os.environ.get("RNNSWEEP_CACHE_DIR", "~/.cache/rnnsweep")).expanduser()
     datasets = ["sentences"] if args.tiny else ["imdb", "sentences"]
-    print("| data | sizes (train/val/test) | cold: read + vectorize (s) | warm: cache hit (s) | speed-up |")
+    print(
+        "| data | sizes (train/val/test) | cold: read + vectorize (s) | warm: cache hit (s) | speed-up |"
+    )
     print("|---|---|---|---|---|")
     for dataset in datasets:
         cold, warm, sizes = measure(dataset, cache_dir / "downloads")
-        print(f"| {dataset} | {sizes['train']}/{sizes['val']}/{sizes['test']} | {cold:.2f} | {warm:.3f} | {cold / warm:.0f}x |")
+        print(
+            f"| {dataset} | {sizes['train']}/{sizes['val']}/{sizes['test']} | {cold:.2f} | {warm:.3f} | {cold / warm:.0f}x |"
+        )
 
 
 if __name__ == "__main__":

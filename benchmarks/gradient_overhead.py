@@ -26,14 +26,33 @@ from pipeline.data.texts import prepare_data
 from pipeline.training.train import configure_threads, train_model
 
 CASES = {
-    "sentences": ["data=sentences", "model=gru", "optimizer=rmsprop", "optimizer.learning_rate=1e-3"],
-    "imdb": ["data=imdb", "data.subset=2000", "model=simple_rnn", "optimizer=rmsprop", "optimizer.learning_rate=1e-3"],
+    "sentences": [
+        "data=sentences",
+        "model=gru",
+        "optimizer=rmsprop",
+        "optimizer.learning_rate=1e-3",
+    ],
+    "imdb": [
+        "data=imdb",
+        "data.subset=2000",
+        "model=simple_rnn",
+        "optimizer=rmsprop",
+        "optimizer.learning_rate=1e-3",
+    ],
 }
 
 
 def config(case: str, epochs: int, log_gradients: bool, extra: list[str]):
-    overrides = [*CASES[case], f"train.epochs={epochs}", "train.batch_size=128", "callbacks=none", "train.verbose=0",
-                 "train.evaluate_test=false", f"train.log_gradients={str(log_gradients).lower()}", *extra]
+    overrides = [
+        *CASES[case],
+        f"train.epochs={epochs}",
+        "train.batch_size=128",
+        "callbacks=none",
+        "train.verbose=0",
+        "train.evaluate_test=false",
+        f"train.log_gradients={str(log_gradients).lower()}",
+        *extra,
+    ]
     with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         return compose("train", overrides=overrides)
 
@@ -52,28 +71,43 @@ class CpuSeconds(keras.callbacks.Callback):
 
 
 def measure(case: str, epochs: int, repeats: int, extra: list[str]) -> None:
-    data = prepare_data(config(case, epochs, False, extra).data, config(case, epochs, False, extra).paths.cache_dir)
+    data = prepare_data(
+        config(case, epochs, False, extra).data, config(case, epochs, False, extra).paths.cache_dir
+    )
     ratios, largest_difference = {"wall": [], "cpu": []}, 0.0
     for repeat in range(repeats):
         order = (False, True) if repeat % 2 == 0 else (True, False)
         medians, losses = {"wall": {}, "cpu": {}}, {}
         for log_gradients in order:
             cpu = CpuSeconds()
-            history = train_model(config(case, epochs, log_gradients, extra), data, extra_callbacks=[cpu]).history
+            history = train_model(
+                config(case, epochs, log_gradients, extra), data, extra_callbacks=[cpu]
+            ).history
             medians["wall"][log_gradients] = statistics.median(history["epoch_seconds"][1:])
             medians["cpu"][log_gradients] = statistics.median(cpu.per_epoch[1:])
             losses[log_gradients] = history["loss"]
-        largest_difference = max(largest_difference, *(abs(a - b) / abs(b) for a, b in zip(losses[True], losses[False])))
+        largest_difference = max(
+            largest_difference, *(abs(a - b) / abs(b) for a, b in zip(losses[True], losses[False]))
+        )
         for clock in ratios:
             ratios[clock].append(medians[clock][True] / medians[clock][False] - 1)
-        print(f"{case} repeat {repeat + 1}: median epoch without / with logging: wall {medians['wall'][False]:.4f} / "
-              f"{medians['wall'][True]:.4f} s ({ratios['wall'][-1]:+.1%}), CPU {medians['cpu'][False]:.4f} / "
-              f"{medians['cpu'][True]:.4f} s ({ratios['cpu'][-1]:+.1%})", flush=True)
+        print(
+            f"{case} repeat {repeat + 1}: median epoch without / with logging: wall {medians['wall'][False]:.4f} / "
+            f"{medians['wall'][True]:.4f} s ({ratios['wall'][-1]:+.1%}), CPU {medians['cpu'][False]:.4f} / "
+            f"{medians['cpu'][True]:.4f} s ({ratios['cpu'][-1]:+.1%})",
+            flush=True,
+        )
     for clock, values in ratios.items():
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        print(f"{case}: {clock} overhead {statistics.fmean(values):+.1%} ± {spread:.1%} (mean ± sd over {repeats} repeats, "
-              f"{epochs - 1} timed epochs each)", flush=True)
-    print(f"{case}: largest relative difference of a training loss with and without: {largest_difference:.1e}", flush=True)
+        print(
+            f"{case}: {clock} overhead {statistics.fmean(values):+.1%} ± {spread:.1%} (mean ± sd over {repeats} repeats, "
+            f"{epochs - 1} timed epochs each)",
+            flush=True,
+        )
+    print(
+        f"{case}: largest relative difference of a training loss with and without: {largest_difference:.1e}",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -81,7 +115,9 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=4)
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. paths.cache_dir=/tmp/x/cache")
+    parser.add_argument(
+        "overrides", nargs="*", help="extra Hydra overrides, e.g. paths.cache_dir=/tmp/x/cache"
+    )
     args = parser.parse_args()
     configure_threads(config(args.cases[0], args.epochs, False, args.overrides).train.threads)
     for case in args.cases:

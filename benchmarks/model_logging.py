@@ -38,14 +38,22 @@ def pyfunc_with_serving_check(model, data, cfg) -> None:
         path = Path(folder) / export.KERAS_FILE
         export.exported_model(model, data, cfg.data).save(path)
         mlflow.pyfunc.log_model(
-            name=export.MODEL_NAME, python_model=str(Path(export.__file__).with_name("pyfunc_model.py")),
-            artifacts={"keras_model": str(path)}, code_paths=[str(Path(export.__file__).parent)],
-            signature=export.signature(True), input_example=export.input_example(data, True),
-            pip_requirements=export.requirements(), step=1,
+            name=export.MODEL_NAME,
+            python_model=str(Path(export.__file__).with_name("pyfunc_model.py")),
+            artifacts={"keras_model": str(path)},
+            code_paths=[str(Path(export.__file__).parent)],
+            signature=export.signature(True),
+            input_example=export.input_example(data, True),
+            pip_requirements=export.requirements(),
+            step=1,
         )
 
 
-WAYS = {"plain .keras (before)": plain_keras, "MLflow model (now)": exported, "pyfunc with serving check": pyfunc_with_serving_check}
+WAYS = {
+    "plain .keras (before)": plain_keras,
+    "MLflow model (now)": exported,
+    "pyfunc with serving check": pyfunc_with_serving_check,
+}
 
 
 def main() -> None:
@@ -60,18 +68,31 @@ def main() -> None:
         mlflow.set_tracking_uri(f"sqlite:///{folder}/mlflow.db")
         mlflow.set_experiment("model-logging")
         for name in models:
-            cfg = compose(["data=sentences", f"model={name}", "train.epochs=2", "train.verbose=0", "data.max_len=40"])
+            cfg = compose(
+                [
+                    "data=sentences",
+                    f"model={name}",
+                    "train.epochs=2",
+                    "train.verbose=0",
+                    "data.max_len=40",
+                ]
+            )
             data = prepare_data(cfg.data, cfg.paths.cache_dir)
             model = train_model(cfg, data).model
             for way, log in WAYS.items():
                 seconds = []
                 for _ in range(repeat):
                     with mlflow.start_run():
-                        mlflow.log_metrics({"loss": 0.6, "val_loss": 0.6, "accuracy": 0.5, "val_accuracy": 0.5}, step=1)
+                        mlflow.log_metrics(
+                            {"loss": 0.6, "val_loss": 0.6, "accuracy": 0.5, "val_accuracy": 0.5},
+                            step=1,
+                        )
                         started = time.perf_counter()
                         log(model, data, cfg)
                         seconds.append(time.perf_counter() - started)
-                print(f"| {name} | {way} | {statistics.median(seconds):.3f} ({min(seconds):.3f}, {max(seconds):.3f}) |")
+                print(
+                    f"| {name} | {way} | {statistics.median(seconds):.3f} ({min(seconds):.3f}, {max(seconds):.3f}) |"
+                )
 
 
 if __name__ == "__main__":

@@ -45,14 +45,18 @@ def epoch_seconds(client: mlflow.MlflowClient, trial: optuna.trial.FrozenTrial) 
     return [m.value for m in sorted(history, key=lambda m: m.step)]
 
 
-def enqueue_probe_before_last(storage: str, study_name: str, trials: int, done: threading.Event) -> None:
+def enqueue_probe_before_last(
+    storage: str, study_name: str, trials: int, done: threading.Event
+) -> None:
     """Once the study holds trials - 1 trials (the second-to-last has started), enqueue trial 0's parameters: the
     command's last trial trains the baseline model again. It counts the trials with one read-only SQL query a
     second, so that watching costs the measured process nothing."""
     database = Path(storage.removeprefix("sqlite:///"))
     while not done.wait(1.0):
         try:  # read-only: the command creates the database and its tables, under its lock
-            with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as connection:
+            with contextlib.closing(
+                sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)
+            ) as connection:
                 [(count,)] = connection.execute("SELECT COUNT(*) FROM trials").fetchall()
         except sqlite3.OperationalError:  # not created yet, or locked for a moment
             continue
@@ -64,31 +68,68 @@ def enqueue_probe_before_last(storage: str, study_name: str, trials: int, done: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=20, help="trials of the command, the repeated one included")
+    parser.add_argument(
+        "--trials", type=int, default=20, help="trials of the command, the repeated one included"
+    )
     parser.add_argument("--subset", type=int, default=6000, help="IMDB reviews kept (data.subset)")
-    parser.add_argument("--max-len", type=int, default=400, help="tokens kept per review (data.max_len)")
+    parser.add_argument(
+        "--max-len", type=int, default=400, help="tokens kept per review (data.max_len)"
+    )
     parser.add_argument("--epochs", type=int, default=4, help="epochs of every trial")
-    parser.add_argument("--tiny", action="store_true", help="4 trials of 2 epochs on the UCI sentences (seconds)")
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the sweeps, e.g. search.worker_max_trials=5")
+    parser.add_argument(
+        "--tiny", action="store_true", help="4 trials of 2 epochs on the UCI sentences (seconds)"
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="extra Hydra overrides for the sweeps, e.g. search.worker_max_trials=5",
+    )
     args = parser.parse_args()
     if args.tiny:
         args.trials, args.epochs = 4, 2
     folder = tempfile.mkdtemp(prefix="rnnsweep-steady-")
-    data = ["data=sentences"] if args.tiny else ["data=imdb", f"data.subset={args.subset}", f"data.max_len={args.max_len}"]
-    overrides = ["search=default", "search.portfolio=[]", *data, "search.cv_folds=1", "search.pruner=none", "search.confirm_top_k=0", "search.n_workers=1",
-                 "search.show_progress_bar=false", f"train.epochs={args.epochs}", f"paths.mlruns_dir={folder}/mlruns",
-                 f"paths.log_dir={folder}/logs", f"hydra.run.dir={folder}/hydra", *args.overrides]
-    storage, study_name = f"sqlite:///{folder}/mlruns/optuna.db", compose([o for o in overrides if not o.startswith("hydra.")]).search.study_name
+    data = (
+        ["data=sentences"]
+        if args.tiny
+        else ["data=imdb", f"data.subset={args.subset}", f"data.max_len={args.max_len}"]
+    )
+    overrides = [
+        "search=default",
+        "search.portfolio=[]",
+        *data,
+        "search.cv_folds=1",
+        "search.pruner=none",
+        "search.confirm_top_k=0",
+        "search.n_workers=1",
+        "search.show_progress_bar=false",
+        f"train.epochs={args.epochs}",
+        f"paths.mlruns_dir={folder}/mlruns",
+        f"paths.log_dir={folder}/logs",
+        f"hydra.run.dir={folder}/hydra",
+        *args.overrides,
+    ]
+    storage, study_name = (
+        f"sqlite:///{folder}/mlruns/optuna.db",
+        compose([o for o in overrides if not o.startswith("hydra.")]).search.study_name,
+    )
     done = threading.Event()
-    watcher = threading.Thread(target=enqueue_probe_before_last, args=(storage, study_name, args.trials, done), daemon=True)
+    watcher = threading.Thread(
+        target=enqueue_probe_before_last, args=(storage, study_name, args.trials, done), daemon=True
+    )
     watcher.start()
     loads = [os.getloadavg()[0]]
-    subprocess.run([RNN_SWEEP, *overrides, f"search.n_trials={args.trials}"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [RNN_SWEEP, *overrides, f"search.n_trials={args.trials}"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     done.set()
     study = optuna.load_study(study_name=study_name, storage=storage)
     study.enqueue_trial(study.trials[0].params)
     loads.append(os.getloadavg()[0])
-    subprocess.run([RNN_SWEEP, *overrides, "search.n_trials=1"], check=True, stdout=subprocess.DEVNULL)  # the control
+    subprocess.run(
+        [RNN_SWEEP, *overrides, "search.n_trials=1"], check=True, stdout=subprocess.DEVNULL
+    )  # the control
     study = optuna.load_study(study_name=study_name, storage=storage)
     report(study, mlflow.MlflowClient(f"sqlite:///{folder}/mlruns/mlflow.db"), loads, args)
     report_recycling(Path(folder) / "hydra", args.trials)
@@ -98,12 +139,19 @@ def report_recycling(run_dir: Path, trials: int) -> None:
     """How many trials each replaced worker ran (the log; the control, one trial in its own process, adds no such
     line), so which trial of its process the command's last one was."""
     [log] = run_dir.glob("*.log")
-    recycled = re.findall(r"ran (\d+) trials in (\d+) s, ([\d.]+) times its start-up of ([\d.]+) s: recycled", log.read_text())
+    recycled = re.findall(
+        r"ran (\d+) trials in (\d+) s, ([\d.]+) times its start-up of ([\d.]+) s: recycled",
+        log.read_text(),
+    )
     for ran, busy, times, startup in recycled:
-        print(f"A worker recycled after {ran} trials, {busy} s of trials, {times} times its start-up of {startup} s")
+        print(
+            f"A worker recycled after {ran} trials, {busy} s of trials, {times} times its start-up of {startup} s"
+        )
     if "worker processes, each with" in log.read_text():
         before = sum(int(r[0]) for r in recycled)
-        position = int(recycled[-1][0]) if before == trials else trials - before  # its own worker recycled at the end, or not
+        position = (
+            int(recycled[-1][0]) if before == trials else trials - before
+        )  # its own worker recycled at the end, or not
         print(f"Trial {trials} ran as trial {position} of its worker process")
     else:
         print(f"Trial {trials} ran in the invoking process, as its trial {trials}")
@@ -111,20 +159,34 @@ def report_recycling(run_dir: Path, trials: int) -> None:
 
 def report(study: optuna.Study, client: mlflow.MlflowClient, loads: list[float], args) -> None:
     first, last, fresh = study.trials[0], study.trials[args.trials - 1], study.trials[args.trials]
-    assert first.params == last.params == fresh.params, "the probe was not placed as the command's last trial"
-    rows = [(f"{t.number + 1}{label}", epoch_seconds(client, t)) for t, label in
-            ((first, ""), (last, " (same command)"), (fresh, " (fresh process)"))]
-    print(f"\nSame model ({first.params}), {args.epochs} epochs each time; overrides {args.overrides or 'none'}; load average "
-          f"before the command and before the control: {loads[0]:.1f}, {loads[1]:.1f}")
-    print("| trial | " + " | ".join(f"epoch {i + 1} s" for i in range(args.epochs)) + " | epochs 2+ median s |")
+    assert first.params == last.params == fresh.params, (
+        "the probe was not placed as the command's last trial"
+    )
+    rows = [
+        (f"{t.number + 1}{label}", epoch_seconds(client, t))
+        for t, label in ((first, ""), (last, " (same command)"), (fresh, " (fresh process)"))
+    ]
+    print(
+        f"\nSame model ({first.params}), {args.epochs} epochs each time; overrides {args.overrides or 'none'}; load average "
+        f"before the command and before the control: {loads[0]:.1f}, {loads[1]:.1f}"
+    )
+    print(
+        "| trial | "
+        + " | ".join(f"epoch {i + 1} s" for i in range(args.epochs))
+        + " | epochs 2+ median s |"
+    )
     print("|---" * (args.epochs + 2) + "|")
     steady = []
     for name, seconds in rows:
         steady.append(statistics.median(seconds[1:] or seconds))
         print(f"| {name} | " + " | ".join(f"{s:.2f}" for s in seconds) + f" | {steady[-1]:.2f} |")
-    print(f"\nTrial {args.trials} / trial 1, epochs 2+: {steady[1] / steady[0]:.3f} (target: within 10%, <= 1.10)")
-    print(f"Control: the fresh process's trial / trial 1: {steady[2] / steady[0]:.3f}; trial {args.trials} / the fresh "
-          f"process's: {steady[1] / steady[2]:.3f} (the ageing, apart from any drift of the machine)")
+    print(
+        f"\nTrial {args.trials} / trial 1, epochs 2+: {steady[1] / steady[0]:.3f} (target: within 10%, <= 1.10)"
+    )
+    print(
+        f"Control: the fresh process's trial / trial 1: {steady[2] / steady[0]:.3f}; trial {args.trials} / the fresh "
+        f"process's: {steady[1] / steady[2]:.3f} (the ageing, apart from any drift of the machine)"
+    )
 
 
 if __name__ == "__main__":

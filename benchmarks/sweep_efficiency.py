@@ -40,8 +40,14 @@ SPLIT_SEED = 42  # every tool and seed trains and validates on the same reviews
 def base_overrides(args, seed: int | None = None) -> list[str]:
     """The config every tool starts from; `seed` seeds sampling and training, while the data split stays fixed."""
     seeded = [f"seed={seed}"] if seed is not None else []
-    return [f"search={args.search}", f"data={args.data}", f"data.subset={args.subset or 'null'}", f"data.split_seed={SPLIT_SEED}",
-            "search.cv_folds=1", *seeded]
+    return [
+        f"search={args.search}",
+        f"data={args.data}",
+        f"data.subset={args.subset or 'null'}",
+        f"data.split_seed={SPLIT_SEED}",
+        "search.cv_folds=1",
+        *seeded,
+    ]
 
 
 # ----------------------------------------------------------------------------------- rnnsweep
@@ -51,22 +57,43 @@ def run_rnnsweep(args, workdir: Path, seed: int) -> list[tuple[float, float]]:
     """The `rnn-sweep` command with a timeout; (seconds since launch, val_accuracy) of every epoch, from MLflow."""
     tracking_uri = f"sqlite:///{workdir}/mlflow.db"
     command = [
-        str(BIN / "rnn-sweep"), *base_overrides(args, seed), "search.n_trials=100000", f"search.timeout={args.budget}",
-        f"search.storage=sqlite:///{workdir}/optuna.db", "search.show_progress_bar=false", f"hydra.run.dir={workdir}/hydra",
+        str(BIN / "rnn-sweep"),
+        *base_overrides(args, seed),
+        "search.n_trials=100000",
+        f"search.timeout={args.budget}",
+        f"search.storage=sqlite:///{workdir}/optuna.db",
+        "search.show_progress_bar=false",
+        f"hydra.run.dir={workdir}/hydra",
         *args.rnnsweep_overrides,
     ]
     started = time.time()
-    subprocess.run(command, cwd=workdir, env=os.environ | {"MLFLOW_TRACKING_URI": tracking_uri}, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        command,
+        cwd=workdir,
+        env=os.environ | {"MLFLOW_TRACKING_URI": tracking_uri},
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     client = mlflow.MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(compose(base_overrides(args)).tracking.experiment)
-    children = client.search_runs([experiment.experiment_id], "tags.mlflow.parentRunId != ''", max_results=10000)
-    trials = [run for run in children if run.data.tags.get("confirm") != "true"]  # seed confirmations come after the budget
+    children = client.search_runs(
+        [experiment.experiment_id], "tags.mlflow.parentRunId != ''", max_results=10000
+    )
+    trials = [
+        run for run in children if run.data.tags.get("confirm") != "true"
+    ]  # seed confirmations come after the budget
     within = [run for run in trials if run.info.start_time / 1000 - started <= args.budget]
-    print(f"rnnsweep seed {seed}: {len(within)} trials started within the {args.budget:.0f} s budget "
-          f"({3600 * len(within) / args.budget:.0f} trials/hour), {len(trials)} in all", flush=True)
-    return [(point.timestamp / 1000 - started, point.value)
-            for run in trials for point in client.get_metric_history(run.info.run_id, "val_accuracy")]
+    print(
+        f"rnnsweep seed {seed}: {len(within)} trials started within the {args.budget:.0f} s budget "
+        f"({3600 * len(within) / args.budget:.0f} trials/hour), {len(trials)} in all",
+        flush=True,
+    )
+    return [
+        (point.timestamp / 1000 - started, point.value)
+        for run in trials
+        for point in client.get_metric_history(run.info.run_id, "val_accuracy")
+    ]
 
 
 # -------------------------------------------------------------------------------- Keras Tuner
@@ -105,9 +132,15 @@ class ZooHyperModel(kt.HyperModel):
         return compose(self.base + [override(path, value) for path, value in chosen.items()])
 
     def build(self, hp):
-        self.cfg = cfg = self.config(hp)  # fit() follows for the same values: compose once per trial
+        self.cfg = cfg = self.config(
+            hp
+        )  # fit() follows for the same values: compose once per trial
         model = build_model(cfg.model, self.data.vocab_size)
-        model.compile(optimizer=instantiate(cfg.optimizer, "optimizer"), loss="binary_crossentropy", metrics=["accuracy"])
+        model.compile(
+            optimizer=instantiate(cfg.optimizer, "optimizer"),
+            loss="binary_crossentropy",
+            metrics=["accuracy"],
+        )
         return model
 
     def fit(self, hp, model, *args, callbacks=(), **kwargs):
@@ -115,7 +148,9 @@ class ZooHyperModel(kt.HyperModel):
         return model.fit(
             training_stream(data.x_train, data.y_train, cfg.train, cfg.seed),
             validation_data=evaluation_stream(data.x_val, data.y_val, cfg.train),
-            shuffle=False, callbacks=[*callbacks, *configured_callbacks(cfg)], **kwargs,
+            shuffle=False,
+            callbacks=[*callbacks, *configured_callbacks(cfg)],
+            **kwargs,
         )
 
 
@@ -135,7 +170,9 @@ def with_deadline(tuner_class):
             self.deadline = deadline
 
         def pre_create_trial(self):
-            if time.time() > self.deadline:  # the oracle stops at max_trials: start no trial after the budget
+            if (
+                time.time() > self.deadline
+            ):  # the oracle stops at max_trials: start no trial after the budget
                 self.oracle.max_trials = len(self.oracle.trials)
 
     return Budgeted
@@ -146,13 +183,25 @@ def run_keras_tuner(kind: str, args, workdir: Path, seed: int) -> list[tuple[flo
     cfg = compose(base_overrides(args, seed))
     keras.utils.set_random_seed(seed)
     data = prepare_data(cfg.data, cfg.paths.cache_dir)
-    common = {"objective": "val_accuracy", "seed": cfg.seed, "directory": str(workdir), "project_name": kind,
-              "deadline": EpochClock.started + args.budget}
+    common = {
+        "objective": "val_accuracy",
+        "seed": cfg.seed,
+        "directory": str(workdir),
+        "project_name": kind,
+        "deadline": EpochClock.started + args.budget,
+    }
     if kind == "hyperband":
-        tuner = with_deadline(kt.Hyperband)(ZooHyperModel(args, data, seed), max_epochs=cfg.train.epochs, factor=3,
-                                            hyperband_iterations=100000, **common)
+        tuner = with_deadline(kt.Hyperband)(
+            ZooHyperModel(args, data, seed),
+            max_epochs=cfg.train.epochs,
+            factor=3,
+            hyperband_iterations=100000,
+            **common,
+        )
     else:
-        tuner = with_deadline(kt.RandomSearch)(ZooHyperModel(args, data, seed), max_trials=100000, **common)
+        tuner = with_deadline(kt.RandomSearch)(
+            ZooHyperModel(args, data, seed), max_trials=100000, **common
+        )
     tuner.search(epochs=cfg.train.epochs, callbacks=[EpochClock()], verbose=0)
     return list(EpochClock.events)
 
@@ -189,7 +238,9 @@ def spread(values: list[float], number=fmt) -> str:
 
 def summary_row(tool: str, runs: list, args) -> str:
     best = [best_by(events, args.budget) or 0.0 for events in runs]
-    cells = [spread(best, lambda v: f"{v:.4f}")] + [spread([time_to(e, t) for e in runs]) for t in args.targets]
+    cells = [spread(best, lambda v: f"{v:.4f}")] + [
+        spread([time_to(e, t) for e in runs]) for t in args.targets
+    ]
     return f"| {tool} | {len(runs)} | {' | '.join(cells)} |"
 
 
@@ -202,32 +253,51 @@ def time_ratio(ours: float, theirs: float, budget: float) -> tuple[str, str]:
         return "only Hyperband reached it", "NOT met"
     if math.isinf(theirs):
         bound = ours / budget
-        return f"Hyperband did not reach it, so at most {bound:.2f} of its time", "met" if bound <= 0.5 else "not shown"
+        return (
+            f"Hyperband did not reach it, so at most {bound:.2f} of its time",
+            "met" if bound <= 0.5 else "not shown",
+        )
     return f"{ours / theirs:.2f} of Hyperband's time", "met" if ours <= theirs / 2 else "NOT met"
 
 
 def ratio_lines(results: dict, args) -> list[str]:
     """Each tool's median time to each target and median best, as a ratio of Hyperband's."""
-    median_time = lambda tool, target: statistics.median(time_to(events, target) for events in results[tool])
-    median_best = lambda tool: statistics.median(best_by(events, args.budget) or 0.0 for events in results[tool])
+    median_time = lambda tool, target: statistics.median(
+        time_to(events, target) for events in results[tool]
+    )
+    median_best = lambda tool: statistics.median(
+        best_by(events, args.budget) or 0.0 for events in results[tool]
+    )
     lines = []
     for tool in [t for t in results if t != "hyperband"]:
         for target in args.targets:
             ours, theirs = median_time(tool, target), median_time("hyperband", target)
             ratio, goal = time_ratio(ours, theirs, args.budget)
             goal = f" (target <= 0.5: {goal})" if tool == "rnnsweep" and goal else ""
-            lines.append(f"- {tool}, median time to {target}: {fmt(ours)} s vs Hyperband {fmt(theirs)} s: {ratio}{goal}")
+            lines.append(
+                f"- {tool}, median time to {target}: {fmt(ours)} s vs Hyperband {fmt(theirs)} s: {ratio}{goal}"
+            )
         ours, theirs = median_best(tool), median_best("hyperband")
-        goal = f" (target >= Hyperband: {'met' if ours >= theirs else 'NOT met'})" if tool == "rnnsweep" else ""
-        lines.append(f"- {tool}, median best val_accuracy at {args.budget:.0f} s: {ours:.4f} vs Hyperband {theirs:.4f}{goal}")
+        goal = (
+            f" (target >= Hyperband: {'met' if ours >= theirs else 'NOT met'})"
+            if tool == "rnnsweep"
+            else ""
+        )
+        lines.append(
+            f"- {tool}, median best val_accuracy at {args.budget:.0f} s: {ours:.4f} vs Hyperband {theirs:.4f}{goal}"
+        )
     return lines
 
 
 def print_report(results: dict, rows: list[str], args, started: str) -> None:
-    print(f"\n{args.data} (subset {args.subset or 'all'}), search={args.search}, budget {args.budget:.0f} s per tool and seed, "
-          f"seeds {args.seeds}, rnnsweep overrides {args.rnnsweep_overrides or 'none'}, started {started}; "
-          f"keras-tuner {kt.__version__}")
-    quarters = " | ".join(f"best val_acc at {int(f * args.budget)} s" for f in (0.25, 0.5, 0.75, 1.0))
+    print(
+        f"\n{args.data} (subset {args.subset or 'all'}), search={args.search}, budget {args.budget:.0f} s per tool and seed, "
+        f"seeds {args.seeds}, rnnsweep overrides {args.rnnsweep_overrides or 'none'}, started {started}; "
+        f"keras-tuner {kt.__version__}"
+    )
+    quarters = " | ".join(
+        f"best val_acc at {int(f * args.budget)} s" for f in (0.25, 0.5, 0.75, 1.0)
+    )
     targets = " | ".join(f"s to val_acc {t}" for t in args.targets)
     print(f"| tool | seed | epochs trained | last epoch at s | {quarters} | {targets} |")
     print("|---|---|---|---|" + "---|" * (4 + len(args.targets)))
@@ -243,17 +313,48 @@ def print_report(results: dict, rows: list[str], args, started: str) -> None:
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="imdb")
-    parser.add_argument("--subset", type=int, default=10000, help="train and test reviews kept (stratified); 0 keeps all")
-    parser.add_argument("--search", default="default", help="the conf/search preset whose space all tools search")
+    parser.add_argument(
+        "--subset",
+        type=int,
+        default=10000,
+        help="train and test reviews kept (stratified); 0 keeps all",
+    )
+    parser.add_argument(
+        "--search", default="default", help="the conf/search preset whose space all tools search"
+    )
     parser.add_argument("--budget", type=float, default=600, help="wall seconds per tool and seed")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="each tool runs once per seed (sampler and training)")
-    parser.add_argument("--targets", type=float, nargs="+", default=[0.85, 0.87, 0.88], help="val_accuracy targets")
-    parser.add_argument("--rnnsweep-overrides", nargs="*", default=[], help="extra overrides of the rnn-sweep command")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[1, 2, 3],
+        help="each tool runs once per seed (sampler and training)",
+    )
+    parser.add_argument(
+        "--targets", type=float, nargs="+", default=[0.85, 0.87, 0.88], help="val_accuracy targets"
+    )
+    parser.add_argument(
+        "--rnnsweep-overrides",
+        nargs="*",
+        default=[],
+        help="extra overrides of the rnn-sweep command",
+    )
     parser.add_argument("--tools", nargs="+", default=["hyperband", "rnnsweep", "random"])
-    parser.add_argument("--tiny", action="store_true", help="UCI sentences, search=quick, 15 s per tool, one seed (CI)")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="UCI sentences, search=quick, 15 s per tool, one seed (CI)",
+    )
     args = parser.parse_args()
     if args.tiny:
-        args.data, args.subset, args.search, args.budget, args.targets, args.seeds = "sentences", 0, "quick", 15, [0.6, 0.7], [1]
+        args.data, args.subset, args.search, args.budget, args.targets, args.seeds = (
+            "sentences",
+            0,
+            "quick",
+            15,
+            [0.6, 0.7],
+            [1],
+        )
     return args
 
 
@@ -263,10 +364,16 @@ def main() -> None:
     prepare_data(cfg.data, cfg.paths.cache_dir)  # vectorized before any clock
     started = time.strftime("%Y-%m-%d %H:%M")
     results, rows = {tool: [] for tool in args.tools}, []
-    for seed in args.seeds:  # seeds outermost: a drift of the machine over the hours touches every tool alike
+    for seed in (
+        args.seeds
+    ):  # seeds outermost: a drift of the machine over the hours touches every tool alike
         for tool in args.tools:
             with tempfile.TemporaryDirectory(prefix=f"efficiency-{tool}-") as workdir:
-                runner = run_rnnsweep if tool == "rnnsweep" else lambda a, w, s: run_keras_tuner(tool, a, w, s)
+                runner = (
+                    run_rnnsweep
+                    if tool == "rnnsweep"
+                    else lambda a, w, s: run_keras_tuner(tool, a, w, s)
+                )
                 results[tool].append(runner(args, Path(workdir), seed))
             keras.backend.clear_session()
             rows.append(run_row(tool, seed, results[tool][-1], args))

@@ -30,9 +30,17 @@ def main() -> None:
         args.trials, args.chunk = 4, 2
     with tempfile.TemporaryDirectory() as folder:
         overrides = [
-            "search=default", "data=sentences", "search.cv_folds=1", "data.max_len=20", "train.epochs=1", f"search.n_trials={args.chunk}",
-            "search.show_progress_bar=false", "train.log_model=false", f"paths.mlruns_dir={folder}/mlruns",
-            f"paths.log_dir={folder}/logs", f"tracking.uri=sqlite:///{folder}/mlflow.db",
+            "search=default",
+            "data=sentences",
+            "search.cv_folds=1",
+            "data.max_len=20",
+            "train.epochs=1",
+            f"search.n_trials={args.chunk}",
+            "search.show_progress_bar=false",
+            "train.log_model=false",
+            f"paths.mlruns_dir={folder}/mlruns",
+            f"paths.log_dir={folder}/logs",
+            f"tracking.uri=sqlite:///{folder}/mlflow.db",
         ]
         cfg = compose(overrides)
         rows, started = [], time.perf_counter()
@@ -44,8 +52,10 @@ def main() -> None:
     for done, mib, seconds in rows:
         print(f"| {done} | {mib:.0f} | {mib - rows[0][1]:+.0f} | {seconds:.0f} |")
     sizes = [mib for _, mib, _ in rows]
-    print(f"\nAfter {rows[0][0]} to {rows[-1][0]} trials the resident set stays between {min(sizes):.0f} and {max(sizes):.0f} MiB; "
-          f"the last reading is {sizes[-1] - sizes[0]:+.0f} MiB from the first (flat means no steady climb)")
+    print(
+        f"\nAfter {rows[0][0]} to {rows[-1][0]} trials the resident set stays between {min(sizes):.0f} and {max(sizes):.0f} MiB; "
+        f"the last reading is {sizes[-1] - sizes[0]:+.0f} MiB from the first (flat means no steady climb)"
+    )
 
 
 if __name__ == "__main__":

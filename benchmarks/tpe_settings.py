@@ -43,16 +43,33 @@ def run(args, setting: str, seed: int, folder: Path) -> tuple[optuna.Study, floa
     """One `rnn-sweep` command; its study and wall seconds."""
     storage = f"sqlite:///{folder}/optuna.db"
     command = [
-        str(BIN / "rnn-sweep"), "search=default", f"data={args.data}", "search.cv_folds=1", f"seed={seed}", "data.split_seed=42",
-        f"search.n_trials={args.trials}", f"search.storage={storage}", "search.study_name=tpe-settings",
-        "search.show_progress_bar=false", "search.confirm_top_k=0", "search.register_as=null",
-        f"paths.mlruns_dir={folder}/mlruns", f"paths.log_dir={folder}/logs", f"hydra.run.dir={folder}/hydra",
-        *([f"data.subset={args.subset}"] if args.subset else []), *SETTINGS[setting], *args.overrides,
+        str(BIN / "rnn-sweep"),
+        "search=default",
+        f"data={args.data}",
+        "search.cv_folds=1",
+        f"seed={seed}",
+        "data.split_seed=42",
+        f"search.n_trials={args.trials}",
+        f"search.storage={storage}",
+        "search.study_name=tpe-settings",
+        "search.show_progress_bar=false",
+        "search.confirm_top_k=0",
+        "search.register_as=null",
+        f"paths.mlruns_dir={folder}/mlruns",
+        f"paths.log_dir={folder}/logs",
+        f"hydra.run.dir={folder}/hydra",
+        *([f"data.subset={args.subset}"] if args.subset else []),
+        *SETTINGS[setting],
+        *args.overrides,
     ]
     started = time.time()
-    result = subprocess.run(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    result = subprocess.run(
+        command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     if result.returncode != 0:
-        sys.exit(f"{setting} seed {seed}: rnn-sweep exited {result.returncode}: {result.stderr.strip().splitlines()[-1:]}")
+        sys.exit(
+            f"{setting} seed {seed}: rnn-sweep exited {result.returncode}: {result.stderr.strip().splitlines()[-1:]}"
+        )
     return optuna.load_study(study_name="tpe-settings", storage=storage), time.time() - started
 
 
@@ -60,22 +77,39 @@ def figures(study: optuna.Study, wall: float, checkpoints: list[int], targets: l
     """Best complete trial among the first k, seconds to each target, pruned count and trial seconds of one study."""
     trials = sorted((t for t in study.trials if t.state.is_finished()), key=lambda t: t.number)
     start = min(t.datetime_start for t in trials)
-    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]  # what the sweep can answer with
-    sampled = [t for t in trials if "fixed_params" not in t.system_attrs]  # drawn by the sampler, not enqueued
-    reached_by = [max([*t.intermediate_values.values(), t.value or 0.0]) for t in sampled]  # a pruned one's best epoch
+    complete = [
+        t for t in trials if t.state == optuna.trial.TrialState.COMPLETE
+    ]  # what the sweep can answer with
+    sampled = [
+        t for t in trials if "fixed_params" not in t.system_attrs
+    ]  # drawn by the sampler, not enqueued
+    reached_by = [
+        max([*t.intermediate_values.values(), t.value or 0.0]) for t in sampled
+    ]  # a pruned one's best epoch
 
     def reached(target):
-        times = [(t.datetime_complete - start).total_seconds() for t in complete if t.value >= target]
+        times = [
+            (t.datetime_complete - start).total_seconds() for t in complete if t.value >= target
+        ]
         return min(times) if times else None
 
     return {
-        "best": {k: max((t.value for t in complete if t.number < k), default=float("nan")) for k in checkpoints},
+        "best": {
+            k: max((t.value for t in complete if t.number < k), default=float("nan"))
+            for k in checkpoints
+        },
         "to": {target: reached(target) for target in targets},
         "sampled_median": statistics.median(reached_by) if reached_by else float("nan"),
         "sampled_good": sum(value >= targets[0] for value in reached_by),
-        "sampled_s": statistics.median((t.datetime_complete - t.datetime_start).total_seconds() for t in sampled) if sampled else float("nan"),
+        "sampled_s": statistics.median(
+            (t.datetime_complete - t.datetime_start).total_seconds() for t in sampled
+        )
+        if sampled
+        else float("nan"),
         "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
-        "trial_s": statistics.median((t.datetime_complete - t.datetime_start).total_seconds() for t in trials),
+        "trial_s": statistics.median(
+            (t.datetime_complete - t.datetime_start).total_seconds() for t in trials
+        ),
         "wall": wall,
     }
 
@@ -95,12 +129,16 @@ def median_range(values: list[float | None], fmt: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="sentences")
-    parser.add_argument("--subset", type=int, default=0, help="train and test texts kept (stratified); 0 keeps all")
+    parser.add_argument(
+        "--subset", type=int, default=0, help="train and test texts kept (stratified); 0 keeps all"
+    )
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS))
     parser.add_argument("--targets", type=float, nargs="+", default=[0.80, 0.82])
-    parser.add_argument("--tiny", action="store_true", help="6 trials of 1 epoch, seed 1, one setting (CI)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="6 trials of 1 epoch, seed 1, one setting (CI)"
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every command")
     args = parser.parse_args()
     if args.tiny:
@@ -108,27 +146,48 @@ def main() -> None:
         args.overrides += ["train.epochs=1", "train.log_model=false"]
     checkpoints = sorted({k for k in (10, 20, 30, args.trials) if k <= args.trials})
     results: dict[str, list[dict]] = {}
-    for seed in args.seeds:  # seeds outermost, so slow drift of the machine spreads over every setting
+    for (
+        seed
+    ) in args.seeds:  # seeds outermost, so slow drift of the machine spreads over every setting
         for setting in args.settings:
             with tempfile.TemporaryDirectory(prefix="rnnsweep-tpe-") as folder:
                 study, wall = run(args, setting, seed, Path(folder))
-                results.setdefault(setting, []).append(figures(study, wall, checkpoints, args.targets))
+                results.setdefault(setting, []).append(
+                    figures(study, wall, checkpoints, args.targets)
+                )
             row = results[setting][-1]
-            print(f"{time.strftime('%H:%M:%S')} {setting} seed {seed}: best@{checkpoints[-1]} {row['best'][checkpoints[-1]]:.4f}, "
-                  f"{row['pruned']} pruned, {row['wall']:.0f} s", file=sys.stderr, flush=True)
-    print(f"\n{args.data}{f' {args.subset}' if args.subset else ''}, search=default, {args.trials} trials per command, "
-          f"seeds {' '.join(map(str, args.seeds))}; median (range) over seeds\n")
-    print("| setting | " + " | ".join(f"best of first {k}" for k in checkpoints) + " | "
-          + " | ".join(f"s to {t}" for t in args.targets) + " | sampled trials: median best epoch | sampled trials "
-          f"reaching {args.targets[0]} | sampled trials: median s | pruned | median trial s | command s |")
+            print(
+                f"{time.strftime('%H:%M:%S')} {setting} seed {seed}: best@{checkpoints[-1]} {row['best'][checkpoints[-1]]:.4f}, "
+                f"{row['pruned']} pruned, {row['wall']:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    print(
+        f"\n{args.data}{f' {args.subset}' if args.subset else ''}, search=default, {args.trials} trials per command, "
+        f"seeds {' '.join(map(str, args.seeds))}; median (range) over seeds\n"
+    )
+    print(
+        "| setting | "
+        + " | ".join(f"best of first {k}" for k in checkpoints)
+        + " | "
+        + " | ".join(f"s to {t}" for t in args.targets)
+        + " | sampled trials: median best epoch | sampled trials "
+        f"reaching {args.targets[0]} | sampled trials: median s | pruned | median trial s | command s |"
+    )
     print("|---|" + "---|" * (len(checkpoints) + len(args.targets) + 6))
     for setting, rows in results.items():
         cells = [median_range([r["best"][k] for r in rows], ".4f") for k in checkpoints]
         cells += [median_range([r["to"][t] for r in rows], ".0f") for t in args.targets]
-        cells += [median_range([r["sampled_median"] for r in rows], ".4f"), median_range([r["sampled_good"] for r in rows], "g"),
-                  median_range([r["sampled_s"] for r in rows], ".1f")]
-        cells += [median_range([r["pruned"] for r in rows], "g"), median_range([r["trial_s"] for r in rows], ".1f"),
-                  median_range([r["wall"] for r in rows], ".0f")]
+        cells += [
+            median_range([r["sampled_median"] for r in rows], ".4f"),
+            median_range([r["sampled_good"] for r in rows], "g"),
+            median_range([r["sampled_s"] for r in rows], ".1f"),
+        ]
+        cells += [
+            median_range([r["pruned"] for r in rows], "g"),
+            median_range([r["trial_s"] for r in rows], ".1f"),
+            median_range([r["wall"] for r in rows], ".0f"),
+        ]
         print(f"| {setting} | " + " | ".join(cells) + " |")
 
 

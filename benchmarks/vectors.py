@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parent.parent
 ARMS = {"scratch only": ["~search.space.vectors", "~search.space.trainable"], "vectors axis": []}
 MODELS = {  # two of search=default's portfolio, rnn-train's 5 epochs
     "pooling": ["model=pooling", "optimizer.learning_rate=0.01"],
-    "gru 32": ["model=gru", "model.units=32", "optimizer.learning_rate=0.003"]}
+    "gru 32": ["model=gru", "model.units=32", "optimizer.learning_rate=0.003"],
+}
 STARTS = {"scratch": [], "frozen": ["model.embedding.trainable=false"], "fine-tuned": []}
 
 
@@ -37,8 +38,15 @@ def make_vectors(folder: Path, extra: list[str]) -> tuple[Path, int, float, str]
     """rnn-vectors on the IMDB training reviews: (the file, its width, seconds, its first line)."""
     output = folder / "imdb-w2v.txt"
     started = time.perf_counter()
-    command = [sys.executable, "-m", "pipeline.cli.vectors", "data=imdb",
-               f"vectors.output={output}", f"paths.log_dir={folder}/logs", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline.cli.vectors",
+        "data=imdb",
+        f"vectors.output={output}",
+        f"paths.log_dir={folder}/logs",
+        *extra,
+    ]
     result = subprocess.run(command, check=True, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - started
     dim = int(output.open().readline().split()[1])
@@ -59,20 +67,36 @@ def sweep(arm: str, seed: int, vectors: Path, dim: int, extra: list) -> tuple[fl
     """One sweep in a new store: (winner's test accuracy, wall seconds, the winner's values)."""
     folder = Path(tempfile.mkdtemp(prefix="rnnsweep-vectors-"))
     file = [] if arm == "scratch only" else [f"model.embedding.vectors={vectors}"]
-    overrides = ["search=vectors", "data=sentences", *file, *ARMS[arm],
-                 f"model.embedding_dim={dim}", f"search.seed={seed}",
-                 "search.show_progress_bar=false", "search.register_as=null",
-                 f"paths.mlruns_dir={folder}/mlruns", f"paths.log_dir={folder}/logs",
-                 f"tracking.uri=sqlite:///{folder}/mlflow.db", *extra]
+    overrides = [
+        "search=vectors",
+        "data=sentences",
+        *file,
+        *ARMS[arm],
+        f"model.embedding_dim={dim}",
+        f"search.seed={seed}",
+        "search.show_progress_bar=false",
+        "search.register_as=null",
+        f"paths.mlruns_dir={folder}/mlruns",
+        f"paths.log_dir={folder}/logs",
+        f"tracking.uri=sqlite:///{folder}/mlflow.db",
+        *extra,
+    ]
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pipeline.cli.sweep", *overrides], check=True, cwd=REPO,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.cli.sweep", *overrides],
+        check=True,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wall = time.perf_counter() - started
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
     experiment = client.get_experiment_by_name("rnnsweep").experiment_id
     [parent] = client.search_runs([experiment], "tags.entry = 'rnn-sweep'")
-    study = optuna.load_study(study_name=compose(overrides).search.study_name,
-                              storage=f"sqlite:///{folder}/mlruns/optuna.db")
+    study = optuna.load_study(
+        study_name=compose(overrides).search.study_name,
+        storage=f"sqlite:///{folder}/mlruns/optuna.db",
+    )
     winner = study.trials[int(parent.data.metrics["best_trial"])]
     return parent.data.metrics["best_test_accuracy"], wall, described(winner.params, vectors)
 
@@ -90,10 +114,20 @@ def same_model(vectors: Path, dim: int, seeds: list[int], extra: list[str]) -> N
             file = [] if start == "scratch" else [f"model.embedding.vectors={vectors}"]
             accuracies = []
             for seed in seeds:
-                cfg = compose(["data=sentences", *model_overrides, *file, *start_overrides,
-                               f"model.embedding_dim={dim}", f"train.seed={seed}",
-                               "train.verbose=0", "train.log_model=false", *extra],
-                              config_name="train")
+                cfg = compose(
+                    [
+                        "data=sentences",
+                        *model_overrides,
+                        *file,
+                        *start_overrides,
+                        f"model.embedding_dim={dim}",
+                        f"train.seed={seed}",
+                        "train.verbose=0",
+                        "train.log_model=false",
+                        *extra,
+                    ],
+                    config_name="train",
+                )
                 check(cfg)
                 result = train_model(cfg, prepare_data(cfg.data, cfg.paths.cache_dir))
                 accuracies.append(result.summary["test_accuracy"])
@@ -107,19 +141,28 @@ def described(params: dict, vectors: Path) -> str:
     tuned = "fine-tuned" if params.get("trainable") else "frozen"
     embedding = {None: "scratch", str(vectors): tuned}
     words = [f"embedding {embedding[params.get('vectors')]}"]
-    words += [f"{name} {value:.2g}" if isinstance(value, float) else f"{name} {value}"
-              for name, value in params.items() if name not in ("vectors", "trainable")]
+    words += [
+        f"{name} {value:.2g}" if isinstance(value, float) else f"{name} {value}"
+        for name, value in params.items()
+        if name not in ("vectors", "trainable")
+    ]
     return ", ".join(words)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--trials", type=int, default=10, help="search.n_trials of every sweep")
     parser.add_argument("--tiny", action="store_true", help="2,000 reviews, 1 trial, 1 seed (CI)")
-    parser.add_argument("--parts", nargs="+", default=["sweeps", "same-model"],
-                        choices=["sweeps", "same-model"], help="what to measure after rnn-vectors")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        default=["sweeps", "same-model"],
+        choices=["sweeps", "same-model"],
+        help="what to measure after rnn-vectors",
+    )
     args = parser.parse_args()
     vector_extra = ["data.subset=2000", "vectors.dim=20", "vectors.epochs=1"] if args.tiny else []
     data_extra = ["data.subset=400"] if args.tiny else []

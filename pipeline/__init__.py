@@ -18,7 +18,9 @@ Subpackages follow the data's path; each imports only the ones listed before it:
 import os
 from pathlib import Path
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # absolute: the apps run from any directory
+CONFIG_DIR = str(
+    Path(__file__).resolve().parent.parent / "conf"
+)  # absolute: the apps run from any directory
 
 # 3: TensorFlow's C++ log lines stay off the terminal, the ERROR line "oneDNN supports DT_BOOL only on
 # platforms with AVX-512" too (a notice that it falls back to Eigen, printed at a masked model's first step)

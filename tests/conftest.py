@@ -36,7 +36,9 @@ def data_cache(tmp_path_factory) -> Path:
     downloads = cache / "downloads"
     downloads.mkdir()
     (downloads / "aclImdb_v1.tar.gz").symlink_to(SHARED_DATA / "aclImdb_v1.tar.gz")
-    (downloads / "sentiment_labelled_sentences").symlink_to(SHARED_DATA / "sentiment_labelled_sentences")
+    (downloads / "sentiment_labelled_sentences").symlink_to(
+        SHARED_DATA / "sentiment_labelled_sentences"
+    )
     return cache
 
 
@@ -72,8 +74,16 @@ def _forget_mlflow_uri():
 
 
 SWEEP_SHRINK = [
-    "data=sentences", "data.subset=400", "data.max_len=20", "train.epochs=2", "train.batch_size=64",
-    "search.n_trials=3", "search.confirm_top_k=0", "search.show_progress_bar=false", "search.heartbeat_seconds=1", "search.grace_seconds=2",
+    "data=sentences",
+    "data.subset=400",
+    "data.max_len=20",
+    "train.epochs=2",
+    "train.batch_size=64",
+    "search.n_trials=3",
+    "search.confirm_top_k=0",
+    "search.show_progress_bar=false",
+    "search.heartbeat_seconds=1",
+    "search.grace_seconds=2",
     "search.n_workers=1",  # trial order and counts are asserted; tests/test_n_workers.py runs several workers
     "search.worker_max_trials=null",  # every trial in the test's process, however many (tests/test_n_workers.py recycles)
     "search.cv_folds=1",  # one validation split: tests/test_small_data.py cross-validates

@@ -49,17 +49,39 @@ def postgres_server(databases: tuple[str, ...]):
         os.chown(folder, account.pw_uid, account.pw_gid)
     password_file = folder / "password"
     password_file.write_text(PASSWORD)
-    run = lambda *command: subprocess.run(as_postgres_user([*command]), check=True, capture_output=True, text=True)
+    run = lambda *command: subprocess.run(
+        as_postgres_user([*command]), check=True, capture_output=True, text=True
+    )
     if os.geteuid() == 0:
         os.chown(password_file, account.pw_uid, account.pw_gid)
-    run(binaries / "initdb", "-D", folder / "data", "-U", USER, "--auth=scram-sha-256", f"--pwfile={password_file}")
+    run(
+        binaries / "initdb",
+        "-D",
+        folder / "data",
+        "-U",
+        USER,
+        "--auth=scram-sha-256",
+        f"--pwfile={password_file}",
+    )
     options = f"-h 127.0.0.1 -p {port} -k {folder} -c max_connections=100"
-    run(binaries / "pg_ctl", "-D", folder / "data", "-l", folder / "server.log", "-o", options, "-w", "start")
+    run(
+        binaries / "pg_ctl",
+        "-D",
+        folder / "data",
+        "-l",
+        folder / "server.log",
+        "-o",
+        options,
+        "-w",
+        "start",
+    )
     try:
         for database in databases:
             subprocess.run(
                 [binaries / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", USER, database],
-                check=True, capture_output=True, env={**os.environ, "PGPASSWORD": PASSWORD},
+                check=True,
+                capture_output=True,
+                env={**os.environ, "PGPASSWORD": PASSWORD},
             )
         yield f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{port}", folder / "server.log"
     finally:
@@ -72,11 +94,25 @@ def mlflow_server(backend_uri: str, artifacts: Path, log_file: Path):
     """`mlflow server` over `backend_uri`, serving artifacts from `artifacts`; yields its http URL."""
     port = free_port()
     command = [
-        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
-        "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend_uri,
+        "--artifacts-destination",
+        str(artifacts),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
     ]
     with open(log_file, "w") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/health", server, log_file, seconds=180)

@@ -6,7 +6,13 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.data.batching import batch_stream, evaluation_stream, length_sorted_batches, text_lengths, training_stream
+from pipeline.data.batching import (
+    batch_stream,
+    evaluation_stream,
+    length_sorted_batches,
+    text_lengths,
+    training_stream,
+)
 from pipeline.core.errors import InputError
 from pipeline.models.zoo import VariableLengthModel, build_model
 from pipeline.config import check, compose
@@ -25,11 +31,15 @@ def padded_texts(lengths, width=30, seed=0) -> np.ndarray:
 
 def test_pools_are_sorted_by_length_and_every_row_comes_once():
     lengths = np.random.default_rng(1).integers(1, 30, size=103)
-    batches = length_sorted_batches(lengths, batch_size=10, pool_batches=4, rng=np.random.default_rng(2))
+    batches = length_sorted_batches(
+        lengths, batch_size=10, pool_batches=4, rng=np.random.default_rng(2)
+    )
     rows = np.concatenate(batches)
     assert sorted(rows.tolist()) == list(range(103))
     assert sorted(len(batch) for batch in batches) == [3] + [10] * 10
-    shuffled = np.random.default_rng(2).permutation(103)  # the pools: 40 consecutive shuffled rows each
+    shuffled = np.random.default_rng(2).permutation(
+        103
+    )  # the pools: 40 consecutive shuffled rows each
     for batch in batches:
         pool = {index // 40 for index, row in enumerate(shuffled) if row in batch}
         assert len(pool) == 1, "a batch never mixes two pools"
@@ -43,7 +53,10 @@ def test_seeded_epochs_differ_and_repeat_with_the_seed():
     epoch_1 = length_sorted_batches(lengths, 8, 2, first_rng)
     epoch_2 = length_sorted_batches(lengths, 8, 2, first_rng)
     assert any(not np.array_equal(a, b) for a, b in zip(epoch_1, epoch_2))
-    assert all(np.array_equal(a, b) for a, b in zip(epoch_1, length_sorted_batches(lengths, 8, 2, again_rng)))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(epoch_1, length_sorted_batches(lengths, 8, 2, again_rng))
+    )
 
 
 def test_without_rng_or_pools_the_order_is_kept():
@@ -59,7 +72,7 @@ def test_stream_batches_are_cut_to_their_longest_text():
     assert [xb.shape for xb, _ in batches] == [(3, 3), (3, 9), (2, 30)]
     for xb, yb in batches:
         rows = yb.astype(int)
-        np.testing.assert_array_equal(xb, x[rows, :xb.shape[1]])
+        np.testing.assert_array_equal(xb, x[rows, : xb.shape[1]])
         assert text_lengths(xb).tolist() == [lengths[row] for row in rows], "no token is cut"
     full = list(batch_stream(x, y, batch_size=3, pool_batches=0, seed=None).as_numpy_iterator())
     assert [xb.shape for xb, _ in full] == [(3, 30), (3, 30), (2, 30)]
@@ -108,11 +121,14 @@ def test_reloaded_model_keeps_its_class(tmp_path):
     assert isinstance(keras.saving.load_model(tmp_path / "model.keras"), VariableLengthModel)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.length_buckets=maybe", "train.length_buckets='maybe'; allowed: true, false"),
-    ("train.bucket_pool=0", "train.bucket_pool=0; it must be an integer >= 1"),
-    ("train.bucket_pool=2.5", "train.bucket_pool=2.5; it must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.length_buckets=maybe", "train.length_buckets='maybe'; allowed: true, false"),
+        ("train.bucket_pool=0", "train.bucket_pool=0; it must be an integer >= 1"),
+        ("train.bucket_pool=2.5", "train.bucket_pool=2.5; it must be an integer >= 1"),
+    ],
+)
 def test_bad_bucket_settings_are_named(override, message):
     with pytest.raises(InputError, match=re.escape(message)):
         check(compose([override]))

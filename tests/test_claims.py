@@ -50,8 +50,12 @@ HOLDER = textwrap.dedent("""
 
 
 def python(code: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
 
 
 def four_processes_do_each_piece_once(url: str, log: Path) -> None:
@@ -62,9 +66,13 @@ def four_processes_do_each_piece_once(url: str, log: Path) -> None:
     start.touch()
     assert [p.wait(120) for p in processes] == [0, 0, 0, 0]
     done = [line.split() for line in log.read_text().splitlines()]
-    assert sorted(key for key, _ in done) == [f"seed:{i}" for i in range(6)], f"each piece of work once: {done}"
+    assert sorted(key for key, _ in done) == [f"seed:{i}" for i in range(6)], (
+        f"each piece of work once: {done}"
+    )
     assert len({pid for _, pid in done}) >= 2, f"the processes shared the work: {done}"
-    assert set(optuna.load_study(study_name="s", storage=url).user_attrs) == {f"seed:{i}" for i in range(6)}
+    assert set(optuna.load_study(study_name="s", storage=url).user_attrs) == {
+        f"seed:{i}" for i in range(6)
+    }
 
 
 def a_killed_holder_s_claim_passes_on(url: str) -> None:
@@ -111,8 +119,12 @@ def test_work_stored_meanwhile_is_not_done_again(tmp_path):
     study = optuna.create_study(study_name="s", storage=url)
     study.set_user_attr("seed:0", 1)
     ran = []
-    do_once(Claims(url), "s/", lambda key: key in study.user_attrs, {"seed:0": lambda: ran.append(0),
-                                                                   "seed:1": lambda: ran.append(1)})
+    do_once(
+        Claims(url),
+        "s/",
+        lambda key: key in study.user_attrs,
+        {"seed:0": lambda: ran.append(0), "seed:1": lambda: ran.append(1)},
+    )
     assert ran == [1]
 
 
@@ -124,7 +136,9 @@ def test_a_postgresql_store_s_work_is_done_once_and_a_killed_claim_passes_on(tmp
 
 
 def heartbeat_study(tmp_path: Path) -> optuna.Study:
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_interval=1, grace_period=2)
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_interval=1, grace_period=2
+    )
     study = optuna.create_study(study_name="s", storage=storage)
     study.add_trial(optuna.trial.create_trial(value=1.0, params={}, distributions={}))
     return study
@@ -144,10 +158,15 @@ def test_a_finished_invocation_waits_for_the_trials_others_are_running(tmp_path)
     threading.Timer(1.5, lambda: study.tell(trial, 0.5)).start()
     started = time.monotonic()
     wait_for_running_trials(study, OmegaConf.create({"search": {"grace_seconds": 60}}))
-    assert time.monotonic() - started >= 1.4 and study.trials[-1].state == optuna.trial.TrialState.COMPLETE
+    assert (
+        time.monotonic() - started >= 1.4
+        and study.trials[-1].state == optuna.trial.TrialState.COMPLETE
+    )
 
 
-def test_a_dead_invocation_s_trial_is_waited_for_no_longer_than_its_heartbeat_or_the_limit(tmp_path, caplog):
+def test_a_dead_invocation_s_trial_is_waited_for_no_longer_than_its_heartbeat_or_the_limit(
+    tmp_path, caplog
+):
     from omegaconf import OmegaConf
 
     from pipeline.search.sweep import wait_for_running_trials
@@ -157,11 +176,17 @@ def test_a_dead_invocation_s_trial_is_waited_for_no_longer_than_its_heartbeat_or
     study._storage.record_heartbeat(stale._trial_id)  # then it stops: a killed invocation
     started = time.monotonic()
     wait_for_running_trials(study, OmegaConf.create({"search": {"grace_seconds": 60}}))
-    assert time.monotonic() - started < 10 and study.trials[stale.number].state == optuna.trial.TrialState.FAIL
+    assert (
+        time.monotonic() - started < 10
+        and study.trials[stale.number].state == optuna.trial.TrialState.FAIL
+    )
     silent = study.ask()  # no heartbeat ever: killed between creating it and its first heartbeat
     started = time.monotonic()
     wait_for_running_trials(study, OmegaConf.create({"search": {"grace_seconds": 2}}))
-    assert 1.9 <= time.monotonic() - started < 10 and study.trials[silent.number].state.name == "RUNNING"
+    assert (
+        1.9 <= time.monotonic() - started < 10
+        and study.trials[silent.number].state.name == "RUNNING"
+    )
     assert f"stopped waiting for trial {silent.number}: running past 2 s" in caplog.text
 
 
@@ -171,7 +196,9 @@ def test_a_claim_on_a_database_that_went_away_is_one_line_without_the_password()
     from tests.services import free_port
 
     url = f"postgresql://sweeper:pw-never-shown@127.0.0.1:{free_port()}/optuna"
-    with pytest.raises(InputError, match=r"^search.storage=postgresql://sweeper:\*\*\*@127.0.0.1:\d+/optuna: ") as raised:
+    with pytest.raises(
+        InputError, match=r"^search.storage=postgresql://sweeper:\*\*\*@127.0.0.1:\d+/optuna: "
+    ) as raised:
         with Claims(url).hold("s/seed:0", wait=False):
             pass
     assert "pw-never-shown" not in str(raised.value)

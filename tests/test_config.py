@@ -41,12 +41,22 @@ def integer_keys() -> list[str]:
 @pytest.mark.parametrize("key", integer_keys())
 def test_true_is_no_integer_anywhere(key):
     """One integer rule for every integer setting: the old checks took model.units=true as 1."""
-    with pytest.raises(InputError, match=rf"^{re.escape(key)}=true; (it must be (null or )?an integer|allowed: 0, 1, 2$)"):
+    with pytest.raises(
+        InputError,
+        match=rf"^{re.escape(key)}=true; (it must be (null or )?an integer|allowed: 0, 1, 2$)",
+    ):
         check(compose([f"{key}=true", "data=sentences"]))
 
 
-UNBOUNDED = ["search.worker_recycle_payback", "search.timeout", "search.cost_guard", "optimizer.learning_rate",
-             "lr_find.start_lr", "lr_find.end_lr", "lr_find.divergence"]  # numbers with no upper bound in their rule
+UNBOUNDED = [
+    "search.worker_recycle_payback",
+    "search.timeout",
+    "search.cost_guard",
+    "optimizer.learning_rate",
+    "lr_find.start_lr",
+    "lr_find.end_lr",
+    "lr_find.divergence",
+]  # numbers with no upper bound in their rule
 
 
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
@@ -54,20 +64,29 @@ UNBOUNDED = ["search.worker_recycle_payback", "search.timeout", "search.cost_gua
 def test_a_number_setting_is_finite(key, value):
     """optimizer.learning_rate=inf trained (a NaN loss at once, blamed on the trial) and search.cost_guard=inf or
     search.worker_recycle_payback=inf were taken for settings: a number rule asks for a finite number."""
-    with pytest.raises(InputError, match=rf"^{re.escape(key)}={value}; it must be (null( \(off\))? or )?a finite number"):
+    with pytest.raises(
+        InputError,
+        match=rf"^{re.escape(key)}={value}; it must be (null( \(off\))? or )?a finite number",
+    ):
         check(compose([f"{key}={value}", "data=sentences"]))
 
 
 def test_a_number_no_float_can_hold_gets_the_one_line_message():
     """search.timeout=1 followed by 400 zeros raised OverflowError in math.isfinite: a traceback, exit 1."""
     huge = "1" + "0" * 400
-    with pytest.raises(InputError, match=rf"^search.timeout={huge}; it must be null or a finite number of seconds > 0$"):
+    with pytest.raises(
+        InputError,
+        match=rf"^search.timeout={huge}; it must be null or a finite number of seconds > 0$",
+    ):
         check(compose([f"search.timeout={huge}", "data=sentences"]))
 
 
 def test_more_trials_than_the_workers_counter_holds_are_refused():
     """The workers take trials from a counter that is a C int: 4294967297 wrapped to 1 trial, 2147483648 to none."""
-    with pytest.raises(InputError, match=r"^search.n_trials=4294967297; it must be an integer from 1 to 1000000000$"):
+    with pytest.raises(
+        InputError,
+        match=r"^search.n_trials=4294967297; it must be an integer from 1 to 1000000000$",
+    ):
         check(compose(["search.n_trials=4294967297", "data=sentences"]))
     check(compose(["search.n_trials=1000000000", "data=sentences"]))
 
@@ -76,7 +95,10 @@ def test_more_trials_than_the_workers_counter_holds_are_refused():
 def test_sgd_momentum_is_a_float_from_0_to_1(value):
     """optimizer.momentum=0 (as the preset's comment said, for plain SGD) failed in Keras' SGD, which takes a float
     only; nan passed Keras' own range check and trained on NaN."""
-    with pytest.raises(InputError, match=rf"^optimizer.momentum={value}; it must be a number from 0.0 to 1.0, with its decimal point"):
+    with pytest.raises(
+        InputError,
+        match=rf"^optimizer.momentum={value}; it must be a number from 0.0 to 1.0, with its decimal point",
+    ):
         check(compose(["optimizer=sgd", f"optimizer.momentum={value}", "data=sentences"]))
     check(compose(["optimizer=sgd", "optimizer.momentum=0.0", "data=sentences"]))
 
@@ -85,8 +107,15 @@ def test_every_rule_names_a_setting_of_the_schema_or_of_the_conf_catalogs():
     """A rule for a misspelt key would never fire: each names a schema key, or a key the shipped conf states in one
     of the free-form catalogs (an optimizer preset, search.samplers)."""
     known = schema.schema_keys()
-    presets = [compose(["data=sentences", f"optimizer={name}"]) for name in config.group_options("optimizer")]
-    assert [key for key in RULES if key not in known and all(OmegaConf.select(c, key) is None for c in presets)] == []
+    presets = [
+        compose(["data=sentences", f"optimizer={name}"])
+        for name in config.group_options("optimizer")
+    ]
+    assert [
+        key
+        for key in RULES
+        if key not in known and all(OmegaConf.select(c, key) is None for c in presets)
+    ] == []
     catalogs = ("optimizer.", "search.samplers.")
     assert [key for key in RULES if key not in known and not key.startswith(catalogs)] == []
 
@@ -95,8 +124,15 @@ def test_every_rule_names_a_setting_of_the_schema_or_of_the_conf_catalogs():
 @pytest.mark.parametrize("bad, line", BAD_VALUES, ids=[bad for bad, _ in BAD_VALUES])
 def test_each_entry_point_rejects_a_bad_value_before_data_or_mlflow(tmp_path, entry, bad, line):
     cache, mlruns = tmp_path / "cache", tmp_path / "mlruns"
-    command = [str(BIN / entry), "data=sentences", bad, f"paths.cache_dir={cache}", f"paths.mlruns_dir={mlruns}",
-               f"paths.log_dir={tmp_path / 'logs'}", "tracking.uri=null"]
+    command = [
+        str(BIN / entry),
+        "data=sentences",
+        bad,
+        f"paths.cache_dir={cache}",
+        f"paths.mlruns_dir={mlruns}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        "tracking.uri=null",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines() == [f"error: {line}"]
@@ -114,8 +150,12 @@ class CountChecks:
             self.configs.append(cfg)
             return real(cfg)
 
-        monkeypatch.setattr("pipeline.config.check", counting)  # train, sweep and objective call config.check
-        monkeypatch.setattr("pipeline.config.space.check", counting)  # the probes of the search space
+        monkeypatch.setattr(
+            "pipeline.config.check", counting
+        )  # train, sweep and objective call config.check
+        monkeypatch.setattr(
+            "pipeline.config.space.check", counting
+        )  # the probes of the search space
 
 
 def test_rnn_train_checks_its_config_once(make_cfg, monkeypatch):
@@ -124,15 +164,19 @@ def test_rnn_train_checks_its_config_once(make_cfg, monkeypatch):
     assert len(calls.configs) == 1, "prepare_data, build_model and train_model check nothing again"
 
 
-def test_a_sweep_checks_its_base_once_each_probe_once_and_each_trial_once(sweep_overrides, monkeypatch):
+def test_a_sweep_checks_its_base_once_each_probe_once_and_each_trial_once(
+    sweep_overrides, monkeypatch
+):
     overrides = [*sweep_overrides, "search=quick", "search.n_trials=2", "search.pruner=none"]
     cfg = compose(overrides)
     probes = sum(len(entry.probe_values()) for entry in parse_space(cfg))
     calls = CountChecks(monkeypatch)
     assert run_sweep(cfg, overrides) == 0
     assert len(calls.configs) == 1 + probes + 2
-    trial_configs = calls.configs[1 + probes:]
-    assert all(OmegaConf.select(c, "search.study_name") == cfg.search.study_name for c in trial_configs)
+    trial_configs = calls.configs[1 + probes :]
+    assert all(
+        OmegaConf.select(c, "search.study_name") == cfg.search.study_name for c in trial_configs
+    )
 
 
 @pytest.mark.parametrize("search", ["default", "quick"])
@@ -151,8 +195,12 @@ def test_a_trial_composed_from_cached_groups_equals_hydras_own_composition(sweep
         chosen.update(group_choices)
         values = [o for o in sampled if o not in group_choices] + ["search.study_name='a b: c'"]
         fast = compose_with_values([*base, *group_choices], values)
-        assert OmegaConf.to_container(fast) == OmegaConf.to_container(compose([*base, *group_choices, *values])), sampled
-    assert chosen == ({"optimizer=adam", "optimizer=rmsprop", "optimizer=sgd"} if search == "default" else set()), chosen
+        assert OmegaConf.to_container(fast) == OmegaConf.to_container(
+            compose([*base, *group_choices, *values])
+        ), sampled
+    assert chosen == (
+        {"optimizer=adam", "optimizer=rmsprop", "optimizer=sgd"} if search == "default" else set()
+    ), chosen
 
 
 def test_a_bad_value_applied_to_cached_groups_is_the_same_one_line_error(sweep_overrides):

@@ -15,9 +15,13 @@ from pipeline.config import check
 from pipeline.data.texts import pad_sequences, prepare_data
 from pipeline.core.errors import InputError
 from tests.conftest import BIN, compose_config
-from tests.helpers.corpora import (data_config, imdb_config, reviews,
-                                   write_imdb_archive, write_sentences)
-
+from tests.helpers.corpora import (
+    data_config,
+    imdb_config,
+    reviews,
+    write_imdb_archive,
+    write_sentences,
+)
 
 
 def test_imdb_archive_is_read_in_place_with_its_splits_and_labels(tmp_path):
@@ -34,7 +38,10 @@ def test_imdb_archive_is_read_in_place_with_its_splits_and_labels(tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        ({"aclImdb/train/pos/99_9.txt": b"caf\xe9 au lait"}, "aclImdb/train/pos/99_9.txt: not valid utf-8"),
+        (
+            {"aclImdb/train/pos/99_9.txt": b"caf\xe9 au lait"},
+            "aclImdb/train/pos/99_9.txt: not valid utf-8",
+        ),
     ],
 )
 def test_imdb_bad_member_is_named(tmp_path, extra, message):
@@ -64,7 +71,9 @@ def test_imdb_file_that_is_not_an_archive_is_rejected(tmp_path):
 
 def test_missing_download_names_the_url_and_where_to_place_the_file(tmp_path):
     cfg, downloads = imdb_config(tmp_path)  # the file:// URL points at nothing: fetching fails
-    with pytest.raises(InputError, match=r"cannot fetch file://.*aclImdb_v1.tar.gz into .*; on an offline machine"):
+    with pytest.raises(
+        InputError, match=r"cannot fetch file://.*aclImdb_v1.tar.gz into .*; on an offline machine"
+    ):
         prepare_data(cfg, tmp_path / "cache")
 
 
@@ -73,7 +82,9 @@ def test_archive_is_fetched_once_then_used_from_the_download_cache(tmp_path):
     cfg = data_config("imdb", url=source.as_uri(), max_len=12)
     prepare_data(cfg, tmp_path / "cache")
     source.unlink()  # the "server" is gone; the cached download must be used
-    cfg.vocab_size = 50  # a different data config: the vectors are rebuilt, the archive is not re-fetched
+    cfg.vocab_size = (
+        50  # a different data config: the vectors are rebuilt, the archive is not re-fetched
+    )
     assert not prepare_data(cfg, tmp_path / "cache").cache_hit
 
 
@@ -105,7 +116,12 @@ def test_sentences_zip_is_downloaded_and_unpacked_into_the_cache_once(tmp_path):
 
 def test_sentence_with_a_next_line_character_stays_one_sentence(tmp_path):
     """The real imdb_labelled.txt has U+0085 inside sentences; it must not split a line."""
-    folder = write_sentences(tmp_path / "uci", overrides={"imdb": "The script is\u0085was there a script?\t0\n".encode() * 6 + b"fine\t1\n" * 6})
+    folder = write_sentences(
+        tmp_path / "uci",
+        overrides={
+            "imdb": "The script is\u0085was there a script?\t0\n".encode() * 6 + b"fine\t1\n" * 6
+        },
+    )
     cfg = data_config("sentences", local_dir=str(folder), sources=["imdb"])
     assert sum(prepare_data(cfg, tmp_path / "cache").sizes().values()) == 12
 
@@ -113,8 +129,14 @@ def test_sentence_with_a_next_line_character_stays_one_sentence(tmp_path):
 @pytest.mark.parametrize(
     "content, message",
     [
-        (b"good phone\t1\nbad phone\t7\n", r"amazon_cells_labelled.txt:2: label '7' is not binary; allowed: 0, 1"),
-        (b"good phone\t1\nno tab here 0\n", r"amazon_cells_labelled.txt:2: expected 'sentence<TAB>label'"),
+        (
+            b"good phone\t1\nbad phone\t7\n",
+            r"amazon_cells_labelled.txt:2: label '7' is not binary; allowed: 0, 1",
+        ),
+        (
+            b"good phone\t1\nno tab here 0\n",
+            r"amazon_cells_labelled.txt:2: expected 'sentence<TAB>label'",
+        ),
         (b"good phone\t1\nna\xefve\t0\n", r"amazon_cells_labelled.txt: not valid utf-8"),
     ],
 )
@@ -131,7 +153,9 @@ def test_sentences_unknown_or_no_source_and_missing_file(tmp_path):
     with pytest.raises(InputError, match=r"unknown source 'twitter'; allowed: amazon, imdb, yelp"):
         check(cfg)
     cfg.data.sources = []
-    with pytest.raises(InputError, match=r"data.sources=\[\]: no source; allowed: amazon, imdb, yelp"):
+    with pytest.raises(
+        InputError, match=r"data.sources=\[\]: no source; allowed: amazon, imdb, yelp"
+    ):
         check(cfg)
     (folder / "yelp_labelled.txt").unlink()
     with pytest.raises(InputError, match=r"yelp_labelled.txt: no such file"):
@@ -144,7 +168,9 @@ def test_sentences_unknown_or_no_source_and_missing_file(tmp_path):
 def test_keras_imdb_ids_follow_keras_scheme(tmp_path):
     """start id 1, word ids shifted by 3, ids >= vocab_size become the OOV id 2, as keras.datasets.imdb does."""
     rng = np.random.default_rng(0)
-    make = lambda n: np.array([list(rng.integers(1, 40, size=5)) for _ in range(n)] + [[1, 2, 60]], dtype=object)
+    make = lambda n: np.array(
+        [list(rng.integers(1, 40, size=5)) for _ in range(n)] + [[1, 2, 60]], dtype=object
+    )
     labels = lambda n: np.array([0, 1] * (n // 2) + [1])
     path = tmp_path / "imdb.npz"
     np.savez(path, x_train=make(20), y_train=labels(20), x_test=make(10), y_test=labels(10))
@@ -158,7 +184,13 @@ def test_keras_imdb_ids_follow_keras_scheme(tmp_path):
 
 def test_keras_imdb_checksum_mismatch_is_rejected(tmp_path):
     path = tmp_path / "imdb.npz"
-    np.savez(path, x_train=np.array([[1]]), y_train=np.array([1]), x_test=np.array([[1]]), y_test=np.array([0]))
+    np.savez(
+        path,
+        x_train=np.array([[1]]),
+        y_train=np.array([1]),
+        x_test=np.array([[1]]),
+        y_test=np.array([0]),
+    )
     cfg = data_config("keras_imdb", url=path.as_uri())  # the config keeps Keras' real checksum
     with pytest.raises(InputError, match=r"cannot fetch .*imdb.npz"):
         prepare_data(cfg, tmp_path / "cache")
@@ -169,7 +201,13 @@ def test_keras_imdb_checksum_mismatch_is_rejected(tmp_path):
 
 def table_frame(count=10, positive="pos", negative="neg"):
     pos, neg = reviews(count)
-    return pd.DataFrame({"review": pos + neg, "sentiment": [positive] * count + [negative] * count, "id": range(2 * count)})
+    return pd.DataFrame(
+        {
+            "review": pos + neg,
+            "sentiment": [positive] * count + [negative] * count,
+            "id": range(2 * count),
+        }
+    )
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet"])
@@ -181,7 +219,12 @@ def test_table_formats_with_label_map(tmp_path, suffix):
     else:
         frame.to_csv(path, sep="\t" if suffix == ".tsv" else ",", index=False)
     cfg = data_config(
-        "table", path=str(path), text_column="review", label_column="sentiment", label_map={"neg": 0, "pos": 1}, max_len=10
+        "table",
+        path=str(path),
+        text_column="review",
+        label_column="sentiment",
+        label_map={"neg": 0, "pos": 1},
+        max_len=10,
     )
     data = prepare_data(cfg, tmp_path / "cache")
     assert sum(data.sizes().values()) == 20 and data.sizes()["test"] == 5
@@ -190,23 +233,62 @@ def test_table_formats_with_label_map(tmp_path, suffix):
 
 def test_table_headerless_with_separate_test_file_and_custom_separator(tmp_path):
     train, test = tmp_path / "train.txt", tmp_path / "test.txt"
-    table_frame(positive="1", negative="0")[["sentiment", "review"]].to_csv(train, sep="|", index=False, header=False)
-    table_frame(count=3, positive="1", negative="0")[["sentiment", "review"]].to_csv(test, sep="|", index=False, header=False)
-    cfg = data_config("table", path=str(train), test_path=str(test), sep="|", header=False, text_column=1, label_column=0)
+    table_frame(positive="1", negative="0")[["sentiment", "review"]].to_csv(
+        train, sep="|", index=False, header=False
+    )
+    table_frame(count=3, positive="1", negative="0")[["sentiment", "review"]].to_csv(
+        test, sep="|", index=False, header=False
+    )
+    cfg = data_config(
+        "table",
+        path=str(train),
+        test_path=str(test),
+        sep="|",
+        header=False,
+        text_column=1,
+        label_column=0,
+    )
     assert prepare_data(cfg, tmp_path / "cache").sizes() == {"train": 16, "val": 4, "test": 6}
 
 
 @pytest.mark.parametrize(
     "mutate, values, message",
     [
-        (lambda f: f, {"text_column": "body"}, r"no column 'body' \(data.text_column\); columns are \['review', 'sentiment', 'id'\]"),
-        (lambda f: f.assign(sentiment=["pos"] * 7 + [""] + ["neg"] * 12), {}, r"reviews.csv: label missing at row 7"),
-        (lambda f: f.assign(sentiment=["pos"] * 19 + ["meh"]), {"label_map": {"pos": 1, "neg": 0}},
-         r"label 'meh' at row 19 is not a known class; allowed: pos, neg"),
-        (lambda f: f.assign(sentiment=["pos"] * 20), {"label_map": {"pos": 1, "neg": 0}}, r"only label 'pos' occurs"),
-        (lambda f: f.assign(sentiment=["pos"] * 20), {}, r"only label 'pos' occurs; a classifier needs at least two"),
-        (lambda f: f.assign(review=[""] * 10 + ["  "] * 10), {}, r"reviews.csv: every text is empty \(20 rows\)"),
-        (lambda f: f.assign(review=["..."] * 10 + ["?!"] * 10), {}, r"no training text has a word after standardization"),
+        (
+            lambda f: f,
+            {"text_column": "body"},
+            r"no column 'body' \(data.text_column\); columns are \['review', 'sentiment', 'id'\]",
+        ),
+        (
+            lambda f: f.assign(sentiment=["pos"] * 7 + [""] + ["neg"] * 12),
+            {},
+            r"reviews.csv: label missing at row 7",
+        ),
+        (
+            lambda f: f.assign(sentiment=["pos"] * 19 + ["meh"]),
+            {"label_map": {"pos": 1, "neg": 0}},
+            r"label 'meh' at row 19 is not a known class; allowed: pos, neg",
+        ),
+        (
+            lambda f: f.assign(sentiment=["pos"] * 20),
+            {"label_map": {"pos": 1, "neg": 0}},
+            r"only label 'pos' occurs",
+        ),
+        (
+            lambda f: f.assign(sentiment=["pos"] * 20),
+            {},
+            r"only label 'pos' occurs; a classifier needs at least two",
+        ),
+        (
+            lambda f: f.assign(review=[""] * 10 + ["  "] * 10),
+            {},
+            r"reviews.csv: every text is empty \(20 rows\)",
+        ),
+        (
+            lambda f: f.assign(review=["..."] * 10 + ["?!"] * 10),
+            {},
+            r"no training text has a word after standardization",
+        ),
     ],
 )
 def test_table_bad_input_is_named(tmp_path, mutate, values, message):
@@ -233,7 +315,10 @@ def test_table_missing_and_undecodable_files(tmp_path):
 @pytest.mark.parametrize(
     "values, message",
     [
-        ({"name": "csv"}, r"data.name='csv' is not a loader; allowed: imdb, sentences, keras_imdb, table"),
+        (
+            {"name": "csv"},
+            r"data.name='csv' is not a loader; allowed: imdb, sentences, keras_imdb, table",
+        ),
         ({"truncate": "middle"}, r"data.truncate='middle'; allowed: pre, post"),
         ({"padding": "middle"}, r"data.padding='middle'; allowed: post, pre"),
         ({"val_split": 1.5}, r"data.val_split=1.5; it must lie strictly between 0 and 1"),
@@ -259,7 +344,13 @@ def test_vectorizer_sees_only_the_fitting_part_and_split_is_stratified_and_seede
     train_path, test_path = tmp_path / "train.csv", tmp_path / "test.csv"
     frame.iloc[:80].to_csv(train_path, index=False)
     frame.iloc[80:].to_csv(test_path, index=False)
-    cfg = data_config("table", path=str(train_path), test_path=str(test_path), text_column="review", label_column="sentiment")
+    cfg = data_config(
+        "table",
+        path=str(train_path),
+        test_path=str(test_path),
+        text_column="review",
+        label_column="sentiment",
+    )
     first = prepare_data(cfg, tmp_path / "a")
     assert "onlyintest" not in first.vocabulary
     assert first.y_val.mean() == 0.5 and first.y_train.mean() == 0.5  # stratified
@@ -277,8 +368,18 @@ def test_pad_sequences_truncates_on_the_chosen_side_and_post_pads():
 
 def test_pre_padding_puts_the_zeros_before_each_text_in_its_order():
     sequences = [[1, 2, 3, 4, 5], [6, 7], [8], []]
-    assert pad_sequences(sequences, 3, "pre", "pre").tolist() == [[3, 4, 5], [0, 6, 7], [0, 0, 8], [0, 0, 0]]
-    assert pad_sequences(sequences, 3, "post", "pre").tolist() == [[1, 2, 3], [0, 6, 7], [0, 0, 8], [0, 0, 0]]
+    assert pad_sequences(sequences, 3, "pre", "pre").tolist() == [
+        [3, 4, 5],
+        [0, 6, 7],
+        [0, 0, 8],
+        [0, 0, 0],
+    ]
+    assert pad_sequences(sequences, 3, "post", "pre").tolist() == [
+        [1, 2, 3],
+        [0, 6, 7],
+        [0, 0, 8],
+        [0, 0, 0],
+    ]
 
 
 def test_subset_is_stratified(tmp_path):
@@ -303,7 +404,9 @@ def test_second_preparation_is_a_cache_hit_that_never_reads_the_source(tmp_path)
         assert np.array_equal(getattr(first, name), getattr(second, name))
     assert second.vocabulary == first.vocabulary
     cfg.max_len = 7
-    assert not prepare_data(cfg, tmp_path / "cache").cache_hit, "another data config is another cache entry"
+    assert not prepare_data(cfg, tmp_path / "cache").cache_hit, (
+        "another data config is another cache entry"
+    )
 
 
 def test_editing_a_local_file_invalidates_its_cache_entry(tmp_path):
@@ -318,9 +421,18 @@ def test_editing_a_local_file_invalidates_its_cache_entry(tmp_path):
 
 def test_cli_bad_data_exits_2_with_one_line_and_creates_no_run(tmp_path):
     result = subprocess.run(
-        [BIN / "rnn-train", "data=table", f"data.path={tmp_path / 'missing.csv'}", f"paths.mlruns_dir={tmp_path / 'mlruns'}",
-         f"paths.cache_dir={tmp_path / 'cache'}", f"paths.log_dir={tmp_path / 'logs'}"],
-        capture_output=True, text=True, cwd=tmp_path, env={"PATH": str(BIN), "HOME": str(tmp_path)},
+        [
+            BIN / "rnn-train",
+            "data=table",
+            f"data.path={tmp_path / 'missing.csv'}",
+            f"paths.mlruns_dir={tmp_path / 'mlruns'}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": str(BIN), "HOME": str(tmp_path)},
     )
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -336,16 +448,24 @@ def test_a_damaged_cache_entry_is_rebuilt_and_said_so(tmp_path, caplog, damage):
     first = prepare_data(cfg, tmp_path / "cache")
     cached = Path(first.cache_file)
     content = cached.read_bytes()
-    cached.write_bytes({"truncate": content[: len(content) // 2], "garbage": b"\x00not a zip" * 50, "empty": b""}[damage])
+    cached.write_bytes(
+        {"truncate": content[: len(content) // 2], "garbage": b"\x00not a zip" * 50, "empty": b""}[
+            damage
+        ]
+    )
     with caplog.at_level("WARNING"):
         again = prepare_data(cfg, tmp_path / "cache")
     assert not again.cache_hit and "is unreadable" in caplog.text and "rebuilding it" in caplog.text
-    assert np.array_equal(again.x_train, first.x_train) and np.array_equal(again.y_test, first.y_test)
+    assert np.array_equal(again.x_train, first.x_train) and np.array_equal(
+        again.y_test, first.y_test
+    )
     assert prepare_data(cfg, tmp_path / "cache").cache_hit, "the rebuilt entry is whole again"
 
 
 def test_a_cache_dir_that_cannot_be_created_is_one_input_error(tmp_path):
     (tmp_path / "plain-file").write_text("not a folder")
     cfg = data_config("sentences", local_dir=str(write_sentences(tmp_path / "uci")))
-    with pytest.raises(InputError, match=r"paths.cache_dir=.*plain-file/cache: cannot be created \(Not a directory"):
+    with pytest.raises(
+        InputError, match=r"paths.cache_dir=.*plain-file/cache: cannot be created \(Not a directory"
+    ):
         prepare_data(cfg, tmp_path / "plain-file" / "cache")

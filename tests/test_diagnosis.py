@@ -14,7 +14,9 @@ CHANCE = math.log(2)
 TRAIN_CFG = OmegaConf.create({"plateau_tolerance": 0.02})
 
 
-def trial(number: int, lr: float, losses: list[float], state=TrialState.COMPLETE, grads=None, **params):
+def trial(
+    number: int, lr: float, losses: list[float], state=TrialState.COMPLETE, grads=None, **params
+):
     """A trial whose figures are computed from `losses` as a real run's are (run_summary, plateau_level)."""
     history = {"loss": losses, "val_loss": losses}
     summary = run_summary(history, len(losses) - 1, TRAIN_CFG)
@@ -24,8 +26,13 @@ def trial(number: int, lr: float, losses: list[float], state=TrialState.COMPLETE
         attrs |= {"plateau_grad_norm": grads[0], "escape_grad_norm": grads[1]}
     distributions = {"learning_rate": FloatDistribution(1e-5, 1.0, log=True)}
     frozen = optuna.trial.create_trial(
-        params={"learning_rate": lr, **params}, distributions=distributions | {k: optuna.distributions.CategoricalDistribution([True, False]) for k in params},
-        user_attrs=attrs, state=state, value=None if state == TrialState.PRUNED else 0.5, intermediate_values={0: 0.5},
+        params={"learning_rate": lr, **params},
+        distributions=distributions
+        | {k: optuna.distributions.CategoricalDistribution([True, False]) for k in params},
+        user_attrs=attrs,
+        state=state,
+        value=None if state == TrialState.PRUNED else 0.5,
+        intermediate_values={0: 0.5},
     )
     frozen.number = number
     return frozen
@@ -54,10 +61,19 @@ def test_a_plateau_at_chance_none_and_a_censored_one():
     assert "trial 3 (lr 5e-05): ≥ 3" in text and "trial 0 (lr 0.0001): 6" in text
     assert "1 ended still flat" in text
     assert "All 2 plateaus sat at chance level" in text and f"chance {CHANCE:.3f}" in text
-    assert "lr 0.0001: gradient norm 0.002 → 0.05" in text and "the gradient grew 25× once the loss moved" in text
-    assert "No trial with a learning rate of 0.003 or more plateaued (2 trials); below it 2 of 2 did" in text
+    assert (
+        "lr 0.0001: gradient norm 0.002 → 0.05" in text
+        and "the gradient grew 25× once the loss moved" in text
+    )
+    assert (
+        "No trial with a learning rate of 0.003 or more plateaued (2 trials); below it 2 of 2 did"
+        in text
+    )
     assert "use a learning rate of at least 0.003" in text
-    assert "1 pruned trial was still on its plateau: search.pruner=patient would let it show whether it escapes" in text
+    assert (
+        "1 pruned trial was still on its plateau: search.pruner=patient would let it show whether it escapes"
+        in text
+    )
 
 
 def test_no_plateau_says_so_with_its_figure():
@@ -75,14 +91,21 @@ def test_overlapping_learning_rates_are_not_enough_to_place_a_threshold():
 
 def test_one_trial_is_not_enough():
     assert plateau_diagnosis([trial(0, 1e-3, AT_CHANCE)]) == [
-        "Plateau diagnosis: not enough trials (1 with plateau figures; 2 or more needed)."]
+        "Plateau diagnosis: not enough trials (1 with plateau figures; 2 or more needed)."
+    ]
 
 
 def test_unmasked_plateaus_longer_is_said_with_both_means():
-    trials = [trial(0, 1e-3, AT_CHANCE, mask_padding=False), trial(1, 1e-3, NONE, mask_padding=True),
-              trial(2, 1e-2, NONE, mask_padding=True), trial(3, 1e-2, NONE, mask_padding=False)]
+    trials = [
+        trial(0, 1e-3, AT_CHANCE, mask_padding=False),
+        trial(1, 1e-3, NONE, mask_padding=True),
+        trial(2, 1e-2, NONE, mask_padding=True),
+        trial(3, 1e-2, NONE, mask_padding=False),
+    ]
     text = "\n".join(plateau_diagnosis(trials))
-    assert "keep model.mask_padding=true (plateaus 1.0 epochs on average masked, 3.5 unmasked)" in text
+    assert (
+        "keep model.mask_padding=true (plateaus 1.0 epochs on average masked, 3.5 unmasked)" in text
+    )
 
 
 def test_same_gradient_larger_steps_names_the_step_size_not_the_gradient():
@@ -99,7 +122,12 @@ def test_same_gradient_larger_steps_names_the_step_size_not_the_gradient():
 
 def test_the_learning_rate_advice_includes_the_trial_that_showed_it():
     """Issue 28: 'use a learning rate of at least 0.0045' while the winner's was 0.00449 (rounded up)."""
-    trials = [trial(0, 1e-3, AT_CHANCE), trial(1, 2e-3, AT_CHANCE), trial(2, 0.00449, NONE), trial(3, 0.02, NONE)]
+    trials = [
+        trial(0, 1e-3, AT_CHANCE),
+        trial(1, 2e-3, AT_CHANCE),
+        trial(2, 0.00449, NONE),
+        trial(3, 0.02, NONE),
+    ]
     text = "\n".join(plateau_diagnosis(trials))
     said = float(text.split("use a learning rate of at least ")[1].split(" ")[0])
     assert 2e-3 < said <= 0.00449, text

@@ -25,10 +25,15 @@ def tmpfs(tmp_path):
     def mount(name: str, size: str) -> Path:
         folder = tmp_path / name
         folder.mkdir()
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+            capture_output=True,
+            text=True,
+        )
         if result.returncode:
-            pytest.skip(f"mounting a tmpfs is refused here ({result.stderr.strip()}): a full disk cannot be made")
+            pytest.skip(
+                f"mounting a tmpfs is refused here ({result.stderr.strip()}): a full disk cannot be made"
+            )
         mounted.append(folder)
         return folder
 
@@ -44,9 +49,13 @@ def test_a_vector_cache_that_does_not_fit_is_one_line_and_leaves_no_temp_file(tm
 
     cache = tmpfs("cache", "256k")
     (cache / "downloads").symlink_to(data_cache / "downloads")
-    data_cfg = compose(["data=sentences", "data.max_len=200"]).data  # 3,000 texts x 200 token ids: over 2 MB
-    pattern = (rf"^paths.cache_dir={cache}: no space left on device for the vector cache sentences-\w+\.npz: it needs "
-               r"about \d+\.\d\d MB, 0\.\d\d MB is free there; free some space there or choose another paths.cache_dir$")
+    data_cfg = compose(
+        ["data=sentences", "data.max_len=200"]
+    ).data  # 3,000 texts x 200 token ids: over 2 MB
+    pattern = (
+        rf"^paths.cache_dir={cache}: no space left on device for the vector cache sentences-\w+\.npz: it needs "
+        r"about \d+\.\d\d MB, 0\.\d\d MB is free there; free some space there or choose another paths.cache_dir$"
+    )
     for _ in range(2):
         with pytest.raises(DiskFull, match=pattern):
             prepare_data(data_cfg, str(cache))
@@ -60,8 +69,12 @@ def test_a_copy_that_does_not_fit_is_named_with_its_size_and_removed(tmp_path, t
     with pytest.raises(OSError) as raised:
         shutil.copy(source, small / "model.keras")
     error = as_disk_full(raised.value, small)
-    assert str(error).startswith(f"no space left on device for {small / 'model.keras'}: it needs 1.00 MB, ")
-    assert not (small / "model.keras").exists(), "the partial copy is removed: the stores need its space"
+    assert str(error).startswith(
+        f"no space left on device for {small / 'model.keras'}: it needs 1.00 MB, "
+    )
+    assert not (small / "model.keras").exists(), (
+        "the partial copy is removed: the stores need its space"
+    )
     assert as_disk_full(ValueError("something else")) is None
 
 
@@ -70,71 +83,118 @@ def test_a_copy_whose_source_is_gone_and_a_write_without_a_name_are_still_one_li
     target = tmp_path / "mlruns" / "model.keras"
     target.parent.mkdir()
     target.write_bytes(b"partial")
-    gone = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "gone" / "model.keras"), None, str(target))
-    error = as_disk_full(RuntimeError("while logging the model").with_traceback(None), tmp_path / "mlruns")
+    gone = OSError(
+        errno.ENOSPC,
+        "No space left on device",
+        str(tmp_path / "gone" / "model.keras"),
+        None,
+        str(target),
+    )
+    error = as_disk_full(
+        RuntimeError("while logging the model").with_traceback(None), tmp_path / "mlruns"
+    )
     assert error is None, "no full disk in that chain"
     try:
         raise RuntimeError("while logging the model") from gone
     except RuntimeError as wrapped:
         error = as_disk_full(wrapped, tmp_path / "mlruns")
     assert not target.exists() and str(error).startswith(f"no space left on device for {target}: ")
-    assert str(error).endswith("is free there; free some space there or choose another paths.mlruns_dir")
+    assert str(error).endswith(
+        "is free there; free some space there or choose another paths.mlruns_dir"
+    )
     error = as_disk_full(OSError(errno.ENOSPC, "No space left on device"), tmp_path / "mlruns")
-    assert str(error).startswith("no space left on device: [Errno 28] No space left on device under paths.mlruns_dir=")
+    assert str(error).startswith(
+        "no space left on device: [Errno 28] No space left on device under paths.mlruns_dir="
+    )
     named = DiskFull("no space left on device for x: 1 MB is needed")
     try:
         try:
             raise named
         except DiskFull:
-            raise OSError(errno.ENOSPC, "No space left on device")  # recording the failure met the full disk too
+            raise OSError(
+                errno.ENOSPC, "No space left on device"
+            )  # recording the failure met the full disk too
     except OSError as later:
         assert as_disk_full(later) is named, "the line that names the path and the size is kept"
 
 
 def test_a_full_sqlite_store_is_named_as_such(tmpfs):
     small = tmpfs("small", "256k")
-    with contextlib.closing(sqlite3.connect(small / "optuna.db")) as db, pytest.raises(sqlite3.OperationalError) as raised:
+    with (
+        contextlib.closing(sqlite3.connect(small / "optuna.db")) as db,
+        pytest.raises(sqlite3.OperationalError) as raised,
+    ):
         db.execute("CREATE TABLE t (b BLOB)")
         for _ in range(100):
             db.execute("INSERT INTO t VALUES (?)", (b"\1" * 8192,))
             db.commit()
     error = as_disk_full(raised.value, small)
-    assert str(error).startswith(f"no space left on device: an SQLite store could not grow under paths.mlruns_dir={small} ")
+    assert str(error).startswith(
+        f"no space left on device: an SQLite store could not grow under paths.mlruns_dir={small} "
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
-def test_a_full_disk_under_mlruns_stops_the_sweep_with_one_line_and_leaves_nothing_running(tmp_path, tmpfs, data_cache,
-                                                                                         workers):
+def test_a_full_disk_under_mlruns_stops_the_sweep_with_one_line_and_leaves_nothing_running(
+    tmp_path, tmpfs, data_cache, workers
+):
     """It was exit 1 with 951 stderr lines and 27 tracebacks, 2 trials and 3 runs left RUNNING, and the full disk
     recorded against a trial as fail_kind=hyperparameters."""
     mlruns = tmpfs("mlruns", "20m")  # the stores, then 5 MB models until one does not fit
-    command = [str(BIN / "rnn-sweep"), *SWEEP_SHRINK, "model=pooling", "model.embedding_dim=256", "search=quick",
-               "search.n_trials=8", "train.epochs=1", f"search.n_workers={workers}", f"paths.cache_dir={data_cache}",
-               f"paths.mlruns_dir={mlruns}"]
+    command = [
+        str(BIN / "rnn-sweep"),
+        *SWEEP_SHRINK,
+        "model=pooling",
+        "model.embedding_dim=256",
+        "search=quick",
+        "search.n_trials=8",
+        "train.epochs=1",
+        f"search.n_workers={workers}",
+        f"paths.cache_dir={data_cache}",
+        f"paths.mlruns_dir={mlruns}",
+    ]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2, result.stderr[-4000:]
-    assert "Traceback" not in result.stderr and result.stderr.splitlines()[-1:] == errors, result.stderr[-4000:]
-    assert errors[0].startswith(f"error: no space left on device for the run's model in {mlruns}/"), errors
+    assert "Traceback" not in result.stderr and result.stderr.splitlines()[-1:] == errors, (
+        result.stderr[-4000:]
+    )
+    assert errors[0].startswith(
+        f"error: no space left on device for the run's model in {mlruns}/"
+    ), errors
     assert "MB is needed on its device" in errors[0], errors[0]
 
-    study = optuna.load_study(study_name="quick-sentences", storage=f"sqlite:///{mlruns / 'optuna.db'}")
+    study = optuna.load_study(
+        study_name="quick-sentences", storage=f"sqlite:///{mlruns / 'optuna.db'}"
+    )
     states = [t.state.name for t in study.trials]
     assert "RUNNING" not in states and "COMPLETE" in states, states
     failed = [t for t in study.trials if t.state.name == "FAIL"]
     kinds = [t.user_attrs.get("fail_kind") for t in failed]
-    assert kinds == ["input"] * len(kinds) and 1 <= len(kinds) <= workers, f"a full disk is no hyperparameter's fault: {kinds}"
+    assert kinds == ["input"] * len(kinds) and 1 <= len(kinds) <= workers, (
+        f"a full disk is no hyperparameter's fault: {kinds}"
+    )
     client = MlflowClient(f"sqlite:///{mlruns / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("rnnsweep").experiment_id])
     assert not [r for r in runs if r.info.status == "RUNNING"], "no MLflow run left RUNNING"
     assert not [p for p in mlruns.rglob("*") if "tmp" in p.name], "no temp file left"
     for database in ("optuna.db", "mlflow.db"):
-        with contextlib.closing(sqlite3.connect(f"{(mlruns / database).as_uri()}?mode=ro", uri=True)) as db:
+        with contextlib.closing(
+            sqlite3.connect(f"{(mlruns / database).as_uri()}?mode=ro", uri=True)
+        ) as db:
             assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
 
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 2 and again.stderr.splitlines() == [again.stderr.strip()], again.stderr[-3000:]
-    assert again.stderr.startswith(f"error: paths.mlruns_dir={mlruns}: ") and "MB is needed" in again.stderr
-    assert len(optuna.load_study(study_name="quick-sentences", storage=f"sqlite:///{mlruns / 'optuna.db'}").trials) \
-        == len(states), "the second run on the full store adds nothing"
+    assert again.returncode == 2 and again.stderr.splitlines() == [again.stderr.strip()], (
+        again.stderr[-3000:]
+    )
+    assert (
+        again.stderr.startswith(f"error: paths.mlruns_dir={mlruns}: ")
+        and "MB is needed" in again.stderr
+    )
+    assert len(
+        optuna.load_study(
+            study_name="quick-sentences", storage=f"sqlite:///{mlruns / 'optuna.db'}"
+        ).trials
+    ) == len(states), "the second run on the full store adds nothing"

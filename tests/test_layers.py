@@ -9,17 +9,29 @@ import pytest
 from tests.conftest import BIN, REPO
 
 HEAVY = ("tensorflow", "keras", "mlflow", "matplotlib", "gensim")
-LIGHT_MODULES = ["pipeline", "pipeline.config", "pipeline.cli.sweep", "pipeline.cli.train",
-                 "pipeline.cli.lr_find", "pipeline.cli.predict", "pipeline.cli.ui",
-                 "pipeline.cli.dashboard", "pipeline.cli.vectors"]
+LIGHT_MODULES = [
+    "pipeline",
+    "pipeline.config",
+    "pipeline.cli.sweep",
+    "pipeline.cli.train",
+    "pipeline.cli.lr_find",
+    "pipeline.cli.predict",
+    "pipeline.cli.ui",
+    "pipeline.cli.dashboard",
+    "pipeline.cli.vectors",
+]
 
 
 def imported_modules(*python_args: str) -> tuple[set[str], subprocess.CompletedProcess]:
     """The top-level packages a Python process imported (from -X importtime), and the process."""
-    result = subprocess.run([sys.executable, "-X", "importtime", *python_args], capture_output=True,
-                            text=True, cwd=REPO)
-    names = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines()
-             if line.startswith("import time:") and "|" in line}
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *python_args], capture_output=True, text=True, cwd=REPO
+    )
+    names = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
     return names, result
 
 
@@ -33,9 +45,13 @@ def test_importing_pipeline_its_config_and_its_commands_loads_nothing_heavy(modu
 
 def test_the_chart_process_draws_without_tensorflow():
     """Issue 28: the chart process printed TensorFlow's oneDNN lines: the report layer imported Keras."""
-    names, result = imported_modules("-c", "import pipeline.report.charts, pipeline.report.sweep_report")
+    names, result = imported_modules(
+        "-c", "import pipeline.report.charts, pipeline.report.sweep_report"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "matplotlib" in names and not names & {"tensorflow", "keras"}, sorted(names & {"tensorflow", "keras"})
+    assert "matplotlib" in names and not names & {"tensorflow", "keras"}, sorted(
+        names & {"tensorflow", "keras"}
+    )
 
 
 def test_a_bad_value_is_answered_before_tensorflow_loads():
@@ -46,18 +62,38 @@ def test_a_bad_value_is_answered_before_tensorflow_loads():
     assert not names & set(HEAVY), sorted(names & set(HEAVY))
 
 
-@pytest.mark.parametrize("bad, message", [
-    ("search.space.learning_rate.low=-1", "error: search.space.learning_rate: log=true needs low > 0, got low=-1"),
-    ("search.register_as=a/b", "error: search.register_as='a/b'; it must be null or a model name without '/' or ':'"),
-    ("search.register_as=..champ", "error: search.register_as='..champ'; it must be null or a model name without "
-                                   "'/' or ':'"),
-    ("search.register_as=.", "error: search.register_as='.'; it must be null or a model name without '/' or ':'"),
-    ("search.portfolio=[{bodi: gru}]", "error: search.portfolio[0].bodi: not an entry of search.space; allowed: "
-                                       "body, units, dropout, learning_rate"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (
+            "search.space.learning_rate.low=-1",
+            "error: search.space.learning_rate: log=true needs low > 0, got low=-1",
+        ),
+        (
+            "search.register_as=a/b",
+            "error: search.register_as='a/b'; it must be null or a model name without '/' or ':'",
+        ),
+        (
+            "search.register_as=..champ",
+            "error: search.register_as='..champ'; it must be null or a model name without "
+            "'/' or ':'",
+        ),
+        (
+            "search.register_as=.",
+            "error: search.register_as='.'; it must be null or a model name without '/' or ':'",
+        ),
+        (
+            "search.portfolio=[{bodi: gru}]",
+            "error: search.portfolio[0].bodi: not an entry of search.space; allowed: "
+            "body, units, dropout, learning_rate",
+        ),
+    ],
+)
 def test_a_bad_sweep_setting_is_answered_before_tensorflow_loads(bad, message):
     """Issue 28: the space, registered name and portfolio were checked after 6 s of TensorFlow imports."""
-    names, result = imported_modules("-m", "pipeline.cli.sweep", "data=sentences", "search=quick", bad)
+    names, result = imported_modules(
+        "-m", "pipeline.cli.sweep", "data=sentences", "search=quick", bad
+    )
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
     assert errors == [message]
@@ -66,11 +102,15 @@ def test_a_bad_sweep_setting_is_answered_before_tensorflow_loads(bad, message):
 
 def test_a_setting_rnn_predict_does_not_read_is_one_line_at_once():
     """Issue 31: rnn-predict had no check, so +predict.foo=1 passed unnoticed (after 6 s of imports)."""
-    names, result = imported_modules("-m", "pipeline.cli.predict", "+predict.foo=1", "predict.texts=[fine]")
+    names, result = imported_modules(
+        "-m", "pipeline.cli.predict", "+predict.foo=1", "predict.texts=[fine]"
+    )
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
-    assert errors == ["error: predict.foo: rnn-predict reads no such setting; it reads predict.model, "
-                      "predict.texts, predict.input, predict.column, predict.output"]
+    assert errors == [
+        "error: predict.foo: rnn-predict reads no such setting; it reads predict.model, "
+        "predict.texts, predict.input, predict.column, predict.output"
+    ]
     assert not names & set(HEAVY), sorted(names & set(HEAVY))
 
 

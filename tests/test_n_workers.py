@@ -20,7 +20,18 @@ from optuna.trial import TrialState
 from pipeline.config import check, compose
 from pipeline.core.errors import InputError
 from pipeline.core.names import Attr
-from pipeline.search.workers import EXIT_RECYCLED, Pool, end_orphans, fresh_worker_has_work, open_for_trials, recycle_due, supervise, usable_cores, worker_count, worker_threads
+from pipeline.search.workers import (
+    EXIT_RECYCLED,
+    Pool,
+    end_orphans,
+    fresh_worker_has_work,
+    open_for_trials,
+    recycle_due,
+    supervise,
+    usable_cores,
+    worker_count,
+    worker_threads,
+)
 from tests.conftest import BIN
 from tests.helpers.processes import wait_until_it_ignores_sigint_and_sigterm
 from tests.helpers.sweeps import assert_every_trial_has_its_chart
@@ -31,63 +42,113 @@ TRIALS = 4
 
 def runs_of(cfg) -> list:
     client = MlflowClient(cfg.tracking.uri)
-    return client.search_runs([client.get_experiment_by_name(cfg.tracking.experiment).experiment_id])
+    return client.search_runs(
+        [client.get_experiment_by_name(cfg.tracking.experiment).experiment_id]
+    )
 
 
 def children_of(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-@pytest.mark.parametrize("setting, message", [("n_workers=0", "search.n_workers=0; it must be an integer >= 1, or auto"),
-                                              ("n_workers=many", "search.n_workers='many'; it must be an integer >= 1, or auto"),
-                                              ("worker_max_trials=0", "search.worker_max_trials=0; it must be null or an integer >= 1"),
-                                              ("worker_recycle_payback=-1", "search.worker_recycle_payback=-1; it must be a finite number >= 0")])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("n_workers=0", "search.n_workers=0; it must be an integer >= 1, or auto"),
+        ("n_workers=many", "search.n_workers='many'; it must be an integer >= 1, or auto"),
+        ("worker_max_trials=0", "search.worker_max_trials=0; it must be null or an integer >= 1"),
+        (
+            "worker_recycle_payback=-1",
+            "search.worker_recycle_payback=-1; it must be a finite number >= 0",
+        ),
+    ],
+)
 def test_a_bad_worker_setting_is_named(sweep_overrides, setting, message):
     with pytest.raises(InputError, match=message):
         check(compose([*sweep_overrides, f"search.{setting}"]))
 
 
-def test_auto_is_one_worker_per_core_never_more_than_the_trials_and_the_cores_are_shared(sweep_overrides):
+def test_auto_is_one_worker_per_core_never_more_than_the_trials_and_the_cores_are_shared(
+    sweep_overrides,
+):
     cfg = compose([*sweep_overrides, "search.n_workers=auto"])
     assert worker_count(cfg, trials_left=1000) == usable_cores()
     assert worker_count(cfg, trials_left=1) == 1
     assert worker_threads(cfg, 2) == {"intra_op": max(1, usable_cores() // 2), "inter_op": 1}
     pinned = compose([*sweep_overrides, "train.threads.intra_op=3", "train.threads.inter_op=2"])
-    assert worker_threads(pinned, 2) == {"intra_op": 3, "inter_op": 2}, "threads the user set are kept"
+    assert worker_threads(pinned, 2) == {"intra_op": 3, "inter_op": 2}, (
+        "threads the user set are kept"
+    )
 
 
 @pytest.mark.slow
 def test_two_workers_run_each_requested_trial_once_under_one_parent_run(tmp_path, sweep_overrides):
-    overrides = [*sweep_overrides, "search=quick", f"search.n_trials={TRIALS}", "search.n_workers=2",
-                 "search.show_progress_bar=true", "search.confirm_top_k=1", "search.confirm_seeds=1"]
-    result = subprocess.run([str(BIN / "rnn-sweep"), *overrides], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    overrides = [
+        *sweep_overrides,
+        "search=quick",
+        f"search.n_trials={TRIALS}",
+        "search.n_workers=2",
+        "search.show_progress_bar=true",
+        "search.confirm_top_k=1",
+        "search.confirm_seeds=1",
+    ]
+    result = subprocess.run(
+        [str(BIN / "rnn-sweep"), *overrides],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    for noise in ("oneDNN", "ExperimentalWarning", "Creating initial MLflow database tables", "[INFO]"):
-        assert noise not in result.stderr + result.stdout, f"issue 28: no chatter on the terminal:\n{result.stderr[-3000:]}"
+    for noise in (
+        "oneDNN",
+        "ExperimentalWarning",
+        "Creating initial MLflow database tables",
+        "[INFO]",
+    ):
+        assert noise not in result.stderr + result.stdout, (
+            f"issue 28: no chatter on the terminal:\n{result.stderr[-3000:]}"
+        )
     assert "confirmation 2 of 2: trial " in result.stderr, "the confirmation's progress"
-    assert result.stderr.count(" trials done (") == TRIALS, "one plain line per finished trial off a terminal"
+    assert result.stderr.count(" trials done (") == TRIALS, (
+        "one plain line per finished trial off a terminal"
+    )
     cfg = compose(overrides)
 
     trials = read_trials(cfg)
     numbers = [t.number for t in trials]
-    assert len(numbers) == len(set(numbers)) == TRIALS and all(t.state.is_finished() for t in trials)
+    assert len(numbers) == len(set(numbers)) == TRIALS and all(
+        t.state.is_finished() for t in trials
+    )
     runs = runs_of(cfg)
     [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     [confirmation] = [r for r in runs if r.data.tags.get("confirm") == "true"]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags and r is not confirmation]
-    threads = {key: confirmation.data.params[f"train.threads.{key}"] for key in ("intra_op", "inter_op")}
-    assert threads == {"intra_op": str(usable_cores()), "inter_op": "1"}, "the invoker's threads, not the worker's"
+    threads = {
+        key: confirmation.data.params[f"train.threads.{key}"] for key in ("intra_op", "inter_op")
+    }
+    assert threads == {"intra_op": str(usable_cores()), "inter_op": "1"}, (
+        "the invoker's threads, not the worker's"
+    )
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
-    assert sorted(int(r.data.tags["trial_number"]) for r in children) == sorted(numbers), "one child run per trial"
+    assert sorted(int(r.data.tags["trial_number"]) for r in children) == sorted(numbers), (
+        "one child run per trial"
+    )
     assert all(r.info.status == "FINISHED" for r in runs)
-    assert {r.data.params["train.threads.intra_op"] for r in children} == {str(max(1, usable_cores() // 2))}
+    assert {r.data.params["train.threads.intra_op"] for r in children} == {
+        str(max(1, usable_cores() // 2))
+    }
     assert_every_trial_has_its_chart(MlflowClient(cfg.tracking.uri), children)
 
     assert result.stdout.count(f"this run added {TRIALS} trials") == 1, result.stdout
     assert result.stdout.count(f"MLflow parent run {parent.info.run_id} in experiment") == 1
     [log] = Path(cfg.paths.log_dir).glob("sweep/*/sweep.log")
-    assert "[worker 0]" in log.read_text() and "[worker 1]" in log.read_text(), "both workers ran trials"
-    assert "train.threads cannot change now" not in log.read_text(), "every process trains with the threads it has"
+    assert "[worker 0]" in log.read_text() and "[worker 1]" in log.read_text(), (
+        "both workers ran trials"
+    )
+    assert "train.threads cannot change now" not in log.read_text(), (
+        "every process trains with the threads it has"
+    )
 
 
 @pytest.mark.slow
@@ -100,7 +161,9 @@ def test_workers_leave_sigint_and_sigterm_to_their_invoker_even_while_they_start
         for process in pool.processes:
             wait_until_it_ignores_sigint_and_sigterm(process.pid)
         assert all(process.is_alive() for process in pool.processes)
-    assert [process.exitcode for process in pool.processes] == [0, 0], "told there is no work, each exits 0"
+    assert [process.exitcode for process in pool.processes] == [0, 0], (
+        "told there is no work, each exits 0"
+    )
 
 
 def test_a_second_signal_while_workers_start_leaves_none_waiting(sweep_overrides, monkeypatch):
@@ -118,57 +181,120 @@ def test_a_second_signal_while_workers_start_leaves_none_waiting(sweep_overrides
     try:
         with pytest.raises(signals.Interrupted):
             Pool(compose(overrides), overrides)
-        assert not [p.name for p in multiprocessing.active_children() if p.name.startswith("rnn-sweep worker")]
+        assert not [
+            p.name
+            for p in multiprocessing.active_children()
+            if p.name.startswith("rnn-sweep worker")
+        ]
     finally:
         for process in multiprocessing.active_children():
             process.kill()
 
 
 @pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
-def test_a_worker_that_ran_its_max_trials_is_replaced_until_every_trial_ran_once(tmp_path, sweep_overrides):
-    overrides = [*sweep_overrides, "search=quick", "search.n_trials=5", "search.n_workers=1", "search.worker_max_trials=2",
-                 "search.worker_recycle_payback=0"]
-    result = subprocess.run([str(BIN / "rnn-sweep"), *overrides], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+def test_a_worker_that_ran_its_max_trials_is_replaced_until_every_trial_ran_once(
+    tmp_path, sweep_overrides
+):
+    overrides = [
+        *sweep_overrides,
+        "search=quick",
+        "search.n_trials=5",
+        "search.n_workers=1",
+        "search.worker_max_trials=2",
+        "search.worker_recycle_payback=0",
+    ]
+    result = subprocess.run(
+        [str(BIN / "rnn-sweep"), *overrides],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     cfg = compose(overrides)
     trials = read_trials(cfg)
-    assert sorted(t.number for t in trials) == [0, 1, 2, 3, 4] and all(t.state.is_finished() for t in trials)
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3, 4] and all(
+        t.state.is_finished() for t in trials
+    )
     runs = runs_of(cfg)
-    assert len(runs) == 6 and all(r.info.status == "FINISHED" for r in runs), "one parent run, one child per trial"
+    assert len(runs) == 6 and all(r.info.status == "FINISHED" for r in runs), (
+        "one parent run, one child per trial"
+    )
     [log] = Path(cfg.paths.log_dir).glob("sweep/*/sweep.log")
     text = log.read_text()
     assert text.count("worker 0 was recycled: a fresh process takes its place") == 2, text[-3000:]
-    startups = re.findall(r"\[worker 0\].* ran 2 trials in \d+ s, [\d.]+ times its start-up of ([\d.]+) s: recycled", text)
+    startups = re.findall(
+        r"\[worker 0\].* ran 2 trials in \d+ s, [\d.]+ times its start-up of ([\d.]+) s: recycled",
+        text,
+    )
     assert len(startups) == 2, text[-3000:]
-    assert all(float(seconds) >= 1.0 for seconds in startups), "a start-up holds Python's and TensorFlow's imports: seconds"
-    assert text.count("trials_complete") <= 1 and result.stdout.count("this run added 5 trials") == 1, result.stdout
+    assert all(float(seconds) >= 1.0 for seconds in startups), (
+        "a start-up holds Python's and TensorFlow's imports: seconds"
+    )
+    assert (
+        text.count("trials_complete") <= 1 and result.stdout.count("this run added 5 trials") == 1
+    ), result.stdout
 
 
 @pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
-def test_a_worker_whose_trials_took_less_than_payback_times_its_start_up_goes_on(tmp_path, sweep_overrides):
+def test_a_worker_whose_trials_took_less_than_payback_times_its_start_up_goes_on(
+    tmp_path, sweep_overrides
+):
     """Replacing a worker of seconds-long trials cost more than it saved: +11 % on a 20-trial sentences sweep."""
-    overrides = [*sweep_overrides, "search=quick", "train.epochs=1", "search.n_trials=3", "search.n_workers=1",
-                 "search.worker_max_trials=1", "search.worker_recycle_payback=1000"]
-    result = subprocess.run([str(BIN / "rnn-sweep"), *overrides], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    overrides = [
+        *sweep_overrides,
+        "search=quick",
+        "train.epochs=1",
+        "search.n_trials=3",
+        "search.n_workers=1",
+        "search.worker_max_trials=1",
+        "search.worker_recycle_payback=1000",
+    ]
+    result = subprocess.run(
+        [str(BIN / "rnn-sweep"), *overrides],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     cfg = compose(overrides)
     assert sorted(t.number for t in read_trials(cfg) if t.state.is_finished()) == [0, 1, 2]
     [log] = Path(cfg.paths.log_dir).glob("sweep/*/sweep.log")
     text = log.read_text()
     assert "a fresh process takes its place" not in text and ": recycled" not in text, text[-3000:]
-    assert len(re.findall(r"\[worker 0\].* ran 1 trials in \d+ s, less than 1000 times its start-up of [\d.]+ s "
-                          r"\(search.worker_recycle_payback\): not recycled yet", text)) == 1, text[-3000:]
+    assert (
+        len(
+            re.findall(
+                r"\[worker 0\].* ran 1 trials in \d+ s, less than 1000 times its start-up of [\d.]+ s "
+                r"\(search.worker_recycle_payback\): not recycled yet",
+                text,
+            )
+        )
+        == 1
+    ), text[-3000:]
 
 
-@pytest.mark.parametrize("ran, busy, max_trials, payback, due", [
-    (4, 1000.0, 5, 10, False),  # not before worker_max_trials
-    (5, 100.0, 5, 10, True),  # 100 s of trials >= 10 x 8 s
-    (5, 30.0, 5, 10, False),  # seconds-long trials: a fresh process would cost more than it saves
-    (12, 85.0, 5, 10, True),  # ... until they add up
-    (5, 0.1, 5, 0, True),  # payback 0: at worker_max_trials whatever they took
-    (50, 1e6, None, 0, False),  # worker_max_trials null: never
-])
-def test_a_worker_is_recycled_after_max_trials_once_its_trials_repay_its_start_up(ran, busy, max_trials, payback, due):
+@pytest.mark.parametrize(
+    "ran, busy, max_trials, payback, due",
+    [
+        (4, 1000.0, 5, 10, False),  # not before worker_max_trials
+        (5, 100.0, 5, 10, True),  # 100 s of trials >= 10 x 8 s
+        (
+            5,
+            30.0,
+            5,
+            10,
+            False,
+        ),  # seconds-long trials: a fresh process would cost more than it saves
+        (12, 85.0, 5, 10, True),  # ... until they add up
+        (5, 0.1, 5, 0, True),  # payback 0: at worker_max_trials whatever they took
+        (50, 1e6, None, 0, False),  # worker_max_trials null: never
+    ],
+)
+def test_a_worker_is_recycled_after_max_trials_once_its_trials_repay_its_start_up(
+    ran, busy, max_trials, payback, due
+):
     job = types.SimpleNamespace(max_trials=max_trials, recycle_payback=payback)
     assert recycle_due(ran, busy, startup=8.0, job=job, deadline=None) is due
 
@@ -182,10 +308,17 @@ def test_a_worker_is_not_recycled_when_a_fresh_one_would_be_up_only_after_the_de
 
 
 @pytest.mark.parametrize("n_trials, processes", [(2, 0), (3, 1)])
-def test_one_worker_runs_in_the_invoker_unless_the_trials_outnumber_worker_max_trials(sweep_overrides, n_trials, processes):
+def test_one_worker_runs_in_the_invoker_unless_the_trials_outnumber_worker_max_trials(
+    sweep_overrides, n_trials, processes
+):
     """A worker process costs a TensorFlow start-up (~6 s): one is only worth it when it may be recycled."""
-    overrides = [*sweep_overrides, "search=quick", f"search.n_trials={n_trials}", "search.n_workers=1",
-                 "search.worker_max_trials=2"]
+    overrides = [
+        *sweep_overrides,
+        "search=quick",
+        f"search.n_trials={n_trials}",
+        "search.n_workers=1",
+        "search.worker_max_trials=2",
+    ]
     with Pool(compose(overrides), overrides) as pool:
         assert len(pool.processes) == processes
 
@@ -194,9 +327,23 @@ def test_one_worker_runs_in_the_invoker_unless_the_trials_outnumber_worker_max_t
 def test_no_fresh_worker_is_started_once_the_study_is_complete(tmp_path, sweep_overrides):
     """The worker recycled after trial 1 used to be replaced although search.max_total_trials was reached: the fresh
     process then exited at once, ~8 s of start-up wasted."""
-    overrides = [*sweep_overrides, "search=quick", "train.epochs=1", "search.n_trials=3", "search.max_total_trials=2",
-                 "search.n_workers=1", "search.worker_max_trials=2", "search.worker_recycle_payback=0"]
-    result = subprocess.run([str(BIN / "rnn-sweep"), *overrides], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    overrides = [
+        *sweep_overrides,
+        "search=quick",
+        "train.epochs=1",
+        "search.n_trials=3",
+        "search.max_total_trials=2",
+        "search.n_workers=1",
+        "search.worker_max_trials=2",
+        "search.worker_recycle_payback=0",
+    ]
+    result = subprocess.run(
+        [str(BIN / "rnn-sweep"), *overrides],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     cfg = compose(overrides)
     assert sorted(t.number for t in read_trials(cfg)) == [0, 1]
@@ -208,40 +355,80 @@ def test_no_fresh_worker_is_started_once_the_study_is_complete(tmp_path, sweep_o
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", ["SIGTERM to the invocation", "SIGKILL to one worker"])
 def test_a_stop_ends_every_worker_and_leaves_no_run_running(tmp_path, sweep_overrides, stop):
-    overrides = [*sweep_overrides, "search=plateau", "train.epochs=25", f"search.n_trials={TRIALS}", "search.n_workers=2"]
+    overrides = [
+        *sweep_overrides,
+        "search=plateau",
+        "train.epochs=25",
+        f"search.n_trials={TRIALS}",
+        "search.n_workers=2",
+    ]
     cfg = compose(overrides)
     with open(tmp_path / "sweep.err", "w") as stderr:
-        sweep = subprocess.Popen([str(BIN / "rnn-sweep"), *overrides], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr,
-                                 start_new_session=True)
+        sweep = subprocess.Popen(
+            [str(BIN / "rnn-sweep"), *overrides],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
     try:
-        wait_for(lambda: [t for t in read_trials(cfg) if t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs],
-                 300, "a trial to run", sweep, tmp_path / "sweep.err")
+        wait_for(
+            lambda: [
+                t
+                for t in read_trials(cfg)
+                if t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs
+            ],
+            300,
+            "a trial to run",
+            sweep,
+            tmp_path / "sweep.err",
+        )
         time.sleep(1.0)  # well inside the trial
-        workers = [pid for pid in children_of(sweep.pid) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
-        charts = [pid for pid in children_of(sweep.pid) if "pipeline.report.charts" in Path(f"/proc/{pid}/cmdline").read_text()]
+        workers = [
+            pid
+            for pid in children_of(sweep.pid)
+            if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()
+        ]
+        charts = [
+            pid
+            for pid in children_of(sweep.pid)
+            if "pipeline.report.charts" in Path(f"/proc/{pid}/cmdline").read_text()
+        ]
         assert len(workers) == 2 and len(charts) == 1
         if stop.startswith("SIGTERM"):
-            os.kill(sweep.pid, signal.SIGTERM)  # the invoking process alone, as systemd's stop or `timeout` sends it
+            os.kill(
+                sweep.pid, signal.SIGTERM
+            )  # the invoking process alone, as systemd's stop or `timeout` sends it
         else:
-            os.kill(workers[0], signal.SIGKILL)  # the OOM killer's way: the other worker finishes its trial
+            os.kill(
+                workers[0], signal.SIGKILL
+            )  # the OOM killer's way: the other worker finishes its trial
         code = sweep.wait(300)
     finally:
         if sweep.poll() is None:
             os.killpg(sweep.pid, signal.SIGKILL)
     stderr = (tmp_path / "sweep.err").read_text()
     assert code == (143 if stop.startswith("SIGTERM") else 1), stderr[-3000:]
-    assert not [pid for pid in workers + charts if running(pid)], "no worker and no chart process outlives the invocation"
+    assert not [pid for pid in workers + charts if running(pid)], (
+        "no worker and no chart process outlives the invocation"
+    )
 
     trials = read_trials(cfg)
     assert trials and not [t for t in trials if t.state == TrialState.RUNNING]
-    assert [r for r in runs_of(cfg) if r.info.status == "RUNNING"] == [], "no MLflow run left RUNNING"
+    assert [r for r in runs_of(cfg) if r.info.status == "RUNNING"] == [], (
+        "no MLflow run left RUNNING"
+    )
     assert len([r for r in runs_of(cfg) if "mlflow.parentRunId" not in r.data.tags]) == 1
     if stop.startswith("SIGTERM"):
         assert "interrupted by SIGTERM" in stderr and "Traceback" not in stderr
-        assert {t.user_attrs.get("fail_kind") for t in trials if t.state == TrialState.FAIL} == {"interrupted"}
+        assert {t.user_attrs.get("fail_kind") for t in trials if t.state == TrialState.FAIL} == {
+            "interrupted"
+        }
     else:
         assert "died (killed by SIGKILL)" in stderr
-        assert "worker_died" in {t.user_attrs.get("fail_kind") for t in trials if t.state == TrialState.FAIL}
+        assert "worker_died" in {
+            t.user_attrs.get("fail_kind") for t in trials if t.state == TrialState.FAIL
+        }
 
 
 class Exited:
@@ -256,15 +443,21 @@ class Exited:
 
 def a_job(tickets: int):
     context = multiprocessing.get_context("spawn")
-    return types.SimpleNamespace(tickets=context.Value("i", tickets), stop=context.Value("i", 0), messages=context.Queue())
+    return types.SimpleNamespace(
+        tickets=context.Value("i", tickets), stop=context.Value("i", 0), messages=context.Queue()
+    )
 
 
 def test_a_worker_that_died_beside_a_recycled_one_stops_its_replacement():
     """Worker 0 recycled and worker 1 killed (SIGKILL: no message) in the same round: worker 0 was replaced before
     worker 1's death set the tickets to 0, and the fresh process spent a TensorFlow start-up to exit at once."""
     job, replaced = a_job(tickets=5), []
-    failures = supervise([Exited(EXIT_RECYCLED), Exited(-signal.SIGKILL)], job, types.SimpleNamespace(update=lambda: None),
-                         lambda index: replaced.append(index) or True)
+    failures = supervise(
+        [Exited(EXIT_RECYCLED), Exited(-signal.SIGKILL)],
+        job,
+        types.SimpleNamespace(update=lambda: None),
+        lambda index: replaced.append(index) or True,
+    )
     assert replaced == [] and failures == [("died", "rnn-sweep worker 1 died (killed by SIGKILL)")]
     assert job.tickets.value == 0
 
@@ -275,7 +468,12 @@ def test_a_recycled_worker_is_not_replaced_once_a_signal_arrived(monkeypatch):
     answers = iter([None])  # it arrives after the round looked for a signal to pass on
     monkeypatch.setattr(signals, "received", lambda: next(answers, signal.SIGINT))
     job, replaced = a_job(tickets=5), []
-    supervise([Exited(EXIT_RECYCLED)], job, types.SimpleNamespace(update=lambda: None), lambda i: replaced.append(i) or True)
+    supervise(
+        [Exited(EXIT_RECYCLED)],
+        job,
+        types.SimpleNamespace(update=lambda: None),
+        lambda i: replaced.append(i) or True,
+    )
     assert replaced == []
 
 
@@ -287,22 +485,31 @@ def test_no_fresh_worker_while_the_running_trials_will_complete_the_study(tmp_pa
         study.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={}))
     running = study.ask()
     running.set_user_attr(Attr.mlflow_parent_run_id, "parent")
-    orders = types.SimpleNamespace(deadline=None, parent_run_id="parent",
-                                   cfg=OmegaConf.create({"search": {"max_total_trials": 3}}))
-    assert open_for_trials(orders, study), "a worker that is up may still take a trial: the running one may fail"
+    orders = types.SimpleNamespace(
+        deadline=None,
+        parent_run_id="parent",
+        cfg=OmegaConf.create({"search": {"max_total_trials": 3}}),
+    )
+    assert open_for_trials(orders, study), (
+        "a worker that is up may still take a trial: the running one may fail"
+    )
     assert not fresh_worker_has_work(orders, study)
     study.tell(running, state=TrialState.FAIL)
     assert fresh_worker_has_work(orders, study)
 
 
-def test_a_worker_killed_between_creating_its_trial_and_naming_its_parent_leaves_no_trial_running(tmp_path):
+def test_a_worker_killed_between_creating_its_trial_and_naming_its_parent_leaves_no_trial_running(
+    tmp_path,
+):
     """CI of ac98484: SIGKILL to a worker just after study.ask() created its trial, before the objective's first
     line named the parent run. Nothing named the trial as this invocation's: it stayed RUNNING for good. A trial
     that another invocation is creating at that moment names its own parent run within the wait: it is left alone."""
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/optuna.db", direction="maximize")
     asked = time.time()
     orphan, foreign = study.ask(), study.ask()
-    threading.Timer(0.3, foreign.set_user_attr, (Attr.mlflow_parent_run_id, "another invocation")).start()
+    threading.Timer(
+        0.3, foreign.set_user_attr, (Attr.mlflow_parent_run_id, "another invocation")
+    ).start()
     end_orphans(study, "parent", asked_since=[asked])
     states = {t.number: t.state for t in study.get_trials()}
     assert states == {orphan.number: TrialState.FAIL, foreign.number: TrialState.RUNNING}
@@ -336,7 +543,11 @@ def test_a_signal_during_the_decision_to_replace_a_worker_stops_the_replacement(
     monkeypatch.setattr(signals, "received", lambda: signal.SIGINT)
     job = a_job(tickets=5)
     job.orders = multiprocessing.get_context("spawn").Queue()
-    pool = types.SimpleNamespace(context=types.SimpleNamespace(Process=Unstartable), job=job, processes=[Exited(EXIT_RECYCLED)])
+    pool = types.SimpleNamespace(
+        context=types.SimpleNamespace(Process=Unstartable),
+        job=job,
+        processes=[Exited(EXIT_RECYCLED)],
+    )
     assert Pool.start_worker(pool, 0, orders="the sweep's orders") is False
     assert isinstance(pool.processes[0], Exited)
     time.sleep(0.2)  # a put reaches the queue through its feeder thread
@@ -349,14 +560,30 @@ def test_a_preset_of_your_own_config_dir_reaches_every_worker(tmp_path, sweep_ov
     from the package's conf/ only: `Could not find 'model/tiny'`, trial 0 left WAITING, the parent run FAILED."""
     presets = tmp_path / "my-conf" / "model"
     presets.mkdir(parents=True)
-    (presets / "tiny.yaml").write_text("defaults:\n  - /base/model@_here_\n  - _self_\n\nbody: pooling\nembedding_dim: 8\n")
-    overrides = [*sweep_overrides, "model=tiny", "search=plateau", "train.epochs=1", "search.n_trials=2",
-                 "search.n_workers=2", "search.space.learning_rate.choices=[0.01,0.001]"]
-    result = subprocess.run([str(BIN / "rnn-sweep"), "--config-dir", str(tmp_path / "my-conf"), *overrides], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=900)
+    (presets / "tiny.yaml").write_text(
+        "defaults:\n  - /base/model@_here_\n  - _self_\n\nbody: pooling\nembedding_dim: 8\n"
+    )
+    overrides = [
+        *sweep_overrides,
+        "model=tiny",
+        "search=plateau",
+        "train.epochs=1",
+        "search.n_trials=2",
+        "search.n_workers=2",
+        "search.space.learning_rate.choices=[0.01,0.001]",
+    ]
+    result = subprocess.run(
+        [str(BIN / "rnn-sweep"), "--config-dir", str(tmp_path / "my-conf"), *overrides],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 worker processes" in (next((tmp_path / "logs").rglob("*.log"))).read_text()
-    cfg = compose([o for o in overrides if not o.startswith("model=")])  # the test's process knows no model/tiny
+    cfg = compose(
+        [o for o in overrides if not o.startswith("model=")]
+    )  # the test's process knows no model/tiny
     client = MlflowClient(cfg.tracking.uri)
     experiment = client.get_experiment_by_name(cfg.tracking.experiment).experiment_id
     trials = client.search_runs([experiment], "tags.mlflow.parentRunId != ''")

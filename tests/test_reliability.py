@@ -26,16 +26,30 @@ TrialState = optuna.trial.TrialState
 
 def write_table(path: Path, count: int = 40) -> Path:
     words = ["a fine film", "loved it", "a dull film", "hated it"]
-    pd.DataFrame({"text": [f"{words[i % 4]} {i}" for i in range(count)], "label": [int(i % 4 < 2) for i in range(count)]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "text": [f"{words[i % 4]} {i}" for i in range(count)],
+            "label": [int(i % 4 < 2) for i in range(count)],
+        }
+    ).to_csv(path, index=False)
     return path
 
 
 def test_data_missing_offline_exits_2_with_one_line_and_no_study_or_run(tmp_path, sweep_overrides):
-    overrides = [*sweep_overrides, "search=quick", f"paths.cache_dir={tmp_path / 'empty-cache'}",
-                 "data.url=http://127.0.0.1:9/sentiment_labelled_sentences.zip"]  # port 9: refused at once, like no network
-    result = subprocess.run([BIN / "rnn-sweep", *overrides], capture_output=True, text=True, cwd=tmp_path)
+    overrides = [
+        *sweep_overrides,
+        "search=quick",
+        f"paths.cache_dir={tmp_path / 'empty-cache'}",
+        "data.url=http://127.0.0.1:9/sentiment_labelled_sentences.zip",
+    ]  # port 9: refused at once, like no network
+    result = subprocess.run(
+        [BIN / "rnn-sweep", *overrides], capture_output=True, text=True, cwd=tmp_path
+    )
     assert result.returncode == 2
-    assert "cannot fetch http://127.0.0.1:9/" in one_error_line(result.stderr) and "on an offline machine place the file" in result.stderr
+    assert (
+        "cannot fetch http://127.0.0.1:9/" in one_error_line(result.stderr)
+        and "on an offline machine place the file" in result.stderr
+    )
     assert not (Path(compose(overrides).paths.mlruns_dir) / "optuna.db").exists()
     assert runs_of(overrides)[1:] == ([], [])
 
@@ -44,32 +58,52 @@ def test_data_missing_offline_exits_2_with_one_line_and_no_study_or_run(tmp_path
 def test_base_data_error_stops_before_any_study_or_run(tmp_path, sweep_overrides, bad):
     path = tmp_path / "reviews.csv"
     if bad == "one class":
-        pd.DataFrame({"text": [f"fine {i}" for i in range(20)], "label": [1] * 20}).to_csv(path, index=False)
+        pd.DataFrame({"text": [f"fine {i}" for i in range(20)], "label": [1] * 20}).to_csv(
+            path, index=False
+        )
     overrides = [*sweep_overrides, "search=quick", "data=table", f"data.path={path}"]
-    with pytest.raises(InputError, match="no such file" if bad == "missing" else "only label '1' occurs"):
+    with pytest.raises(
+        InputError, match="no such file" if bad == "missing" else "only label '1' occurs"
+    ):
         sweep(overrides)
     assert not (Path(compose(overrides).paths.mlruns_dir) / "optuna.db").exists()
     assert runs_of(overrides)[1:] == ([], [])
 
 
-def test_a_searched_data_path_that_fails_stops_the_sweep_with_one_input_fail_trial(tmp_path, sweep_overrides):
+def test_a_searched_data_path_that_fails_stops_the_sweep_with_one_input_fail_trial(
+    tmp_path, sweep_overrides
+):
     train = write_table(tmp_path / "train.csv")
-    overrides = [*sweep_overrides, "search=quick", "data=table", f"data.path={train}", "search.baseline_first=false",
-                 f"+search.space.test_file={{path: data.test_path, type: categorical, choices: [{tmp_path / 'gone.csv'}]}}"]
+    overrides = [
+        *sweep_overrides,
+        "search=quick",
+        "data=table",
+        f"data.path={train}",
+        "search.baseline_first=false",
+        f"+search.space.test_file={{path: data.test_path, type: categorical, choices: [{tmp_path / 'gone.csv'}]}}",
+    ]
     with pytest.raises(InputError, match="gone.csv: no such file"):
         sweep(overrides)
     [trial] = study_of(overrides).trials
     assert trial.state == TrialState.FAIL and trial.user_attrs["fail_kind"] == FAIL_INPUT
     _, [parent], children = runs_of(overrides)
-    assert parent.info.status == "FAILED" and children == [], "the trial failed before its run; the parent run is ended"
+    assert parent.info.status == "FAILED" and children == [], (
+        "the trial failed before its run; the parent run is ended"
+    )
 
 
-def test_the_baseline_is_enqueued_again_only_when_its_try_failed_for_another_reason(sweep_overrides):
+def test_the_baseline_is_enqueued_again_only_when_its_try_failed_for_another_reason(
+    sweep_overrides,
+):
     overrides = [*sweep_overrides, "search=quick", "search.portfolio=[]"]
     cfg = compose(overrides)
     for kind, expected in ((FAIL_INPUT, 2), (FAIL_HYPERPARAMETERS, 1)):
         study = optuna.create_study(direction="maximize")
-        study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={"baseline": True, "fail_kind": kind}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.FAIL, user_attrs={"baseline": True, "fail_kind": kind}
+            )
+        )
         enqueue_start(study, cfg, overrides, earlier=[])
         assert len(study.trials) == expected, kind
     study = optuna.create_study(direction="maximize")
@@ -81,41 +115,81 @@ def test_the_baseline_is_enqueued_again_only_when_its_try_failed_for_another_rea
 @pytest.mark.parametrize(
     "bad, message",
     [
-        ("search.space.units.when.path=model.nope", r"search.space.units.when.path='model.nope' is not a config value or group"),
-        ("search.space.units.when.in=[lstmm]", r"search.space.units.when.in=\['lstmm'\]: model.body never takes 'lstmm'; allowed: pooling, gru, lstm"),
-        ("+search.space.opt={path: optimizer, type: categorical, choices: [adam], when: {path: optimizer, in: [adamm]}}",
-         r"search.space.opt.when.path=optimizer is the entry's own path"),
-        ("+search.space.size={path: model.units, type: categorical, choices: [8]}", r"search.space.size.path=model.units is searched by search.space.units already"),
-        ("+search.space.goal={path: search.objective, type: categorical, choices: [loss]}", r"search.space.goal.path=search.objective: the sweep's own settings cannot be searched"),
+        (
+            "search.space.units.when.path=model.nope",
+            r"search.space.units.when.path='model.nope' is not a config value or group",
+        ),
+        (
+            "search.space.units.when.in=[lstmm]",
+            r"search.space.units.when.in=\['lstmm'\]: model.body never takes 'lstmm'; allowed: pooling, gru, lstm",
+        ),
+        (
+            "+search.space.opt={path: optimizer, type: categorical, choices: [adam], when: {path: optimizer, in: [adamm]}}",
+            r"search.space.opt.when.path=optimizer is the entry's own path",
+        ),
+        (
+            "+search.space.size={path: model.units, type: categorical, choices: [8]}",
+            r"search.space.size.path=model.units is searched by search.space.units already",
+        ),
+        (
+            "+search.space.goal={path: search.objective, type: categorical, choices: [loss]}",
+            r"search.space.goal.path=search.objective: the sweep's own settings cannot be searched",
+        ),
         ("train.chance_tolerance=abc", r"train.chance_tolerance=abc; it must lie in \[0, 1\)"),
         ("model.dropout=lots", r"model.dropout=lots; it must lie in \[0, 1\)"),
-        ("+train.foo=1", r"train.foo is not a setting rnnsweep reads; allowed under train: batch_size, .*verbose"),
+        (
+            "+train.foo=1",
+            r"train.foo is not a setting rnnsweep reads; allowed under train: batch_size, .*verbose",
+        ),
         ("model.dropout=-0.1", r"^model.dropout=-0.1; it must lie in \[0, 1\)$"),
-        ("train.monitor=val_loss", r"train.monitor=val_loss must be search.objective=val_accuracy in a sweep"),
-        ("search.direction=minimize", r"search.direction=minimize does not fit search.objective=val_accuracy; allowed: maximize"),
+        (
+            "train.monitor=val_loss",
+            r"train.monitor=val_loss must be search.objective=val_accuracy in a sweep",
+        ),
+        (
+            "search.direction=minimize",
+            r"search.direction=minimize does not fit search.objective=val_accuracy; allowed: maximize",
+        ),
         ("search.pruner_patience=-1", r"search.pruner_patience=-1; it must be an integer >= 0"),
         ("search.confirm_seeds=1.5", r"search.confirm_seeds=1.5; it must be an integer >= 0"),
-        ("search.samplers.tpe.n_startup_trials=-3", r"search.samplers.tpe.n_startup_trials=-3; it must be an integer >= 0"),
-        ("search.samplers.tpe.n_startup_trials=abc", r"search.samplers.tpe.n_startup_trials='abc'; it must be an integer >= 0"),
-        ("search.samplers.tpe.multivariate=banana", r"search.samplers.tpe.multivariate='banana'; allowed: true, false"),
+        (
+            "search.samplers.tpe.n_startup_trials=-3",
+            r"search.samplers.tpe.n_startup_trials=-3; it must be an integer >= 0",
+        ),
+        (
+            "search.samplers.tpe.n_startup_trials=abc",
+            r"search.samplers.tpe.n_startup_trials='abc'; it must be an integer >= 0",
+        ),
+        (
+            "search.samplers.tpe.multivariate=banana",
+            r"search.samplers.tpe.multivariate='banana'; allowed: true, false",
+        ),
     ],
 )
 def test_config_mistakes_are_named_before_anything_runs(sweep_overrides, bad, message):
     good = [*sweep_overrides, "search=quick"]
     with pytest.raises(InputError, match=message):
-        sweep([*good, bad])  # a value of the wrong type is rejected while composing, others by the check
+        sweep(
+            [*good, bad]
+        )  # a value of the wrong type is rejected while composing, others by the check
     assert not (Path(compose(good).paths.mlruns_dir) / "optuna.db").exists()
 
 
 # ------------------------------------------------------------------------------------ signals
 
-SIGNAL_REPEATS = int(os.environ.get("RNNSWEEP_SIGNAL_REPEATS", "1"))  # the soak: RNNSWEEP_SIGNAL_REPEATS=20
+SIGNAL_REPEATS = int(
+    os.environ.get("RNNSWEEP_SIGNAL_REPEATS", "1")
+)  # the soak: RNNSWEEP_SIGNAL_REPEATS=20
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("repeat", range(SIGNAL_REPEATS))
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_mid_trial_ends_trial_and_runs_then_the_study_continues(tmp_path, sweep_overrides, signum, code, repeat):
+@pytest.mark.parametrize(
+    "signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"]
+)
+def test_a_signal_mid_trial_ends_trial_and_runs_then_the_study_continues(
+    tmp_path, sweep_overrides, signum, code, repeat
+):
     overrides = [*sweep_overrides, "search=plateau", "train.epochs=25", "search.n_trials=3"]
     cfg = compose(overrides)
     worker = start_and_wait_for_second_trial(cfg, [str(BIN / "rnn-sweep"), *overrides], tmp_path)
@@ -124,23 +198,50 @@ def test_a_signal_mid_trial_ends_trial_and_runs_then_the_study_continues(tmp_pat
     stderr = (tmp_path / "worker.err").read_text()
     assert f"interrupted by {signal.Signals(signum).name}" in stderr and "Traceback" not in stderr
     trials = read_trials(cfg)
-    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL] and trials[1].user_attrs["fail_kind"] == "interrupted"
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL] and trials[
+        1
+    ].user_attrs["fail_kind"] == "interrupted"
     client = MlflowClient(cfg.tracking.uri)
-    runs = client.search_runs([client.get_experiment_by_name(cfg.tracking.experiment).experiment_id])
-    assert sorted(r.info.status for r in runs) == ["FAILED", "FAILED", "FINISHED"], "parent and trial run ended, not RUNNING"
+    runs = client.search_runs(
+        [client.get_experiment_by_name(cfg.tracking.experiment).experiment_id]
+    )
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FAILED", "FINISHED"], (
+        "parent and trial run ended, not RUNNING"
+    )
 
-    rerun = subprocess.run([str(BIN / "rnn-sweep"), *overrides, "search.n_trials=1", "train.epochs=1"],
-                           capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    rerun = subprocess.run(
+        [str(BIN / "rnn-sweep"), *overrides, "search.n_trials=1", "train.epochs=1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert [t.state for t in read_trials(cfg)] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert [t.state for t in read_trials(cfg)] == [
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+    ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
-def test_rnn_train_signal_exits_with_128_plus_its_number_and_the_run_ended(tmp_path, data_cache, mlflow_uri, signum, code):
+@pytest.mark.parametrize(
+    "signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"]
+)
+def test_rnn_train_signal_exits_with_128_plus_its_number_and_the_run_ended(
+    tmp_path, data_cache, mlflow_uri, signum, code
+):
     experiment = f"test-train-{signal.Signals(signum).name}"
-    command = [BIN / "rnn-train", "data=sentences", "model=gru", "train.epochs=200", "callbacks=none",
-               f"paths.cache_dir={data_cache}", f"tracking.uri={mlflow_uri}", f"tracking.experiment={experiment}"]
+    command = [
+        BIN / "rnn-train",
+        "data=sentences",
+        "model=gru",
+        "train.epochs=200",
+        "callbacks=none",
+        f"paths.cache_dir={data_cache}",
+        f"tracking.uri={mlflow_uri}",
+        f"tracking.experiment={experiment}",
+    ]
     with open(tmp_path / "train.out", "w") as out:
         trainer = subprocess.Popen(command, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     client = MlflowClient(mlflow_uri)
@@ -158,7 +259,10 @@ def test_rnn_train_signal_exits_with_128_plus_its_number_and_the_run_ended(tmp_p
         if trainer.poll() is None:
             trainer.kill()
     [run] = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    assert run.info.status == "FAILED" and f"interrupted by {signal.Signals(signum).name}" in (tmp_path / "train.out").read_text()
+    assert (
+        run.info.status == "FAILED"
+        and f"interrupted by {signal.Signals(signum).name}" in (tmp_path / "train.out").read_text()
+    )
 
 
 def test_a_second_signal_wrapped_by_tensorflow_still_counts_as_an_interruption(monkeypatch):
@@ -175,30 +279,45 @@ def test_a_second_signal_wrapped_by_tensorflow_still_counts_as_an_interruption(m
             raise RuntimeError("StagingError: in user code: raise Interrupted")
 
 
-def test_a_signal_that_lands_while_a_helper_process_starts_is_kept_and_the_helper_ignores_it(monkeypatch):
+def test_a_signal_that_lands_while_a_helper_process_starts_is_kept_and_the_helper_ignores_it(
+    monkeypatch,
+):
     """Workers and the chart process are started while the invoker holds SIGINT/SIGTERM. The invoker used to ignore
     them for those milliseconds, so a stop landing then was lost and the sweep trained on. The helper ignores both
     from its first line, and one sent while it started does not kill it."""
     from pipeline.core import signals
 
-    monkeypatch.setattr(signals, "_received", None)  # the stop recorded here must not reach later tests
+    monkeypatch.setattr(
+        signals, "_received", None
+    )  # the stop recorded here must not reach later tests
     helper_code = "from pipeline.core import signals; signals.ignore_here(); print('ready', flush=True); import sys; sys.stdin.read()"
     with signals.stop_on_signals():
         with signals.held_for_helpers():
-            helper = subprocess.Popen([sys.executable, "-c", helper_code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      text=True, env=os.environ | {"RNNSWEEP_WITHOUT_TENSORFLOW": "1"})
+            helper = subprocess.Popen(
+                [sys.executable, "-c", helper_code],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=os.environ | {"RNNSWEEP_WITHOUT_TENSORFLOW": "1"},
+            )
             os.kill(helper.pid, signal.SIGTERM)  # while the helper starts
             os.kill(os.getpid(), signal.SIGTERM)  # the invoker's stop, in the window
         deadline = time.monotonic() + 5
         while signals.received() is None and time.monotonic() < deadline:
             time.sleep(0.01)  # Python runs the handler between bytecodes
-        assert signals.received() == signal.SIGTERM, "the stop that landed while a helper process started was lost"
+        assert signals.received() == signal.SIGTERM, (
+            "the stop that landed while a helper process started was lost"
+        )
     try:
-        assert helper.stdout.readline() == "ready\n", f"the helper died while it started: exit code {helper.wait(10)}"
+        assert helper.stdout.readline() == "ready\n", (
+            f"the helper died while it started: exit code {helper.wait(10)}"
+        )
         for signum in (signal.SIGINT, signal.SIGTERM):
             os.kill(helper.pid, signum)
         time.sleep(0.5)
-        assert helper.poll() is None, f"the started helper died of a signal: exit code {helper.returncode}"
+        assert helper.poll() is None, (
+            f"the started helper died of a signal: exit code {helper.returncode}"
+        )
         helper.stdin.close()
         assert helper.wait(10) == 0
     finally:
@@ -208,21 +327,40 @@ def test_a_signal_that_lands_while_a_helper_process_starts_is_kept_and_the_helpe
 
 @pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_running_the_same_command_again_draws_new_points(sweep_overrides):
-    overrides = [*sweep_overrides, "search=quick", "search.pruner=none", "search.baseline_first=false", "search.n_trials=2",
-                 "train.epochs=1", "search.sampler=random"]
+    overrides = [
+        *sweep_overrides,
+        "search=quick",
+        "search.pruner=none",
+        "search.baseline_first=false",
+        "search.n_trials=2",
+        "train.epochs=1",
+        "search.sampler=random",
+    ]
     assert sweep(overrides) == 0 and sweep(overrides) == 0
-    first, second = ([t.params for t in study_of(overrides).trials][i:i + 2] for i in (0, 2))
+    first, second = ([t.params for t in study_of(overrides).trials][i : i + 2] for i in (0, 2))
     assert first != second, "the second invocation repeated the first one's trials"
 
 
-def test_a_validation_split_left_without_a_class_by_tokenless_texts_is_a_data_error(tmp_path, make_cfg):
-    pd.DataFrame({"text": ["good film", "bad film"] + ["..."] * 200, "label": [1, 0] + [0, 1] * 100}).to_csv(
-        tmp_path / "mostly_dots.csv", index=False)  # two real texts: no split can hold both classes twice
+def test_a_validation_split_left_without_a_class_by_tokenless_texts_is_a_data_error(
+    tmp_path, make_cfg
+):
+    pd.DataFrame(
+        {"text": ["good film", "bad film"] + ["..."] * 200, "label": [1, 0] + [0, 1] * 100}
+    ).to_csv(
+        tmp_path / "mostly_dots.csv", index=False
+    )  # two real texts: no split can hold both classes twice
     write_table(tmp_path / "test.csv")
     from pipeline.data.texts import prepare_data
 
-    cfg = make_cfg("data=table", f"data.path={tmp_path / 'mostly_dots.csv'}", f"data.test_path={tmp_path / 'test.csv'}")
-    with pytest.raises(InputError, match=r"split less its \d+ texts without a token: (no examples|only label \d occurs)"):
+    cfg = make_cfg(
+        "data=table",
+        f"data.path={tmp_path / 'mostly_dots.csv'}",
+        f"data.test_path={tmp_path / 'test.csv'}",
+    )
+    with pytest.raises(
+        InputError,
+        match=r"split less its \d+ texts without a token: (no examples|only label \d occurs)",
+    ):
         prepare_data(cfg.data, cfg.paths.cache_dir)
 
 
@@ -230,11 +368,15 @@ def test_a_password_holding_an_unencoded_at_sign_is_hidden_whole():
     from pipeline.core.redaction import redact
 
     assert redact("postgresql://u:se@cret@127.0.0.1:1/db") == "postgresql://u:***@127.0.0.1:1/db"
-    assert "cret" not in redact("error: search.storage=postgresql://u:se@cret@127.0.0.1:1/db: failed to resolve host")
+    assert "cret" not in redact(
+        "error: search.storage=postgresql://u:se@cret@127.0.0.1:1/db: failed to resolve host"
+    )
 
 
 @pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
-def test_a_signal_just_after_a_trials_last_epoch_starts_no_empty_trial(sweep_overrides, monkeypatch):
+def test_a_signal_just_after_a_trials_last_epoch_starts_no_empty_trial(
+    sweep_overrides, monkeypatch
+):
     """Issue 27, case 5: a stop that arrived as a trial ended was only seen inside the next trial's objective,
     after Optuna had created it: an empty trial (no parameters, no run) marked FAIL, counted as 2 of 2 tries."""
     from pipeline.search import objective

@@ -30,9 +30,21 @@ from tests.conftest import BIN, SWEEP_SHRINK
 from tests.services import PASSWORD, USER, free_port, postgres_server
 
 PW = "pw-Zq7xK2-never-shown"  # a password no store, schema or log would contain by chance
-TINY = [*SWEEP_SHRINK, "search=quick", "search.n_trials=1", "train.epochs=1", "train.threads.intra_op=1",
-        "train.threads.inter_op=1"]
-FAST = ["model=pooling", "search.space.body.choices=[pooling]", "~search.space.units", "search.confirm_top_k=0", "train.log_model=false"]
+TINY = [
+    *SWEEP_SHRINK,
+    "search=quick",
+    "search.n_trials=1",
+    "train.epochs=1",
+    "train.threads.intra_op=1",
+    "train.threads.inter_op=1",
+]
+FAST = [
+    "model=pooling",
+    "search.space.body.choices=[pooling]",
+    "~search.space.units",
+    "search.confirm_top_k=0",
+    "train.log_model=false",
+]
 
 
 def sweep_command(data_cache: Path, *overrides: str) -> list[str]:
@@ -54,7 +66,11 @@ def one_error_line(result: subprocess.CompletedProcess, *fragments: str) -> str:
 
 
 def checksums(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.db"))} if folder.exists() else {}
+    return (
+        {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.db"))}
+        if folder.exists()
+        else {}
+    )
 
 
 def integrity(database: Path) -> list:
@@ -62,7 +78,9 @@ def integrity(database: Path) -> list:
         return db.execute("PRAGMA integrity_check").fetchall()
 
 
-def assert_password_nowhere(password: str, result: subprocess.CompletedProcess, *folders: Path) -> None:
+def assert_password_nowhere(
+    password: str, result: subprocess.CompletedProcess, *folders: Path
+) -> None:
     assert password not in result.stdout and password not in result.stderr
     for folder in folders:
         for path in [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []:
@@ -81,7 +99,9 @@ def good_mlruns(tmp_path_factory) -> Path:
     """A good mlruns/ (an MLflow store with an experiment, an Optuna study), made once; tests copy it."""
     folder = tmp_path_factory.mktemp("good") / "mlruns"
     folder.mkdir()
-    MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").create_experiment("rnnsweep", (folder / "artifacts").as_uri())
+    MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").create_experiment(
+        "rnnsweep", (folder / "artifacts").as_uri()
+    )
     optuna.create_study(storage=f"sqlite:///{folder / 'optuna.db'}", study_name="earlier")
     return folder
 
@@ -98,7 +118,10 @@ def immutable():
     made = []
 
     def make(path: Path) -> None:
-        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+        if (
+            shutil.which("chattr") is None
+            or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode
+        ):
             pytest.skip("chattr +i is not allowed here: a read-only store cannot be shown to root")
         made.append(path)
 
@@ -112,30 +135,46 @@ def immutable():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("repetition", range(5))
-def test_four_workers_started_together_on_an_empty_mlruns_share_both_stores(tmp_path, data_cache, repetition):
+def test_four_workers_started_together_on_an_empty_mlruns_share_both_stores(
+    tmp_path, data_cache, repetition
+):
     # tracking.uri left alone: the local sqlite stores in ./mlruns; a long grace: a loaded machine is no dead worker
-    command = sweep_command(data_cache, *FAST, "search.heartbeat_seconds=5", "search.grace_seconds=300")
+    command = sweep_command(
+        data_cache, *FAST, "search.heartbeat_seconds=5", "search.grace_seconds=300"
+    )
     started = time.perf_counter()
     workers = []
     for index in range(4):
         with open(tmp_path / f"worker{index}.log", "w") as log:
-            workers.append(subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT))
+            workers.append(
+                subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+            )
     codes = [worker.wait(600) for worker in workers]
     print(f"repetition {repetition}: 4 workers in {time.perf_counter() - started:.1f} s")
     logs = "".join((tmp_path / f"worker{index}.log").read_text()[-3000:] for index in range(4))
     assert codes == [0, 0, 0, 0], logs
 
     mlruns = tmp_path / "mlruns"
-    assert integrity(mlruns / "mlflow.db") == [("ok",)] and integrity(mlruns / "optuna.db") == [("ok",)]
+    assert integrity(mlruns / "mlflow.db") == [("ok",)] and integrity(mlruns / "optuna.db") == [
+        ("ok",)
+    ]
     [study] = optuna.get_all_study_summaries(f"sqlite:///{mlruns / 'optuna.db'}")
-    trials = optuna.load_study(study_name=study.study_name, storage=f"sqlite:///{mlruns / 'optuna.db'}").trials
-    assert sorted(t.number for t in trials) == [0, 1, 2, 3] and all(t.state.is_finished() for t in trials)
+    trials = optuna.load_study(
+        study_name=study.study_name, storage=f"sqlite:///{mlruns / 'optuna.db'}"
+    ).trials
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3] and all(
+        t.state.is_finished() for t in trials
+    )
     client = MlflowClient(f"sqlite:///{mlruns / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("rnnsweep").experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(parents) == 4 and len(children) == 4 and all(r.info.status == "FINISHED" for r in runs)
-    assert sorted(int(c.data.tags["trial_number"]) for c in children) == [0, 1, 2, 3], "one child run per trial"
+    assert (
+        len(parents) == 4 and len(children) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    )
+    assert sorted(int(c.data.tags["trial_number"]) for c in children) == [0, 1, 2, 3], (
+        "one child run per trial"
+    )
     assert {t.user_attrs["mlflow_run_id"] for t in trials} == {c.info.run_id for c in children}
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {p.info.run_id for p in parents}
 
@@ -145,30 +184,54 @@ def start_together(command: list[str], folder: Path, count: int) -> tuple[list[i
     processes = []
     for index in range(count):
         with open(folder / f"invocation{index}.log", "w") as log:
-            processes.append(subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT))
+            processes.append(
+                subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+            )
     codes = [process.wait(900) for process in processes]
-    return codes, "".join((folder / f"invocation{index}.log").read_text()[-3000:] for index in range(count))
+    return codes, "".join(
+        (folder / f"invocation{index}.log").read_text()[-3000:] for index in range(count)
+    )
 
 
 @pytest.mark.slow
-def test_four_invocations_together_train_each_confirmation_seed_once_and_register_one_version(tmp_path, data_cache):
+def test_four_invocations_together_train_each_confirmation_seed_once_and_register_one_version(
+    tmp_path, data_cache
+):
     """Issue 27 case 6: each confirmation seed was trained by every invocation, the winner registered twice."""
-    command = sweep_command(data_cache, "model=pooling", "search.space.body.choices=[pooling]", "~search.space.units",
-                            "search.n_trials=2", "search.confirm_top_k=2", "search.confirm_seeds=2",
-                            "search.heartbeat_seconds=2", "search.grace_seconds=300")
+    command = sweep_command(
+        data_cache,
+        "model=pooling",
+        "search.space.body.choices=[pooling]",
+        "~search.space.units",
+        "search.n_trials=2",
+        "search.confirm_top_k=2",
+        "search.confirm_seeds=2",
+        "search.heartbeat_seconds=2",
+        "search.grace_seconds=300",
+    )
     codes, logs = start_together(command, tmp_path, 4)
     assert codes == [0, 0, 0, 0], logs
     mlruns = tmp_path / "mlruns"
-    assert integrity(mlruns / "mlflow.db") == [("ok",)] and integrity(mlruns / "optuna.db") == [("ok",)]
+    assert integrity(mlruns / "mlflow.db") == [("ok",)] and integrity(mlruns / "optuna.db") == [
+        ("ok",)
+    ]
     client = MlflowClient(f"sqlite:///{mlruns / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("rnnsweep").experiment_id])
-    seeds = Counter((r.data.tags["confirm_of_trial"], r.data.tags["train_seed"]) for r in runs if "confirm" in r.data.tags)
-    assert len(seeds) == 4 and set(seeds.values()) == {1}, f"each confirmation seed trained once: {seeds}"
+    seeds = Counter(
+        (r.data.tags["confirm_of_trial"], r.data.tags["train_seed"])
+        for r in runs
+        if "confirm" in r.data.tags
+    )
+    assert len(seeds) == 4 and set(seeds.values()) == {1}, (
+        f"each confirmation seed trained once: {seeds}"
+    )
     [model] = client.search_registered_models()
     versions = client.search_model_versions(f"name='{model.name}'")
     assert len(versions) == 1, f"one winner, one version: {[(v.version, v.tags) for v in versions]}"
     winners = [line for line in logs.splitlines() if line.startswith("Winner by mean over seeds")]
-    assert len(winners) == 4 and len(set(winners)) == 1, f"every invocation names the same winner: {winners}"
+    assert len(winners) == 4 and len(set(winners)) == 1, (
+        f"every invocation names the same winner: {winners}"
+    )
 
 
 # ------------------------------------------------------------------------ damaged and unusable stores
@@ -187,7 +250,11 @@ def old_mlflow_schema(path: Path) -> None:
     from alembic.script import ScriptDirectory
     from mlflow.store.db.utils import _get_alembic_config, _get_latest_schema_revision
 
-    older = ScriptDirectory.from_config(_get_alembic_config("")).get_revision(_get_latest_schema_revision()).down_revision
+    older = (
+        ScriptDirectory.from_config(_get_alembic_config(""))
+        .get_revision(_get_latest_schema_revision())
+        .down_revision
+    )
     with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.execute("UPDATE alembic_version SET version_num = ?", (older,))
 
@@ -202,8 +269,12 @@ DAMAGED = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, damage, message", DAMAGED, ids=lambda v: getattr(v, "__name__", str(v))[:30])
-def test_a_damaged_store_is_one_line_and_nothing_is_written(tmp_path, data_cache, mlruns, name, damage, message):
+@pytest.mark.parametrize(
+    "name, damage, message", DAMAGED, ids=lambda v: getattr(v, "__name__", str(v))[:30]
+)
+def test_a_damaged_store_is_one_line_and_nothing_is_written(
+    tmp_path, data_cache, mlruns, name, damage, message
+):
     damage(mlruns / name)
     before = checksums(mlruns)
     line = one_error_line(run(sweep_command(data_cache), tmp_path), f"{mlruns / name}", message)
@@ -228,18 +299,30 @@ def test_a_damaged_store_is_found_before_the_data_is_prepared(tmp_path, data_cac
     cache = fresh_cache(tmp_path, data_cache)
     result = run([*sweep_command(data_cache), f"paths.cache_dir={cache}"], tmp_path)
     one_error_line(result, str(mlruns / name), "is not a usable SQLite database")
-    assert not list(cache.rglob("*.npz")), "no vector cache is written before the stores are checked"
+    assert not list(cache.rglob("*.npz")), (
+        "no vector cache is written before the stores are checked"
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("storage", ["postgresql://u:{pw}@127.0.0.1:{port}/db", "sqlite:///{tmp}/gone.db"],
-                         ids=["unreachable", "missing"])
+@pytest.mark.parametrize(
+    "storage",
+    ["postgresql://u:{pw}@127.0.0.1:{port}/db", "sqlite:///{tmp}/gone.db"],
+    ids=["unreachable", "missing"],
+)
 def test_an_unusable_warm_start_store_stops_before_any_store_or_data(tmp_path, data_cache, storage):
     """Issue 27 case 7: an unreachable warm-start store left a new, empty mlflow.db and MLflow's log lines."""
     storage = storage.format(pw=PW, port=closed_port(), tmp=tmp_path)
     cache = fresh_cache(tmp_path, data_cache)
-    result = run([*sweep_command(data_cache), f"paths.cache_dir={cache}", "search.warm_start_from=earlier",
-                  f"search.warm_start_storage={storage}"], tmp_path)
+    result = run(
+        [
+            *sweep_command(data_cache),
+            f"paths.cache_dir={cache}",
+            "search.warm_start_from=earlier",
+            f"search.warm_start_storage={storage}",
+        ],
+        tmp_path,
+    )
     one_error_line(result, "search.warm_start_storage=")
     assert PW not in result.stderr
     assert not (tmp_path / "mlruns").exists() or not list((tmp_path / "mlruns").glob("*.db"))
@@ -248,19 +331,30 @@ def test_an_unusable_warm_start_store_stops_before_any_store_or_data(tmp_path, d
 
 @pytest.mark.slow
 @pytest.mark.parametrize("what", ["optuna.db", "mlflow.db", "folder"])
-def test_a_read_only_store_is_one_line_and_nothing_is_written(tmp_path, data_cache, mlruns, immutable, what):
+def test_a_read_only_store_is_one_line_and_nothing_is_written(
+    tmp_path, data_cache, mlruns, immutable, what
+):
     before = checksums(mlruns)
     immutable(mlruns if what == "folder" else mlruns / what)
     one_error_line(run(sweep_command(data_cache), tmp_path), str(mlruns), "read-only")
     assert checksums(mlruns) == before
-    assert {p.name for p in mlruns.iterdir()} - {"mlflow.db.lock", "optuna.db.lock"} == {"mlflow.db", "optuna.db"}
+    assert {p.name for p in mlruns.iterdir()} - {"mlflow.db.lock", "optuna.db.lock"} == {
+        "mlflow.db",
+        "optuna.db",
+    }
 
 
 BAD_URLS = [
     ("search.storage=notaurl", "search.storage=notaurl: not a database URL"),
-    (f"search.storage=postgresql://sweeper:{PW}@no-such-host.invalid/optuna", "no-such-host.invalid"),
+    (
+        f"search.storage=postgresql://sweeper:{PW}@no-such-host.invalid/optuna",
+        "no-such-host.invalid",
+    ),
     (f"search.storage=postgresql://sweeper:{PW}@127.0.0.1:{{port}}/optuna", "Connection refused"),
-    (f"search.storage=nosuchdb://sweeper:{PW}@127.0.0.1/optuna", "unknown database kind 'nosuchdb'"),
+    (
+        f"search.storage=nosuchdb://sweeper:{PW}@127.0.0.1/optuna",
+        "unknown database kind 'nosuchdb'",
+    ),
     (f"tracking.uri=http://sweeper:{PW}@127.0.0.1:{{port}}", "cannot connect to 127.0.0.1"),
     (f"tracking.uri=postgresql://sweeper:{PW}@127.0.0.1:{{port}}/mlflow", "Connection refused"),
 ]
@@ -268,16 +362,23 @@ BAD_URLS = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize("override, message", BAD_URLS, ids=lambda v: v.split("://")[0][:30])
-def test_an_unusable_store_url_is_one_line_without_the_password(tmp_path, data_cache, override, message):
+def test_an_unusable_store_url_is_one_line_without_the_password(
+    tmp_path, data_cache, override, message
+):
     override = override.format(port=closed_port())
     result = run(sweep_command(data_cache, override), tmp_path)
     line = one_error_line(result, message, "sweeper:***@" if PW in override else "")
     assert_password_nowhere(PW, result, tmp_path / "logs", tmp_path / "mlruns")
-    assert not (tmp_path / "mlruns" / "mlflow.db").exists() and not (tmp_path / "mlruns" / "optuna.db").exists(), line
+    assert (
+        not (tmp_path / "mlruns" / "mlflow.db").exists()
+        and not (tmp_path / "mlruns" / "optuna.db").exists()
+    ), line
     hydra_files = sorted(p.name for p in (tmp_path / "logs").rglob(".hydra/*"))
     assert hydra_files == ["config.yaml", "hydra.yaml", "overrides.yaml"]
     if PW in override:
-        assert "sweeper:***@" in next((tmp_path / "logs").rglob(".hydra/overrides.yaml")).read_text()
+        assert (
+            "sweeper:***@" in next((tmp_path / "logs").rglob(".hydra/overrides.yaml")).read_text()
+        )
 
 
 @pytest.fixture(scope="module")
@@ -298,12 +399,19 @@ def test_a_wrong_database_password_is_one_line_and_never_shown(tmp_path, data_ca
 @pytest.mark.slow
 def test_a_sweep_on_a_password_url_leaves_the_password_nowhere(tmp_path, data_cache, postgres):
     """A run that works: terminal, log file, .hydra/, MLflow's store and Optuna's study hold no password."""
-    result = run(sweep_command(data_cache, *FAST, f"search.storage={postgres}/optuna", "search.study_name=secret"), tmp_path)
+    result = run(
+        sweep_command(
+            data_cache, *FAST, f"search.storage={postgres}/optuna", "search.study_name=secret"
+        ),
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert_password_nowhere(PASSWORD, result, tmp_path / "logs", tmp_path / "mlruns")
     assert "sweeper:***@" in next((tmp_path / "logs").rglob(".hydra/config.yaml")).read_text()
     study = optuna.load_study(study_name="secret", storage=f"{postgres}/optuna")
-    recorded = str([(t.params, t.user_attrs, t.system_attrs) for t in study.trials]) + str(study.user_attrs)
+    recorded = str([(t.params, t.user_attrs, t.system_attrs) for t in study.trials]) + str(
+        study.user_attrs
+    )
     assert study.trials and PASSWORD not in recorded
 
 
@@ -314,27 +422,44 @@ def test_a_sweep_on_a_password_url_leaves_the_password_nowhere(tmp_path, data_ca
 @pytest.mark.parametrize("key", ["mlruns_dir", "log_dir"])
 def test_a_path_under_a_regular_file_is_one_line(tmp_path, data_cache, key):
     (tmp_path / "plain-file").write_text("not a folder")
-    line = one_error_line(run(sweep_command(data_cache, f"paths.{key}={tmp_path / 'plain-file' / 'sub'}"), tmp_path))
-    assert str(tmp_path / "plain-file") in line and ("Not a directory" in line or "is a file, not a folder" in line)
+    line = one_error_line(
+        run(sweep_command(data_cache, f"paths.{key}={tmp_path / 'plain-file' / 'sub'}"), tmp_path)
+    )
+    assert str(tmp_path / "plain-file") in line and (
+        "Not a directory" in line or "is a file, not a folder" in line
+    )
 
 
 @pytest.mark.slow
 def test_a_path_under_a_read_only_folder_is_one_line(tmp_path, data_cache, immutable):
     (tmp_path / "locked").mkdir()
     immutable(tmp_path / "locked")
-    line = one_error_line(run(sweep_command(data_cache, f"paths.mlruns_dir={tmp_path / 'locked' / 'mlruns'}"), tmp_path))
-    assert f"paths.mlruns_dir={tmp_path / 'locked' / 'mlruns'}: cannot be created: {tmp_path / 'locked'} is read-only" in line
+    line = one_error_line(
+        run(
+            sweep_command(data_cache, f"paths.mlruns_dir={tmp_path / 'locked' / 'mlruns'}"),
+            tmp_path,
+        )
+    )
+    assert (
+        f"paths.mlruns_dir={tmp_path / 'locked' / 'mlruns'}: cannot be created: {tmp_path / 'locked'} is read-only"
+        in line
+    )
 
 
 def broken_preset(tmp_path: Path) -> str:
     (tmp_path / "extra" / "search").mkdir(parents=True)
-    (tmp_path / "extra" / "search" / "broken.yaml").write_text("name: broken\nspace:\n  body: {path: model.body, choices: [a, b\n")
+    (tmp_path / "extra" / "search" / "broken.yaml").write_text(
+        "name: broken\nspace:\n  body: {path: model.body, choices: [a, b\n"
+    )
     return f"hydra.searchpath=[file://{tmp_path / 'extra'}]"
 
 
 HYDRA_ERRORS = [
     (["model.unitz=3"], "Could not override 'model.unitz'"),
-    (["search=nonexistent"], "Could not find 'search/nonexistent' Available options in 'search': default plateau plateau_padding quick"),
+    (
+        ["search=nonexistent"],
+        "Could not find 'search/nonexistent' Available options in 'search': default plateau plateau_padding quick",
+    ),
     ([f"search.storage=postgresql://u:{PW}@h/db", "+search=quick"], "search"),
     (["BROKEN", "search=broken"], "broken.yaml"),
     (["BROKEN", "search=broken", "--cfg", "job"], "broken.yaml"),
@@ -346,15 +471,30 @@ def test_hydra_errors_are_one_line_and_exit_2(tmp_path, overrides, message):
     overrides = [broken_preset(tmp_path) if o == "BROKEN" else o for o in overrides]
     result = run([str(BIN / "rnn-sweep"), *overrides], tmp_path)
     line = one_error_line(result, message)
-    assert "HYDRA_FULL_ERROR" not in line and "Traceback" not in line and PW not in result.stderr + result.stdout
+    assert (
+        "HYDRA_FULL_ERROR" not in line
+        and "Traceback" not in line
+        and PW not in result.stderr + result.stdout
+    )
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "logs").exists()
 
 
 def test_help_and_cfg_job_still_work(tmp_path):
-    shown = run([str(BIN / "rnn-sweep"), "--cfg", "job", f"search.storage=postgresql://u:{PW}@h/db"], tmp_path)
-    assert shown.returncode == 0 and shown.stderr == "" and "storage: postgresql://u:***@h/db" in shown.stdout
+    shown = run(
+        [str(BIN / "rnn-sweep"), "--cfg", "job", f"search.storage=postgresql://u:{PW}@h/db"],
+        tmp_path,
+    )
+    assert (
+        shown.returncode == 0
+        and shown.stderr == ""
+        and "storage: postgresql://u:***@h/db" in shown.stdout
+    )
     helped = run([str(BIN / "rnn-train"), "--help"], tmp_path)
-    assert helped.returncode == 0 and "Choose a preset per group" in helped.stdout and helped.stderr == ""
+    assert (
+        helped.returncode == 0
+        and "Choose a preset per group" in helped.stdout
+        and helped.stderr == ""
+    )
 
 
 @pytest.mark.slow
@@ -362,7 +502,11 @@ def test_multirun_still_reaches_the_task(tmp_path):
     """-m: Hydra launches the job; its bad setting is the task's own one-line error (exit 2), after the run folder."""
     result = run([str(BIN / "rnn-sweep"), "-m", "search=quick", "search.n_trials=0"], tmp_path)
     one_error_line(result, "search.n_trials=0")
-    assert sorted(p.name for p in (tmp_path / "logs").rglob(".hydra/*")) == ["config.yaml", "hydra.yaml", "overrides.yaml"]
+    assert sorted(p.name for p in (tmp_path / "logs").rglob(".hydra/*")) == [
+        "config.yaml",
+        "hydra.yaml",
+        "overrides.yaml",
+    ]
 
 
 # ------------------------------------------------------------------------ in-process: the pieces
@@ -370,7 +514,10 @@ def test_multirun_still_reaches_the_task(tmp_path):
 
 def test_redact_hides_url_and_parameter_passwords():
     text = "postgresql://u:se/cret@h/db, mysql://:pw@h, host=h password=hunter2 user=u, http://h:5000/x?pwd=abc&a=1"
-    assert redaction.redact(text) == "postgresql://u:***@h/db, mysql://:***@h, host=h password=*** user=u, http://h:5000/x?pwd=***&a=1"
+    assert (
+        redaction.redact(text)
+        == "postgresql://u:***@h/db, mysql://:***@h, host=h password=*** user=u, http://h:5000/x?pwd=***&a=1"
+    )
 
 
 def test_every_log_record_is_redacted_even_on_libraries_own_handlers():
@@ -390,7 +537,11 @@ def test_every_log_record_is_redacted_even_on_libraries_own_handlers():
         logging.setLogRecordFactory(previous)
         library.removeHandler(handler)
     shown = stream.getvalue()
-    assert PW not in shown and "cannot reach postgresql://u:***@h/db" in shown and "RuntimeError: sqlite fails on postgresql://u:***@h/db" in shown
+    assert (
+        PW not in shown
+        and "cannot reach postgresql://u:***@h/db" in shown
+        and "RuntimeError: sqlite fails on postgresql://u:***@h/db" in shown
+    )
 
 
 def test_an_unexpected_error_is_a_redacted_traceback_and_exit_1(capsys):
@@ -405,27 +556,45 @@ def test_an_unexpected_error_is_a_redacted_traceback_and_exit_1(capsys):
     finally:
         logging.setLogRecordFactory(previous)
     err = capsys.readouterr().err
-    assert exiting.value.code == 1 and "Traceback" in err and "postgresql://u:***@h/db" in err and PW not in err
+    assert (
+        exiting.value.code == 1
+        and "Traceback" in err
+        and "postgresql://u:***@h/db" in err
+        and PW not in err
+    )
 
 
 def test_one_line_of_hydra_output():
-    traceback = ("Traceback (most recent call last):\n  File \"x.py\", line 1, in f\n    g()\n    ^^^\n"
-                 "yaml.parser.ParserError: while parsing\n  in \"b.yaml\", line 3\n\n"
-                 "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.\n")
-    assert errors.one_line(traceback) == 'yaml.parser.ParserError: while parsing in "b.yaml", line 3'
+    traceback = (
+        'Traceback (most recent call last):\n  File "x.py", line 1, in f\n    g()\n    ^^^\n'
+        'yaml.parser.ParserError: while parsing\n  in "b.yaml", line 3\n\n'
+        "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.\n"
+    )
+    assert (
+        errors.one_line(traceback) == 'yaml.parser.ParserError: while parsing in "b.yaml", line 3'
+    )
     listing = "In 'sweep': Could not find 'search/x'\n\nAvailable options in 'search':\n\tquick\nConfig search path:\n\tprovider=main\n"
-    assert errors.one_line(listing) == "In 'sweep': Could not find 'search/x' Available options in 'search': quick"
+    assert (
+        errors.one_line(listing)
+        == "In 'sweep': Could not find 'search/x' Available options in 'search': quick"
+    )
 
 
 def test_an_empty_store_file_is_a_new_store_with_a_warning(tmp_path, caplog):
     (tmp_path / "optuna.db").write_bytes(b"")
     stores.check_before_writing({}, [stores.optuna_store(f"sqlite:///{tmp_path / 'optuna.db'}")])
-    assert "empty file: treated as a new store" in caplog.text and str(tmp_path / "optuna.db") in caplog.text
+    assert (
+        "empty file: treated as a new store" in caplog.text
+        and str(tmp_path / "optuna.db") in caplog.text
+    )
 
 
 def test_a_foreign_sqlite_database_is_not_taken_for_a_store(tmp_path, good_mlruns):
     store = stores.mlflow_store(f"sqlite:///{good_mlruns / 'optuna.db'}")
-    with pytest.raises(InputError, match=r"is an SQLite database but not an MLflow store \(no table experiments, runs\)"):
+    with pytest.raises(
+        InputError,
+        match=r"is an SQLite database but not an MLflow store \(no table experiments, runs\)",
+    ):
         stores.check_before_writing({}, [store])
 
 
@@ -442,11 +611,18 @@ def test_an_old_optuna_schema_is_one_line(tmp_path, good_mlruns):
 def test_the_lock_lets_one_process_at_a_time_create_a_store(tmp_path):
     """A second process waits at the lock while the first holds it (as it does while MLflow migrates)."""
     store = stores.mlflow_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    waiter = (f"import sys, time; from pipeline.tracking import stores; s = stores.mlflow_store({store.url!r}); "
-              "print('ready', flush=True); t = time.perf_counter()\n"
-              "with stores.creation_lock(s): print(time.perf_counter() - t)")
+    waiter = (
+        f"import sys, time; from pipeline.tracking import stores; s = stores.mlflow_store({store.url!r}); "
+        "print('ready', flush=True); t = time.perf_counter()\n"
+        "with stores.creation_lock(s): print(time.perf_counter() - t)"
+    )
     with stores.creation_lock(store):
-        other = subprocess.Popen([sys.executable, "-c", waiter], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+        other = subprocess.Popen(
+            [sys.executable, "-c", waiter],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).parent.parent,
+        )
         assert other.stdout.readline() == "ready\n"
         time.sleep(2)
     waited = float(other.communicate(timeout=60)[0])

@@ -104,11 +104,17 @@ def test_missing_words_start_random_from_the_training_seed(make_cfg, sentences):
 
 
 def test_frozen_vectors_stay_fine_tuned_ones_move_and_the_logged_model_scores_raw_text_the_same(
-        make_cfg, sentences):
+    make_cfg, sentences
+):
     _, data, table, path = sentences
     rows = covered_rows(data.vocabulary, table)
-    frozen_cfg = with_vectors(make_cfg, path, "model.embedding.trainable=false",
-                              "train.log_model=true", "tracking.experiment=test-vectors-frozen")
+    frozen_cfg = with_vectors(
+        make_cfg,
+        path,
+        "model.embedding.trainable=false",
+        "train.log_model=true",
+        "tracking.experiment=test-vectors-frozen",
+    )
     start = new_model(frozen_cfg, data)[0]
     frozen = run_training(frozen_cfg)
     np.testing.assert_array_equal(embedding_of(frozen.model), embedding_of(start), "frozen: moved")
@@ -176,7 +182,8 @@ def cache_file_of(cfg, path: Path, data) -> Path:
 
 
 def test_a_second_run_reads_the_vectors_from_the_cache_and_a_changed_file_is_read_again(
-        sentences, monkeypatch):
+    sentences, monkeypatch
+):
     cfg, data, table, path = sentences
     first = word_vectors(str(path), data, cfg.paths.cache_dir)
     assert not first.cache_hit and cache_file_of(cfg, path, data).is_file()
@@ -195,7 +202,8 @@ def test_a_second_run_reads_the_vectors_from_the_cache_and_a_changed_file_is_rea
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
 def test_a_damaged_vectors_cache_is_read_again_from_the_file_with_a_warning(
-        sentences, monkeypatch, caplog, damage):
+    sentences, monkeypatch, caplog, damage
+):
     cfg, data, _, path = sentences
     first = word_vectors(str(path), data, cfg.paths.cache_dir)
     cached = cache_file_of(cfg, path, data)
@@ -229,13 +237,24 @@ def bad_files(tmp_path: Path, vocabulary: list[str]) -> dict[str, tuple[Path, st
     return {
         "missing": (tmp_path / "nowhere.txt", re.escape(f": no such file; {ALLOWED}")),
         "folder": (tmp_path, re.escape(f": a folder, not a file; {ALLOWED}")),
-        "ragged": (ragged, re.escape(": line 3 has 2 numbers after its word 'cat', the first row "
-                                     "has 3; every row must be a word and the same count of "
-                                     "numbers")),
-        "binary": (tmp_path / "binary.txt", r": binary data at byte \d+, not text vectors; a "
-                                            r"word2vec binary file must be named \*.bin"),
-        "no word": (strangers, in_its + r"the file must hold vectors for the data's words "
-                                        r"\(lower case, punctuation stripped\)"),
+        "ragged": (
+            ragged,
+            re.escape(
+                ": line 3 has 2 numbers after its word 'cat', the first row "
+                "has 3; every row must be a word and the same count of "
+                "numbers"
+            ),
+        ),
+        "binary": (
+            tmp_path / "binary.txt",
+            r": binary data at byte \d+, not text vectors; a "
+            r"word2vec binary file must be named \*.bin",
+        ),
+        "no word": (
+            strangers,
+            in_its + r"the file must hold vectors for the data's words "
+            r"\(lower case, punctuation stripped\)",
+        ),
     }
 
 
@@ -256,10 +275,20 @@ def test_a_bad_vectors_file_is_one_line_exit_2_and_nothing_stored(sentences, tmp
     cfg, data, _, _ = sentences
     path, ending = bad_files(tmp_path, data.vocabulary)[bad]
     result = subprocess.run(
-        [BIN / "rnn-train", "data=sentences", *SMALL, f"model.embedding.vectors={path}",
-         f"paths.cache_dir={cfg.paths.cache_dir}", f"paths.mlruns_dir={tmp_path / 'mlruns'}",
-         f"paths.log_dir={tmp_path / 'logs'}"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        [
+            BIN / "rnn-train",
+            "data=sentences",
+            *SMALL,
+            f"model.embedding.vectors={path}",
+            f"paths.cache_dir={cfg.paths.cache_dir}",
+            f"paths.mlruns_dir={tmp_path / 'mlruns'}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr[-3000:]
     line = one_error_line(result.stderr)
     assert re.fullmatch(re.escape(f"error: model.embedding.vectors={path}") + ending, line), line
@@ -269,13 +298,15 @@ def test_a_bad_vectors_file_is_one_line_exit_2_and_nothing_stored(sentences, tmp
 
 
 def test_a_sweep_over_a_file_without_the_datas_words_stops_before_any_study(
-        sweep_overrides, tmp_path):
+    sweep_overrides, tmp_path
+):
     from tests.helpers.sweeps import runs_of
 
     strangers = write_glove(tmp_path / "strangers.txt", {"zzzunseen": np.ones(3)})
     overrides = [*sweep_overrides, "search=vectors", f"model.embedding.vectors={strangers}"]
-    result = subprocess.run([BIN / "rnn-sweep", *overrides], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=300)
+    result = subprocess.run(
+        [BIN / "rnn-sweep", *overrides], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
     assert result.returncode == 2, result.stderr[-3000:]
     assert "none of the" in one_error_line(result.stderr)
     assert not (Path(compose(overrides).paths.mlruns_dir) / "optuna.db").exists()
@@ -286,14 +317,18 @@ def test_search_vectors_without_a_file_is_one_line(sweep_overrides):
     from pipeline.search.sweep import check_sweep
 
     overrides = [*sweep_overrides, "search=vectors"]
-    with pytest.raises(InputError, match=r"^search.space.vectors searches no word-vector file; "
-                                         r"set model.embedding.vectors=PATH"):
+    with pytest.raises(
+        InputError,
+        match=r"^search.space.vectors searches no word-vector file; "
+        r"set model.embedding.vectors=PATH",
+    ):
         check_sweep(compose(overrides), overrides)
 
 
 def test_vectors_need_data_with_words():
-    with pytest.raises(InputError, match="^model.embedding.vectors with data=keras_imdb: its "
-                                         "reviews are token ids"):
+    with pytest.raises(
+        InputError, match="^model.embedding.vectors with data=keras_imdb: its reviews are token ids"
+    ):
         check(compose(["data=keras_imdb", f"model.embedding.vectors={REPO / 'README.md'}"]))
 
 
@@ -306,13 +341,22 @@ def test_search_vectors_runs_scratch_frozen_and_fine_tuned_trials(sweep_override
 
     _, _, _, path = sentences
     portfolio = f"[{{vectors: null}}, {{vectors: '{path}', trainable: false}}]"
-    overrides = [*sweep_overrides, "search=vectors", f"model.embedding.vectors={path}",
-                 "train.epochs=1", "search.pruner=none", f"search.portfolio={portfolio}"]
+    overrides = [
+        *sweep_overrides,
+        "search=vectors",
+        f"model.embedding.vectors={path}",
+        "train.epochs=1",
+        "search.pruner=none",
+        f"search.portfolio={portfolio}",
+    ]
     assert compose(overrides).search.study_name == "vectors-sentences-glove.6d"
     assert sweep(overrides) == 0
     trials = study_of(overrides).trials
     assert [(t.params["vectors"], t.params.get("trainable")) for t in trials] == [
-        (str(path), True), (None, None), (str(path), False)]
+        (str(path), True),
+        (None, None),
+        (str(path), False),
+    ]
     assert all(t.state.name == "COMPLETE" for t in trials)
     _, _, children = runs_of(overrides)
     by_trial = {int(run.data.tags["trial_number"]): run for run in children}
@@ -327,11 +371,24 @@ def test_search_vectors_runs_scratch_frozen_and_fine_tuned_trials(sweep_override
 def test_rnn_vectors_writes_word2vec_text_whose_words_are_the_vocabularys(data_cache, tmp_path):
     output = tmp_path / "out" / "sentences-w2v.txt"
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli.vectors", "data=sentences",
-         f"vectors.output={output}",
-         "vectors.dim=8", "vectors.min_count=1", "vectors.epochs=1", "vectors.threads=1",
-         f"paths.cache_dir={data_cache}", f"paths.log_dir={tmp_path / 'logs'}"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli.vectors",
+            "data=sentences",
+            f"vectors.output={output}",
+            "vectors.dim=8",
+            "vectors.min_count=1",
+            "vectors.epochs=1",
+            "vectors.threads=1",
+            f"paths.cache_dir={data_cache}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"model.embedding.vectors={output}" in result.stdout
     count, dim = map(int, output.read_text().split("\n", 1)[0].split())

@@ -13,8 +13,14 @@ from pipeline.tracking import mlflow_runs
 from tests.conftest import BIN, SWEEP_SHRINK
 from tests.services import PASSWORD, mlflow_server, postgres_server
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("servers")]  # one test process starts the servers for both tests
-LOCK_TROUBLE = re.compile(r"deadlock|could not obtain lock|lock timeout|database is locked|LockNotAvailable", re.IGNORECASE)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xdist_group("servers"),
+]  # one test process starts the servers for both tests
+LOCK_TROUBLE = re.compile(
+    r"deadlock|could not obtain lock|lock timeout|database is locked|LockNotAvailable",
+    re.IGNORECASE,
+)
 TRIALS_EACH = 3
 STARTING_TOGETHER, NEW_EXPERIMENTS = 8, 6
 
@@ -25,7 +31,9 @@ def servers(tmp_path_factory):
     yields the PostgreSQL URL, the server's URL and both servers' logs."""
     folder = tmp_path_factory.mktemp("servers")
     with postgres_server(("optuna", "mlflow")) as (postgres, postgres_log):
-        with mlflow_server(f"{postgres}/mlflow", folder / "artifacts", folder / "mlflow-server.log") as url:
+        with mlflow_server(
+            f"{postgres}/mlflow", folder / "artifacts", folder / "mlflow-server.log"
+        ) as url:
             yield postgres, url, (postgres_log, folder / "mlflow-server.log")
 
 
@@ -45,7 +53,10 @@ def test_workers_starting_together_on_a_new_experiment_all_open_it(servers, make
             except Exception as error:
                 failures.append(f"round {round_number}, worker {worker}: {error}")
 
-        workers = [threading.Thread(target=open_experiment, args=(worker,)) for worker in range(STARTING_TOGETHER)]
+        workers = [
+            threading.Thread(target=open_experiment, args=(worker,))
+            for worker in range(STARTING_TOGETHER)
+        ]
         for worker in workers:
             worker.start()
         for worker in workers:
@@ -65,8 +76,13 @@ def test_invocations_logging_the_same_new_dataset_at_once_all_log_it(servers, ma
     from pipeline.tracking.datasets import log_datasets
 
     url = servers[1]
-    cfg = make_cfg(f"tracking.uri={url}", "tracking.experiment=datasets-together", "data=sentences",
-                   "data.subset=40", "data.max_len=8")
+    cfg = make_cfg(
+        f"tracking.uri={url}",
+        "tracking.experiment=datasets-together",
+        "data=sentences",
+        "data.subset=40",
+        "data.max_len=8",
+    )
     data = prepare_data(cfg.data, cfg.paths.cache_dir)
     client = MlflowClient(url)
     experiment = client.create_experiment("datasets-together")
@@ -90,26 +106,43 @@ def test_invocations_logging_the_same_new_dataset_at_once_all_log_it(servers, ma
             thread.start()
         for thread in threads:
             thread.join(120)
-        assert all(len(client.get_run(run_id).inputs.dataset_inputs) == 2 for run_id in runs) or failures
+        assert (
+            all(len(client.get_run(run_id).inputs.dataset_inputs) == 2 for run_id in runs)
+            or failures
+        )
     assert not failures, "\n".join(failures)
 
 
 def test_two_workers_share_one_postgres_study_and_one_mlflow_server(tmp_path, data_cache, servers):
     postgres, url, server_logs = servers
-    already_logged = {path: path.stat().st_size for path in server_logs}  # the servers' lines before this test
+    already_logged = {
+        path: path.stat().st_size for path in server_logs
+    }  # the servers' lines before this test
     command = [
-        str(BIN / "rnn-sweep"), *SWEEP_SHRINK, "search=quick", f"search.n_trials={TRIALS_EACH}",
-        f"search.storage={postgres}/optuna", "search.study_name=shared", f"tracking.uri={url}",
-        "tracking.experiment=workers", "train.threads.intra_op=1", "train.threads.inter_op=1",
+        str(BIN / "rnn-sweep"),
+        *SWEEP_SHRINK,
+        "search=quick",
+        f"search.n_trials={TRIALS_EACH}",
+        f"search.storage={postgres}/optuna",
+        "search.study_name=shared",
+        f"tracking.uri={url}",
+        "tracking.experiment=workers",
+        "train.threads.intra_op=1",
+        "train.threads.inter_op=1",
         f"paths.cache_dir={data_cache}",
     ]
     workers = []
     for index in range(2):
         log = open(tmp_path / f"worker{index}.log", "w")
-        workers.append(subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT))
+        workers.append(
+            subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        )
     codes = [worker.wait(900) for worker in workers]
     logs = {path.name: path.read_text() for path in tmp_path.glob("*.log")}
-    logs |= {path.name: path.read_bytes()[already_logged[path]:].decode(errors="replace") for path in server_logs}
+    logs |= {
+        path.name: path.read_bytes()[already_logged[path] :].decode(errors="replace")
+        for path in server_logs
+    }
     assert codes == [0, 0], logs["worker0.log"][-3000:] + logs["worker1.log"][-3000:]
 
     study = optuna.load_study(study_name="shared", storage=f"{postgres}/optuna")
@@ -121,15 +154,25 @@ def test_two_workers_share_one_postgres_study_and_one_mlflow_server(tmp_path, da
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 2 and all(r.info.status == "FINISHED" for r in runs)
-    assert sorted(int(c.data.tags["trial_number"]) for c in children) == sorted(numbers), "one child run per trial"
-    assert {t.user_attrs["mlflow_run_id"] for t in study.trials} == {c.info.run_id for c in children}
+    assert sorted(int(c.data.tags["trial_number"]) for c in children) == sorted(numbers), (
+        "one child run per trial"
+    )
+    assert {t.user_attrs["mlflow_run_id"] for t in study.trials} == {
+        c.info.run_id for c in children
+    }
 
     for name, text in logs.items():
         assert not LOCK_TROUBLE.search(text), f"{name}: {LOCK_TROUBLE.search(text).group(0)}"
     recorded = [str(run.data.params) + str(run.data.tags) for run in runs]
     for parent in parents:
         for artifact in ("config.yaml", "search_space.yaml", "summary.txt"):
-            recorded.append(Path(client.download_artifacts(parent.info.run_id, artifact)).read_text())
-    recorded.append(Path(client.download_artifacts(children[0].info.run_id, "config.yaml")).read_text())
-    assert not [text for text in recorded if PASSWORD in text], "the storage password reached MLflow"
+            recorded.append(
+                Path(client.download_artifacts(parent.info.run_id, artifact)).read_text()
+            )
+    recorded.append(
+        Path(client.download_artifacts(children[0].info.run_id, "config.yaml")).read_text()
+    )
+    assert not [text for text in recorded if PASSWORD in text], (
+        "the storage password reached MLflow"
+    )
     assert any("sweeper:***@127.0.0.1" in text for text in recorded)

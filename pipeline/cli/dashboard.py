@@ -19,9 +19,19 @@ def dashboard_command(cfg: DictConfig) -> list[str]:
     url = stores.storage_url(cfg)
     file = stores.sqlite_file(url)
     if file is not None and not file.is_file():
-        raise InputError(f"no study storage at {file} (paths.mlruns_dir, search.storage): run rnn-sweep first")
+        raise InputError(
+            f"no study storage at {file} (paths.mlruns_dir, search.storage): run rnn-sweep first"
+        )
     dashboard = Path(sys.executable).parent / "optuna-dashboard"
-    return [sys.executable, str(dashboard), url, "--host", cfg.tracking.ui_host, "--port", str(port)]  # this interpreter, whatever the script's #! says
+    return [
+        sys.executable,
+        str(dashboard),
+        url,
+        "--host",
+        cfg.tracking.ui_host,
+        "--port",
+        str(port),
+    ]  # this interpreter, whatever the script's #! says
 
 
 def dashboard(cfg: DictConfig) -> None:
@@ -29,16 +39,22 @@ def dashboard(cfg: DictConfig) -> None:
     config.check(cfg)
     dashboard_line = dashboard_command(cfg)
     print(" ".join(redact(part) for part in dashboard_line), file=sys.stderr)
-    print(f"open http://{cfg.tracking.ui_host}:{cfg.search.dashboard_port} "
-          "(its first start can take a minute)", file=sys.stderr)
+    print(
+        f"open http://{cfg.tracking.ui_host}:{cfg.search.dashboard_port} "
+        "(its first start can take a minute)",
+        file=sys.stderr,
+    )
     os.execv(dashboard_line[0], dashboard_line)
 
 
 cli = command(
-    "rnn-dashboard", "sweep", dashboard,
+    "rnn-dashboard",
+    "sweep",
+    dashboard,
     settings=["search.dashboard_port", "tracking.ui_host", "search.storage", "paths.mlruns_dir"],
     examples=["rnn-dashboard", "rnn-dashboard search.storage=postgresql://user@host/optuna"],
-    summary="optuna-dashboard over the studies rnn-sweep stored.", presets=False,
+    summary="optuna-dashboard over the studies rnn-sweep stored.",
+    presets=False,
 )
 
 if __name__ == "__main__":

@@ -11,8 +11,15 @@ from pipeline.cli.help import help_text
 from pipeline.core.errors import console_entry, hydra_task
 
 
-def command(name: str, config_name: str, task: Callable, settings: list[str], examples: list[str],
-            summary: str | None = None, presets: bool = True) -> Callable[[], None]:
+def command(
+    name: str,
+    config_name: str,
+    task: Callable,
+    settings: list[str],
+    examples: list[str],
+    summary: str | None = None,
+    presets: bool = True,
+) -> Callable[[], None]:
     """The console script `name` running `task(cfg)` on conf/<config_name>.yaml plus the command line.
 
     `--help` is written from conf/ (`settings` and `examples` are the ones it shows first) and
@@ -27,11 +34,17 @@ def command(name: str, config_name: str, task: Callable, settings: list[str], ex
         if "--help" in arguments or "-h" in arguments:
             print_to_pipe(help_text(name, config_name, settings, examples, summary, presets))
             return
-        if any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in arguments) and "--resolve" not in arguments:
+        if (
+            any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in arguments)
+            and "--resolve" not in arguments
+        ):
             sys.argv.append("--resolve")  # ${seed} shown as its value, as the run will use it
         app()
 
-    entry.config_name, entry.settings = config_name, settings  # what --help shows (tests check each is found)
+    entry.config_name, entry.settings = (
+        config_name,
+        settings,
+    )  # what --help shows (tests check each is found)
     return entry
 
 
@@ -40,4 +53,6 @@ def print_to_pipe(text: str) -> None:
     try:
         print(text, flush=True)
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own advice: no error at exit
+        os.dup2(
+            os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()
+        )  # Python's own advice: no error at exit

@@ -40,7 +40,11 @@ def setting_doc(key: str, groups: dict[str, str]) -> tuple[str, str] | None:
     group, _, name = key.partition(".")
     conf = Path(CONFIG_DIR)
     files = [conf / group / f"{groups[group]}.yaml"] if group in groups else []
-    files += [conf / "base" / f"{group}.yaml", conf / f"{group}.yaml", *sorted((conf / group).glob("*.yaml"))]
+    files += [
+        conf / "base" / f"{group}.yaml",
+        conf / f"{group}.yaml",
+        *sorted((conf / group).glob("*.yaml")),
+    ]
     for path in files:
         if path.is_file():
             for line in path.read_text().splitlines():
@@ -52,7 +56,9 @@ def setting_doc(key: str, groups: dict[str, str]) -> tuple[str, str] | None:
 
 def wrapped(head: str, text: str) -> list[str]:
     """`head` then `text`, wrapped at COLUMN under the text's first word: nothing is cut off."""
-    return textwrap.wrap(text, COLUMN, initial_indent=head, subsequent_indent=" " * len(head)) or [head]
+    return textwrap.wrap(text, COLUMN, initial_indent=head, subsequent_indent=" " * len(head)) or [
+        head
+    ]
 
 
 def group_lines(groups: dict[str, str]) -> list[str]:
@@ -64,7 +70,9 @@ def group_lines(groups: dict[str, str]) -> list[str]:
             continue
         lines.append(f"  {group}=  (default: {default})")
         for option in options:
-            lines += wrapped(f"    {option:<16} ", first_comment(Path(CONFIG_DIR) / group / f"{option}.yaml"))
+            lines += wrapped(
+                f"    {option:<16} ", first_comment(Path(CONFIG_DIR) / group / f"{option}.yaml")
+            )
     return lines
 
 
@@ -78,8 +86,14 @@ def setting_lines(keys: list[str], groups: dict[str, str]) -> list[str]:
     return lines
 
 
-def help_text(command: str, config_name: str, settings: list[str], examples: list[str],
-              summary: str | None = None, presets: bool = True) -> str:
+def help_text(
+    command: str,
+    config_name: str,
+    settings: list[str],
+    examples: list[str],
+    summary: str | None = None,
+    presets: bool = True,
+) -> str:
     """`summary`: what the command does, when conf/<config_name>.yaml's first line is another
     command's; `presets`: whether its group presets change what it does (not for the two UI
     servers, which run once: no multirun either)."""
@@ -90,12 +104,21 @@ def help_text(command: str, config_name: str, settings: list[str], examples: lis
     parts = [f"{command}: {what}", "", usage]
     if presets:
         parts += ["", "Choose a preset per group:", *presets]
-    parts += ["", "Settings you will change most (default, then what it does):",
-              *setting_lines(settings, groups)]
+    parts += [
+        "",
+        "Settings you will change most (default, then what it does):",
+        *setting_lines(settings, groups),
+    ]
     parts += ["", "Examples:", *(f"  {example}" for example in examples)]
-    multirun = [f"  {command} -m KEY=A,B       one run per value (Hydra multirun)"] if presets else []
-    parts += ["", "More:",
-              f"  {command} --cfg job        the whole config this command line composes", *multirun,
-              f"  {command} --hydra-help     Hydra's own flags",
-              "  docs/ in the repository     every setting, metric and behaviour"]
+    multirun = (
+        [f"  {command} -m KEY=A,B       one run per value (Hydra multirun)"] if presets else []
+    )
+    parts += [
+        "",
+        "More:",
+        f"  {command} --cfg job        the whole config this command line composes",
+        *multirun,
+        f"  {command} --hydra-help     Hydra's own flags",
+        "  docs/ in the repository     every setting, metric and behaviour",
+    ]
     return "\n".join(parts)

@@ -8,7 +8,9 @@ from pipeline.core import signals
 
 
 def lr_find(cfg: DictConfig) -> None:
-    OmegaConf.resolve(cfg)  # freeze ${oc.env:...} now: MLflow sets MLFLOW_TRACKING_URI once configured
+    OmegaConf.resolve(
+        cfg
+    )  # freeze ${oc.env:...} now: MLflow sets MLFLOW_TRACKING_URI once configured
     config.check(cfg)  # before TensorFlow and MLflow are imported: a bad value answers at once
     from pipeline.training.lr_find import run_lr_find
 
@@ -16,7 +18,9 @@ def lr_find(cfg: DictConfig) -> None:
 
 
 cli = command(
-    "rnn-lr-find", "lr_find", lr_find,
+    "rnn-lr-find",
+    "lr_find",
+    lr_find,
     settings=["lr_find.start_lr", "lr_find.end_lr", "lr_find.steps", "data.subset"],
     examples=["rnn-lr-find data=sentences model=gru optimizer=rmsprop"],
 )

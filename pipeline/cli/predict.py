@@ -15,10 +15,20 @@ def predict(cfg: DictConfig) -> None:
 
 
 cli = command(
-    "rnn-predict", "predict", predict,
-    settings=["predict.model", "predict.texts", "predict.input", "predict.column", "predict.output"],
-    examples=["rnn-predict predict.model=models:/quick-sentences@champion 'predict.texts=[\"a great film\"]'",
-              "rnn-predict predict.model=RUN_ID predict.input=reviews.csv predict.output=scores.csv"],
+    "rnn-predict",
+    "predict",
+    predict,
+    settings=[
+        "predict.model",
+        "predict.texts",
+        "predict.input",
+        "predict.column",
+        "predict.output",
+    ],
+    examples=[
+        "rnn-predict predict.model=models:/quick-sentences@champion 'predict.texts=[\"a great film\"]'",
+        "rnn-predict predict.model=RUN_ID predict.input=reviews.csv predict.output=scores.csv",
+    ],
 )
 
 if __name__ == "__main__":

@@ -11,8 +11,12 @@ from pipeline.core import signals
 
 
 def sweep(cfg: DictConfig) -> int:
-    OmegaConf.resolve(cfg)  # freeze ${oc.env:...} now: MLflow sets MLFLOW_TRACKING_URI once configured
-    space.check_sweep(cfg, list(HydraConfig.get().overrides.task))  # before TensorFlow and MLflow: at once
+    OmegaConf.resolve(
+        cfg
+    )  # freeze ${oc.env:...} now: MLflow sets MLFLOW_TRACKING_URI once configured
+    space.check_sweep(
+        cfg, list(HydraConfig.get().overrides.task)
+    )  # before TensorFlow and MLflow: at once
     from pipeline.search import workers
     from pipeline.search.sweep import EXIT_WORKER_DIED, run_sweep
 
@@ -21,12 +25,20 @@ def sweep(cfg: DictConfig) -> int:
             code = run_sweep(cfg, list(HydraConfig.get().overrides.task), checked=True)
             signals.check()  # a signal during the final report: the work is saved, the exit code says so
         except signals.Interrupted as stop:
-            print(f"{stop}: stopped cleanly (a trial it cut short is FAIL, no MLflow run is left "
-                  "RUNNING); run the same command to continue", file=sys.stderr)
+            print(
+                f"{stop}: stopped cleanly (a trial it cut short is FAIL, no MLflow run is left "
+                "RUNNING); run the same command to continue",
+                file=sys.stderr,
+            )
             code = stop.exit_code
-        except workers.WorkerDied as died:  # the summary is printed; the others finished their trials
-            print(f"error: {died}; its trial is FAIL, its MLflow run KILLED; run the same command to "
-                  "continue", file=sys.stderr)
+        except (
+            workers.WorkerDied
+        ) as died:  # the summary is printed; the others finished their trials
+            print(
+                f"error: {died}; its trial is FAIL, its MLflow run KILLED; run the same command to "
+                "continue",
+                file=sys.stderr,
+            )
             code = EXIT_WORKER_DIED
     if code:
         raise SystemExit(code)
@@ -34,12 +46,24 @@ def sweep(cfg: DictConfig) -> int:
 
 
 cli = command(
-    "rnn-sweep", "sweep", sweep,
-    settings=["search.n_trials", "search.n_workers", "search.objective", "search.timeout",
-              "search.storage", "train.epochs", "data.subset", "data.path"],
-    examples=["rnn-sweep search=quick data=sentences",
-              "rnn-sweep model=gru data=imdb search.n_trials=40",
-              "rnn-sweep data=table data.path=topics.csv data.label_column=topic"],
+    "rnn-sweep",
+    "sweep",
+    sweep,
+    settings=[
+        "search.n_trials",
+        "search.n_workers",
+        "search.objective",
+        "search.timeout",
+        "search.storage",
+        "train.epochs",
+        "data.subset",
+        "data.path",
+    ],
+    examples=[
+        "rnn-sweep search=quick data=sentences",
+        "rnn-sweep model=gru data=imdb search.n_trials=40",
+        "rnn-sweep data=table data.path=topics.csv data.label_column=topic",
+    ],
 )
 
 if __name__ == "__main__":

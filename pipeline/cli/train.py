@@ -8,7 +8,9 @@ from pipeline.core import signals
 
 
 def train(cfg: DictConfig) -> None:
-    OmegaConf.resolve(cfg)  # freeze ${oc.env:...} now: MLflow sets MLFLOW_TRACKING_URI once configured
+    OmegaConf.resolve(
+        cfg
+    )  # freeze ${oc.env:...} now: MLflow sets MLFLOW_TRACKING_URI once configured
     config.check(cfg)  # before TensorFlow and MLflow are imported: a bad value answers at once
     from pipeline.training.train import run_training
 
@@ -16,10 +18,22 @@ def train(cfg: DictConfig) -> None:
 
 
 cli = command(
-    "rnn-train", "train", train,
-    settings=["train.epochs", "train.batch_size", "optimizer.learning_rate", "model.units",
-              "model.dropout", "data.subset", "data.path"],
-    examples=["rnn-train data=sentences model=gru", "rnn-train optimizer.learning_rate=0.01 train.epochs=10"],
+    "rnn-train",
+    "train",
+    train,
+    settings=[
+        "train.epochs",
+        "train.batch_size",
+        "optimizer.learning_rate",
+        "model.units",
+        "model.dropout",
+        "data.subset",
+        "data.path",
+    ],
+    examples=[
+        "rnn-train data=sentences model=gru",
+        "rnn-train optimizer.learning_rate=0.01 train.epochs=10",
+    ],
 )
 
 if __name__ == "__main__":

@@ -17,18 +17,26 @@ def ui(cfg: DictConfig) -> None:
 
     ui_line = ui_command(cfg)
     print(" ".join(redact(part) for part in ui_line), file=sys.stderr)
-    print(f"starting the MLflow UI on http://{cfg.tracking.ui_host}:{cfg.tracking.ui_port} "
-          "(its first start can take a minute)", file=sys.stderr)
+    print(
+        f"starting the MLflow UI on http://{cfg.tracking.ui_host}:{cfg.tracking.ui_port} "
+        "(its first start can take a minute)",
+        file=sys.stderr,
+    )
     Path(cfg.paths.mlruns_dir).mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("PYTHONWARNINGS", "ignore:starlette.middleware.wsgi is deprecated")  # MLflow 3.17
+    os.environ.setdefault(
+        "PYTHONWARNINGS", "ignore:starlette.middleware.wsgi is deprecated"
+    )  # MLflow 3.17
     os.execvp(ui_line[0], ui_line)
 
 
 cli = command(
-    "rnn-ui", "train", ui,
+    "rnn-ui",
+    "train",
+    ui,
     settings=["tracking.ui_port", "tracking.ui_host", "paths.mlruns_dir"],
     examples=["rnn-ui", "rnn-ui tracking.ui_port=5001"],
-    summary="the MLflow UI over the runs rnn-train and rnn-sweep recorded.", presets=False,
+    summary="the MLflow UI over the runs rnn-train and rnn-sweep recorded.",
+    presets=False,
 )
 
 if __name__ == "__main__":

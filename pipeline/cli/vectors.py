@@ -15,12 +15,21 @@ def vectors(cfg: DictConfig) -> None:
 
 
 cli = command(
-    "rnn-vectors", "vectors", vectors,
-    settings=["vectors.output", "vectors.dim", "vectors.min_count", "vectors.epochs",
-              "data.subset"],
-    examples=["rnn-vectors data=imdb vectors.output=imdb-w2v.txt",
-              "rnn-train data=sentences model.embedding.vectors=imdb-w2v.txt "
-              "model.embedding.trainable=false"],
+    "rnn-vectors",
+    "vectors",
+    vectors,
+    settings=[
+        "vectors.output",
+        "vectors.dim",
+        "vectors.min_count",
+        "vectors.epochs",
+        "data.subset",
+    ],
+    examples=[
+        "rnn-vectors data=imdb vectors.output=imdb-w2v.txt",
+        "rnn-train data=sentences model.embedding.vectors=imdb-w2v.txt "
+        "model.embedding.trainable=false",
+    ],
 )
 
 if __name__ == "__main__":

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra._internal.config_loader_impl import ConfigLoaderImpl  # its override step: what compose does after the groups
+from hydra._internal.config_loader_impl import (
+    ConfigLoaderImpl,
+)  # its override step: what compose does after the groups
 from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
 from hydra._internal.hydra import Hydra
 from hydra.core.global_hydra import GlobalHydra
@@ -33,8 +35,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import CONFIG_DIR
 from pipeline.config import schema
-from pipeline.config.choices import (BODIES, LOADER_NAMES, PADDING_SIDES, POOLINGS, SENTENCE_FILES, TARGETS,
-                                     TRUNCATE_SIDES)
+from pipeline.config.choices import (
+    BODIES,
+    LOADER_NAMES,
+    PADDING_SIDES,
+    POOLINGS,
+    SENTENCE_FILES,
+    TARGETS,
+    TRUNCATE_SIDES,
+)
 from pipeline.config.schema import schema_keys
 from pipeline.core.errors import InputError
 from pipeline.core.names import MONITORED, higher_is_better
@@ -52,7 +61,10 @@ def body_label(space, body: str) -> str:
     """What a study's default name says of the model: '-gru' when the search keeps the preset's body,
     nothing when it searches the body itself (a study of pooling, GRU and LSTM is no '-lstm' study)."""
     entries = space.values() if isinstance(space, DictConfig) else []
-    searched = any(isinstance(entry, DictConfig) and entry.get("path") in ("model", "model.body") for entry in entries)
+    searched = any(
+        isinstance(entry, DictConfig) and entry.get("path") in ("model", "model.body")
+        for entry in entries
+    )
     return "" if searched else f"-{body}"
 
 
@@ -66,8 +78,9 @@ def vectors_label(path: str | None) -> str:
 
 
 # ${best_mode:val_accuracy} = max: Keras' word for the direction of a monitored metric
-OmegaConf.register_new_resolver("best_mode", lambda metric: "max" if higher_is_better(metric) else "min",
-                                replace=True)
+OmegaConf.register_new_resolver(
+    "best_mode", lambda metric: "max" if higher_is_better(metric) else "min", replace=True
+)
 # ${data_label:${data.name},...}: conf/base/search.yaml's default study name
 OmegaConf.register_new_resolver("data_label", data_label, replace=True)
 # ${body_label:${search.space},${model.body}}: the same name's model part
@@ -94,7 +107,9 @@ def compose_with_values(groups: list[str], values: list[str]) -> DictConfig:
     the way Hydra's compose applies them, after the groups. ~10 ms instead of ~0.13 s per trial."""
     with composition_errors():
         cfg = copy.deepcopy(composed_unresolved(tuple(groups)))
-        ConfigLoaderImpl._apply_overrides_to_config(OverridesParser.create().parse_overrides(values), cfg)
+        ConfigLoaderImpl._apply_overrides_to_config(
+            OverridesParser.create().parse_overrides(values), cfg
+        )
         OmegaConf.resolve(cfg)
     return cfg
 
@@ -126,7 +141,10 @@ def config_sources() -> list[dict[str, str]]:
     """The running app's config search path (conf/, --config-dir, --config-path, hydra.searchpath); [] outside one."""
     if not HydraConfig.initialized():
         return []
-    return [{"provider": s.provider, "schema": s.schema, "path": s.path} for s in HydraConfig.get().runtime.config_sources]
+    return [
+        {"provider": s.provider, "schema": s.schema, "path": s.path}
+        for s in HydraConfig.get().runtime.config_sources
+    ]
 
 
 def use_config_sources(sources: list[dict[str, str]]) -> None:
@@ -197,7 +215,9 @@ def is_number(value) -> bool:
         return False
     try:
         return math.isfinite(value)
-    except OverflowError:  # an int of over 308 digits: the traceback it gave was no one-line message
+    except (
+        OverflowError
+    ):  # an int of over 308 digits: the traceback it gave was no one-line message
         return False
 
 
@@ -207,7 +227,9 @@ def is_path(value) -> bool:
 
 def integer(low: int, high: int | None = None, nullable: bool = False, **kwargs) -> Rule:
     def test(value):
-        return (nullable and value is None) or (is_integer(value) and value >= low and (high is None or value <= high))
+        return (nullable and value is None) or (
+            is_integer(value) and value >= low and (high is None or value <= high)
+        )
 
     needs = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
     return Rule(test, f"it must be {'null or ' if nullable else ''}{needs}", **kwargs)
@@ -222,30 +244,53 @@ def one_of(*allowed, what: str = "", **kwargs) -> Rule:
 
 def yaml_word(value) -> str:
     """A value as it is written in conf/ and on the command line: null, true, 0.5, gru."""
-    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    return (
+        "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    )
 
 
 BOOLEAN = Rule(lambda value: isinstance(value, bool), "allowed: true, false")
-FRACTION = Rule(lambda value: is_number(value) and 0 <= value < 1, "it must lie in [0, 1)", quoted=False)
+FRACTION = Rule(
+    lambda value: is_number(value) and 0 <= value < 1, "it must lie in [0, 1)", quoted=False
+)
 POSITIVE = Rule(lambda value: is_number(value) and value > 0, "it must be a finite number > 0")
-SHARE = Rule(lambda value: is_number(value) and 0 < value < 1, "it must lie strictly between 0 and 1", quoted=False)
+SHARE = Rule(
+    lambda value: is_number(value) and 0 < value < 1,
+    "it must lie strictly between 0 and 1",
+    quoted=False,
+)
 MAX_TRIALS = 1_000_000_000  # the workers share the trials left in a C int: 2**32 + 1 wrapped to 1
-recurrent = dict(applies=lambda cfg: cfg.model.body != "pooling")  # pooling has no recurrent layers to size
+recurrent = dict(
+    applies=lambda cfg: cfg.model.body != "pooling"
+)  # pooling has no recurrent layers to size
 
-RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.monitor follows search.objective)
+RULES: dict[
+    str, Rule
+] = {  # in this order: a sweep's settings first (train.monitor follows search.objective)
     "search.n_trials": integer(1, MAX_TRIALS),
-    "search.n_workers": Rule(lambda value: value == "auto" or is_integer(value) and value >= 1,
-                             "it must be an integer >= 1, or auto (one worker per CPU core)"),
-    "search.timeout": Rule(lambda value: value is None or is_number(value) and value > 0,
-                           "it must be null or a finite number of seconds > 0", quoted=False),
+    "search.n_workers": Rule(
+        lambda value: value == "auto" or is_integer(value) and value >= 1,
+        "it must be an integer >= 1, or auto (one worker per CPU core)",
+    ),
+    "search.timeout": Rule(
+        lambda value: value is None or is_number(value) and value > 0,
+        "it must be null or a finite number of seconds > 0",
+        quoted=False,
+    ),
     "search.max_total_trials": integer(1, nullable=True),
     "search.worker_max_trials": integer(1, nullable=True),
-    "search.worker_recycle_payback": Rule(lambda value: is_number(value) and value >= 0,
-                                          "it must be a finite number >= 0: how many of a worker's start-ups its trials take before it is replaced", quoted=False),
+    "search.worker_recycle_payback": Rule(
+        lambda value: is_number(value) and value >= 0,
+        "it must be a finite number >= 0: how many of a worker's start-ups its trials take before it is replaced",
+        quoted=False,
+    ),
     "search.baseline_first": BOOLEAN,
     "search.warm_start_top_k": integer(1),
-    "search.cost_guard": Rule(lambda value: value is None or is_number(value) and value > 1,
-                              "it must be null (off) or a finite number > 1: how many times the median epoch time", quoted=False),
+    "search.cost_guard": Rule(
+        lambda value: value is None or is_number(value) and value > 1,
+        "it must be null (off) or a finite number > 1: how many times the median epoch time",
+        quoted=False,
+    ),
     "search.cost_guard_trials": integer(1),
     "search.seed": integer(0),
     "search.pruner_startup_trials": integer(0),
@@ -256,8 +301,10 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "search.second_objective": one_of(None, "fit_seconds"),
     "search.confirm_top_k": integer(0),
     "search.confirm_seeds": integer(0),
-    "search.cv_folds": Rule(lambda value: value == "auto" or is_integer(value) and 1 <= value <= 20,
-                            "it must be auto, 1 (one validation split) or a number of folds from 2 to 20"),
+    "search.cv_folds": Rule(
+        lambda value: value == "auto" or is_integer(value) and 1 <= value <= 20,
+        "it must be auto, 1 (one validation split) or a number of folds from 2 to 20",
+    ),
     "search.cv_auto_below": integer(0),
     "search.heartbeat_seconds": integer(1),
     "search.grace_seconds": integer(1),
@@ -265,7 +312,9 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "search.show_progress_bar": BOOLEAN,
     "search.dashboard_port": integer(1, 65535),
     "search.lr_range": one_of(None, "auto"),
-    "search.samplers.tpe.n_startup_trials": integer(0),  # the catalog's own TPE keys; others reach Optuna as given
+    "search.samplers.tpe.n_startup_trials": integer(
+        0
+    ),  # the catalog's own TPE keys; others reach Optuna as given
     "search.samplers.tpe.multivariate": BOOLEAN,
     "search.samplers.tpe.constant_liar": BOOLEAN,
     "seed": integer(0),
@@ -289,12 +338,19 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "model.head_units": integer(0),
     "model.dropout": FRACTION,
     "model.recurrent_dropout": FRACTION,
-    "model.embedding.vectors": Rule(lambda value: value is None or is_path(value),
-                                    "it must be null or the path of a word-vector file"),
+    "model.embedding.vectors": Rule(
+        lambda value: value is None or is_path(value),
+        "it must be null or the path of a word-vector file",
+    ),
     "model.embedding.trainable": BOOLEAN,
-    "optimizer.learning_rate": Rule(lambda value: is_number(value) and value > 0, "it must be a finite number > 0", quoted=False),
-    "optimizer.momentum": Rule(lambda value: isinstance(value, float) and 0 <= value <= 1,  # nan passed Keras' own check
-                               "it must be a number from 0.0 to 1.0, with its decimal point (Keras' SGD takes a float)", quoted=False),
+    "optimizer.learning_rate": Rule(
+        lambda value: is_number(value) and value > 0, "it must be a finite number > 0", quoted=False
+    ),
+    "optimizer.momentum": Rule(
+        lambda value: isinstance(value, float) and 0 <= value <= 1,  # nan passed Keras' own check
+        "it must be a number from 0.0 to 1.0, with its decimal point (Keras' SGD takes a float)",
+        quoted=False,
+    ),
     "train.epochs": integer(1),
     "train.batch_size": integer(1),
     "train.seed": Rule(is_integer, "it must be an integer"),
@@ -305,7 +361,9 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "train.evaluate_test": BOOLEAN,
     "train.plateau_tolerance": FRACTION,
     "train.chance_tolerance": FRACTION,
-    "train.divergence_factor": Rule(lambda value: is_number(value) and value > 1, "it must be a number > 1"),
+    "train.divergence_factor": Rule(
+        lambda value: is_number(value) and value > 1, "it must be a number > 1"
+    ),
     "train.verbose": one_of(0, 1, 2),
     "train.log_model": BOOLEAN,
     "train.log_gradients": BOOLEAN,
@@ -317,9 +375,12 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "lr_find.start_steps": integer(1),
     "lr_find.smoothing": FRACTION,
     "lr_find.tolerance": FRACTION,
-    "lr_find.divergence": Rule(lambda value: is_number(value) and value > 1, "it must be a finite number > 1"),
-    "vectors.output": Rule(is_path, "it must be the path of the text file to write, e.g. "
-                                    "vectors.output=imdb-w2v.txt"),
+    "lr_find.divergence": Rule(
+        lambda value: is_number(value) and value > 1, "it must be a finite number > 1"
+    ),
+    "vectors.output": Rule(
+        is_path, "it must be the path of the text file to write, e.g. vectors.output=imdb-w2v.txt"
+    ),
     "vectors.dim": integer(1),
     "vectors.window": integer(1),
     "vectors.min_count": integer(1),
@@ -327,7 +388,9 @@ RULES: dict[str, Rule] = {  # in this order: a sweep's settings first (train.mon
     "vectors.skip_gram": BOOLEAN,
     "vectors.threads": integer(0),
     "vectors.seed": integer(0),
-    "tracking.experiment": Rule(lambda value: isinstance(value, str) and value != "", "it must be a non-empty name"),
+    "tracking.experiment": Rule(
+        lambda value: isinstance(value, str) and value != "", "it must be a non-empty name"
+    ),
     "tracking.ui_port": integer(1, 65535),
 }
 
@@ -345,15 +408,23 @@ def check(cfg: DictConfig) -> None:
 
 
 _ABSENT = object()
-PREDICT_KEYS = ("model", "texts", "input", "column", "output")  # conf/predict.yaml: what rnn-predict reads
+PREDICT_KEYS = (
+    "model",
+    "texts",
+    "input",
+    "column",
+    "output",
+)  # conf/predict.yaml: what rnn-predict reads
 
 
 def check_predict(cfg: DictConfig) -> None:
     """rnn-predict's check, before any model or data is loaded: a key it does not read is a typo."""
     unknown = sorted(set(cfg.predict) - set(PREDICT_KEYS))
     if unknown:
-        raise InputError(f"predict.{unknown[0]}: rnn-predict reads no such setting; it reads "
-                         f"{', '.join(f'predict.{key}' for key in PREDICT_KEYS)}")
+        raise InputError(
+            f"predict.{unknown[0]}: rnn-predict reads no such setting; it reads "
+            f"{', '.join(f'predict.{key}' for key in PREDICT_KEYS)}"
+        )
 
 
 def check_sources(cfg: DictConfig) -> None:
@@ -363,7 +434,9 @@ def check_sources(cfg: DictConfig) -> None:
     unknown = [source for source in sources if source not in SENTENCE_FILES]
     if unknown or not sources:
         problem = f"unknown source {unknown[0]!r}" if unknown else "no source"
-        raise InputError(f"data.sources={list(sources)}: {problem}; allowed: {', '.join(SENTENCE_FILES)}")
+        raise InputError(
+            f"data.sources={list(sources)}: {problem}; allowed: {', '.join(SENTENCE_FILES)}"
+        )
 
 
 def check_target(cfg: DictConfig) -> None:
@@ -372,13 +445,19 @@ def check_target(cfg: DictConfig) -> None:
         return
     allowed = TARGETS.get(cfg.data.name)
     if allowed is None:
-        raise InputError(f"data.target is not a setting of data={cfg.data.name}; the data sets with targets: "
-                         f"{', '.join(TARGETS)}")
+        raise InputError(
+            f"data.target is not a setting of data={cfg.data.name}; the data sets with targets: "
+            f"{', '.join(TARGETS)}"
+        )
     if target not in allowed:
-        raise InputError(f"data.target={target!r} is not a target of data={cfg.data.name}; allowed: {', '.join(allowed)}")
+        raise InputError(
+            f"data.target={target!r} is not a target of data={cfg.data.name}; allowed: {', '.join(allowed)}"
+        )
     if target == "source" and len(set(cfg.data.sources)) < 2:
-        raise InputError(f"data.target=source with data.sources={list(cfg.data.sources)}: one class per source needs "
-                         "at least two sources")
+        raise InputError(
+            f"data.target=source with data.sources={list(cfg.data.sources)}: one class per source needs "
+            "at least two sources"
+        )
 
 
 def check_label_map(cfg: DictConfig) -> None:
@@ -387,11 +466,19 @@ def check_label_map(cfg: DictConfig) -> None:
     if label_map is None:
         return
     values = list(label_map.values()) if isinstance(label_map, DictConfig) else None
-    if not values or not all(is_integer(v) for v in values) or sorted(set(values)) != list(range(max(values) + 1)) \
-            or max(values) < 1:
-        shown = OmegaConf.to_container(label_map) if isinstance(label_map, DictConfig) else label_map
-        raise InputError(f"data.label_map={shown}; it must map raw labels onto the class indices 0, 1, ... K-1, "
-                         "each used, at least two (e.g. {neg: 0, pos: 1})")
+    if (
+        not values
+        or not all(is_integer(v) for v in values)
+        or sorted(set(values)) != list(range(max(values) + 1))
+        or max(values) < 1
+    ):
+        shown = (
+            OmegaConf.to_container(label_map) if isinstance(label_map, DictConfig) else label_map
+        )
+        raise InputError(
+            f"data.label_map={shown}; it must map raw labels onto the class indices 0, 1, ... K-1, "
+            "each used, at least two (e.g. {neg: 0, pos: 1})"
+        )
 
 
 def check_encoding(cfg: DictConfig) -> None:
@@ -400,7 +487,9 @@ def check_encoding(cfg: DictConfig) -> None:
     try:
         codecs.lookup(cfg.data.encoding)
     except LookupError:
-        raise InputError(f"data.encoding={cfg.data.encoding!r} is not a text encoding Python knows (e.g. utf-8, latin-1)") from None
+        raise InputError(
+            f"data.encoding={cfg.data.encoding!r} is not a text encoding Python knows (e.g. utf-8, latin-1)"
+        ) from None
 
 
 def check_study_settings(cfg: DictConfig) -> None:
@@ -413,16 +502,24 @@ def check_study_settings(cfg: DictConfig) -> None:
         if search[kind] not in catalog:
             raise InputError(f"search.{kind}={search[kind]!r}; allowed: {', '.join(catalog)}")
     if search.second_objective and not is_pruner(cfg, "NopPruner"):
-        raise InputError(f"search.pruner={search.pruner} cannot prune a two-objective study; set search.pruner=none")
+        raise InputError(
+            f"search.pruner={search.pruner} cannot prune a two-objective study; set search.pruner=none"
+        )
     natural = "maximize" if higher_is_better(search.objective) else "minimize"
     if search.direction != natural:
-        raise InputError(f"search.direction={search.direction} does not fit search.objective={search.objective}; allowed: {natural}")
+        raise InputError(
+            f"search.direction={search.direction} does not fit search.objective={search.objective}; allowed: {natural}"
+        )
     if is_integer(search.cv_folds) and search.cv_folds > 1 and cfg.data.get("val_path"):
-        raise InputError(f"search.cv_folds={search.cv_folds} with data.val_path: a validation file is the validation "
-                         f"split; allowed: search.cv_folds=1 or auto, or drop data.val_path")
+        raise InputError(
+            f"search.cv_folds={search.cv_folds} with data.val_path: a validation file is the validation "
+            f"split; allowed: search.cv_folds=1 or auto, or drop data.val_path"
+        )
     if cfg.train.monitor != search.objective:
-        raise InputError(f"train.monitor={cfg.train.monitor} must be search.objective={search.objective} in a sweep: "
-                         "a trial's value and its kept weights come from one epoch")
+        raise InputError(
+            f"train.monitor={cfg.train.monitor} must be search.objective={search.objective} in a sweep: "
+            "a trial's value and its kept weights come from one epoch"
+        )
 
 
 def is_pruner(cfg: DictConfig, class_name: str) -> bool:
@@ -438,17 +535,23 @@ def check_lr_find(cfg: DictConfig) -> None:
     if lr_find is None:
         return
     if not lr_find.start_lr < lr_find.end_lr:
-        raise InputError(f"lr_find.start_lr={lr_find.start_lr} >= lr_find.end_lr={lr_find.end_lr}; the range must rise")
+        raise InputError(
+            f"lr_find.start_lr={lr_find.start_lr} >= lr_find.end_lr={lr_find.end_lr}; the range must rise"
+        )
     if lr_find.start_steps >= lr_find.steps:
-        raise InputError(f"lr_find.start_steps={lr_find.start_steps}; it must be below lr_find.steps={lr_find.steps}")
+        raise InputError(
+            f"lr_find.start_steps={lr_find.start_steps}; it must be below lr_find.steps={lr_find.steps}"
+        )
 
 
 def check_padding_cut(cfg: DictConfig) -> None:
     if "train" not in cfg or "model" not in cfg:  # rnn-vectors trains no classifier
         return
     if cfg.train.length_buckets and not cfg.model.mask_padding:
-        raise InputError("train.length_buckets=true with model.mask_padding=false: unmasked padding is input, cutting it "
-                         "would change what the model sees; leave train.length_buckets to follow model.mask_padding")
+        raise InputError(
+            "train.length_buckets=true with model.mask_padding=false: unmasked padding is input, cutting it "
+            "would change what the model sees; leave train.length_buckets to follow model.mask_padding"
+        )
 
 
 VECTOR_FILES = "a GloVe or word2vec/fastText .vec text file, or a word2vec binary file *.bin"
@@ -461,17 +564,34 @@ def check_vectors_file(cfg: DictConfig) -> None:
     if vectors is None:
         return
     if cfg.data.name == "keras_imdb":
-        raise InputError("model.embedding.vectors with data=keras_imdb: its reviews are token "
-                         "ids, not words; allowed: data=imdb, sentences or table")
+        raise InputError(
+            "model.embedding.vectors with data=keras_imdb: its reviews are token "
+            "ids, not words; allowed: data=imdb, sentences or table"
+        )
     path = Path(vectors).expanduser()
-    problem = ("no such file" if not path.exists() else "a folder, not a file" if path.is_dir()
-               else "cannot be read (permission denied)" if not os.access(path, os.R_OK) else None)
+    problem = (
+        "no such file"
+        if not path.exists()
+        else "a folder, not a file"
+        if path.is_dir()
+        else "cannot be read (permission denied)"
+        if not os.access(path, os.R_OK)
+        else None
+    )
     if problem:
         raise InputError(f"model.embedding.vectors={vectors}: {problem}; allowed: {VECTOR_FILES}")
 
 
-CROSS_CHECKS = (check_sources, check_target, check_label_map, check_encoding, check_study_settings,
-                check_lr_find, check_padding_cut, check_vectors_file)
+CROSS_CHECKS = (
+    check_sources,
+    check_target,
+    check_label_map,
+    check_encoding,
+    check_study_settings,
+    check_lr_find,
+    check_padding_cut,
+    check_vectors_file,
+)
 
 
 def check_instantiable(cfg: DictConfig) -> None:
@@ -484,7 +604,9 @@ def check_instantiable(cfg: DictConfig) -> None:
 def instantiate(node: DictConfig, what: str, **kwargs):
     try:
         return hydra.utils.instantiate(node, **kwargs)
-    except Exception as error:  # Hydra wraps the target's TypeError/ImportError in InstantiationException
+    except (
+        Exception
+    ) as error:  # Hydra wraps the target's TypeError/ImportError in InstantiationException
         raise InputError(f"{what}: {' '.join(str(error).split())}") from None
 
 
@@ -492,7 +614,14 @@ def configured_callbacks(cfg: DictConfig) -> list:
     return list(instantiate(cfg.callbacks, "callbacks").values()) if cfg.get("callbacks") else []
 
 
-FREE_FORM = ("optimizer", "callbacks", "search.space", "search.samplers", "search.pruners", "data.label_map")  # any keys: checked by their consumers
+FREE_FORM = (
+    "optimizer",
+    "callbacks",
+    "search.space",
+    "search.samplers",
+    "search.pruners",
+    "data.label_map",
+)  # any keys: checked by their consumers
 
 
 def dotted_keys(node, prefix: str = ""):
@@ -506,12 +635,18 @@ def check_known_keys(cfg: DictConfig) -> None:
     """Reject a key no part of rnnsweep reads (e.g. +train.foo=1): a typo would silently change nothing."""
     known = schema_keys()
     for key in dotted_keys(OmegaConf.to_container(cfg)):
-        if key == "hydra" or key.startswith("hydra.") or any(key.startswith(f"{free}.") for free in FREE_FORM):
+        if (
+            key == "hydra"
+            or key.startswith("hydra.")
+            or any(key.startswith(f"{free}.") for free in FREE_FORM)
+        ):
             continue
         if key not in known:
             parent = key.rpartition(".")[0]
             siblings = sorted(k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == parent)
-            raise InputError(f"{key} is not a setting rnnsweep reads; allowed {'under ' + parent if parent else 'at the top'}: {', '.join(siblings)}")
+            raise InputError(
+                f"{key} is not a setting rnnsweep reads; allowed {'under ' + parent if parent else 'at the top'}: {', '.join(siblings)}"
+            )
 
 
 # --------------------------------------------------------------------------- Hydra's type errors

@@ -194,11 +194,20 @@ class VectorsConfig:
 
 
 SCHEMAS = {
-    "paths": PathsConfig, "model": ModelConfig, "train": TrainConfig, "tracking": TrackingConfig, "search": SearchConfig,
+    "paths": PathsConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "tracking": TrackingConfig,
+    "search": SearchConfig,
     "lr_find": LrFindConfig,
 }
 # the data group has one schema per loader (schema/data_imdb, ...), each the base of its preset
-DATA_SCHEMAS = {"imdb": ImdbData, "keras_imdb": KerasImdbData, "sentences": SentencesData, "table": TableData}
+DATA_SCHEMAS = {
+    "imdb": ImdbData,
+    "keras_imdb": KerasImdbData,
+    "sentences": SentencesData,
+    "table": TableData,
+}
 # the settings of a command beside training (rnn-vectors): no training config has them
 COMMAND_SCHEMAS = {"vectors": VectorsConfig}
 

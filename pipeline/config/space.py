@@ -8,7 +8,12 @@ import math
 import posixpath
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import check, chosen_groups, compose, group_options, is_grid, override
@@ -39,7 +44,11 @@ class Entry:
         d = self.distribution
         if isinstance(d, CategoricalDistribution):
             return value in d.choices
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not d.low <= value <= d.high:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not d.low <= value <= d.high
+        ):
             return False
         steps = None if d.step is None else (value - d.low) / d.step
         return steps is None or math.isclose(steps, round(steps), abs_tol=1e-9)
@@ -56,25 +65,41 @@ class Entry:
 def parse_entry(name: str, node) -> Entry:
     where = f"search.space.{name}"
     if not isinstance(node, DictConfig) or not node.get("path"):
-        raise InputError(f"{where} needs a path: the config value or group it searches, e.g. model.units")
+        raise InputError(
+            f"{where} needs a path: the config value or group it searches, e.g. model.units"
+        )
     if node.get("type") not in TYPES:
         raise InputError(f"{where}.type={node.get('type')!r}; allowed: {', '.join(TYPES)}")
     when = node.get("when")
     if when is not None and (not when.get("path") or not when.get("in")):
-        raise InputError(f"{where}.when needs a path and a non-empty list 'in', e.g. {{path: model.body, in: [lstm]}}")
+        raise InputError(
+            f"{where}.when needs a path and a non-empty list 'in', e.g. {{path: model.body, in: [lstm]}}"
+        )
     try:
         distribution = make_distribution(node)
-    except (ValueError, TypeError) as error:  # Optuna's distributions judge the entry; the line says it our way
+    except (
+        ValueError,
+        TypeError,
+    ) as error:  # Optuna's distributions judge the entry; the line says it our way
         raise InputError(rejected_entry(where, node, error)) from None
     ends = () if node.type == "categorical" else (node.low, node.high)
-    return Entry(name, node.path, distribution, when and when.path, tuple(when["in"]) if when else (), ends)
+    return Entry(
+        name, node.path, distribution, when and when.path, tuple(when["in"]) if when else (), ends
+    )
 
 
 def rejected_entry(where: str, node: DictConfig, error: Exception) -> str:
     """The one line for an entry Optuna refused, in the words of the search-space language."""
     if node.type == "categorical":
-        return f"{where}.choices is empty" if not node.get("choices") else f"{where}: {' '.join(str(error).split())}"
-    numbers = all(isinstance(node.get(end), (int, float)) and not isinstance(node.get(end), bool) for end in ("low", "high"))
+        return (
+            f"{where}.choices is empty"
+            if not node.get("choices")
+            else f"{where}: {' '.join(str(error).split())}"
+        )
+    numbers = all(
+        isinstance(node.get(end), (int, float)) and not isinstance(node.get(end), bool)
+        for end in ("low", "high")
+    )
     if numbers and node.get("log") and node.low <= 0:
         return f"{where}: log=true needs low > 0, got low={node.low}"
     if numbers and node.low >= node.high:
@@ -88,7 +113,9 @@ def make_distribution(node: DictConfig) -> BaseDistribution:
     number = int if node.type == "int" else (int, float)
     for end in ("low", "high"):
         if not isinstance(node.get(end), number) or isinstance(node.get(end), bool):
-            raise ValueError(f"{end}={node.get(end)!r} must be {'an integer' if node.type == 'int' else 'a number'}")
+            raise ValueError(
+                f"{end}={node.get(end)!r} must be {'an integer' if node.type == 'int' else 'a number'}"
+            )
     if node.low >= node.high:  # Optuna takes low == high as a range of one value: no search at all
         raise ValueError(f"low={node.low} is not below high={node.high}")
     step = node.get("step") or (1 if node.type == "int" else None)
@@ -106,10 +133,14 @@ def check_space(cfg: DictConfig, base_overrides: list[str], groups: dict[str, st
         raise InputError("search.space is empty; name at least one config path to search")
     entries = parse_space(cfg)
     if is_grid(cfg):
-        ranged = next((e for e in entries if not isinstance(e.distribution, CategoricalDistribution)), None)
+        ranged = next(
+            (e for e in entries if not isinstance(e.distribution, CategoricalDistribution)), None
+        )
         if ranged:
-            raise InputError(f"search.space.{ranged.name}: search.sampler={cfg.search.sampler} needs categorical entries only, "
-                             f"this one is {type(ranged.distribution).__name__}")
+            raise InputError(
+                f"search.space.{ranged.name}: search.sampler={cfg.search.sampler} needs categorical entries only, "
+                f"this one is {type(ranged.distribution).__name__}"
+            )
     searched = check_paths(entries)
     check_vectors_axis(entries)
     for entry in entries:
@@ -117,7 +148,9 @@ def check_space(cfg: DictConfig, base_overrides: list[str], groups: dict[str, st
             try:
                 check(compose([*base_overrides, override(entry.path, value)]))
             except InputError as error:
-                raise InputError(f"search.space.{entry.name} ({entry.path}={value}): {error}") from None
+                raise InputError(
+                    f"search.space.{entry.name} ({entry.path}={value}): {error}"
+                ) from None
     for entry in entries:
         if entry.when_path:
             check_when(entry, cfg, groups, searched)
@@ -129,9 +162,13 @@ def check_paths(entries: list[Entry]) -> dict[str, Entry]:
     searched = {}
     for entry in entries:
         if entry.path.startswith("search.") or entry.path == "train.monitor":
-            raise InputError(f"search.space.{entry.name}.path={entry.path}: the sweep's own settings cannot be searched")
+            raise InputError(
+                f"search.space.{entry.name}.path={entry.path}: the sweep's own settings cannot be searched"
+            )
         if entry.path in searched:
-            raise InputError(f"search.space.{entry.name}.path={entry.path} is searched by search.space.{searched[entry.path].name} already")
+            raise InputError(
+                f"search.space.{entry.name}.path={entry.path} is searched by search.space.{searched[entry.path].name} already"
+            )
         searched[entry.path] = entry
     return searched
 
@@ -145,25 +182,35 @@ def check_vectors_axis(entries: list[Entry]) -> None:
     for entry in entries:
         choices = getattr(entry.distribution, "choices", None)
         if entry.path == VECTORS and choices is not None and not any(choices):
-            raise InputError(f"search.space.{entry.name} searches no word-vector file; set "
-                             f"{VECTORS}=PATH (a GloVe or word2vec file: docs/vectors.md)")
+            raise InputError(
+                f"search.space.{entry.name} searches no word-vector file; set "
+                f"{VECTORS}=PATH (a GloVe or word2vec file: docs/vectors.md)"
+            )
 
 
 def vector_files(cfg: DictConfig) -> list[str]:
     """Every word-vector file a sweep may start a model from: the config's own and the space's
     choices."""
     files = [OmegaConf.select(cfg, VECTORS)]
-    files += [choice for entry in parse_space(cfg) if entry.path == VECTORS
-              for choice in getattr(entry.distribution, "choices", ())]
+    files += [
+        choice
+        for entry in parse_space(cfg)
+        if entry.path == VECTORS
+        for choice in getattr(entry.distribution, "choices", ())
+    ]
     return list(dict.fromkeys(path for path in files if path is not None))
 
 
-def check_when(entry: Entry, cfg: DictConfig, groups: dict[str, str], searched: dict[str, Entry]) -> None:
+def check_when(
+    entry: Entry, cfg: DictConfig, groups: dict[str, str], searched: dict[str, Entry]
+) -> None:
     """A `when` names a config value, a group or another searched path, with values that path can take: a typo
     would make the entry silently never apply."""
     where, path, values = f"search.space.{entry.name}.when", entry.when_path, list(entry.when_in)
     if path == entry.path:
-        raise InputError(f"{where}.path={path} is the entry's own path; name another one, e.g. model.body")
+        raise InputError(
+            f"{where}.path={path} is the entry's own path; name another one, e.g. model.body"
+        )
     if path in searched:
         other = searched[path].distribution
         possible = list(other.choices) if isinstance(other, CategoricalDistribution) else None
@@ -172,11 +219,15 @@ def check_when(entry: Entry, cfg: DictConfig, groups: dict[str, str], searched: 
     else:
         value = OmegaConf.select(cfg, path, default=_ABSENT)
         if value is _ABSENT or isinstance(value, DictConfig):
-            raise InputError(f"{where}.path={path!r} is not a config value or group; e.g. model.body, optimizer")
+            raise InputError(
+                f"{where}.path={path!r} is not a config value or group; e.g. model.body, optimizer"
+            )
         possible = None  # any value of that setting may be meant
     unknown = [value for value in values if possible is not None and value not in possible]
     if unknown:
-        raise InputError(f"{where}.in={values}: {path} never takes {unknown[0]!r}; allowed: {', '.join(map(str, possible))}")
+        raise InputError(
+            f"{where}.in={values}: {path} never takes {unknown[0]!r}; allowed: {', '.join(map(str, possible))}"
+        )
 
 
 def current_value(cfg: DictConfig, path: str, groups: dict[str, str]):
@@ -197,15 +248,24 @@ def baseline_params(cfg: DictConfig, base_overrides: list[str]) -> tuple[dict, d
     return params, outside
 
 
-def suggest(trial: optuna.Trial, entries: list[Entry], cfg: DictConfig, groups: dict[str, str],
-            given: dict | None = None) -> list[str]:
+def suggest(
+    trial: optuna.Trial,
+    entries: list[Entry],
+    cfg: DictConfig,
+    groups: dict[str, str],
+    given: dict | None = None,
+) -> list[str]:
     """Sample the space (define-by-run: an entry whose `when` does not hold is skipped); return overrides.
 
     `groups`: the config groups' options chosen by the base command line (config.chosen_groups); `given`: values
     outside the space that the trial runs as they are, unsampled (Attr.outside_space: the baseline's)."""
     given, chosen = given or {}, {}
     for entry in entries:
-        if entry.when_path and chosen.get(entry.when_path, current_value(cfg, entry.when_path, groups)) not in entry.when_in:
+        if (
+            entry.when_path
+            and chosen.get(entry.when_path, current_value(cfg, entry.when_path, groups))
+            not in entry.when_in
+        ):
             continue
         chosen[entry.path] = given[entry.name] if entry.name in given else entry.sample(trial)
     return [override(path, value) for path, value in chosen.items()]
@@ -233,9 +293,18 @@ def check_register_as(name) -> None:
     a normalised path that is not '.' and does not start with '..'."""
     if name is None:
         return
-    if not isinstance(name, str) or not name.strip() or "/" in name or ":" in name \
-            or posixpath.normpath(name) != name or name == "." or name.startswith(".."):
-        raise InputError(f"search.register_as={name!r}; it must be null or a model name without '/' or ':'")
+    if (
+        not isinstance(name, str)
+        or not name.strip()
+        or "/" in name
+        or ":" in name
+        or posixpath.normpath(name) != name
+        or name == "."
+        or name.startswith("..")
+    ):
+        raise InputError(
+            f"search.register_as={name!r}; it must be null or a model name without '/' or ':'"
+        )
 
 
 def check_portfolio(cfg: DictConfig, entries: list[Entry]) -> None:
@@ -244,17 +313,23 @@ def check_portfolio(cfg: DictConfig, entries: list[Entry]) -> None:
     for index, params in enumerate(cfg.search.portfolio):
         where = f"search.portfolio[{index}]"
         if not OmegaConf.is_dict(params):
-            raise InputError(f"{where}={params}; it must be a mapping of search.space names to values, "
-                             "e.g. {body: gru}")
+            raise InputError(
+                f"{where}={params}; it must be a mapping of search.space names to values, "
+                "e.g. {body: gru}"
+            )
         unknown = [name for name in params if name not in names]
         if unknown:
-            raise InputError(f"{where}.{unknown[0]}: not an entry of search.space; allowed: {', '.join(names)}")
+            raise InputError(
+                f"{where}.{unknown[0]}: not an entry of search.space; allowed: {', '.join(names)}"
+            )
 
 
 def lr_entry(cfg: DictConfig) -> str:
     """The name of the space's float entry over optimizer.learning_rate: the one search.lr_range=auto bounds."""
     names = [name for name, entry in cfg.search.space.items() if entry.get("path") == LR_PATH]
     if not names or cfg.search.space[names[0]].get("type") != "float":
-        raise InputError(f"search.lr_range=auto needs a float entry over {LR_PATH} in search.space, "
-                         f"e.g. learning_rate: {{path: {LR_PATH}, type: float, low: 1.0e-5, high: 1.0e-1, log: true}}")
+        raise InputError(
+            f"search.lr_range=auto needs a float entry over {LR_PATH} in search.space, "
+            f"e.g. learning_rate: {{path: {LR_PATH}, type: float, low: 1.0e-5, high: 1.0e-1, log: true}}"
+        )
     return names[0]

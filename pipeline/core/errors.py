@@ -114,12 +114,18 @@ class Terminal:
 
 def one_line(hydra_output: str) -> str:
     """Hydra's error output as one line: the message, without its hint, search path listing or traceback frames."""
-    lines = [line for line in hydra_output.splitlines() if line.strip() and "HYDRA_FULL_ERROR" not in line]
+    lines = [
+        line
+        for line in hydra_output.splitlines()
+        if line.strip() and "HYDRA_FULL_ERROR" not in line
+    ]
     if "Config search path:" in lines:
         lines = lines[: lines.index("Config search path:")]
     frames = [index for index, line in enumerate(lines) if line.startswith("  File ")]
-    if frames:  # a traceback: its last exception, i.e. the lines after the last frame's source lines
-        lines = [line for line in lines[frames[-1] + 1:] if not line.startswith("    ")]
+    if (
+        frames
+    ):  # a traceback: its last exception, i.e. the lines after the last frame's source lines
+        lines = [line for line in lines[frames[-1] + 1 :] if not line.startswith("    ")]
     return redact(" ".join(" ".join(lines).split()))
 
 
@@ -155,7 +161,10 @@ def console_entry(app, explain=lambda hydra_output: None):
 # ------------------------------------------------------------------------------------- full disk
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-NO_SPACE_TEXTS = ("database or disk is full", "No space left on device")  # SQLite's; TensorFlow's and drivers'
+NO_SPACE_TEXTS = (
+    "database or disk is full",
+    "No space left on device",
+)  # SQLite's; TensorFlow's and drivers'
 
 
 class DiskFull(InputError):
@@ -175,8 +184,13 @@ def no_space_error(error: BaseException | None) -> BaseException | None:
     """The full-disk error in `error`'s chain, or None: a DiskFull already named first, else an OSError ENOSPC /
     EDQUOT or an error whose message says so (SQLite, TensorFlow, database drivers)."""
     found = [e for e in chain(error) if isinstance(e, DiskFull)]
-    found += [e for e in chain(error) if isinstance(e, OSError) and e.errno in NO_SPACE
-              or any(text in str(e) for text in NO_SPACE_TEXTS)]
+    found += [
+        e
+        for e in chain(error)
+        if isinstance(e, OSError)
+        and e.errno in NO_SPACE
+        or any(text in str(e) for text in NO_SPACE_TEXTS)
+    ]
     return found[0] if found else None
 
 
@@ -204,23 +218,40 @@ def drop_partial_copy(cause: BaseException) -> int | None:
     return None
 
 
-def as_disk_full(error: BaseException, folder: str | Path | None = None,
-                 setting: str = "paths.mlruns_dir") -> DiskFull | None:
+def as_disk_full(
+    error: BaseException, folder: str | Path | None = None, setting: str = "paths.mlruns_dir"
+) -> DiskFull | None:
     """`error` as one DiskFull line if a device was full, its partial copy removed first; None if not.
     `setting` is named as the way out when the full path lies under `folder` (or no path is known)."""
     cause = no_space_error(error)
     if cause is None or isinstance(cause, DiskFull):
         return cause
     needed = drop_partial_copy(cause)
-    path = Path(cause.filename2 or cause.filename) if isinstance(cause, OSError) and cause.filename else None
-    inside = folder is not None and (path is None or path.absolute().is_relative_to(Path(folder).absolute()))
-    advice = f"free some space there or choose another {setting}" if inside else "free some space there"
+    path = (
+        Path(cause.filename2 or cause.filename)
+        if isinstance(cause, OSError) and cause.filename
+        else None
+    )
+    inside = folder is not None and (
+        path is None or path.absolute().is_relative_to(Path(folder).absolute())
+    )
+    advice = (
+        f"free some space there or choose another {setting}" if inside else "free some space there"
+    )
     if path is not None:
         size = f"it needs {megabytes(needed)}, " if needed is not None else ""
-        return DiskFull(f"no space left on device for {path}: {size}{megabytes(free_bytes(path.parent))} is free "
-                        f"there; {advice}")
-    what = "an SQLite store could not grow" if NO_SPACE_TEXTS[0] in str(cause) else " ".join(str(cause).split())
-    where = f" under {setting}={folder} ({megabytes(free_bytes(Path(folder)))} free)" if folder else ""
+        return DiskFull(
+            f"no space left on device for {path}: {size}{megabytes(free_bytes(path.parent))} is free "
+            f"there; {advice}"
+        )
+    what = (
+        "an SQLite store could not grow"
+        if NO_SPACE_TEXTS[0] in str(cause)
+        else " ".join(str(cause).split())
+    )
+    where = (
+        f" under {setting}={folder} ({megabytes(free_bytes(Path(folder)))} free)" if folder else ""
+    )
     return DiskFull(f"no space left on device: {what}{where}; {advice}")
 
 
@@ -228,5 +259,7 @@ def check_space(what: str, path: Path, needed: int, advice: str) -> None:
     """DiskFull unless `path`'s device has `needed` bytes free: checked before the writing starts."""
     free = free_bytes(path)
     if free < needed:
-        raise DiskFull(f"{what}: {megabytes(needed)} is needed on its device, {megabytes(free)} is free; "
-                       f"free some space there or {advice}")
+        raise DiskFull(
+            f"{what}: {megabytes(needed)} is needed on its device, {megabytes(free)} is free; "
+            f"free some space there or {advice}"
+        )

@@ -9,7 +9,14 @@ Both are str enums: a member is its own name as a plain string (MLflow and Optun
 
 from enum import StrEnum
 
-MONITORED = ("val_accuracy", "val_loss", "accuracy", "loss", "val_macro_f1", "macro_f1")  # a best epoch's metric
+MONITORED = (
+    "val_accuracy",
+    "val_loss",
+    "accuracy",
+    "loss",
+    "val_macro_f1",
+    "macro_f1",
+)  # a best epoch's metric
 
 
 def higher_is_better(metric: str) -> bool:
@@ -19,7 +26,9 @@ def higher_is_better(metric: str) -> bool:
 
 class Fig(StrEnum):
     epochs_run = "epochs_run"
-    plateau_epochs = "plateau_epochs"  # leading epochs within train.plateau_tolerance of epoch 1's training loss
+    plateau_epochs = (
+        "plateau_epochs"  # leading epochs within train.plateau_tolerance of epoch 1's training loss
+    )
     plateau_censored = "plateau_censored"  # 1: the run ended still on its plateau (plateau_epochs is a lower bound)
     longest_stall = "longest_stall"
     nan_loss = "nan_loss"
@@ -64,14 +73,22 @@ class Attr(StrEnum):
     fail_kind = "fail_kind"  # why a FAIL trial failed: hyperparameters | input | interrupted
     mlflow_run_id = "mlflow_run_id"
     mlflow_parent_run_id = "mlflow_parent_run_id"
-    mlflow_model_id = "mlflow_model_id"  # the trial's logged MLflow model (string in, probability out)
+    mlflow_model_id = (
+        "mlflow_model_id"  # the trial's logged MLflow model (string in, probability out)
+    )
     learning_rate = "learning_rate"
     epochs_planned = "epochs_planned"
     epochs_done = "epochs_done"  # epochs a running trial has finished (the live display shows them)
-    folds_planned = "folds_planned"  # search.cv_folds as decided for this trial's data (1: one split)
+    folds_planned = (
+        "folds_planned"  # search.cv_folds as decided for this trial's data (1: one split)
+    )
     run_name = "run_name"  # the trial's MLflow run name, e.g. t3-lstm32-lr4.5e-3 (the live display shows it)
-    tie_break = "best_val_loss"  # the best epoch's validation loss: it ranks trials tied on the objective
-    pruned_by = "pruned_by"  # who pruned the trial and why, when not the configured pruner (the cost guard)
+    tie_break = (
+        "best_val_loss"  # the best epoch's validation loss: it ranks trials tied on the objective
+    )
+    pruned_by = (
+        "pruned_by"  # who pruned the trial and why, when not the configured pruner (the cost guard)
+    )
     outside_space = "outside_space"  # the baseline's config values that lie outside search.space, run as they are
 
     @staticmethod
@@ -82,12 +99,29 @@ class Attr(StrEnum):
 
 def start_label(trial) -> str | None:
     """How the trial was placed (None: the sampler chose it); studies from before Attr.start mark only the baseline."""
-    return trial.user_attrs.get(Attr.start) or ("baseline" if trial.user_attrs.get(Attr.baseline) else None)
+    return trial.user_attrs.get(Attr.start) or (
+        "baseline" if trial.user_attrs.get(Attr.baseline) else None
+    )
 
 
 REMEMBERED = (  # the run figures every trial keeps in the study for the charts, the summary and the diagnosis
-    Fig.plateau_epochs, Fig.plateau_censored, Fig.longest_stall, Fig.epochs_run, Fig.fit_seconds, Fig.build_seconds,
-    Fig.chance_loss, Fig.plateau_loss, Fig.plateau_at_chance, Fig.best_epoch, Fig.plateau_grad_norm, Fig.escape_grad_norm,
-    Fig.plateau_update_ratio, Fig.escape_update_ratio, Fig.num_classes, Fig.cv_folds, Fig.cv_sd,
-    Fig.cv_folds_run, Fig.epochs_trained,
+    Fig.plateau_epochs,
+    Fig.plateau_censored,
+    Fig.longest_stall,
+    Fig.epochs_run,
+    Fig.fit_seconds,
+    Fig.build_seconds,
+    Fig.chance_loss,
+    Fig.plateau_loss,
+    Fig.plateau_at_chance,
+    Fig.best_epoch,
+    Fig.plateau_grad_norm,
+    Fig.escape_grad_norm,
+    Fig.plateau_update_ratio,
+    Fig.escape_update_ratio,
+    Fig.num_classes,
+    Fig.cv_folds,
+    Fig.cv_sd,
+    Fig.cv_folds_run,
+    Fig.epochs_trained,
 )

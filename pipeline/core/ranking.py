@@ -19,7 +19,9 @@ def rank_key(value: float | None, val_loss: float | None, maximize: bool) -> tup
 
 def ties(value: float, other: float) -> bool:
     """Two finite objective values that rank_key treats as equal."""
-    return finite(value) and finite(other) and round(value, TIE_DECIMALS) == round(other, TIE_DECIMALS)
+    return (
+        finite(value) and finite(other) and round(value, TIE_DECIMALS) == round(other, TIE_DECIMALS)
+    )
 
 
 def finite(value) -> bool:

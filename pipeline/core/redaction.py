@@ -13,8 +13,12 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-SECRET_IN_URL = re.compile(r"(?P<scheme>\w[\w+.-]*://)(?P<user>[^:/@\s]*):(?P<password>\S+)@")  # up to the last @: a password may hold one
-SECRET_PARAMETER = re.compile(r"(?P<key>\b(?:password|passwd|pwd)=)(?P<password>[^&\s'\"]+)", re.IGNORECASE)
+SECRET_IN_URL = re.compile(
+    r"(?P<scheme>\w[\w+.-]*://)(?P<user>[^:/@\s]*):(?P<password>\S+)@"
+)  # up to the last @: a password may hold one
+SECRET_PARAMETER = re.compile(
+    r"(?P<key>\b(?:password|passwd|pwd)=)(?P<password>[^&\s'\"]+)", re.IGNORECASE
+)
 HIDDEN = "***"
 
 
@@ -42,7 +46,9 @@ def install_log_redaction() -> None:
             return record
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        hidden = [redact(part) if part else part for part in (message, record.exc_text, record.stack_info)]
+        hidden = [
+            redact(part) if part else part for part in (message, record.exc_text, record.stack_info)
+        ]
         if hidden != [message, record.exc_text, record.stack_info]:
             record.msg, record.args = hidden[0], ()
             record.exc_text, record.stack_info = hidden[1], hidden[2]
@@ -66,7 +72,11 @@ def save_hydra_files(task_cfg) -> None:
     hydra = hydra_cfg.hydra
     folder = Path(hydra.runtime.output_dir) / (hydra.output_subdir or ".hydra")
     folder.mkdir(parents=True, exist_ok=True)
-    for name, node in {"config.yaml": task_cfg, "hydra.yaml": hydra_cfg, "overrides.yaml": hydra.overrides.task}.items():
+    for name, node in {
+        "config.yaml": task_cfg,
+        "hydra.yaml": hydra_cfg,
+        "overrides.yaml": hydra.overrides.task,
+    }.items():
         (folder / name).write_text(redact(OmegaConf.to_yaml(node)), encoding="utf-8")
     if hydra.mode == RunMode.MULTIRUN:
         multirun = Path(hydra.sweep.dir) / "multirun.yaml"

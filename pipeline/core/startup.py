@@ -12,19 +12,28 @@ import sys
 import tempfile
 
 WITHOUT_TENSORFLOW = "RNNSWEEP_WITHOUT_TENSORFLOW"  # set to 1 by a process that never runs a model (the chart process)
-ABSL_INFO = re.compile(rb"^(I\d{4} [\d:.]+ +\d+ \S+:\d+\] |WARNING: All log messages before absl::InitializeLog\(\))")
+ABSL_INFO = re.compile(
+    rb"^(I\d{4} [\d:.]+ +\d+ \S+:\d+\] |WARNING: All log messages before absl::InitializeLog\(\))"
+)
 
 
 def import_tensorflow_quietly() -> None:
     """Import TensorFlow, dropping its absl INFO lines; nothing changes when TF_CPP_MIN_LOG_LEVEL asks for INFO."""
-    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0").strip() in ("", "0"):
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0").strip() in (
+        "",
+        "0",
+    ):
         return
     if os.environ.get(WITHOUT_TENSORFLOW) == "1":  # 0.5 GB and seconds of start-up it would not use
         return
     try:
         sys.stderr.flush()
         saved = os.dup(2)
-    except (AttributeError, OSError, ValueError):  # no stderr file descriptor: nothing to keep clean
+    except (
+        AttributeError,
+        OSError,
+        ValueError,
+    ):  # no stderr file descriptor: nothing to keep clean
         return
     with tempfile.TemporaryFile() as caught:
         os.dup2(caught.fileno(), 2)
@@ -34,6 +43,10 @@ def import_tensorflow_quietly() -> None:
             os.dup2(saved, 2)
             os.close(saved)
             caught.seek(0)
-            kept = [line for line in caught.read().splitlines(keepends=True) if not ABSL_INFO.match(line)]
+            kept = [
+                line
+                for line in caught.read().splitlines(keepends=True)
+                if not ABSL_INFO.match(line)
+            ]
             if kept:
                 os.write(2, b"".join(kept))

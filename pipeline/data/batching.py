@@ -13,13 +13,14 @@ import tensorflow as tf
 from omegaconf import DictConfig
 
 
-
 def text_lengths(x: np.ndarray) -> np.ndarray:
     """Tokens per row of a padded array (0 is padding only)."""
     return np.count_nonzero(x, axis=1)
 
 
-def length_sorted_batches(lengths: np.ndarray, batch_size: int, pool_batches: int, rng=None) -> list[np.ndarray]:
+def length_sorted_batches(
+    lengths: np.ndarray, batch_size: int, pool_batches: int, rng=None
+) -> list[np.ndarray]:
     """Row indices per batch: pools of `pool_batches` batches are sorted by length, then cut into batches.
 
     With `rng` the rows are shuffled before pooling and the batches after it (training); without it the
@@ -29,16 +30,18 @@ def length_sorted_batches(lengths: np.ndarray, batch_size: int, pool_batches: in
     pool = batch_size * pool_batches or batch_size
     batches = []
     for start in range(0, len(order), pool):
-        members = order[start:start + pool]
+        members = order[start : start + pool]
         if pool_batches:
             members = members[np.argsort(lengths[members], kind="stable")]
-        batches += [members[i:i + batch_size] for i in range(0, len(members), batch_size)]
+        batches += [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
 
 
-def batch_stream(x: np.ndarray, y: np.ndarray, batch_size: int, pool_batches: int, seed: int | None) -> tf.data.Dataset:
+def batch_stream(
+    x: np.ndarray, y: np.ndarray, batch_size: int, pool_batches: int, seed: int | None
+) -> tf.data.Dataset:
     """(tokens, labels) batches, reshuffled every epoch when seeded; with pools, cut to their longest text.
 
     `pool_batches` 0 keeps every batch at the arrays' full width, as the classic scripts do.
@@ -50,22 +53,31 @@ def batch_stream(x: np.ndarray, y: np.ndarray, batch_size: int, pool_batches: in
         for rows in length_sorted_batches(lengths, batch_size, pool_batches, rng):
             yield (cut_to_longest(x[rows]) if pool_batches else x[rows]), y[rows]
 
-    signature = (tf.TensorSpec((None, None), tf.as_dtype(x.dtype)), tf.TensorSpec((None,), tf.as_dtype(y.dtype)))
+    signature = (
+        tf.TensorSpec((None, None), tf.as_dtype(x.dtype)),
+        tf.TensorSpec((None,), tf.as_dtype(y.dtype)),
+    )
     stream = tf.data.Dataset.from_generator(batches, output_signature=signature)
-    return stream.apply(tf.data.experimental.assert_cardinality(-(-len(y) // batch_size))).prefetch(2)
+    return stream.apply(tf.data.experimental.assert_cardinality(-(-len(y) // batch_size))).prefetch(
+        2
+    )
 
 
 def cut_to_longest(block: np.ndarray) -> np.ndarray:
     """The columns from the first to the last that hold a token in some row: the batch cut to its longest text,
     whichever side it is padded on (data.padding). At least one column, even for rows of padding only."""
     used = np.flatnonzero(block.any(axis=0))
-    return block[:, used[0]:used[-1] + 1] if len(used) else block[:, :1]
+    return block[:, used[0] : used[-1] + 1] if len(used) else block[:, :1]
 
 
-def training_stream(x: np.ndarray, y: np.ndarray, train_cfg: DictConfig, seed: int) -> tf.data.Dataset:
+def training_stream(
+    x: np.ndarray, y: np.ndarray, train_cfg: DictConfig, seed: int
+) -> tf.data.Dataset:
     """The training split's batches: length-bucketed in pools of `train.bucket_pool` batches, or full width."""
     pool_batches = train_cfg.bucket_pool if train_cfg.length_buckets else 0
-    return batch_stream(x, y, train_cfg.batch_size, pool_batches, seed if train_cfg.shuffle else None)
+    return batch_stream(
+        x, y, train_cfg.batch_size, pool_batches, seed if train_cfg.shuffle else None
+    )
 
 
 def evaluation_stream(x: np.ndarray, y: np.ndarray, train_cfg: DictConfig) -> tf.data.Dataset:

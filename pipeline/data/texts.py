@@ -30,10 +30,22 @@ CACHE_FORMAT = 3  # bump when the cached arrays change meaning (3: class names, 
 IMDB_SPLITS = ("train", "test")
 IMDB_LABELS = {"neg": 0, "pos": 1}
 SENTIMENT_CLASSES = ["negative", "positive"]  # class 0 and 1 of data.target=sentiment
-IMDB_RATING_GROUPS = {1: "1-2", 2: "1-2", 3: "3-4", 4: "3-4", 7: "7-8", 8: "7-8", 9: "9-10", 10: "9-10"}
+IMDB_RATING_GROUPS = {
+    1: "1-2",
+    2: "1-2",
+    3: "3-4",
+    4: "3-4",
+    7: "7-8",
+    8: "7-8",
+    9: "9-10",
+    10: "9-10",
+}
 KERAS_IMDB_START, KERAS_IMDB_OOV, KERAS_IMDB_INDEX_FROM = 1, 2, 3
 VECTORIZER_OOV = 1  # TextVectorization's [UNK] id
-VECTORIZER_TEXT_SETTINGS = {"standardize": "lower_and_strip_punctuation", "split": "whitespace"}  # what training adapts; the exported model repeats it (pipeline/export.py)
+VECTORIZER_TEXT_SETTINGS = {
+    "standardize": "lower_and_strip_punctuation",
+    "split": "whitespace",
+}  # what training adapts; the exported model repeats it (pipeline/export.py)
 
 
 @dataclasses.dataclass
@@ -65,7 +77,9 @@ class Dataset:
     vocab_size: int
     vocabulary: list[str]
     class_names: list[str] = dataclasses.field(default_factory=lambda: list(SENTIMENT_CLASSES))
-    empty_texts: dict[str, int] = dataclasses.field(default_factory=dict)  # texts with no token: dropped (train, val) or one OOV token (test)
+    empty_texts: dict[str, int] = dataclasses.field(
+        default_factory=dict
+    )  # texts with no token: dropped (train, val) or one OOV token (test)
     cache_hit: bool = False
     prep_seconds: float = 0.0
     cache_file: str = ""
@@ -100,7 +114,9 @@ def prepare_data(data_cfg: DictConfig, cache_dir: str) -> Dataset:
     try:
         (cache_dir / "vectors").mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise InputError(f"paths.cache_dir={cache_dir}: cannot be created ({error.strerror}: {error.filename})") from None
+        raise InputError(
+            f"paths.cache_dir={cache_dir}: cannot be created ({error.strerror}: {error.filename})"
+        ) from None
     cache_file = cache_dir / "vectors" / f"{data_cfg.name}-{cache_key(data_cfg)}.npz"
     dataset = load_cached(cache_file) if cache_file.exists() else None
     cache_hit = dataset is not None
@@ -112,12 +128,20 @@ def prepare_data(data_cfg: DictConfig, cache_dir: str) -> Dataset:
     dataset.prep_seconds = time.perf_counter() - started
     log.info(
         "data %s: cache %s, %.2f s to prepare, sizes %s (%s)",
-        data_cfg.name, "hit" if cache_hit else "miss", dataset.prep_seconds, dataset.sizes(), cache_file,
+        data_cfg.name,
+        "hit" if cache_hit else "miss",
+        dataset.prep_seconds,
+        dataset.sizes(),
+        cache_file,
     )
     if any(dataset.empty_texts.values()):
-        log.warning("data %s: %d texts are empty or have no word after standardization: %d dropped from train, "
-                    "%d from validation, %d kept in test as one OOV token", data_cfg.name,
-                    sum(dataset.empty_texts.values()), *dataset.empty_texts.values())
+        log.warning(
+            "data %s: %d texts are empty or have no word after standardization: %d dropped from train, "
+            "%d from validation, %d kept in test as one OOV token",
+            data_cfg.name,
+            sum(dataset.empty_texts.values()),
+            *dataset.empty_texts.values(),
+        )
     return dataset
 
 
@@ -128,7 +152,9 @@ def cache_key(data_cfg: DictConfig) -> str:
         "data": OmegaConf.to_container(data_cfg, resolve=True),
         "sources": [local_file_stamp(path) for path in local_sources(data_cfg)],
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
 
 
 def local_sources(data_cfg: DictConfig) -> list[Path]:
@@ -137,7 +163,10 @@ def local_sources(data_cfg: DictConfig) -> list[Path]:
         paths = (data_cfg.path, data_cfg.get("val_path"), data_cfg.test_path)
         return [Path(p).expanduser() for p in paths if p]
     if data_cfg.name == "sentences" and data_cfg.local_dir:
-        return [Path(data_cfg.local_dir).expanduser() / SENTENCE_FILES.get(s, s) for s in data_cfg.sources]
+        return [
+            Path(data_cfg.local_dir).expanduser() / SENTENCE_FILES.get(s, s)
+            for s in data_cfg.sources
+        ]
     return []
 
 
@@ -154,15 +183,25 @@ def local_file_stamp(path: Path) -> list:
 def save_cached(dataset: Dataset, cache_file: Path) -> None:
     """Write atomically: a crash mid-write never leaves a half file under the real name."""
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {f.name: getattr(dataset, f.name) for f in dataclasses.fields(Dataset) if f.name.startswith(("x_", "y_"))}
+    arrays = {
+        f.name: getattr(dataset, f.name)
+        for f in dataclasses.fields(Dataset)
+        if f.name.startswith(("x_", "y_"))
+    }
     empty = {f"empty_{split}": count for split, count in dataset.empty_texts.items()}
     vocabulary = np.array(dataset.vocabulary, dtype=str)
     tmp_name = None
     try:
         fd, tmp_name = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp.npz")
         with os.fdopen(fd, "wb") as tmp:
-            np.savez(tmp, vocab_size=dataset.vocab_size, vocabulary=vocabulary,
-                     class_names=np.array(dataset.class_names, dtype=str), **arrays, **empty)
+            np.savez(
+                tmp,
+                vocab_size=dataset.vocab_size,
+                vocabulary=vocabulary,
+                class_names=np.array(dataset.class_names, dtype=str),
+                **arrays,
+                **empty,
+            )
         os.replace(tmp_name, cache_file)
     except BaseException as error:
         if tmp_name:
@@ -171,9 +210,11 @@ def save_cached(dataset: Dataset, cache_file: Path) -> None:
             raise
         needed = sum(a.nbytes for a in arrays.values()) + vocabulary.nbytes
         free = free_bytes(cache_file.parent)
-        raise DiskFull(f"paths.cache_dir={cache_file.parent.parent}: no space left on device for the vector cache "
-                       f"{cache_file.name}: it needs about {megabytes(needed)}, {megabytes(free)} is free there; "
-                       "free some space there or choose another paths.cache_dir") from None
+        raise DiskFull(
+            f"paths.cache_dir={cache_file.parent.parent}: no space left on device for the vector cache "
+            f"{cache_file.name}: it needs about {megabytes(needed)}, {megabytes(free)} is free there; "
+            "free some space there or choose another paths.cache_dir"
+        ) from None
 
 
 def load_cached(cache_file: Path) -> Dataset | None:
@@ -181,9 +222,18 @@ def load_cached(cache_file: Path) -> Dataset | None:
     try:
         with np.load(cache_file) as stored:
             fields = {name: stored[name] for name in stored.files if name.startswith(("x_", "y_"))}
-            empty = {name.removeprefix("empty_"): int(stored[name]) for name in stored.files if name.startswith("empty_")}
-            return Dataset(**fields, vocab_size=int(stored["vocab_size"]), vocabulary=stored["vocabulary"].tolist(),
-                           class_names=stored["class_names"].tolist(), empty_texts=empty)
+            empty = {
+                name.removeprefix("empty_"): int(stored[name])
+                for name in stored.files
+                if name.startswith("empty_")
+            }
+            return Dataset(
+                **fields,
+                vocab_size=int(stored["vocab_size"]),
+                vocabulary=stored["vocabulary"].tolist(),
+                class_names=stored["class_names"].tolist(),
+                empty_texts=empty,
+            )
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
         log.warning("vector cache %s is unreadable (%s): rebuilding it", cache_file, error)
         return None
@@ -197,7 +247,9 @@ def split_and_vectorize(texts: Texts, data_cfg: DictConfig) -> Dataset:
     train, train_labels = stratified_subset(texts.train, texts.train_labels, data_cfg.subset, seed)
     test, test_labels = stratified_subset(texts.test, texts.test_labels, data_cfg.subset, seed)
     if texts.val is None:
-        fit_idx, val_idx = stratified_split(train_labels, "validation", test_size=data_cfg.val_split, random_state=seed)
+        fit_idx, val_idx = stratified_split(
+            train_labels, "validation", test_size=data_cfg.val_split, random_state=seed
+        )
         fit_part, val_part = [train[i] for i in fit_idx], [train[i] for i in val_idx]
         fit_labels, val_labels = train_labels[fit_idx], train_labels[val_idx]
     else:  # the data's own validation file: the training file loses nothing
@@ -209,16 +261,33 @@ def split_and_vectorize(texts: Texts, data_cfg: DictConfig) -> Dataset:
     else:
         vocabulary, to_ids = adapt_vectorizer(fit_part, data_cfg.vocab_size, data_cfg.name)
         vocab_size, oov = len(vocabulary), VECTORIZER_OOV
-    pad = lambda part: pad_sequences(to_ids(part), data_cfg.max_len, data_cfg.truncate, data_cfg.padding)
+    pad = lambda part: pad_sequences(
+        to_ids(part), data_cfg.max_len, data_cfg.truncate, data_cfg.padding
+    )
     labels = lambda y: np.asarray(y, dtype=np.float32)
     x_train, y_train, dropped_train = drop_empty_rows(pad(fit_part), labels(fit_labels))
     x_val, y_val, dropped_val = drop_empty_rows(pad(val_part), labels(val_labels))
     x_test, test_as_oov = fill_empty_rows(pad(test), oov, data_cfg.padding)
-    check_labels(y_train, f"the training split less its {dropped_train} texts without a token", texts.class_names)
-    check_labels(y_val, f"the validation split less its {dropped_val} texts without a token", texts.class_names)
+    check_labels(
+        y_train,
+        f"the training split less its {dropped_train} texts without a token",
+        texts.class_names,
+    )
+    check_labels(
+        y_val,
+        f"the validation split less its {dropped_val} texts without a token",
+        texts.class_names,
+    )
     return Dataset(
-        x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test, y_test=labels(test_labels),
-        vocab_size=vocab_size, vocabulary=vocabulary, class_names=list(texts.class_names),
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        y_test=labels(test_labels),
+        vocab_size=vocab_size,
+        vocabulary=vocabulary,
+        class_names=list(texts.class_names),
         empty_texts={"train": dropped_train, "val": dropped_val, "test": test_as_oov},
     )
 
@@ -249,7 +318,9 @@ def stratified_split(labels: np.ndarray, purpose: str, **sizes) -> tuple[np.ndar
     try:
         return train_test_split(np.arange(len(labels)), stratify=labels, **sizes)
     except ValueError as error:
-        raise InputError(f"cannot make the {purpose} split of {len(labels)} examples: {error}") from None
+        raise InputError(
+            f"cannot make the {purpose} split of {len(labels)} examples: {error}"
+        ) from None
 
 
 def texts_are_token_ids(items: list) -> bool:
@@ -263,9 +334,13 @@ def adapt_vectorizer(fit_texts: list[str], vocab_size: int, where: str = "data")
 
     vectorizer = TextVectorization(max_tokens=vocab_size, ragged=True, **VECTORIZER_TEXT_SETTINGS)
     vectorizer.adapt(tf.data.Dataset.from_tensor_slices(fit_texts).batch(2048))
-    if len(vectorizer.get_vocabulary()) <= VECTORIZER_OOV + 1:  # only padding and [UNK]: nothing to learn from
-        raise InputError(f"{where}: no training text has a word after standardization "
-                         f"(lower case, punctuation stripped); {len(fit_texts)} texts are all empty or punctuation")
+    if (
+        len(vectorizer.get_vocabulary()) <= VECTORIZER_OOV + 1
+    ):  # only padding and [UNK]: nothing to learn from
+        raise InputError(
+            f"{where}: no training text has a word after standardization "
+            f"(lower case, punctuation stripped); {len(fit_texts)} texts are all empty or punctuation"
+        )
 
     def to_ids(texts: list[str]):
         ragged = vectorizer(tf.constant(texts, dtype=tf.string))
@@ -284,7 +359,9 @@ def pad_sequences(sequences, max_len: int, truncate: str, padding: str) -> np.nd
         flat, lengths = sequences
     else:
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
-        flat = np.fromiter((t for s in sequences for t in s), dtype=np.int64, count=int(lengths.sum()))
+        flat = np.fromiter(
+            (t for s in sequences for t in s), dtype=np.int64, count=int(lengths.sum())
+        )
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     kept = np.minimum(lengths, max_len)
     if truncate == "pre":
@@ -294,7 +371,9 @@ def pad_sequences(sequences, max_len: int, truncate: str, padding: str) -> np.nd
     padded = np.zeros((len(lengths), max_len), dtype=np.int32)
     padded[filled] = flat[(starts[:, None] + columns)[filled]]
     if padding == "pre":  # each row's tokens moved to its end, in their order
-        padded = padded[np.arange(len(lengths))[:, None], (columns - (max_len - kept)[:, None]) % max_len]
+        padded = padded[
+            np.arange(len(lengths))[:, None], (columns - (max_len - kept)[:, None]) % max_len
+        ]
     return padded
 
 
@@ -310,7 +389,11 @@ def fetch(url: str, downloads: Path, sha256: str | None = None, fname: str | Non
     try:
         return Path(
             keras.utils.get_file(
-                fname=fname, origin=url, file_hash=sha256, cache_dir=str(downloads.parent), cache_subdir=downloads.name
+                fname=fname,
+                origin=url,
+                file_hash=sha256,
+                cache_dir=str(downloads.parent),
+                cache_subdir=downloads.name,
             )
         )
     except Exception as error:  # get_file raises bare Exception for network and checksum failures
@@ -323,7 +406,9 @@ def decode(raw: bytes, where: str, encoding: str) -> str:
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as error:
-        raise InputError(f"{where}: not valid {encoding} text ({error.reason} at byte {error.start})") from None
+        raise InputError(
+            f"{where}: not valid {encoding} text ({error.reason} at byte {error.start})"
+        ) from None
 
 
 def check_some_text(texts: list[str], where: str) -> None:
@@ -336,8 +421,10 @@ def check_labels(labels: np.ndarray, where: str, class_names=SENTIMENT_CLASSES) 
     if len(labels) == 0:
         raise InputError(f"{where}: no examples")
     if len(set(labels.tolist())) < 2:
-        raise InputError(f"{where}: only label {class_names[int(labels[0])]!r} occurs; a classifier needs at least "
-                         "two classes")
+        raise InputError(
+            f"{where}: only label {class_names[int(labels[0])]!r} occurs; a classifier needs at least "
+            "two classes"
+        )
 
 
 def load_imdb(data_cfg: DictConfig, downloads: Path) -> Texts:
@@ -349,7 +436,11 @@ def load_imdb(data_cfg: DictConfig, downloads: Path) -> Texts:
             for member in tar:
                 parts = member.name.split("/")
                 if member.isfile() and len(parts) == 4 and (parts[1], parts[2]) in found:
-                    text = decode(tar.extractfile(member).read(), f"{archive}:{member.name}", data_cfg.encoding)
+                    text = decode(
+                        tar.extractfile(member).read(),
+                        f"{archive}:{member.name}",
+                        data_cfg.encoding,
+                    )
                     found[parts[1], parts[2]].append((member.name, text.replace("<br />", " ")))
     except (tarfile.TarError, OSError, EOFError) as error:
         raise InputError(f"{archive}: not a readable .tar.gz archive ({error})") from None
@@ -359,9 +450,15 @@ def load_imdb(data_cfg: DictConfig, downloads: Path) -> Texts:
     class_of, class_names = imdb_target(data_cfg.get("target", "sentiment"))
     splits = {}
     for split in IMDB_SPLITS:
-        items = [(name, text, label) for label in IMDB_LABELS for name, text in sorted(found[split, label])]
-        splits[split] = ([text for _, text, _ in items],
-                         np.array([class_of(name, label) for name, _, label in items], dtype=np.int64))
+        items = [
+            (name, text, label)
+            for label in IMDB_LABELS
+            for name, text in sorted(found[split, label])
+        ]
+        splits[split] = (
+            [text for _, text, _ in items],
+            np.array([class_of(name, label) for name, _, label in items], dtype=np.int64),
+        )
     return Texts(*splits["train"], *splits["test"], class_names=class_names)
 
 
@@ -382,23 +479,35 @@ def imdb_rating(member_name: str) -> int:
     try:
         rating = int(stem.rsplit("_", 1)[1])
     except (IndexError, ValueError):
-        raise InputError(f"{member_name}: no star rating in the file name (expected ID_RATING.txt)") from None
+        raise InputError(
+            f"{member_name}: no star rating in the file name (expected ID_RATING.txt)"
+        ) from None
     if rating not in IMDB_RATING_GROUPS:
-        raise InputError(f"{member_name}: rating {rating}; allowed: {', '.join(map(str, IMDB_RATING_GROUPS))}")
+        raise InputError(
+            f"{member_name}: rating {rating}; allowed: {', '.join(map(str, IMDB_RATING_GROUPS))}"
+        )
     return rating
 
 
 def load_sentences(data_cfg: DictConfig, downloads: Path) -> Texts:
-    folder = Path(data_cfg.local_dir).expanduser() if data_cfg.local_dir else fetch_sentences(data_cfg, downloads)
+    folder = (
+        Path(data_cfg.local_dir).expanduser()
+        if data_cfg.local_dir
+        else fetch_sentences(data_cfg, downloads)
+    )
     by_source = data_cfg.get("target", "sentiment") == "source"
     class_names = sorted(data_cfg.sources) if by_source else list(SENTIMENT_CLASSES)
     texts, labels = [], []
     for source in data_cfg.sources:
-        source_texts, source_labels = read_labelled_lines(folder / SENTENCE_FILES[source], data_cfg.encoding)
+        source_texts, source_labels = read_labelled_lines(
+            folder / SENTENCE_FILES[source], data_cfg.encoding
+        )
         texts += source_texts
         labels += [class_names.index(source)] * len(source_labels) if by_source else source_labels
     check_some_text(texts, str(folder))
-    return hold_out_test(texts, np.array(labels, dtype=np.int64), data_cfg, str(folder), class_names)
+    return hold_out_test(
+        texts, np.array(labels, dtype=np.int64), data_cfg, str(folder), class_names
+    )
 
 
 def fetch_sentences(data_cfg: DictConfig, downloads: Path) -> Path:
@@ -425,25 +534,43 @@ def read_labelled_lines(path: Path, encoding: str) -> tuple[list[str], list[int]
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     texts, labels = [], []
-    for number, line in enumerate(decode(path.read_bytes(), str(path), encoding).split("\n"), start=1):
+    for number, line in enumerate(
+        decode(path.read_bytes(), str(path), encoding).split("\n"), start=1
+    ):
         if not line.strip():
             continue
         text, tab, label = line.rstrip("\r").rpartition("\t")
         if not tab:
             raise InputError(f"{path}:{number}: expected 'sentence<TAB>label', found no tab")
         if label.strip() not in ("0", "1"):
-            raise InputError(f"{path}:{number}: label {label.strip()!r} is not binary; allowed: 0, 1")
+            raise InputError(
+                f"{path}:{number}: label {label.strip()!r} is not binary; allowed: 0, 1"
+            )
         texts.append(text.strip())
         labels.append(int(label))
     return texts, labels
 
 
-def hold_out_test(texts: list, labels: np.ndarray, data_cfg: DictConfig, where: str, class_names: list[str],
-                  val: tuple | None = None) -> Texts:
+def hold_out_test(
+    texts: list,
+    labels: np.ndarray,
+    data_cfg: DictConfig,
+    where: str,
+    class_names: list[str],
+    val: tuple | None = None,
+) -> Texts:
     check_labels(labels, where, class_names)
-    train_idx, test_idx = stratified_split(labels, "test", test_size=data_cfg.test_split, random_state=data_cfg.split_seed)
-    return Texts([texts[i] for i in train_idx], labels[train_idx], [texts[i] for i in test_idx], labels[test_idx],
-                 class_names, *(val or (None, None)))
+    train_idx, test_idx = stratified_split(
+        labels, "test", test_size=data_cfg.test_split, random_state=data_cfg.split_seed
+    )
+    return Texts(
+        [texts[i] for i in train_idx],
+        labels[train_idx],
+        [texts[i] for i in test_idx],
+        labels[test_idx],
+        class_names,
+        *(val or (None, None)),
+    )
 
 
 def load_keras_imdb(data_cfg: DictConfig, downloads: Path) -> Texts:
@@ -480,8 +607,14 @@ def load_table(data_cfg: DictConfig, downloads: Path) -> Texts:
         return hold_out_test(texts, labels, data_cfg, data_cfg.path, class_names, val)
     test_texts, test_raw = read_table(Path(data_cfg.test_path).expanduser(), data_cfg)
     check_labels(labels, data_cfg.path, class_names)
-    return Texts(texts, labels, test_texts, to_classes(test_raw, index, data_cfg.test_path), class_names,
-                 *(val or (None, None)))
+    return Texts(
+        texts,
+        labels,
+        test_texts,
+        to_classes(test_raw, index, data_cfg.test_path),
+        class_names,
+        *(val or (None, None)),
+    )
 
 
 def read_table(path: Path, data_cfg: DictConfig) -> tuple[list[str], list]:
@@ -490,32 +623,48 @@ def read_table(path: Path, data_cfg: DictConfig) -> tuple[list[str], list]:
 
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    file_format = data_cfg.format if data_cfg.format != "auto" else ("parquet" if path.suffix == ".parquet" else "csv")
+    file_format = (
+        data_cfg.format
+        if data_cfg.format != "auto"
+        else ("parquet" if path.suffix == ".parquet" else "csv")
+    )
     try:
         if file_format == "parquet":
             frame = pd.read_parquet(path)
         elif file_format == "csv":
             sep = data_cfg.sep or ("\t" if path.suffix in (".tsv", ".txt") else ",")
             frame = pd.read_csv(
-                path, sep=sep, header=0 if data_cfg.header else None, dtype=str,
-                keep_default_na=False, encoding=data_cfg.encoding,
+                path,
+                sep=sep,
+                header=0 if data_cfg.header else None,
+                dtype=str,
+                keep_default_na=False,
+                encoding=data_cfg.encoding,
             )
         else:
             raise InputError(f"data.format={data_cfg.format!r}; allowed: auto, csv, parquet")
     except UnicodeDecodeError as error:
-        raise InputError(f"{path}: not valid {data_cfg.encoding} text ({error.reason} at byte {error.start})") from None
+        raise InputError(
+            f"{path}: not valid {data_cfg.encoding} text ({error.reason} at byte {error.start})"
+        ) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as error:
-        raise InputError(f"{path}: cannot be read as {file_format} ({str(error).splitlines()[0]})") from None
+        raise InputError(
+            f"{path}: cannot be read as {file_format} ({str(error).splitlines()[0]})"
+        ) from None
     frame.columns = [str(column) for column in frame.columns]
     for key in ("text_column", "label_column"):
         if str(data_cfg[key]) not in frame.columns:
-            raise InputError(f"{path}: no column {str(data_cfg[key])!r} (data.{key}); columns are {list(frame.columns)}")
+            raise InputError(
+                f"{path}: no column {str(data_cfg[key])!r} (data.{key}); columns are {list(frame.columns)}"
+            )
     texts = ["" if missing(text) else str(text) for text in frame[str(data_cfg.text_column)]]
     check_some_text(texts, str(path))
     return texts, frame[str(data_cfg.label_column)].tolist()
 
 
-MISSING_MARKS = frozenset({"", "nan", "NaN", "NAN", "null", "NULL", "<NA>", "#N/A", "N/A", "n/a"})  # what tables
+MISSING_MARKS = frozenset(
+    {"", "nan", "NaN", "NAN", "null", "NULL", "<NA>", "#N/A", "N/A", "n/a"}
+)  # what tables
 # write for a missing value (pandas' own marks, less words a text or a class may be: None, NA)
 
 
@@ -540,14 +689,20 @@ def label_index(raw: list, label_map, path) -> tuple[list[str], dict[str, int]]:
     label of the training file in sorted order (numbers by value)."""
     if label_map:
         index = {str(key): int(value) for key, value in label_map.items()}
-        names = ["|".join(k for k in index if index[k] == i) for i in range(max(index.values()) + 1)]
+        names = [
+            "|".join(k for k in index if index[k] == i) for i in range(max(index.values()) + 1)
+        ]
         return names, index
-    keys = {label_key(value) for value in raw if not missing(value) and not missing(label_key(value))}
+    keys = {
+        label_key(value) for value in raw if not missing(value) and not missing(label_key(value))
+    }
     numeric = all(re.fullmatch(r"[-+]?\d+", key) for key in keys)
     names = sorted(keys, key=int) if numeric else sorted(keys)
     if len(names) < 2:
-        raise InputError(f"{path}: {'only label ' + repr(names[0]) if names else 'no label'} occurs; "
-                         "a classifier needs at least two classes")
+        raise InputError(
+            f"{path}: {'only label ' + repr(names[0]) if names else 'no label'} occurs; "
+            "a classifier needs at least two classes"
+        )
     log.info("%s: %d classes, in this order: %s", path, len(names), ", ".join(names))
     return names, {name: number for number, name in enumerate(names)}
 
@@ -560,10 +715,17 @@ def to_classes(raw: list, index: dict[str, int], path) -> np.ndarray:
         if missing(key):
             raise InputError(f"{path}: label missing at row {row}; every row needs a label")
         if key not in index:
-            raise InputError(f"{path}: label {key!r} at row {row} is not a known class; allowed: {', '.join(index)}"
-                             " (data.label_map, or the labels of data.path)")
+            raise InputError(
+                f"{path}: label {key!r} at row {row} is not a known class; allowed: {', '.join(index)}"
+                " (data.label_map, or the labels of data.path)"
+            )
         classes.append(index[key])
     return np.array(classes, dtype=np.int64)
 
 
-LOADERS = {"imdb": load_imdb, "sentences": load_sentences, "keras_imdb": load_keras_imdb, "table": load_table}
+LOADERS = {
+    "imdb": load_imdb,
+    "sentences": load_sentences,
+    "keras_imdb": load_keras_imdb,
+    "table": load_table,
+}

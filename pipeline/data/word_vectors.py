@@ -24,8 +24,14 @@ from omegaconf import DictConfig
 from pipeline.config import VECTOR_FILES
 from pipeline.core.errors import InputError
 from pipeline.core.names import Fig
-from pipeline.data.texts import (LOADERS, Dataset, adapt_vectorizer, local_file_stamp,
-                                 stratified_subset, texts_are_token_ids)
+from pipeline.data.texts import (
+    LOADERS,
+    Dataset,
+    adapt_vectorizer,
+    local_file_stamp,
+    stratified_subset,
+    texts_are_token_ids,
+)
 
 log = logging.getLogger(__name__)
 logging.getLogger("gensim").setLevel(logging.WARNING)  # an INFO line per epoch and file: no news
@@ -76,15 +82,19 @@ class WordVectors:
         return matrix
 
     def figures(self, x_train: np.ndarray) -> dict[str, float]:
-        return {Fig.vectors_dim: self.dim,
-                Fig.vectors_vocabulary_coverage: self.vocabulary_coverage(),
-                Fig.vectors_token_coverage: self.token_coverage(x_train)}
+        return {
+            Fig.vectors_dim: self.dim,
+            Fig.vectors_vocabulary_coverage: self.vocabulary_coverage(),
+            Fig.vectors_token_coverage: self.token_coverage(x_train),
+        }
 
     def summary_line(self, x_train: np.ndarray) -> str:
         words, vocabulary = int(self.found[FIRST_WORD:].sum()), len(self.found) - FIRST_WORD
-        return (f"word vectors {self.path}: {self.dim} dimensions; they cover {words} of the "
-                f"{vocabulary} vocabulary words ({self.vocabulary_coverage():.1%}) and "
-                f"{self.token_coverage(x_train):.1%} of the training tokens")
+        return (
+            f"word vectors {self.path}: {self.dim} dimensions; they cover {words} of the "
+            f"{vocabulary} vocabulary words ({self.vocabulary_coverage():.1%}) and "
+            f"{self.token_coverage(x_train):.1%} of the training tokens"
+        )
 
 
 _loaded: dict[str, WordVectors] = {}  # by cache file: a sweep's trials read it once per process
@@ -117,17 +127,22 @@ def word_vectors(path: str, data: Dataset, cache_dir: str, announce: bool = True
 def cache_key(file: Path, vocabulary: list[str]) -> str:
     """What decides the cached rows: the vocabulary (so, the data config) and the file (its path,
     size and time)."""
-    payload = {"format": CACHE_FORMAT, "file": local_file_stamp(file),
-               "vocabulary": hashlib.sha256("\n".join(vocabulary).encode()).hexdigest()}
+    payload = {
+        "format": CACHE_FORMAT,
+        "file": local_file_stamp(file),
+        "vocabulary": hashlib.sha256("\n".join(vocabulary).encode()).hexdigest(),
+    }
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
 
 def check_coverage(vectors: WordVectors, path: str) -> None:
     if not vectors.found.any():
         words = len(vectors.found) - FIRST_WORD
-        raise InputError(f"{SETTING}={path}: none of the {words} vocabulary words is in its "
-                         f"{vectors.file_words} words; the file must hold vectors for the data's "
-                         "words (lower case, punctuation stripped)")
+        raise InputError(
+            f"{SETTING}={path}: none of the {words} vocabulary words is in its "
+            f"{vectors.file_words} words; the file must hold vectors for the data's "
+            "words (lower case, punctuation stripped)"
+        )
 
 
 # ---------------------------------------------------------------------------------------- cache
@@ -139,8 +154,9 @@ def save_cached(vectors: WordVectors, cache_file: Path) -> None:
     fd, tmp_name = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp.npz")
     try:
         with os.fdopen(fd, "wb") as tmp:
-            np.savez(tmp, vectors=vectors.vectors, found=vectors.found,
-                     file_words=vectors.file_words)
+            np.savez(
+                tmp, vectors=vectors.vectors, found=vectors.found, file_words=vectors.file_words
+            )
         os.replace(tmp_name, cache_file)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -154,11 +170,13 @@ def load_cached(cache_file: Path, path: str) -> WordVectors | None:
         return None
     try:
         with np.load(cache_file) as stored:
-            return WordVectors(path, stored["vectors"], stored["found"], int(stored["file_words"]),
-                               cache_hit=True)
+            return WordVectors(
+                path, stored["vectors"], stored["found"], int(stored["file_words"]), cache_hit=True
+            )
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-        log.warning("word-vector cache %s is unreadable (%s): reading %s again", cache_file, error,
-                    path)
+        log.warning(
+            "word-vector cache %s is unreadable (%s): reading %s again", cache_file, error, path
+        )
         return None
 
 
@@ -215,19 +233,21 @@ def check_text(file: Path, path: str) -> bool:
         with opened(file) as stream:
             head = stream.read(SNIFFED_BYTES)
     except OSError as error:
-        raise InputError(f"{SETTING}={path}: cannot be read ({error.strerror or error}); "
-                         f"allowed: {VECTOR_FILES}") from None
+        raise InputError(
+            f"{SETTING}={path}: cannot be read ({error.strerror or error}); allowed: {VECTOR_FILES}"
+        ) from None
     try:
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError as error:
-        raise InputError(f"{SETTING}={path}: binary data at byte {error.start}, not text vectors; "
-                         "a word2vec binary file must be named *.bin") from None
+        raise InputError(
+            f"{SETTING}={path}: binary data at byte {error.start}, not text vectors; "
+            "a word2vec binary file must be named *.bin"
+        ) from None
     first = head.split(b"\n", 1)[0].split()
     return len(first) == 2 and all(part.isdigit() for part in first)
 
 
-def file_problem(file: Path, path: str, binary: bool, header: bool,
-                 error: Exception | None) -> str:
+def file_problem(file: Path, path: str, binary: bool, header: bool, error: Exception | None) -> str:
     """The one line for a file gensim could not read: the first bad row of a text file, else
     gensim's reason."""
     where = f"{SETTING}={path}"
@@ -256,12 +276,15 @@ def first_bad_row(file: Path, header: bool) -> str | None:
                 dim = len(values)
             if not values or len(values) != dim:
                 expected = f"{'the header says' if header else 'the first row has'} {dim}"
-                return (f"line {number} has {len(values)} numbers after its word {parts[0]!r}, "
-                        f"{expected}; every row must be a word and the same count of numbers")
+                return (
+                    f"line {number} has {len(values)} numbers after its word {parts[0]!r}, "
+                    f"{expected}; every row must be a word and the same count of numbers"
+                )
             bad = next((value for value in values if not is_number(value)), None)
             if bad is not None:
-                return (f"line {number}: {bad!r} is not a number; every row must be a word and "
-                        "numbers")
+                return (
+                    f"line {number}: {bad!r} is not a number; every row must be a word and numbers"
+                )
     return "the file holds no vectors" if rows == 0 else None
 
 
@@ -282,8 +305,10 @@ def training_texts(cfg: DictConfig) -> list[str]:
     data_cfg = cfg.data
     texts = LOADERS[data_cfg.name](data_cfg, Path(cfg.paths.cache_dir).expanduser() / "downloads")
     if texts_are_token_ids(texts.train):
-        raise InputError(f"data={data_cfg.name}: its reviews are token ids, not words; allowed: "
-                         "data=imdb, sentences or table")
+        raise InputError(
+            f"data={data_cfg.name}: its reviews are token ids, not words; allowed: "
+            "data=imdb, sentences or table"
+        )
     subset, seed = data_cfg.subset, data_cfg.split_seed
     return stratified_subset(texts.train, texts.train_labels, subset, seed)[0]
 
@@ -301,13 +326,21 @@ def train_word2vec(sentences: list[list[str]], vectors_cfg: DictConfig):
     """gensim's Word2Vec on the tokenized texts; its KeyedVectors."""
     from gensim.models import Word2Vec
 
-    model = Word2Vec(sentences, vector_size=vectors_cfg.dim, window=vectors_cfg.window,
-                     min_count=vectors_cfg.min_count, sg=int(vectors_cfg.skip_gram),
-                     epochs=vectors_cfg.epochs, workers=vectors_cfg.threads or os.cpu_count() or 1,
-                     seed=vectors_cfg.seed)
+    model = Word2Vec(
+        sentences,
+        vector_size=vectors_cfg.dim,
+        window=vectors_cfg.window,
+        min_count=vectors_cfg.min_count,
+        sg=int(vectors_cfg.skip_gram),
+        epochs=vectors_cfg.epochs,
+        workers=vectors_cfg.threads or os.cpu_count() or 1,
+        seed=vectors_cfg.seed,
+    )
     if not model.wv.index_to_key:
-        raise InputError(f"vectors.min_count={vectors_cfg.min_count}: no word occurs that often "
-                         f"in the {len(sentences)} training texts; lower it")
+        raise InputError(
+            f"vectors.min_count={vectors_cfg.min_count}: no word occurs that often "
+            f"in the {len(sentences)} training texts; lower it"
+        )
     return model.wv
 
 
@@ -342,7 +375,9 @@ def make_vectors(cfg: DictConfig) -> str:
     write_text(keyed, output)
     tokens = sum(map(len, sentences))
     words = len(keyed.index_to_key)
-    return (f"{words} words x {keyed.vector_size} dimensions from {tokens} tokens "
-            f"of {len(sentences)} training texts of data={cfg.data.name}, written to {output} in "
-            f"{time.perf_counter() - started:.0f} s.\n"
-            f"Start a model from them: model.embedding.vectors={output}")
+    return (
+        f"{words} words x {keyed.vector_size} dimensions from {tokens} tokens "
+        f"of {len(sentences)} training texts of data={cfg.data.name}, written to {output} in "
+        f"{time.perf_counter() - started:.0f} s.\n"
+        f"Start a model from them: model.embedding.vectors={output}"
+    )

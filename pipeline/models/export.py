@@ -32,12 +32,19 @@ from omegaconf import DictConfig
 
 import pipeline
 from pipeline.models import zoo as _custom_layers  # noqa: F401 - registers the trained models' own layers for loading
-from pipeline.data.texts import KERAS_IMDB_OOV, VECTORIZER_OOV, VECTORIZER_TEXT_SETTINGS, pad_sequences
+from pipeline.data.texts import (
+    KERAS_IMDB_OOV,
+    VECTORIZER_OOV,
+    VECTORIZER_TEXT_SETTINGS,
+    pad_sequences,
+)
 from pipeline.core.errors import InputError, check_space
 from pipeline.models.scores import compile_classifier, num_classes_of
 
 log = logging.getLogger(__name__)
-STORE_MARGIN = 10**6  # room the stores keep to record the run's end (SQLite needs its journal to write)
+STORE_MARGIN = (
+    10**6
+)  # room the stores keep to record the run's end (SQLite needs its journal to write)
 
 
 class NoSchemaCheckLine(logging.Filter):
@@ -45,7 +52,9 @@ class NoSchemaCheckLine(logging.Filter):
     sweep's progress bar and says nothing a user acts on."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Validating input example against model signature")
+        return not record.getMessage().startswith(
+            "Validating input example against model signature"
+        )
 
 
 logging.getLogger("mlflow.pyfunc").addFilter(NoSchemaCheckLine())
@@ -62,31 +71,53 @@ PREDICT_BATCH = 256
 class TokenIds(layers.Layer):
     """Raw strings -> padded int32 token ids, exactly as pipeline/data.py vectorizes the test split."""
 
-    def __init__(self, vocabulary: list[str], max_len: int, truncate: str, padding: str = "post", **kwargs):
+    def __init__(
+        self, vocabulary: list[str], max_len: int, truncate: str, padding: str = "post", **kwargs
+    ):
         super().__init__(**kwargs)
-        self.max_len, self.truncate, self.padding = int(max_len), truncate, padding  # the vocabulary stays in the vectorizer
-        self.vectorizer = layers.TextVectorization(vocabulary=list(vocabulary), ragged=True, **VECTORIZER_TEXT_SETTINGS)
+        self.max_len, self.truncate, self.padding = (
+            int(max_len),
+            truncate,
+            padding,
+        )  # the vocabulary stays in the vectorizer
+        self.vectorizer = layers.TextVectorization(
+            vocabulary=list(vocabulary), ragged=True, **VECTORIZER_TEXT_SETTINGS
+        )
 
     def build(self, input_shape=None):
         pass  # nothing to create: the vocabulary is fixed at construction
 
     def call(self, texts):
         ragged = self.vectorizer(tf.reshape(texts, [-1]))
-        kept = ragged[:, -self.max_len:] if self.truncate == "pre" else ragged[:, : self.max_len]
+        kept = ragged[:, -self.max_len :] if self.truncate == "pre" else ragged[:, : self.max_len]
         ids = tf.cast(kept.to_tensor(default_value=0, shape=[None, self.max_len]), "int32")
-        if self.padding == "pre":  # the tokens at the end, in order: reverse each text's tokens, then the whole row
-            ids = tf.reverse(tf.reverse_sequence(ids, kept.row_lengths(), seq_axis=1, batch_axis=0), axis=[1])
-        tokenless = tf.equal(kept.row_lengths(), 0)  # a text of punctuation only: one OOV token, as data.py does
+        if (
+            self.padding == "pre"
+        ):  # the tokens at the end, in order: reverse each text's tokens, then the whole row
+            ids = tf.reverse(
+                tf.reverse_sequence(ids, kept.row_lengths(), seq_axis=1, batch_axis=0), axis=[1]
+            )
+        tokenless = tf.equal(
+            kept.row_lengths(), 0
+        )  # a text of punctuation only: one OOV token, as data.py does
         side = -1 if self.padding == "pre" else 0
         oov = tf.where(tokenless, tf.constant(VECTORIZER_OOV, "int32"), ids[:, side])
-        return tf.concat([ids[:, :-1], oov[:, None]], axis=1) if side else tf.concat([oov[:, None], ids[:, 1:]], axis=1)
+        return (
+            tf.concat([ids[:, :-1], oov[:, None]], axis=1)
+            if side
+            else tf.concat([oov[:, None], ids[:, 1:]], axis=1)
+        )
 
     def compute_output_spec(self, texts):
         return keras.KerasTensor((texts.shape[0], self.max_len), dtype="int32")
 
     def get_config(self):
-        return super().get_config() | {"vocabulary": self.vectorizer.get_vocabulary(), "max_len": self.max_len,
-                                       "truncate": self.truncate, "padding": self.padding}
+        return super().get_config() | {
+            "vocabulary": self.vectorizer.get_vocabulary(),
+            "max_len": self.max_len,
+            "truncate": self.truncate,
+            "padding": self.padding,
+        }
 
 
 @keras.saving.register_keras_serializable(package="rnnsweep")
@@ -110,10 +141,14 @@ class ClassProbabilities(layers.Layer):
         return super().get_config() | {"class_names": self.class_names}
 
 
-def text_model(trained: keras.Model, vocabulary: list[str], data_cfg: DictConfig, class_names: list[str]) -> keras.Model:
+def text_model(
+    trained: keras.Model, vocabulary: list[str], data_cfg: DictConfig, class_names: list[str]
+) -> keras.Model:
     """The trained model behind the vectorizer of its training data: one string in, each class's probability out."""
     texts = keras.Input(shape=(1,), dtype="string", name=TEXT_COLUMN)
-    ids = TokenIds(vocabulary, data_cfg.max_len, data_cfg.truncate, data_cfg.padding, name="token_ids")(texts)
+    ids = TokenIds(
+        vocabulary, data_cfg.max_len, data_cfg.truncate, data_cfg.padding, name="token_ids"
+    )(texts)
     probabilities = ClassProbabilities(class_names, name="classes")(trained(ids))
     return keras.Model(texts, probabilities, name=f"{trained.name}_on_text")
 
@@ -126,9 +161,14 @@ def takes_text(data) -> bool:
 def exported_model(trained: keras.Model, data, data_cfg: DictConfig) -> keras.Model:
     if takes_text(data):
         return text_model(trained, data.vocabulary, data_cfg, data.class_names)
-    log.info("data=%s has no raw text (integer sequences): the logged model takes token ids, not strings", data_cfg.name)
+    log.info(
+        "data=%s has no raw text (integer sequences): the logged model takes token ids, not strings",
+        data_cfg.name,
+    )
     ids = keras.Input(shape=(None,), dtype="int32", name=IDS_COLUMN)
-    return keras.Model(ids, ClassProbabilities(data.class_names, name="classes")(trained(ids)), name=trained.name)
+    return keras.Model(
+        ids, ClassProbabilities(data.class_names, name="classes")(trained(ids)), name=trained.name
+    )
 
 
 def class_names_of(model: keras.Model) -> list[str]:
@@ -158,7 +198,9 @@ class TextClassifier(mlflow.pyfunc.PythonModel):
         scorer.takes_text = scorer.model.inputs[0].dtype == "string"
         scorer.class_names = class_names_of(scorer.model)
         if not scorer.takes_text:
-            raise InputError(f"{path}: this model takes token ids, not text (data=keras_imdb); use its MLflow model")
+            raise InputError(
+                f"{path}: this model takes token ids, not text (data=keras_imdb); use its MLflow model"
+            )
         return scorer
 
     def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -170,7 +212,9 @@ class TextClassifier(mlflow.pyfunc.PythonModel):
         self.padding = context.model_config or {}
         self.class_names = class_names_of(self.model)
 
-    def predict(self, context, model_input: pd.DataFrame, params=None):  # the signature makes any input a DataFrame
+    def predict(
+        self, context, model_input: pd.DataFrame, params=None
+    ):  # the signature makes any input a DataFrame
         rows = column_of(model_input)
         shape = (0, len(self.class_names))
         probabilities = self.probabilities(rows) if len(rows) else np.zeros(shape, dtype=np.float32)
@@ -180,8 +224,17 @@ class TextClassifier(mlflow.pyfunc.PythonModel):
         if self.takes_text:
             inputs = tf.constant([str(text) for text in rows])[:, None]
         else:
-            inputs = tf.constant(pad_ids(rows, self.padding["max_len"], self.padding["truncate"], self.padding.get("padding", "post")))
-        if len(rows) <= PREDICT_BATCH:  # one batch (a few texts, a served request): called eagerly, no predict function to trace
+            inputs = tf.constant(
+                pad_ids(
+                    rows,
+                    self.padding["max_len"],
+                    self.padding["truncate"],
+                    self.padding.get("padding", "post"),
+                )
+            )
+        if (
+            len(rows) <= PREDICT_BATCH
+        ):  # one batch (a few texts, a served request): called eagerly, no predict function to trace
             return keras.ops.convert_to_numpy(self.model(inputs, training=False))
         batches = tf.data.Dataset.from_tensor_slices(inputs).batch(PREDICT_BATCH)
         return self.model.predict(batches, verbose=0)
@@ -190,8 +243,12 @@ class TextClassifier(mlflow.pyfunc.PythonModel):
 def labelled(probabilities: np.ndarray, class_names: list[str]) -> pd.DataFrame:
     """label: the most probable class's name; probability: its probability; p_CLASS: every class's."""
     best = probabilities.argmax(axis=1)
-    frame = pd.DataFrame({"label": np.array(class_names, dtype=object)[best],
-                          "probability": probabilities[np.arange(len(best)), best]})
+    frame = pd.DataFrame(
+        {
+            "label": np.array(class_names, dtype=object)[best],
+            "probability": probabilities[np.arange(len(best)), best],
+        }
+    )
     for column, name in enumerate(class_names):
         frame[PROBABILITY_PREFIX + name] = probabilities[:, column]
     return frame
@@ -219,14 +276,18 @@ def signature(text: bool, class_names: list[str]) -> ModelSignature:
     # unnamed: a Series, a list or a one-column DataFrame of any name is accepted
     column = ColSpec(DataType.string) if text else ColSpec(Array(DataType.long))
     classes = [ColSpec(DataType.double, PROBABILITY_PREFIX + name) for name in class_names]
-    outputs = Schema([ColSpec(DataType.string, "label"), ColSpec(DataType.double, "probability"), *classes])
+    outputs = Schema(
+        [ColSpec(DataType.string, "label"), ColSpec(DataType.double, "probability"), *classes]
+    )
     return ModelSignature(inputs=Schema([column]), outputs=outputs)
 
 
 def input_example(data, text: bool) -> pd.DataFrame:
     if text:
         return pd.DataFrame({TEXT_COLUMN: INPUT_EXAMPLE})
-    return pd.DataFrame({IDS_COLUMN: [row[row > 0].astype(np.int64).tolist() for row in data.x_val[:2]]})
+    return pd.DataFrame(
+        {IDS_COLUMN: [row[row > 0].astype(np.int64).tolist() for row in data.x_val[:2]]}
+    )
 
 
 @functools.cache
@@ -248,7 +309,9 @@ def save_pyfunc(path, mlflow_model, validate_serving_input=True, **kwargs):
     return mlflow.pyfunc.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
 
 
-PYFUNC_WITHOUT_SERVING_CHECK = types.SimpleNamespace(__name__=mlflow.pyfunc.__name__, save_model=save_pyfunc)
+PYFUNC_WITHOUT_SERVING_CHECK = types.SimpleNamespace(
+    __name__=mlflow.pyfunc.__name__, save_model=save_pyfunc
+)
 
 
 def log_model(trained: keras.Model, data, data_cfg: DictConfig, best_epoch: int | None) -> str:
@@ -269,14 +332,25 @@ def log_model(trained: keras.Model, data, data_cfg: DictConfig, best_epoch: int 
             validate_serving_input=False,  # MLflow's check loads and runs the model: 0.3 to 0.5 s a trial (tests serve it for real)
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),
             artifacts={"keras_model": str(path)},
-            code_paths=[str(Path(pipeline.__file__).parent)],  # the custom layers: the model loads without rnnsweep installed
-            model_config=None if text else {"max_len": data_cfg.max_len, "truncate": data_cfg.truncate, "padding": data_cfg.padding},
+            code_paths=[
+                str(Path(pipeline.__file__).parent)
+            ],  # the custom layers: the model loads without rnnsweep installed
+            model_config=None
+            if text
+            else {
+                "max_len": data_cfg.max_len,
+                "truncate": data_cfg.truncate,
+                "padding": data_cfg.padding,
+            },
             signature=signature(text, data.class_names),
             input_example=input_example(data, text),
             pip_requirements=requirements(),
             step=best_epoch or 0,
-            tags={"input": TEXT_COLUMN if text else IDS_COLUMN, "data": data_cfg.name,
-                  "classes": ", ".join(data.class_names)},
+            tags={
+                "input": TEXT_COLUMN if text else IDS_COLUMN,
+                "data": data_cfg.name,
+                "classes": ", ".join(data.class_names),
+            },
         )
     return info.model_id
 
@@ -290,8 +364,12 @@ def check_room_for(keras_file: Path) -> None:
     code = sum(p.stat().st_size for p in Path(pipeline.__file__).parent.rglob("*.py"))
     needed = keras_file.stat().st_size + code + STORE_MARGIN
     folder = Path(url2pathname(urlsplit(location).path))
-    check_space(f"no space left on device for the run's model in {folder}", folder, needed,
-                "move paths.mlruns_dir (or the tracking server's artifact root) to a larger disk")
+    check_space(
+        f"no space left on device for the run's model in {folder}",
+        folder,
+        needed,
+        "move paths.mlruns_dir (or the tracking server's artifact root) to a larger disk",
+    )
 
 
 # ------------------------------------------------------------------------------ finding a model
@@ -300,7 +378,9 @@ def check_room_for(keras_file: Path) -> None:
 def load_keras(model_id: str) -> keras.Model:
     """The Keras model inside a logged MLflow model (the end-to-end model, or the id model for keras_imdb)."""
     location = mlflow.MlflowClient().get_logged_model(model_id).artifact_location
-    return keras.saving.load_model(mlflow.artifacts.download_artifacts(f"{location}/artifacts/{KERAS_FILE}"), compile=False)
+    return keras.saving.load_model(
+        mlflow.artifacts.download_artifacts(f"{location}/artifacts/{KERAS_FILE}"), compile=False
+    )
 
 
 def stored_id_model(model_id: str) -> keras.Model:

@@ -44,8 +44,12 @@ class MacroF1(keras.metrics.Metric):
     def __init__(self, num_classes: int = 2, name: str = "macro_f1", **kwargs):
         super().__init__(name=name, **kwargs)
         self.num_classes = int(num_classes)
-        self.matrix = self.add_variable(shape=(self.num_classes, self.num_classes), initializer="zeros",
-                                        dtype="float32", name="confusion_matrix")
+        self.matrix = self.add_variable(
+            shape=(self.num_classes, self.num_classes),
+            initializer="zeros",
+            dtype="float32",
+            name="confusion_matrix",
+        )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         ops = keras.ops
@@ -54,8 +58,10 @@ class MacroF1(keras.metrics.Metric):
             predicted = ops.cast(ops.reshape(y_pred, (-1,)) > BINARY_THRESHOLD, "int32")
         else:
             predicted = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
-        counts = ops.matmul(ops.transpose(ops.one_hot(true, self.num_classes)),
-                            ops.one_hot(predicted, self.num_classes))
+        counts = ops.matmul(
+            ops.transpose(ops.one_hot(true, self.num_classes)),
+            ops.one_hot(predicted, self.num_classes),
+        )
         self.matrix.assign_add(ops.cast(counts, "float32"))
 
     def result(self):
@@ -81,8 +87,16 @@ def class_report(confusion: np.ndarray, class_names: list[str]) -> dict:
     f1 = share(2 * hits, true + predicted)
     present = (true + predicted) > 0
     classes = [
-        {"class": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
-        for name, p, r, f, n in zip(class_names, share(hits, predicted), share(hits, true), f1, true)
+        {
+            "class": name,
+            "precision": float(p),
+            "recall": float(r),
+            "f1": float(f),
+            "support": int(n),
+        }
+        for name, p, r, f, n in zip(
+            class_names, share(hits, predicted), share(hits, true), f1, true
+        )
     ]
     return {
         "accuracy": float(hits.sum() / max(confusion.sum(), 1)),

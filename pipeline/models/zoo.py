@@ -32,9 +32,15 @@ class MaskedGlobalMaxPooling1D(layers.Layer):
     def call(self, inputs, mask=None):
         if mask is None:
             return keras.ops.max(inputs, axis=1)
-        lowest = keras.ops.full_like(inputs, float(np.finfo(keras.backend.standardize_dtype(inputs.dtype)).min))
-        pooled = keras.ops.max(keras.ops.where(keras.ops.expand_dims(mask, -1), inputs, lowest), axis=1)
-        return keras.ops.where(keras.ops.any(mask, axis=1, keepdims=True), pooled, keras.ops.zeros_like(pooled))
+        lowest = keras.ops.full_like(
+            inputs, float(np.finfo(keras.backend.standardize_dtype(inputs.dtype)).min)
+        )
+        pooled = keras.ops.max(
+            keras.ops.where(keras.ops.expand_dims(mask, -1), inputs, lowest), axis=1
+        )
+        return keras.ops.where(
+            keras.ops.any(mask, axis=1, keepdims=True), pooled, keras.ops.zeros_like(pooled)
+        )
 
     def compute_mask(self, inputs, mask=None):
         return None
@@ -90,7 +96,9 @@ def measured_train_step(model: keras.Model, data, signal) -> dict:
         y_pred = model(x, training=True)
         loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
         loss_tracker = next(metric for metric in model.metrics if metric.name == "loss")
-        loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])  # weighted by batch size, as Keras does
+        loss_tracker.update_state(
+            loss, sample_weight=tf.shape(x)[0]
+        )  # weighted by batch size, as Keras does
         loss = model.optimizer.scale_loss(loss)
     weights = model.trainable_weights
     gradients = tape.gradient(loss, weights)
@@ -120,15 +128,24 @@ def model_label(model_cfg: DictConfig) -> str:
     return f"{label}_x{model_cfg.num_layers}" if model_cfg.num_layers > 1 else label
 
 
-def build_model(model_cfg: DictConfig, vocab_size: int, num_classes: int = 2,
-                embedding: np.ndarray | None = None) -> keras.Model:
+def build_model(
+    model_cfg: DictConfig,
+    vocab_size: int,
+    num_classes: int = 2,
+    embedding: np.ndarray | None = None,
+) -> keras.Model:
     """An uncompiled classifier over padded int sequences of any length (its config: checked by config.check):
     one sigmoid output for two classes, a softmax over `num_classes` outputs for more. `embedding`:
     the embedding's starting weights (vocab_size x width: pretrained word vectors), else random."""
     inputs = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     width = model_cfg.embedding_dim if embedding is None else embedding.shape[1]
-    embedded = layers.Embedding(vocab_size, width, mask_zero=model_cfg.mask_padding,
-                                trainable=model_cfg.embedding.trainable, name="embedding")
+    embedded = layers.Embedding(
+        vocab_size,
+        width,
+        mask_zero=model_cfg.mask_padding,
+        trainable=model_cfg.embedding.trainable,
+        name="embedding",
+    )
     x = embedded(inputs)
     if embedding is not None:
         embedded.set_weights([embedding])  # not an initializer: the saved config stays small
@@ -158,5 +175,9 @@ def recurrent(x, model_cfg: DictConfig):
             return_sequences=index < model_cfg.num_layers - 1,
             name=f"{model_cfg.body}_{index + 1}",
         )
-        x = layers.Bidirectional(layer, name=f"bi_{layer.name}")(x) if model_cfg.bidirectional else layer(x)
+        x = (
+            layers.Bidirectional(layer, name=f"bi_{layer.name}")(x)
+            if model_cfg.bidirectional
+            else layer(x)
+        )
     return x

@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 ARTIFACT = "learning_curves.png"
 CURVES = ("loss", "val_loss", "accuracy", "val_accuracy", "grad_norm", "update_ratio")
 CLOSE_SECONDS = 120  # at the end of the trials, how long the charts still queued may take before they are given up
-STOPPED_CLOSE_SECONDS = 10  # the same when a signal or an error stopped the sweep (systemd waits 90 s in all)
+STOPPED_CLOSE_SECONDS = (
+    10  # the same when a signal or an error stopped the sweep (systemd waits 90 s in all)
+)
 
 
 class Charts:
@@ -39,16 +41,27 @@ class Charts:
 
     def __init__(self):
         self.sent, self.orders = set(), queue.SimpleQueue()
-        with signals.held_for_helpers():  # the chart process ignores them from its first line: only the invoker hears them
-            self.process = subprocess.Popen([sys.executable, "-P", "-m", "pipeline.report.charts", str(os.getpid())],
-                                            stdin=subprocess.PIPE, text=True, env=os.environ | {WITHOUT_TENSORFLOW: "1"})
+        with (
+            signals.held_for_helpers()
+        ):  # the chart process ignores them from its first line: only the invoker hears them
+            self.process = subprocess.Popen(
+                [sys.executable, "-P", "-m", "pipeline.report.charts", str(os.getpid())],
+                stdin=subprocess.PIPE,
+                text=True,
+                env=os.environ | {WITHOUT_TENSORFLOW: "1"},
+            )
         self.writer = threading.Thread(target=self.write, daemon=True, name="charts")
         self.writer.start()
 
     def send(self, trial: FrozenTrial, tracking_uri: str) -> None:
         """Have the trial's chart drawn, once, if it trained (it has a run and an epoch)."""
         run_id = trial.user_attrs.get(Attr.mlflow_run_id)
-        if run_id in self.sent or not run_id or not trial.state.is_finished() or Fig.epochs_run not in trial.user_attrs:
+        if (
+            run_id in self.sent
+            or not run_id
+            or not trial.state.is_finished()
+            or Fig.epochs_run not in trial.user_attrs
+        ):
             return
         self.sent.add(run_id)
         self.orders.put({"tracking_uri": tracking_uri, "run_id": run_id})
@@ -64,8 +77,12 @@ class Charts:
                 self.process.stdin.flush()
             except (BrokenPipeError, ValueError, OSError):
                 gone = True
-                log.warning("the chart process is gone (exit code %s): from run %s on, trials have no %s",
-                            self.process.poll(), order["run_id"], ARTIFACT)
+                log.warning(
+                    "the chart process is gone (exit code %s): from run %s on, trials have no %s",
+                    self.process.poll(),
+                    order["run_id"],
+                    ARTIFACT,
+                )
         try:
             self.process.stdin.close()
         except (BrokenPipeError, OSError):
@@ -79,7 +96,11 @@ class Charts:
             self.writer.join(seconds)
             self.process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            log.warning("the chart process was stopped after %d s: the last trials may have no %s", seconds, ARTIFACT)
+            log.warning(
+                "the chart process was stopped after %d s: the last trials may have no %s",
+                seconds,
+                ARTIFACT,
+            )
         finally:  # a second signal while waiting lands here too
             if self.process.poll() is None:
                 self.process.kill()
@@ -104,7 +125,9 @@ def draw(client, run_id: str) -> None:
     for name in CURVES:
         if name in run.data.metrics:
             points = sorted(client.get_metric_history(run_id, name), key=lambda point: point.step)
-            history[name] = [point.value if abs(point.value) < 1e308 else math.nan for point in points]
+            history[name] = [
+                point.value if abs(point.value) < 1e308 else math.nan for point in points
+            ]
     title = f"trial {run.data.tags.get('trial_number', '?')} of {run.data.tags.get('study', '?')}"
     figure = learning_curves_figure(history, title, run.data.metrics.get(Fig.chance_loss))
     client.log_figure(run_id, figure, ARTIFACT)
@@ -131,7 +154,10 @@ def main() -> None:
                 clients[order["tracking_uri"]] = mlflow.MlflowClient(order["tracking_uri"])
             draw(clients[order["tracking_uri"]], order["run_id"])
         except Exception as error:  # noqa: BLE001 - one chart lost is a warning; the run and its metrics are kept
-            print(f"warning: a trial's {ARTIFACT} was not drawn: {' '.join(redact(str(error)).split())[:500]}", file=sys.stderr)
+            print(
+                f"warning: a trial's {ARTIFACT} was not drawn: {' '.join(redact(str(error)).split())[:500]}",
+                file=sys.stderr,
+            )
 
 
 if __name__ == "__main__":

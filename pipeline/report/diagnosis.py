@@ -20,9 +20,17 @@ RECORDED = (TrialState.COMPLETE, TrialState.PRUNED)
 def plateau_diagnosis(trials: list[FrozenTrial]) -> list[str]:
     """The paragraph as lines: which trials plateaued and how long, at what loss, the learning-rate threshold,
     what the gradient did, and what to change."""
-    measured = [t for t in trials if t.state in RECORDED and Fig.plateau_epochs in t.user_attrs and Attr.learning_rate in t.user_attrs]
+    measured = [
+        t
+        for t in trials
+        if t.state in RECORDED
+        and Fig.plateau_epochs in t.user_attrs
+        and Attr.learning_rate in t.user_attrs
+    ]
     if len(measured) < 2:
-        return [f"Plateau diagnosis: not enough trials ({len(measured)} with plateau figures; 2 or more needed)."]
+        return [
+            f"Plateau diagnosis: not enough trials ({len(measured)} with plateau figures; 2 or more needed)."
+        ]
     flat = [t for t in measured if t.user_attrs[Fig.plateau_epochs] >= MIN_PLATEAU]
     lines = ["Plateau diagnosis:", f"  {who_plateaued(flat, measured)}"]
     if flat:
@@ -47,7 +55,10 @@ def who_plateaued(flat: list[FrozenTrial], measured: list[FrozenTrial]) -> str:
         longest = max(int(attr(t, Fig.plateau_epochs)) for t in measured)
         return f"no trial of {len(measured)} sat on a loss plateau of {MIN_PLATEAU}+ epochs (the longest flat start: {longest} epoch)."
     by_lr = sorted(flat, key=lambda t: (attr(t, Attr.learning_rate), -attr(t, Fig.plateau_epochs)))
-    shown = ", ".join(f"trial {t.number} (lr {attr(t, Attr.learning_rate):.2g}{setting_text(t)}): {epochs_text(t)}" for t in by_lr[:6])
+    shown = ", ".join(
+        f"trial {t.number} (lr {attr(t, Attr.learning_rate):.2g}{setting_text(t)}): {epochs_text(t)}"
+        for t in by_lr[:6]
+    )
     more = f", and {len(by_lr) - 6} more" if len(by_lr) > 6 else ""
     censored = sum(bool(attr(t, Fig.plateau_censored)) for t in flat)
     tail = f"; {censored} ended still flat (≥: a lower bound)" if censored else ""
@@ -57,11 +68,18 @@ def who_plateaued(flat: list[FrozenTrial], measured: list[FrozenTrial]) -> str:
 def setting_text(trial: FrozenTrial) -> str:
     """The searched settings other than the learning rate that tell plateaus apart (body, optimizer, masking)."""
     keys = [k for k in ("body", "optimizer", "mask_padding", "padding") if k in trial.params]
-    return "".join(f", {k} {str(trial.params[k]).lower() if isinstance(trial.params[k], bool) else trial.params[k]}" for k in keys)
+    return "".join(
+        f", {k} {str(trial.params[k]).lower() if isinstance(trial.params[k], bool) else trial.params[k]}"
+        for k in keys
+    )
 
 
 def plateau_level(flat: list[FrozenTrial]) -> str | None:
-    placed = [t for t in flat if attr(t, Fig.plateau_loss) is not None and attr(t, Fig.chance_loss) is not None]
+    placed = [
+        t
+        for t in flat
+        if attr(t, Fig.plateau_loss) is not None and attr(t, Fig.chance_loss) is not None
+    ]
     if not placed:
         return None
     chance = attr(placed[0], Fig.chance_loss)
@@ -71,23 +89,37 @@ def plateau_level(flat: list[FrozenTrial]) -> str | None:
     mean_loss = statistics.fmean(attr(t, Fig.plateau_loss) for t in placed)
     if len(at_chance) == len(placed):
         every = "The one plateau" if len(placed) == 1 else f"All {len(placed)} plateaus"
-        return (f"{every} sat at chance level (mean training loss {mean_loss:.3f} against chance "
-                f"{chance_text}): the model predicted the label frequency of each of the {classes} classes and nothing else.")
-    return (f"{len(at_chance)} of {len(placed)} plateau{'' if len(placed) == 1 else 's'} sat at chance level ({chance_text}); the mean plateau loss was "
-            f"{mean_loss:.3f}: {'the others had learned something before stalling' if at_chance else 'none predicted the label frequency alone'}.")
+        return (
+            f"{every} sat at chance level (mean training loss {mean_loss:.3f} against chance "
+            f"{chance_text}): the model predicted the label frequency of each of the {classes} classes and nothing else."
+        )
+    return (
+        f"{len(at_chance)} of {len(placed)} plateau{'' if len(placed) == 1 else 's'} sat at chance level ({chance_text}); the mean plateau loss was "
+        f"{mean_loss:.3f}: {'the others had learned something before stalling' if at_chance else 'none predicted the label frequency alone'}."
+    )
 
 
 def gradient_signal(flat: list[FrozenTrial]) -> str:
     logged = [t for t in flat if attr(t, Fig.plateau_grad_norm) is not None]
     if not logged:
         return "No gradient figures were logged for these trials (train.log_gradients), so the gradient signal cannot be told apart."
-    escaped = [t for t in logged if attr(t, Fig.escape_grad_norm) is not None and attr(t, Fig.plateau_grad_norm) > 0]
+    escaped = [
+        t
+        for t in logged
+        if attr(t, Fig.escape_grad_norm) is not None and attr(t, Fig.plateau_grad_norm) > 0
+    ]
     step_size = step_size_statement(logged)
     if not escaped:
-        return (f"During the plateaus the mean gradient norm was {statistics.fmean(attr(t, Fig.plateau_grad_norm) for t in logged):.3g}; "
-                f"no plateaued trial escaped, so there is no after to compare with.{step_size}")
-    shown = "; ".join(before_and_after(t) for t in sorted(escaped, key=lambda t: attr(t, Attr.learning_rate))[:4])
-    ratio = statistics.median(attr(t, Fig.escape_grad_norm) / attr(t, Fig.plateau_grad_norm) for t in escaped)
+        return (
+            f"During the plateaus the mean gradient norm was {statistics.fmean(attr(t, Fig.plateau_grad_norm) for t in logged):.3g}; "
+            f"no plateaued trial escaped, so there is no after to compare with.{step_size}"
+        )
+    shown = "; ".join(
+        before_and_after(t) for t in sorted(escaped, key=lambda t: attr(t, Attr.learning_rate))[:4]
+    )
+    ratio = statistics.median(
+        attr(t, Fig.escape_grad_norm) / attr(t, Fig.plateau_grad_norm) for t in escaped
+    )
     if ratio >= 2:
         kind = f"the gradient grew {ratio:.2g}× once the loss moved (median)"
     elif ratio > 0.5:
@@ -100,7 +132,10 @@ def gradient_signal(flat: list[FrozenTrial]) -> str:
 def step_size_statement(logged: list[FrozenTrial]) -> str:
     """Whether the learning rate, not the gradient, set the pace: the same gradient norm on the plateau at two
     learning rates, but steps that grew with the learning rate."""
-    paced = sorted((t for t in logged if attr(t, Fig.plateau_update_ratio)), key=lambda t: attr(t, Attr.learning_rate))
+    paced = sorted(
+        (t for t in logged if attr(t, Fig.plateau_update_ratio)),
+        key=lambda t: attr(t, Attr.learning_rate),
+    )
     if len(paced) < 2 or attr(paced[0], Attr.learning_rate) == attr(paced[-1], Attr.learning_rate):
         return ""
     low, high = paced[0], paced[-1]
@@ -109,15 +144,20 @@ def step_size_statement(logged: list[FrozenTrial]) -> str:
     rates = attr(high, Attr.learning_rate) / attr(low, Attr.learning_rate)
     if not (2 / 3 <= gradients <= 3 / 2 and steps >= 2):
         return ""
-    return (f" On the plateau the gradient norm was about the same at lr {attr(low, Attr.learning_rate):.2g} and "
-            f"{attr(high, Attr.learning_rate):.2g} ({attr(low, Fig.plateau_grad_norm):.3g} vs {attr(high, Fig.plateau_grad_norm):.3g}), "
-            f"while each step moved the weights {steps:.2g}× as far (for {rates:.2g}× the learning rate): "
-            "the step size, not a vanishing gradient, set how long the plateau lasted.")
+    return (
+        f" On the plateau the gradient norm was about the same at lr {attr(low, Attr.learning_rate):.2g} and "
+        f"{attr(high, Attr.learning_rate):.2g} ({attr(low, Fig.plateau_grad_norm):.3g} vs {attr(high, Fig.plateau_grad_norm):.3g}), "
+        f"while each step moved the weights {steps:.2g}× as far (for {rates:.2g}× the learning rate): "
+        "the step size, not a vanishing gradient, set how long the plateau lasted."
+    )
 
 
 def before_and_after(trial: FrozenTrial) -> str:
     text = f"lr {attr(trial, Attr.learning_rate):.2g}{setting_text(trial)}: gradient norm {attr(trial, Fig.plateau_grad_norm):.3g} → {attr(trial, Fig.escape_grad_norm):.3g}"
-    if attr(trial, Fig.plateau_update_ratio) is not None and attr(trial, Fig.escape_update_ratio) is not None:
+    if (
+        attr(trial, Fig.plateau_update_ratio) is not None
+        and attr(trial, Fig.escape_update_ratio) is not None
+    ):
         text += f", step {attr(trial, Fig.plateau_update_ratio):.2g} → {attr(trial, Fig.escape_update_ratio):.2g} of the weights' norm"
     return text
 
@@ -142,20 +182,30 @@ def learning_rate_threshold(measured: list[FrozenTrial]) -> tuple[str, float | N
         below = [t for t in measured if attr(t, Attr.learning_rate) < rate]
         if all(attr(t, Fig.plateau_epochs) < MIN_PLATEAU for t in above):
             if not below:
-                return (f"No trial plateaued at any learning rate tried ({rates[0]:.2g} to {rates[-1]:.2g}).", None)
+                return (
+                    f"No trial plateaued at any learning rate tried ({rates[0]:.2g} to {rates[-1]:.2g}).",
+                    None,
+                )
             if len(above) < 2 or not any(attr(t, Fig.plateau_epochs) >= MIN_PLATEAU for t in below):
                 break
             rate = shortest_between(max(attr(t, Attr.learning_rate) for t in below), rate)
-            return (f"No trial with a learning rate of {rate:.15g} or more plateaued ({len(above)} trials); "
-                    f"below it {sum(attr(t, Fig.plateau_epochs) >= MIN_PLATEAU for t in below)} of {len(below)} did.",
-                    rate)
-    return ("Not enough trials to place a learning-rate threshold: trials that plateaued and trials that did not "
-            "overlap in learning rate, or too few lie above the last plateau.", None)
+            return (
+                f"No trial with a learning rate of {rate:.15g} or more plateaued ({len(above)} trials); "
+                f"below it {sum(attr(t, Fig.plateau_epochs) >= MIN_PLATEAU for t in below)} of {len(below)} did.",
+                rate,
+            )
+    return (
+        "Not enough trials to place a learning-rate threshold: trials that plateaued and trials that did not "
+        "overlap in learning rate, or too few lie above the last plateau.",
+        None,
+    )
 
 
 def advice(flat: list[FrozenTrial], measured: list[FrozenTrial], threshold: float | None) -> str:
     if not flat:
-        return "To change: nothing for plateaus; every trial left its starting loss within one epoch."
+        return (
+            "To change: nothing for plateaus; every trial left its starting loss within one epoch."
+        )
     steps = []
     if threshold is not None:
         steps.append(f"use a learning rate of at least {threshold:.15g} for these settings")
@@ -164,18 +214,27 @@ def advice(flat: list[FrozenTrial], measured: list[FrozenTrial], threshold: floa
         steps.append(masked)
     pruned = [t for t in flat if t.state == TrialState.PRUNED and attr(t, Fig.plateau_censored)]
     if len(pruned) == 1:
-        steps.append("1 pruned trial was still on its plateau: search.pruner=patient would let it show "
-                     "whether it escapes")
+        steps.append(
+            "1 pruned trial was still on its plateau: search.pruner=patient would let it show "
+            "whether it escapes"
+        )
     elif pruned:
-        steps.append(f"{len(pruned)} pruned trials were still on their plateau: search.pruner=patient would "
-                     "let them show whether they escape")
+        steps.append(
+            f"{len(pruned)} pruned trials were still on their plateau: search.pruner=patient would "
+            "let them show whether they escape"
+        )
     if not steps:
         return "To change: not enough trials to say which setting ends the plateaus; search the learning rate wider."
     return "To change: " + "; ".join(steps) + "."
 
 
 def masking_contrast(measured: list[FrozenTrial]) -> str | None:
-    groups = {value: [attr(t, Fig.plateau_epochs) for t in measured if t.params.get("mask_padding") == value] for value in (True, False)}
+    groups = {
+        value: [
+            attr(t, Fig.plateau_epochs) for t in measured if t.params.get("mask_padding") == value
+        ]
+        for value in (True, False)
+    }
     if not groups[True] or not groups[False]:
         return None
     masked, unmasked = statistics.fmean(groups[True]), statistics.fmean(groups[False])

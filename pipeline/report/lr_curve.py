@@ -53,26 +53,43 @@ class RangeFigures:
 
     start_loss: float  # the starting level: mean loss of the first start_steps steps
     last_lr: float  # the learning rate of the last step run
-    plateau_edge_lr: float | None  # where the smoothed loss first lies beyond tolerance of the start; None: it never left
-    escape_lr_steps: float | None  # the learning rates summed over the steps before the edge: what it took to leave
-    steepest_lr: float | None  # most negative d(smoothed loss)/d(log10 lr) before the minimum; None: it never fell
+    plateau_edge_lr: (
+        float | None
+    )  # where the smoothed loss first lies beyond tolerance of the start; None: it never left
+    escape_lr_steps: (
+        float | None
+    )  # the learning rates summed over the steps before the edge: what it took to leave
+    steepest_lr: (
+        float | None
+    )  # most negative d(smoothed loss)/d(log10 lr) before the minimum; None: it never fell
     steepest_slope: float | None  # that slope: loss change per decade of learning rate
     min_loss_lr: float
     min_loss: float
-    divergence_lr: float | None  # where the smoothed loss blew up; None: it never did within the range
+    divergence_lr: (
+        float | None
+    )  # where the smoothed loss blew up; None: it never did within the range
 
     def metrics(self) -> dict[str, float]:
         """The figures as MLflow metrics; those not found are left out (and flagged by left_start / diverged)."""
         found = {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
-        return found | {"left_start": int(self.plateau_edge_lr is not None), "diverged": int(self.divergence_lr is not None)}
+        return found | {
+            "left_start": int(self.plateau_edge_lr is not None),
+            "diverged": int(self.divergence_lr is not None),
+        }
 
     def plateau_steps_at(self, learning_rate: float) -> float | None:
         """Steps a plateau should last at a constant `learning_rate`, if leaving it takes the same sum of learning rates."""
         return None if self.escape_lr_steps is None else self.escape_lr_steps / learning_rate
 
 
-def analyse(lrs: list[float], losses: list[float], smoothing: float, start_steps: int, tolerance: float,
-            divergence: float) -> RangeFigures:
+def analyse(
+    lrs: list[float],
+    losses: list[float],
+    smoothing: float,
+    start_steps: int,
+    tolerance: float,
+    divergence: float,
+) -> RangeFigures:
     """The figures of a range test's curve: raw per-step `losses` at learning rates `lrs` (rising)."""
     curve = np.array(smoothed(losses, smoothing))
     lrs = np.asarray(lrs, dtype=float)
@@ -83,8 +100,10 @@ def analyse(lrs: list[float], losses: list[float], smoothing: float, start_steps
     lowest = int(np.nanargmin(usable))
     away = np.flatnonzero(np.abs(usable[start_steps:] - start) > tolerance * abs(start))
     edge = int(behind[start_steps + away[0]]) if away.size else None
-    window = max(1, round(1 / (1 - smoothing)))  # the average's own span: shorter slopes measure single batches
-    steepest, slope = steepest_descent(np.log10(lrs[:lowest + 1]), usable[:lowest + 1], window)
+    window = max(
+        1, round(1 / (1 - smoothing))
+    )  # the average's own span: shorter slopes measure single batches
+    steepest, slope = steepest_descent(np.log10(lrs[: lowest + 1]), usable[: lowest + 1], window)
     return RangeFigures(
         start_loss=start,
         last_lr=float(lrs[-1]),
@@ -108,7 +127,9 @@ def divergence_step(curve: np.ndarray, divergence: float) -> int | None:
     return None
 
 
-def steepest_descent(log_lrs: np.ndarray, curve: np.ndarray, window: int) -> tuple[int | None, float | None]:
+def steepest_descent(
+    log_lrs: np.ndarray, curve: np.ndarray, window: int
+) -> tuple[int | None, float | None]:
     """The step of the most negative slope d(loss)/d(log10 lr), each measured across `window` steps and placed at
     their middle step: from one step to the next, an exponential average moves by that step's batch noise."""
     if len(curve) <= window:
@@ -120,51 +141,130 @@ def steepest_descent(log_lrs: np.ndarray, curve: np.ndarray, window: int) -> tup
     return steepest + window // 2, float(slopes[steepest])
 
 
-def format_table(figures: RangeFigures, chance_loss: float, tolerance: float, divergence: float, learning_rate: float,
-                 steps_per_epoch: int) -> str:
+def format_table(
+    figures: RangeFigures,
+    chance_loss: float,
+    tolerance: float,
+    divergence: float,
+    learning_rate: float,
+    steps_per_epoch: int,
+) -> str:
     """The figures as a short table: what each learning rate means; the plateau to expect at `learning_rate`."""
     rows = [("starting loss", f"{figures.start_loss:.4f}", f"chance level {chance_loss:.4f}")]
     if figures.plateau_edge_lr is None:
-        rows.append(("plateau edge", "none", f"the smoothed loss stayed within {tolerance:.0%} of its start up to lr {figures.last_lr:.2g}"))
+        rows.append(
+            (
+                "plateau edge",
+                "none",
+                f"the smoothed loss stayed within {tolerance:.0%} of its start up to lr {figures.last_lr:.2g}",
+            )
+        )
     else:
-        rows.append(("plateau edge", f"lr {figures.plateau_edge_lr:.2g}",
-                     f"the smoothed loss leaves {figures.start_loss:.3f} ± {tolerance:.0%}; below it: the plateau zone"))
+        rows.append(
+            (
+                "plateau edge",
+                f"lr {figures.plateau_edge_lr:.2g}",
+                f"the smoothed loss leaves {figures.start_loss:.3f} ± {tolerance:.0%}; below it: the plateau zone",
+            )
+        )
         plateau = figures.plateau_steps_at(learning_rate)
-        rows.append(("escape", f"{figures.escape_lr_steps:.3g}", "the learning rates summed over the steps before the edge"))
-        rows.append((f"plateau at {learning_rate:g}", f"{plateau:.0f} steps",
-                     f"= {plateau / steps_per_epoch:.1f} epochs of {steps_per_epoch} steps, if leaving takes the same sum at a constant lr"))
+        rows.append(
+            (
+                "escape",
+                f"{figures.escape_lr_steps:.3g}",
+                "the learning rates summed over the steps before the edge",
+            )
+        )
+        rows.append(
+            (
+                f"plateau at {learning_rate:g}",
+                f"{plateau:.0f} steps",
+                f"= {plateau / steps_per_epoch:.1f} epochs of {steps_per_epoch} steps, if leaving takes the same sum at a constant lr",
+            )
+        )
     if figures.steepest_lr is None:
         rows.append(("steepest descent", "none", "the smoothed loss never fell"))
     else:
-        rows.append(("steepest descent", f"lr {figures.steepest_lr:.2g}", f"{figures.steepest_slope:+.3f} loss per decade of lr"))
-    rows.append(("minimum loss", f"lr {figures.min_loss_lr:.2g}", f"smoothed loss {figures.min_loss:.4f}"))
+        rows.append(
+            (
+                "steepest descent",
+                f"lr {figures.steepest_lr:.2g}",
+                f"{figures.steepest_slope:+.3f} loss per decade of lr",
+            )
+        )
+    rows.append(
+        ("minimum loss", f"lr {figures.min_loss_lr:.2g}", f"smoothed loss {figures.min_loss:.4f}")
+    )
     if figures.divergence_lr is None:
-        rows.append(("blows up", "none", f"the smoothed loss stayed below {divergence:g} × its minimum up to lr {figures.last_lr:.2g}"))
+        rows.append(
+            (
+                "blows up",
+                "none",
+                f"the smoothed loss stayed below {divergence:g} × its minimum up to lr {figures.last_lr:.2g}",
+            )
+        )
     else:
-        rows.append(("blows up", f"lr {figures.divergence_lr:.2g}", f"the smoothed loss passed {divergence:g} × its minimum"))
+        rows.append(
+            (
+                "blows up",
+                f"lr {figures.divergence_lr:.2g}",
+                f"the smoothed loss passed {divergence:g} × its minimum",
+            )
+        )
     width = max(len(name) for name, _, _ in rows)
     return "\n".join(f"  {name:<{width}}  {value:<10} {meaning}" for name, value, meaning in rows)
 
 
-def range_figure(lrs: list[float], losses: list[float], smoothing: float, figures: RangeFigures, chance_loss: float,
-                 tolerance: float, title: str) -> plt.Figure:
+def range_figure(
+    lrs: list[float],
+    losses: list[float],
+    smoothing: float,
+    figures: RangeFigures,
+    chance_loss: float,
+    tolerance: float,
+    title: str,
+) -> plt.Figure:
     """Loss against learning rate (log axis): raw steps faint, the smoothed curve (drawn at the learning rates whose
     losses it averages, like the marks), the plateau band, chance level and the three marks."""
     figure, axis = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
     axis.plot(lrs, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="loss per step")
     behind = reflected_steps(len(losses), smoothing)
-    axis.plot(np.asarray(lrs)[behind], smoothed(losses, smoothing), color="tab:blue", linewidth=1.8, label="smoothed loss")
-    axis.axhspan(figures.start_loss * (1 - tolerance), figures.start_loss * (1 + tolerance), color="grey", alpha=0.15,
-                 label=f"starting level ± {tolerance:.0%}")
+    axis.plot(
+        np.asarray(lrs)[behind],
+        smoothed(losses, smoothing),
+        color="tab:blue",
+        linewidth=1.8,
+        label="smoothed loss",
+    )
+    axis.axhspan(
+        figures.start_loss * (1 - tolerance),
+        figures.start_loss * (1 + tolerance),
+        color="grey",
+        alpha=0.15,
+        label=f"starting level ± {tolerance:.0%}",
+    )
     draw_chance(axis, chance_loss)
-    marks = (("plateau edge", figures.plateau_edge_lr, "tab:orange"), ("steepest descent", figures.steepest_lr, "tab:green"),
-             ("blows up", figures.divergence_lr, "tab:red"))
+    marks = (
+        ("plateau edge", figures.plateau_edge_lr, "tab:orange"),
+        ("steepest descent", figures.steepest_lr, "tab:green"),
+        ("blows up", figures.divergence_lr, "tab:red"),
+    )
     for name, lr, colour in marks:
         if lr is not None:
             axis.axvline(lr, color=colour, linestyle=":", linewidth=1.5, label=f"{name} ({lr:.2g})")
-    axis.plot([figures.min_loss_lr], [figures.min_loss], "v", color="black", label=f"minimum ({figures.min_loss_lr:.2g})")
-    axis.set_ylim(0, max(chance_loss, figures.start_loss) * 1.6)  # a blown-up loss leaves the top: its height says nothing
-    axis.set(xscale="log", xlabel="learning rate (rises each step)", ylabel="training loss", title=title)
+    axis.plot(
+        [figures.min_loss_lr],
+        [figures.min_loss],
+        "v",
+        color="black",
+        label=f"minimum ({figures.min_loss_lr:.2g})",
+    )
+    axis.set_ylim(
+        0, max(chance_loss, figures.start_loss) * 1.6
+    )  # a blown-up loss leaves the top: its height says nothing
+    axis.set(
+        xscale="log", xlabel="learning rate (rises each step)", ylabel="training loss", title=title
+    )
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     return figure

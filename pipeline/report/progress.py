@@ -21,9 +21,22 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 class SweepProgress:
     """Call `update()` as often as you like (it reads the study), `close()` at the end."""
 
-    def __init__(self, study: optuna.Study, parent_run_id: str | None, total: int, objective: str,
-                 live: bool | None = None, stream=None, pruner: str = "the pruner"):
-        self.study, self.parent_run_id, self.total, self.objective = study, parent_run_id, total, objective
+    def __init__(
+        self,
+        study: optuna.Study,
+        parent_run_id: str | None,
+        total: int,
+        objective: str,
+        live: bool | None = None,
+        stream=None,
+        pruner: str = "the pruner",
+    ):
+        self.study, self.parent_run_id, self.total, self.objective = (
+            study,
+            parent_run_id,
+            total,
+            objective,
+        )
         self.pruner = pruner
         self.stream = stream or sys.stderr
         self.started, self.reported = time.monotonic(), set()
@@ -32,13 +45,19 @@ class SweepProgress:
             from rich.console import Console
             from rich.live import Live
 
-            self.live = Live(console=Console(file=self.stream), refresh_per_second=2, transient=False)
+            self.live = Live(
+                console=Console(file=self.stream), refresh_per_second=2, transient=False
+            )
             self.live.start()
 
     def mine(self) -> list:
         trials = self.study.get_trials(deepcopy=False)
-        return [t for t in trials if self.parent_run_id is None
-                or t.user_attrs.get(Attr.mlflow_parent_run_id) == self.parent_run_id]
+        return [
+            t
+            for t in trials
+            if self.parent_run_id is None
+            or t.user_attrs.get(Attr.mlflow_parent_run_id) == self.parent_run_id
+        ]
 
     def update(self) -> None:
         """A line per newly finished trial (above the live panel on a terminal), then the panel."""
@@ -73,21 +92,35 @@ class SweepProgress:
     def best(self) -> str:
         """The study's best trial so far (earlier invocations' too: the one to beat), on the objective;
         a second objective is left to the summary."""
-        done = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+        done = [
+            t
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.values
+        ]
         if not done:
             return f"best {self.objective}: none yet"
         maximize = self.study.directions[0].name == "MAXIMIZE"
-        top = min(done, key=lambda t: ranking.rank_key(t.values[0], t.user_attrs.get(Attr.tie_break), maximize))
+        top = min(
+            done,
+            key=lambda t: ranking.rank_key(t.values[0], t.user_attrs.get(Attr.tie_break), maximize),
+        )
         return f"best {self.objective} {top.values[0]:.4f} (trial {top.number})"
 
     def finished_line(self, trial, trials: list) -> str:
         state = trial.state.name.lower()
-        value = f" {self.objective} {trial.values[0]:.4f}" if trial.state == TrialState.COMPLETE and trial.values \
+        value = (
+            f" {self.objective} {trial.values[0]:.4f}"
+            if trial.state == TrialState.COMPLETE and trial.values
             else ""
+        )
         if trial.state == TrialState.PRUNED:
-            state += f" {where_pruned(trial)} by {trial.user_attrs.get(Attr.pruned_by, self.pruner)}"
-        return (f"trial {trial.number} {state}{value} [{what(trial)}] · {self.counts(trials)} · "
-                f"{self.best()} · {elapsed(self.started)}")
+            state += (
+                f" {where_pruned(trial)} by {trial.user_attrs.get(Attr.pruned_by, self.pruner)}"
+            )
+        return (
+            f"trial {trial.number} {state}{value} [{what(trial)}] · {self.counts(trials)} · "
+            f"{self.best()} · {elapsed(self.started)}"
+        )
 
     def panel(self, trials: list):
         from rich.console import Group
@@ -110,7 +143,11 @@ def running(trials: list) -> list:
 def what(trial) -> str:
     """The trial's model in a few characters: its run name less the trial number (gru32-lr1.2e-3)."""
     name = trial.user_attrs.get(Attr.run_name, "")
-    return name.split("-", 1)[1] if "-" in name else name or ("starting" if trial.state == TrialState.RUNNING else "—")
+    return (
+        name.split("-", 1)[1]
+        if "-" in name
+        else name or ("starting" if trial.state == TrialState.RUNNING else "—")
+    )
 
 
 def where_pruned(trial) -> str:
@@ -118,7 +155,11 @@ def where_pruned(trial) -> str:
     step_number = (trial.last_step or 0) + 1
     folds = trial.user_attrs.get(Attr.folds_planned, 1)
     if folds and folds > 1:
-        return "after its last fold (no final model)" if step_number == folds else f"after fold {step_number}"
+        return (
+            "after its last fold (no final model)"
+            if step_number == folds
+            else f"after fold {step_number}"
+        )
     return f"at epoch {step_number}"
 
 

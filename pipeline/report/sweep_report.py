@@ -17,11 +17,15 @@ from pipeline.report.diagnosis import plateau_diagnosis
 from pipeline.core.names import Attr, Fig, start_label
 
 
-def learning_curves_figure(history: dict[str, list[float]], title: str, chance_loss: float | None = None) -> plt.Figure:
+def learning_curves_figure(
+    history: dict[str, list[float]], title: str, chance_loss: float | None = None
+) -> plt.Figure:
     """Loss and accuracy per epoch, training vs validation, side by side; chance level dashed on the loss; and the
     gradient signal (grad_norm, update_ratio) when it was logged (train.log_gradients)."""
     gradients = "grad_norm" in history
-    figure, axes = plt.subplots(1, 3 if gradients else 2, figsize=(15 if gradients else 10, 4), constrained_layout=True)
+    figure, axes = plt.subplots(
+        1, 3 if gradients else 2, figsize=(15 if gradients else 10, 4), constrained_layout=True
+    )
     if gradients:
         draw_gradient_signal(axes[2], history)
     for axis, metric in zip(axes, ("loss", "accuracy")):
@@ -53,7 +57,9 @@ def fix_loss_range(axis, curves: list[list[float]], chance_loss: float | None) -
     finite = [v for curve in curves for v in curve if v is not None and math.isfinite(v)]
     if not finite:
         return
-    top = max(finite) if chance_loss is None else max(chance_loss, min(max(finite), 3 * chance_loss))
+    top = (
+        max(finite) if chance_loss is None else max(chance_loss, min(max(finite), 3 * chance_loss))
+    )
     axis.set_ylim(0, top * 1.15)
 
 
@@ -62,10 +68,22 @@ def draw_gradient_signal(axis, history: dict[str, list[float]]) -> None:
     falls on both; a large gradient without progress keeps its norm while the loss stays flat."""
     epochs = range(1, len(history["grad_norm"]) + 1)
     axis.plot(epochs, history["grad_norm"], marker="o", markersize=3, color="C2", label="grad_norm")
-    axis.set(xlabel="epoch", ylabel="grad_norm (mean over the epoch's steps)", yscale="log", title="gradient signal")
+    axis.set(
+        xlabel="epoch",
+        ylabel="grad_norm (mean over the epoch's steps)",
+        yscale="log",
+        title="gradient signal",
+    )
     axis.grid(alpha=0.3)
     ratio_axis = axis.twinx()
-    ratio_axis.plot(epochs, history.get("update_ratio", []), marker="s", markersize=3, color="C3", label="update_ratio")
+    ratio_axis.plot(
+        epochs,
+        history.get("update_ratio", []),
+        marker="s",
+        markersize=3,
+        color="C3",
+        label="update_ratio",
+    )
     ratio_axis.set(ylabel="update_ratio (|Δw| / |w| per step)", yscale="log")
     handles = [*axis.get_legend_handles_labels()[0], *ratio_axis.get_legend_handles_labels()[0]]
     axis.legend(handles=handles, loc="best")
@@ -73,7 +91,9 @@ def draw_gradient_signal(axis, history: dict[str, list[float]]) -> None:
 
 def draw_chance(axis, chance_loss: float) -> None:
     """The loss of predicting the training label frequency: a curve on this line has learned nothing yet."""
-    axis.axhline(chance_loss, color="grey", linestyle="--", linewidth=1, label=f"chance ({chance_loss:.3f})")
+    axis.axhline(
+        chance_loss, color="grey", linestyle="--", linewidth=1, label=f"chance ({chance_loss:.3f})"
+    )
 
 
 def confusion_figure(report: dict) -> plt.Figure:
@@ -87,11 +107,24 @@ def confusion_figure(report: dict) -> plt.Figure:
     for i, row in enumerate(matrix):
         for j, count in enumerate(row):
             colour = "white" if shares[i][j] > 0.6 else "black"
-            axis.text(j, i, f"{count}\n{shares[i][j]:.0%}", ha="center", va="center", color=colour, fontsize="small")
-    axis.set_xticks(range(len(names)), names, rotation=45 if max(map(len, names)) > 4 else 0, ha="right")
+            axis.text(
+                j,
+                i,
+                f"{count}\n{shares[i][j]:.0%}",
+                ha="center",
+                va="center",
+                color=colour,
+                fontsize="small",
+            )
+    axis.set_xticks(
+        range(len(names)), names, rotation=45 if max(map(len, names)) > 4 else 0, ha="right"
+    )
     axis.set_yticks(range(len(names)), names)
-    axis.set(xlabel="predicted class", ylabel="true class",
-             title=f"test: accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}")
+    axis.set(
+        xlabel="predicted class",
+        ylabel="true class",
+        title=f"test: accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}",
+    )
     figure.colorbar(image, ax=axis, label="share of the true class")
     return figure
 
@@ -101,14 +134,23 @@ def format_report(report: dict) -> list[str]:
     names = report["class_names"]
     width = max(8, *(len(name) for name in names))
     counts = (len(str(n)) for row in report["confusion_matrix"] for n in row)
-    cell = max(6, *(min(len(name), 12) for name in names), *counts)  # a longer class name is cut in the header
-    lines = ["Confusion matrix (rows: true class, columns: predicted):",
-             f"  {'':<{width}}  " + " ".join(f"{name[:cell]:>{cell}}" for name in names)]
-    lines += [f"  {name:<{width}}  " + " ".join(f"{n:>{cell}}" for n in row)
-              for name, row in zip(names, report["confusion_matrix"])]
+    cell = max(
+        6, *(min(len(name), 12) for name in names), *counts
+    )  # a longer class name is cut in the header
+    lines = [
+        "Confusion matrix (rows: true class, columns: predicted):",
+        f"  {'':<{width}}  " + " ".join(f"{name[:cell]:>{cell}}" for name in names),
+    ]
+    lines += [
+        f"  {name:<{width}}  " + " ".join(f"{n:>{cell}}" for n in row)
+        for name, row in zip(names, report["confusion_matrix"])
+    ]
     lines.append(f"  {'class':<{width}}  {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")
-    lines += [f"  {row['class']:<{width}}  {row['precision']:>9.4f} {row['recall']:>9.4f} {row['f1']:>9.4f} "
-              f"{row['support']:>8}" for row in report["classes"]]
+    lines += [
+        f"  {row['class']:<{width}}  {row['precision']:>9.4f} {row['recall']:>9.4f} {row['f1']:>9.4f} "
+        f"{row['support']:>8}"
+        for row in report["classes"]
+    ]
     return lines
 
 
@@ -135,21 +177,34 @@ def best_trial(study):
 
 def sweep_counts(trials) -> dict[str, int]:
     states = [trial.state.name for trial in trials]
-    return {f"trials_{state.lower()}": states.count(state) for state in ("COMPLETE", "PRUNED", "FAIL")}
+    return {
+        f"trials_{state.lower()}": states.count(state) for state in ("COMPLETE", "PRUNED", "FAIL")
+    }
 
 
 def counts_line(study, mine, wall_seconds: float) -> str:
     """What this invocation added, and what the study holds now."""
     counts, total = sweep_counts(mine), sweep_counts(study.trials)
-    return (f"Study {study.study_name!r}: this run added {plural(len(mine), 'trial')} in {wall_seconds:.0f} s "
-            f"({counts['trials_complete']} complete, {counts['trials_pruned']} pruned, "
-            f"{counts['trials_fail']} failed); the study holds {len(study.trials)} "
-            f"({total['trials_complete']} complete, {total['trials_pruned']} pruned, {total['trials_fail']} failed)")
+    return (
+        f"Study {study.study_name!r}: this run added {plural(len(mine), 'trial')} in {wall_seconds:.0f} s "
+        f"({counts['trials_complete']} complete, {counts['trials_pruned']} pruned, "
+        f"{counts['trials_fail']} failed); the study holds {len(study.trials)} "
+        f"({total['trials_complete']} complete, {total['trials_pruned']} pruned, {total['trials_fail']} failed)"
+    )
 
 
-def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_seconds: float,
-                  data, stopped: Exception | None = None, objective: str = "val_accuracy", folds: int = 1,
-                  can_fold: bool = True) -> str:
+def sweep_summary(
+    study,
+    mine,
+    wall_seconds: float,
+    confirmed: list,
+    confirm_seconds: float,
+    data,
+    stopped: Exception | None = None,
+    objective: str = "val_accuracy",
+    folds: int = 1,
+    can_fold: bool = True,
+) -> str:
     """The end-of-sweep text: this invocation's counts and wall time, what the data lost, plateaus stopped early,
     the winner confirmed over seeds (or the study's best trial), the Pareto front."""
     counts, total = sweep_counts(mine), sweep_counts(study.trials)
@@ -158,12 +213,16 @@ def sweep_summary(study, mine, wall_seconds: float, confirmed: list, confirm_sec
         lines.append(f"Stopped: {stopped}")
     lines.append(data_line(data))
     if folds > 1:
-        lines.append(f"Validation: {folds}-fold cross-validation over the {validated(data, folds)} training and "
-                     f"validation texts (search.cv_folds); each trial's value is the mean over its folds")
+        lines.append(
+            f"Validation: {folds}-fold cross-validation over the {validated(data, folds)} training and "
+            f"validation texts (search.cv_folds); each trial's value is the mean over its folds"
+        )
     empty_texts = data.empty_texts
     if any(empty_texts.values()):
-        lines.append(f"Data: texts with no token after standardization: {empty_texts.get('train', 0)} dropped from train, "
-                     f"{empty_texts.get('val', 0)} from validation, {empty_texts.get('test', 0)} kept in test as one OOV token")
+        lines.append(
+            f"Data: texts with no token after standardization: {empty_texts.get('train', 0)} dropped from train, "
+            f"{empty_texts.get('val', 0)} from validation, {empty_texts.get('test', 0)} kept in test as one OOV token"
+        )
     if counts["trials_pruned"]:
         lines.append(pruning_line(mine, counts["trials_pruned"], wall_seconds))
     lines += censored_plateau_lines(mine)
@@ -181,7 +240,9 @@ def validated(data, folds: int) -> int:
     return sizes["val"] + (sizes["train"] if folds > 1 else 0)
 
 
-def warning_lines(study, confirmed: list, data, objective: str, folds: int = 1, can_fold: bool = True) -> list[str]:
+def warning_lines(
+    study, confirmed: list, data, objective: str, folds: int = 1, can_fold: bool = True
+) -> list[str]:
     """Plain warnings about the answer itself: leaders the validation split cannot tell apart, a winner within
     noise of chance on the test split, a winner whose best epoch was its first."""
     if len(study.directions) > 1:
@@ -191,8 +252,10 @@ def warning_lines(study, confirmed: list, data, objective: str, folds: int = 1, 
     lines += chance_warning(confirmed, data)
     if winner.user_attrs.get(Fig.best_epoch) == 1:
         planned = winner.user_attrs.get(Attr.epochs_planned)
-        lines.append(f"Warning: the winner's best epoch was its first (of {winner.user_attrs.get(Fig.epochs_run, planned):.0f} "
-                     f"run): it may have barely trained. Look at its curves; raise train.epochs or lower the learning rate.")
+        lines.append(
+            f"Warning: the winner's best epoch was its first (of {winner.user_attrs.get(Fig.epochs_run, planned):.0f} "
+            f"run): it may have barely trained. Look at its curves; raise train.epochs or lower the learning rate."
+        )
     return lines
 
 
@@ -203,19 +266,32 @@ def standard_error(share: float, count: int) -> float:
     return math.sqrt(share * (1 - share) / count)
 
 
-def leaders_warning(study, winner, n_val: int, objective: str, folds: int = 1, can_fold: bool = True) -> list[str]:
+def leaders_warning(
+    study, winner, n_val: int, objective: str, folds: int = 1, can_fold: bool = True
+) -> list[str]:
     """Trials whose value ties the winner's, or (an accuracy or F1 objective) lies within one standard error of it."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.number != winner.number]
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.number != winner.number
+    ]
     tied = [t for t in done if ranking.ties(t.value, winner.value)]
     error = standard_error(winner.value, n_val) if n_val and "loss" not in objective else 0.0
     close = [t for t in done if abs(t.value - winner.value) <= error]
     if not close and not tied:
         return []
-    how = (f"{others(len(tied), 'ties', 'tie')} with it at {objective} {winner.value:.4f}; the lower validation loss "
-           f"decided" if tied else f"{others(len(close), 'scores', 'score')} within one standard error (±{error:.3f} "
-                                   f"on {n_val} validation texts) of its {objective} {winner.value:.4f}")
-    remedy = "More data would separate them." if folds > 1 or not can_fold else \
-        "More data, or search.cv_folds=5, would separate them."
+    how = (
+        f"{others(len(tied), 'ties', 'tie')} with it at {objective} {winner.value:.4f}; the lower validation loss "
+        f"decided"
+        if tied
+        else f"{others(len(close), 'scores', 'score')} within one standard error (±{error:.3f} "
+        f"on {n_val} validation texts) of its {objective} {winner.value:.4f}"
+    )
+    remedy = (
+        "More data would separate them."
+        if folds > 1 or not can_fold
+        else "More data, or search.cv_folds=5, would separate them."
+    )
     return [f"Warning: the validation split cannot tell the leaders apart: {how}. {remedy}"]
 
 
@@ -233,18 +309,22 @@ def chance_warning(confirmed: list, data) -> list[str]:
     noise = 2 * standard_error(chance, n_test)
     if accuracy - chance > noise:
         return []
-    return [f"Warning: the winner's test accuracy {accuracy:.4f} is within noise of chance ({chance:.4f} ± {noise:.4f} "
-            f"on {n_test} test texts): it may have learned nothing. Try more epochs, other learning rates or more data."]
+    return [
+        f"Warning: the winner's test accuracy {accuracy:.4f} is within noise of chance ({chance:.4f} ± {noise:.4f} "
+        f"on {n_test} test texts): it may have learned nothing. Try more epochs, other learning rates or more data."
+    ]
 
 
 def data_line(data) -> str:
     """The classes, the split sizes and chance level, in the terms of K classes."""
     sizes = data.sizes()
     names = ", ".join(data.class_names)
-    return (f"Data: {data.num_classes} classes ({names}); {sizes['train']} train, {sizes['val']} validation, "
-            f"{sizes['test']} test texts. Chance level: loss {data.chance_loss():.4f} (the entropy of the training "
-            f"label frequencies; ln {data.num_classes} = {math.log(data.num_classes):.4f} if balanced), accuracy "
-            f"{data.chance_accuracy():.4f} (always the most frequent class)")
+    return (
+        f"Data: {data.num_classes} classes ({names}); {sizes['train']} train, {sizes['val']} validation, "
+        f"{sizes['test']} test texts. Chance level: loss {data.chance_loss():.4f} (the entropy of the training "
+        f"label frequencies; ln {data.num_classes} = {math.log(data.num_classes):.4f} if balanced), accuracy "
+        f"{data.chance_accuracy():.4f} (always the most frequent class)"
+    )
 
 
 def test_report_lines(confirmed: list) -> list[str]:
@@ -253,49 +333,78 @@ def test_report_lines(confirmed: list) -> list[str]:
     if not report:
         return []
     winner = confirmed[0]
-    seed = f", seed {winner.seeds[0]}" if len(winner.seeds) > 1 else ""  # the confirmation table has the mean
-    lines = [f"Winner on the test split (trial {winner.trial.number}'s own model{seed}): "
-             f"accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}"]
+    seed = (
+        f", seed {winner.seeds[0]}" if len(winner.seeds) > 1 else ""
+    )  # the confirmation table has the mean
+    lines = [
+        f"Winner on the test split (trial {winner.trial.number}'s own model{seed}): "
+        f"accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}"
+    ]
     return lines + [f"  {line}" for line in format_report(report)]
 
 
-def winner_lines(study, confirmed: list, confirm_seconds: float, objective: str = "val_accuracy") -> list[str]:
+def winner_lines(
+    study, confirmed: list, confirm_seconds: float, objective: str = "val_accuracy"
+) -> list[str]:
     """The best trial against the baseline, the winner's parameters, its confirmation over seeds, the Pareto
     front. Figures are named by the objective (`val_accuracy 0.7889`), not as a bare value."""
     best = best_trial(study)
     name = objective if len(study.directions) == 1 else "values"
     values = ", ".join(f"{v:.4f}" for v in best.values)
     folds = best.user_attrs.get(Fig.cv_folds, 1)
-    spread = f", the mean of {folds:.0f} folds, sd {best.user_attrs[Fig.cv_sd]:.4f}" if folds > 1 else ""
-    lines = [f"Best trial {best.number}: {name} {values} (best epoch {best.user_attrs.get(Fig.best_epoch, 0):.0f}{spread})"]
+    spread = (
+        f", the mean of {folds:.0f} folds, sd {best.user_attrs[Fig.cv_sd]:.4f}" if folds > 1 else ""
+    )
+    lines = [
+        f"Best trial {best.number}: {name} {values} (best epoch {best.user_attrs.get(Fig.best_epoch, 0):.0f}{spread})"
+    ]
     baseline = next((t for t in study.trials if t.user_attrs.get(Attr.baseline) and t.values), None)
     if baseline and len(study.directions) == 1:
-        lines.append(f"  {'baseline':<20} trial {baseline.number} (the config's own values): {name} {baseline.value:.4f}")
-    placed = [t for t in study.trials if start_label(t) not in (None, "baseline") and t.values and len(t.values) == 1]
-    lines += [f"  {start_label(t):<20} trial {t.number} (placed before the sampler chose): {name} {t.value:.4f}"
-              for t in placed]
+        lines.append(
+            f"  {'baseline':<20} trial {baseline.number} (the config's own values): {name} {baseline.value:.4f}"
+        )
+    placed = [
+        t
+        for t in study.trials
+        if start_label(t) not in (None, "baseline") and t.values and len(t.values) == 1
+    ]
+    lines += [
+        f"  {start_label(t):<20} trial {t.number} (placed before the sampler chose): {name} {t.value:.4f}"
+        for t in placed
+    ]
     winner = confirmed[0].trial if confirmed else best
     if winner.number != best.number:
-        lines.append(f"Winner: trial {winner.number}, by its mean over seeds (the table below). Its settings:")
+        lines.append(
+            f"Winner: trial {winner.number}, by its mean over seeds (the table below). Its settings:"
+        )
     lines += [f"  {key:<20} {value}" for key, value in winner.params.items()]
     lines += confirmation_lines(best, confirmed, confirm_seconds)
     lines += test_report_lines(confirmed)
     if len(study.directions) > 1:
         lines.append("Pareto front (trial: values):")
-        lines += [f"  {t.number}: {', '.join(f'{v:.4f}' for v in t.values)}" for t in sorted(study.best_trials, key=lambda t: t.number)]
+        lines += [
+            f"  {t.number}: {', '.join(f'{v:.4f}' for v in t.values)}"
+            for t in sorted(study.best_trials, key=lambda t: t.number)
+        ]
     return lines
 
 
 def censored_plateau_lines(trials) -> list[str]:
     """How many trials ended while still on their loss plateau: their plateau_epochs is a lower bound."""
-    censored = [t for t in trials if t.user_attrs.get(Fig.plateau_censored) and t.user_attrs.get(Fig.plateau_epochs, 0) >= 2]
+    censored = [
+        t
+        for t in trials
+        if t.user_attrs.get(Fig.plateau_censored) and t.user_attrs.get(Fig.plateau_epochs, 0) >= 2
+    ]
     if not censored:
         return []
     pruned = sum(t.state.name == "PRUNED" for t in censored)
     its = "its" if len(censored) == 1 else "their"
-    return [f"Stopped on their plateau: {plural(len(censored), 'trial')} ({pruned} pruned) ended while {its} "
-            f"training loss was still flat, so {its} plateau_epochs is a lower bound (marked in "
-            f"plateau_vs_learning_rate.png); search.pruner=patient lets slow starters run on"]
+    return [
+        f"Stopped on their plateau: {plural(len(censored), 'trial')} ({pruned} pruned) ended while {its} "
+        f"training loss was still flat, so {its} plateau_epochs is a lower bound (marked in "
+        f"plateau_vs_learning_rate.png); search.pruner=patient lets slow starters run on"
+    ]
 
 
 def confirmation_lines(best, confirmed: list, confirm_seconds: float) -> list[str]:
@@ -305,17 +414,35 @@ def confirmation_lines(best, confirmed: list, confirm_seconds: float) -> list[st
     winner = confirmed[0]
     if len(confirmed) == 1 and len(winner.seeds) == 1:
         tests = winner.test_accuracies
-        return [f"  {'test accuracy':<20} {tests[0]:.4f} (its model, evaluated once on the test split)"] if tests else []
-    lines = [confirmation_heading(len(confirmed), len(winner.seeds) - 1, confirm_seconds),
-             f"  {'trial':>5}  {'seeds':<12} {'value mean ± sd':<18} {'test accuracy mean ± sd':<24} config"]
+        return (
+            [
+                f"  {'test accuracy':<20} {tests[0]:.4f} (its model, evaluated once on the test split)"
+            ]
+            if tests
+            else []
+        )
+    lines = [
+        confirmation_heading(len(confirmed), len(winner.seeds) - 1, confirm_seconds),
+        f"  {'trial':>5}  {'seeds':<12} {'value mean ± sd':<18} {'test accuracy mean ± sd':<24} config",
+    ]
     for row in confirmed:
-        config = " ".join(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}" for name, value in row.trial.params.items())
+        config = " ".join(
+            f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
+            for name, value in row.trial.params.items()
+        )
         seeds = ",".join(map(str, row.seeds))
-        lines.append(f"  {row.trial.number:>5}  {seeds:<12} {row.describe(row.values):<18} {row.describe(row.test_accuracies):<24} {config}")
+        lines.append(
+            f"  {row.trial.number:>5}  {seeds:<12} {row.describe(row.values):<18} {row.describe(row.test_accuracies):<24} {config}"
+        )
     changed = winner.trial.number != best.number
-    lines.append(f"Winner by mean over seeds: trial {winner.trial.number} — "
-                 + (f"confirmation changed the ranking (the single best trial was {best.number})" if changed
-                    else "the single best trial held its place"))
+    lines.append(
+        f"Winner by mean over seeds: trial {winner.trial.number} — "
+        + (
+            f"confirmation changed the ranking (the single best trial was {best.number})"
+            if changed
+            else "the single best trial held its place"
+        )
+    )
     return lines
 
 
@@ -336,8 +463,10 @@ def version_description(confirmed: list, objective: str, study_name: str) -> str
         text += f"; test accuracy {accuracy:.4f} ± {accuracy_sd:.4f}"
     if winner.test_report:
         text += f", macro-F1 {winner.test_report['macro_f1']:.4f}"
-    settings = ", ".join(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
-                         for name, value in winner.trial.params.items())
+    settings = ", ".join(
+        f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
+        for name, value in winner.trial.params.items()
+    )
     return f"{text}. Settings: {settings}."
 
 
@@ -345,13 +474,23 @@ def champion_note(confirmed: list, objective: str, study_name: str, registered: 
     """optuna-dashboard's note on the study (Markdown): the champion, and why it can differ from the
     dashboard's own Best Trial."""
     winner = confirmed[0]
-    where = f"Registered as `{registered}`." if registered else "Not registered (search.register_as is null)."
-    return "\n".join([
-        f"## Champion: trial {winner.trial.number}", "", where, "",
-        version_description(confirmed, objective, study_name), "",
-        "Best Trial ranks each trial on its own training seed. The champion has the best mean over seeds "
-        "(rnn-sweep trains its top trials again with more seeds), so the two can differ.",
-    ])
+    where = (
+        f"Registered as `{registered}`."
+        if registered
+        else "Not registered (search.register_as is null)."
+    )
+    return "\n".join(
+        [
+            f"## Champion: trial {winner.trial.number}",
+            "",
+            where,
+            "",
+            version_description(confirmed, objective, study_name),
+            "",
+            "Best Trial ranks each trial on its own training seed. The champion has the best mean over seeds "
+            "(rnn-sweep trains its top trials again with more seeds), so the two can differ.",
+        ]
+    )
 
 
 def winner_figures(confirmed: list, confirm_seconds: float) -> dict[str, float]:
@@ -360,10 +499,17 @@ def winner_figures(confirmed: list, confirm_seconds: float) -> dict[str, float]:
         return {}
     winner = confirmed[0]
     value_mean, value_sd = mean_sd(winner.values)
-    figures = {"best_trial": winner.trial.number, "best_value_mean": value_mean, "best_value_sd": value_sd,
-               "confirm_seeds_per_trial": len(winner.seeds), "confirm_seconds": confirm_seconds}
+    figures = {
+        "best_trial": winner.trial.number,
+        "best_value_mean": value_mean,
+        "best_value_sd": value_sd,
+        "confirm_seeds_per_trial": len(winner.seeds),
+        "confirm_seconds": confirm_seconds,
+    }
     if winner.test_accuracies:
-        figures["best_test_accuracy"], figures["best_test_accuracy_sd"] = mean_sd(winner.test_accuracies)
+        figures["best_test_accuracy"], figures["best_test_accuracy_sd"] = mean_sd(
+            winner.test_accuracies
+        )
     if winner.test_report:
         figures["best_test_macro_f1"] = winner.test_report["macro_f1"]
     return figures
@@ -388,15 +534,19 @@ def pruning_line(mine, pruned: int, wall_seconds: float) -> str:
     once), so no saving reads as larger than the run."""
     saved_epochs, saved_seconds = pruning_savings(mine)
     longer = saved_seconds / max(1, most_at_once(mine))
-    return (f"Pruning stopped {plural(pruned, 'trial')} early: {plural(saved_epochs, 'epoch')} not trained; "
-            f"without pruning this run would have taken about {wall_seconds + longer:.0f} s, "
-            f"not {wall_seconds:.0f} s")
+    return (
+        f"Pruning stopped {plural(pruned, 'trial')} early: {plural(saved_epochs, 'epoch')} not trained; "
+        f"without pruning this run would have taken about {wall_seconds + longer:.0f} s, "
+        f"not {wall_seconds:.0f} s"
+    )
 
 
 def most_at_once(trials) -> int:
     """The most trials that ran at the same moment (worker processes, or invocations of one study)."""
-    events = sorted([(t.datetime_start, 1) for t in trials if t.datetime_start and t.datetime_complete]
-                    + [(t.datetime_complete, -1) for t in trials if t.datetime_start and t.datetime_complete])
+    events = sorted(
+        [(t.datetime_start, 1) for t in trials if t.datetime_start and t.datetime_complete]
+        + [(t.datetime_complete, -1) for t in trials if t.datetime_start and t.datetime_complete]
+    )
     running = most = 0
     for _, step in events:
         running += step
@@ -412,8 +562,12 @@ def pruning_savings(trials) -> tuple[int, float]:
         if trial.state.name == "PRUNED" and attrs.get(Fig.epochs_run):
             trained = attrs.get(Fig.epochs_trained, attrs[Fig.epochs_run])
             missing = attrs[Attr.epochs_planned] - attrs[Fig.epochs_run]
-            if attrs.get(Fig.cv_folds, 1) > 1:  # the folds not run and the final model, each at most epochs_planned
-                missing += attrs[Attr.epochs_planned] * (attrs[Fig.cv_folds] - attrs[Fig.cv_folds_run] + 1)
+            if (
+                attrs.get(Fig.cv_folds, 1) > 1
+            ):  # the folds not run and the final model, each at most epochs_planned
+                missing += attrs[Attr.epochs_planned] * (
+                    attrs[Fig.cv_folds] - attrs[Fig.cv_folds_run] + 1
+                )
             epochs += int(missing)
             seconds += missing * attrs[Fig.fit_seconds] / trained
     return epochs, seconds
@@ -436,9 +590,15 @@ def sweep_figures(study, objective: str) -> dict[str, plt.Figure]:
         try:
             # rc_context: Optuna's plots switch matplotlib to its ggplot style for good; ours keep the default
             with warnings.catch_warnings(), matplotlib.rc_context():
-                warnings.simplefilter("ignore")  # experimental-API and few-trials warnings: the plot says enough
+                warnings.simplefilter(
+                    "ignore"
+                )  # experimental-API and few-trials warnings: the plot says enough
                 figures[name] = readable(make(study, target=target, target_name=objective).figure)
-        except (ValueError, RuntimeError, ZeroDivisionError) as error:  # too few trials or values for this plot
+        except (
+            ValueError,
+            RuntimeError,
+            ZeroDivisionError,
+        ) as error:  # too few trials or values for this plot
             logging.getLogger(__name__).info("no %s plot: %s", name, error)
     charted = [t for t in study.trials if Attr.curve("loss") in t.user_attrs]
     if charted:
@@ -467,7 +627,9 @@ def curves_by_learning_rate(trials) -> plt.Figure:
         for axis, curve in zip(axes, (Attr.curve("loss"), Attr.curve("val_loss"))):
             values = [v if v is not None else float("nan") for v in trial.user_attrs.get(curve, [])]
             axis.plot(range(1, len(values) + 1), values, color=colour, alpha=0.8)
-    chance = next((t.user_attrs[Fig.chance_loss] for t in trials if Fig.chance_loss in t.user_attrs), None)
+    chance = next(
+        (t.user_attrs[Fig.chance_loss] for t in trials if Fig.chance_loss in t.user_attrs), None
+    )
     for axis, title, curve in zip(axes, ("training loss", "validation loss"), ("loss", "val_loss")):
         axis.set(xlabel="epoch", ylabel="loss", title=title)
         axis.grid(alpha=0.3)
@@ -491,13 +653,36 @@ def plateau_vs_learning_rate(trials) -> plt.Figure:
         draw_states(axis, trials)
     else:
         for index, (label, members) in enumerate(series.items()):
-            draw_series(axis, members, label, f"C{index % 10}", 10 ** ((index - (len(series) - 1) / 2) * 0.04))
+            draw_series(
+                axis,
+                members,
+                label,
+                f"C{index % 10}",
+                10 ** ((index - (len(series) - 1) / 2) * 0.04),
+            )
         if any(t.user_attrs.get(Fig.plateau_censored) for t in trials):
-            axis.scatter([], [], marker="^", facecolors="none", edgecolors="grey", label="still on its plateau (≥)")
-        for state, marker in (("PRUNED", "x"), ("FAIL", "s")):  # a legend entry only for a mark drawn
-            if any(t.state.name == state and not t.user_attrs.get(Fig.plateau_censored) for t in trials):
+            axis.scatter(
+                [],
+                [],
+                marker="^",
+                facecolors="none",
+                edgecolors="grey",
+                label="still on its plateau (≥)",
+            )
+        for state, marker in (
+            ("PRUNED", "x"),
+            ("FAIL", "s"),
+        ):  # a legend entry only for a mark drawn
+            if any(
+                t.state.name == state and not t.user_attrs.get(Fig.plateau_censored) for t in trials
+            ):
                 axis.scatter([], [], marker=marker, color="grey", label=state.lower())
-    axis.set(xscale="log", xlabel="learning rate", ylabel="plateau_epochs", title="loss plateau vs learning rate")
+    axis.set(
+        xscale="log",
+        xlabel="learning rate",
+        ylabel="plateau_epochs",
+        title="loss plateau vs learning rate",
+    )
     axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     axis.grid(alpha=0.3)
     axis.legend(fontsize="small")
@@ -508,12 +693,27 @@ def draw_states(axis, trials) -> None:
     """One colour per trial state; censored plateaus hollow triangles."""
     for state, marker in (("COMPLETE", "o"), ("PRUNED", "x"), ("FAIL", "s")):
         for censored in (False, True):
-            chosen = [t for t in trials if t.state.name == state and bool(t.user_attrs.get(Fig.plateau_censored)) == censored]
+            chosen = [
+                t
+                for t in trials
+                if t.state.name == state
+                and bool(t.user_attrs.get(Fig.plateau_censored)) == censored
+            ]
             if chosen:
                 rates = [t.user_attrs[Attr.learning_rate] for t in chosen]
                 plateaus = [t.user_attrs[Fig.plateau_epochs] for t in chosen]
-                style = {"marker": "^", "facecolors": "none", "edgecolors": f"C{('COMPLETE', 'PRUNED', 'FAIL').index(state)}"} if censored \
-                    else {"marker": marker, "color": f"C{('COMPLETE', 'PRUNED', 'FAIL').index(state)}"}
+                style = (
+                    {
+                        "marker": "^",
+                        "facecolors": "none",
+                        "edgecolors": f"C{('COMPLETE', 'PRUNED', 'FAIL').index(state)}",
+                    }
+                    if censored
+                    else {
+                        "marker": marker,
+                        "color": f"C{('COMPLETE', 'PRUNED', 'FAIL').index(state)}",
+                    }
+                )
                 label = f"{state.lower()}, still on its plateau (≥)" if censored else state.lower()
                 axis.scatter(rates, plateaus, label=label, **style)
 
@@ -523,15 +723,28 @@ def draw_series(axis, trials, label: str, colour: str, nudge: float) -> None:
     triangle: censored, x: pruned, square: failed)."""
     by_rate = {}
     for trial in trials:
-        by_rate.setdefault(trial.user_attrs[Attr.learning_rate], []).append(trial.user_attrs[Fig.plateau_epochs])
+        by_rate.setdefault(trial.user_attrs[Attr.learning_rate], []).append(
+            trial.user_attrs[Fig.plateau_epochs]
+        )
     rates = sorted(by_rate)
-    axis.plot([r * nudge for r in rates], [statistics.fmean(by_rate[r]) for r in rates], color=colour, alpha=0.6, label=label)
+    axis.plot(
+        [r * nudge for r in rates],
+        [statistics.fmean(by_rate[r]) for r in rates],
+        color=colour,
+        alpha=0.6,
+        label=label,
+    )
     for trial in trials:
         x, y = trial.user_attrs[Attr.learning_rate] * nudge, trial.user_attrs[Fig.plateau_epochs]
         if trial.user_attrs.get(Fig.plateau_censored):
             axis.scatter([x], [y], marker="^", facecolors="none", edgecolors=colour, s=60)
         else:
-            axis.scatter([x], [y], marker={"PRUNED": "x", "FAIL": "s"}.get(trial.state.name, "o"), color=colour)
+            axis.scatter(
+                [x],
+                [y],
+                marker={"PRUNED": "x", "FAIL": "s"}.get(trial.state.name, "o"),
+                color=colour,
+            )
 
 
 MAX_SERIES = 8  # more settings than this make the chart unreadable: then it draws all trials as one
@@ -542,10 +755,16 @@ def setting(trial) -> str:
     data.padding, optimizer, model.body ...), as `name=value` text; "" when the search varied none."""
     from optuna.distributions import CategoricalDistribution
 
-    chosen = [(name, trial.params[name]) for name, distribution in trial.distributions.items()
-              if isinstance(distribution, CategoricalDistribution)
-              and all(isinstance(choice, (bool, str)) for choice in distribution.choices)]
-    return ", ".join(f"{name}={str(value).lower() if isinstance(value, bool) else value}" for name, value in chosen)
+    chosen = [
+        (name, trial.params[name])
+        for name, distribution in trial.distributions.items()
+        if isinstance(distribution, CategoricalDistribution)
+        and all(isinstance(choice, (bool, str)) for choice in distribution.choices)
+    ]
+    return ", ".join(
+        f"{name}={str(value).lower() if isinstance(value, bool) else value}"
+        for name, value in chosen
+    )
 
 
 def plateau_series(trials) -> dict[str, list]:
@@ -560,27 +779,47 @@ def plateau_table_lines(trials) -> list[str]:
     """plateau_epochs by setting (rows) and learning rate (columns), when the trials form such a grid: at most
     10 learning rates, and at least half of the cells filled. `≥n`: censored, the run ended still on its plateau;
     several trials in one cell: their values, comma-separated."""
-    charted = [t for t in trials if Fig.plateau_epochs in t.user_attrs and Attr.learning_rate in t.user_attrs]
+    charted = [
+        t
+        for t in trials
+        if Fig.plateau_epochs in t.user_attrs and Attr.learning_rate in t.user_attrs
+    ]
     series = plateau_series(charted)
     rates = sorted({t.user_attrs[Attr.learning_rate] for t in charted})
-    cells = {(t.user_attrs[Attr.learning_rate], label) for label, members in series.items() for t in members}
+    cells = {
+        (t.user_attrs[Attr.learning_rate], label)
+        for label, members in series.items()
+        for t in members
+    }
     if not charted or len(rates) > 10 or len(cells) * 2 < len(rates) * len(series):
         return []
     width = max(len(label) for label in series) or len("plateau_epochs")
-    lines = ["Plateau epochs by " + ("setting and " if len(series) > 1 else "") + "learning rate (≥: still on its plateau when the run ended):",
-             f"  {'learning rate':<{width}}  " + "  ".join(f"{rate:>7.3g}" for rate in rates)]
+    lines = [
+        "Plateau epochs by "
+        + ("setting and " if len(series) > 1 else "")
+        + "learning rate (≥: still on its plateau when the run ended):",
+        f"  {'learning rate':<{width}}  " + "  ".join(f"{rate:>7.3g}" for rate in rates),
+    ]
     for label, members in series.items():
         row = []
         for rate in rates:
-            values = [f"{'≥' if t.user_attrs.get(Fig.plateau_censored) else ''}{t.user_attrs[Fig.plateau_epochs]:.0f}"
-                      for t in members if t.user_attrs[Attr.learning_rate] == rate]
+            values = [
+                f"{'≥' if t.user_attrs.get(Fig.plateau_censored) else ''}{t.user_attrs[Fig.plateau_epochs]:.0f}"
+                for t in members
+                if t.user_attrs[Attr.learning_rate] == rate
+            ]
             row.append(f"{','.join(values) or '-':>7}")
         lines.append(f"  {label or 'plateau_epochs':<{width}}  " + "  ".join(row))
     return lines
 
 
-def sweep_note(study_name: str, summary: str, confirmed: list, registered: str | None,
-               trials_href: str | None = None) -> str:
+def sweep_note(
+    study_name: str,
+    summary: str,
+    confirmed: list,
+    registered: str | None,
+    trials_href: str | None = None,
+) -> str:
     """The parent run's description in the MLflow UI (Markdown): the winner, its parameters, its test score, where
     its model is registered, a link to the study's trials (`trials_href`), then the whole end-of-sweep summary
     (counts, plateaus, confirmation)."""
@@ -590,18 +829,25 @@ def sweep_note(study_name: str, summary: str, confirmed: list, registered: str |
     if confirmed:
         winner = confirmed[0]
         test = winner.describe(winner.test_accuracies)
-        lines += [f"**Winner: trial {winner.trial.number}**, objective {winner.describe(winner.values)} over "
-                  f"{len(winner.seeds)} training seed(s); test accuracy {test}.", ""]
+        lines += [
+            f"**Winner: trial {winner.trial.number}**, objective {winner.describe(winner.values)} over "
+            f"{len(winner.seeds)} training seed(s); test accuracy {test}.",
+            "",
+        ]
         if registered:
             lines += [f"Registered as `{registered}`.", ""]
         lines += ["| parameter | value |", "|---|---|"]
-        lines += [f"| {name} | {value:.4g} |" if isinstance(value, float) else f"| {name} | {value} |"
-                  for name, value in winner.trial.params.items()]
+        lines += [
+            f"| {name} | {value:.4g} |" if isinstance(value, float) else f"| {name} | {value} |"
+            for name, value in winner.trial.params.items()
+        ]
         lines.append("")
     return "\n".join(lines + summary_markdown(summary))
 
 
-PRE_WIDTH = 100  # a block of aligned columns stays a code block up to this width; wider ones wrap as text
+PRE_WIDTH = (
+    100  # a block of aligned columns stays a code block up to this width; wider ones wrap as text
+)
 
 
 def summary_markdown(summary: str) -> list[str]:

@@ -45,9 +45,13 @@ class Confirmed:
     trial: FrozenTrial
     seeds: list[int]
     values: list[float]  # the objective per seed (NaN where that seed diverged)
-    val_losses: list[float]  # the best epoch's validation loss per seed (NaN where unknown): the tie-break
+    val_losses: list[
+        float
+    ]  # the best epoch's validation loss per seed (NaN where unknown): the tie-break
     test_accuracies: list[float]  # per seed where a test score exists
-    test_report: dict | None = None  # scores.class_report of the trial's own stored model on the test split
+    test_report: dict | None = (
+        None  # scores.class_report of the trial's own stored model on the test split
+    )
 
     @property
     def mean(self) -> float:
@@ -93,7 +97,9 @@ def confirm(study: optuna.Study, objective: Objective, claims: Claims) -> list[C
         work = announced(work)
     do_once(claims, f"{study.study_name}/", lambda key: key in study.user_attrs, work)
     table = [confirmed_row(study, trial, extra_seeds) for trial in trials]
-    return sorted(table, key=lambda row: ranking.rank_key(row.mean, row.mean_val_loss, maximizes(study)))
+    return sorted(
+        table, key=lambda row: ranking.rank_key(row.mean, row.mean_val_loss, maximizes(study))
+    )
 
 
 def announced(work: dict[str, Callable[[], None]]) -> dict[str, Callable[[], None]]:
@@ -103,9 +109,14 @@ def announced(work: dict[str, Callable[[], None]]) -> dict[str, Callable[[], Non
 
     def saying(key: str, job: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
-            print(f"confirmation {next(begun)} of {len(work)}: {work_label(key)} · "
-                  f"{time.monotonic() - started:.0f} s in", file=sys.stderr, flush=True)
+            print(
+                f"confirmation {next(begun)} of {len(work)}: {work_label(key)} · "
+                f"{time.monotonic() - started:.0f} s in",
+                file=sys.stderr,
+                flush=True,
+            )
             job()
+
         return run
 
     return {key: saying(key, job) for key, job in work.items()}
@@ -114,8 +125,11 @@ def announced(work: dict[str, Callable[[], None]]) -> dict[str, Callable[[], Non
 def work_label(key: str) -> str:
     """confirm:3:43 → trial 3 trained with seed 43; test:3 → trial 3's model scored on the test split."""
     kind, number, *seed = key.split(":")
-    return f"trial {number} trained with seed {seed[0]}" if kind == "confirm" else \
-        f"trial {number}'s model scored on the test split"
+    return (
+        f"trial {number} trained with seed {seed[0]}"
+        if kind == "confirm"
+        else f"trial {number}'s model scored on the test split"
+    )
 
 
 def seeds_of(trial: FrozenTrial, extra_seeds: int) -> list[int]:
@@ -124,23 +138,29 @@ def seeds_of(trial: FrozenTrial, extra_seeds: int) -> list[int]:
     return list(range(own, own + 1 + extra_seeds))
 
 
-def trial_work(study, trial: FrozenTrial, extra_seeds: int,
-               objective: Objective) -> dict[str, Callable[[], None]]:
+def trial_work(
+    study, trial: FrozenTrial, extra_seeds: int, objective: Objective
+) -> dict[str, Callable[[], None]]:
     """The study user attributes a confirmed trial needs, each with the work that stores it."""
     cfg = compose(trial.user_attrs[Attr.overrides])
 
     def score_own_model() -> None:
         test, report = stored_model_test_scores(trial, cfg, objective.dataset(cfg))
         study.set_user_attr(f"test_report:{trial.number}", report)
-        study.set_user_attr(f"test:{trial.number}", test)  # last: its presence says the work is done
+        study.set_user_attr(
+            f"test:{trial.number}", test
+        )  # last: its presence says the work is done
 
     def seed_work(seed: int) -> Callable[[], None]:
         def train() -> None:
             signals.check()
             data = objective.dataset(cfg)
             threads = workers.thread_overrides(workers.invoker_threads(objective.cfg))
-            figures = train_with_seed(trial, seed, data, threads, fold_count(objective.cfg.search, cfg.data, data))
+            figures = train_with_seed(
+                trial, seed, data, threads, fold_count(objective.cfg.search, cfg.data, data)
+            )
             study.set_user_attr(f"confirm:{trial.number}:{seed}", figures)
+
         return train
 
     seeds = seeds_of(trial, extra_seeds)[1:]
@@ -160,7 +180,9 @@ def confirmed_row(study, trial: FrozenTrial, extra_seeds: int) -> Confirmed:
         figures = attrs[f"confirm:{trial.number}:{seed}"]
         row.seeds.append(seed)
         row.values.append(figures["value"] if figures["value"] is not None else math.nan)
-        row.val_losses.append(figures.get("val_loss") if figures.get("val_loss") is not None else math.nan)
+        row.val_losses.append(
+            figures.get("val_loss") if figures.get("val_loss") is not None else math.nan
+        )
         if figures["test_accuracy"] is not None:
             row.test_accuracies.append(figures["test_accuracy"])
     return row
@@ -170,18 +192,33 @@ def train_with_seed(trial: FrozenTrial, seed: int, data, threads: list[str], fol
     """Train the trial's config again with another training seed, as a child run tagged `confirm`; `threads`: this
     process's, not those of the worker that ran the trial."""
     keras.backend.clear_session()
-    cfg = compose([*trial.user_attrs[Attr.overrides], *threads, f"train.seed={seed}", "train.evaluate_test=true"])
+    cfg = compose(
+        [
+            *trial.user_attrs[Attr.overrides],
+            *threads,
+            f"train.seed={seed}",
+            "train.evaluate_test=true",
+        ]
+    )
     tags = mlflow_runs.run_tags(cfg, entry="rnn-sweep confirm") | {
-        "study": cfg.search.study_name, "confirm": "true", "confirm_of_trial": str(trial.number), "train_seed": str(seed),
+        "study": cfg.search.study_name,
+        "confirm": "true",
+        "confirm_of_trial": str(trial.number),
+        "train_seed": str(seed),
     }
     try:
-        with mlflow.start_run(run_name=f"{mlflow_runs.trial_run_name(trial.number, cfg)}-seed{seed}", nested=True,
-                              tags=tags):
+        with mlflow.start_run(
+            run_name=f"{mlflow_runs.trial_run_name(trial.number, cfg)}-seed{seed}",
+            nested=True,
+            tags=tags,
+        ):
             mlflow_runs.log_config(cfg, skip=("search", "lr_find"))
             mlflow_runs.log_data(data, cfg)
             result = train_seed(cfg, data, folds)
             mlflow_runs.log_training(result, data, cfg, title=f"trial {trial.number}, seed {seed}")
-    except TrialFailed as failure:  # this seed failed the config: a figure of the config, not a reason to stop
+    except (
+        TrialFailed
+    ) as failure:  # this seed failed the config: a figure of the config, not a reason to stop
         log.warning("trial %d with seed %d failed: %s", trial.number, seed, failure)
         return {"value": None, "test_accuracy": None, "val_loss": None}
     diverged = divergence(result.summary) is not None
@@ -196,29 +233,47 @@ def train_seed(cfg: DictConfig, data, folds: int):
     """The config trained with its seed: one model, or with `folds`, every fold and the final model."""
     try:
         if folds > 1:
-            return cross_validate(cfg, data, folds, after_fold=lambda index, mean: False, train=blamed_training)[0]
+            return cross_validate(
+                cfg, data, folds, after_fold=lambda index, mean: False, train=blamed_training
+            )[0]
         return blamed_training(cfg, data)
     except TrialFailed as failure:
         mlflow.set_tags({"fail_reason": str(failure)[:5000]})
         raise
 
 
-def stored_model_test_scores(trial: FrozenTrial, cfg: DictConfig, data) -> tuple[float | None, dict | None]:
+def stored_model_test_scores(
+    trial: FrozenTrial, cfg: DictConfig, data
+) -> tuple[float | None, dict | None]:
     """The trial's stored model (its best epoch), evaluated once on the test split: its accuracy and its per-class
     report (scores.class_report), both logged to the trial's run; (None, None) without a stored model."""
-    run_id, model_id = trial.user_attrs.get(Attr.mlflow_run_id), trial.user_attrs.get(Attr.mlflow_model_id)
+    run_id, model_id = (
+        trial.user_attrs.get(Attr.mlflow_run_id),
+        trial.user_attrs.get(Attr.mlflow_model_id),
+    )
     if not cfg.train.log_model or not run_id or not model_id:
-        log.warning("trial %d has no stored model (train.log_model=false): no test score for its own seed", trial.number)
+        log.warning(
+            "trial %d has no stored model (train.log_model=false): no test score for its own seed",
+            trial.number,
+        )
         return None, None
     try:
         model, f1 = export.stored_scorer(model_id)
     except (OSError, mlflow.exceptions.MlflowException) as error:
-        if no_space_error(error):  # the machine's doing, not the model's: the command stops, to be run again
+        if no_space_error(
+            error
+        ):  # the machine's doing, not the model's: the command stops, to be run again
             raise
-        log.warning("trial %d: its model could not be loaded (%s): no test score for its own seed", trial.number, error)
+        log.warning(
+            "trial %d: its model could not be loaded (%s): no test score for its own seed",
+            trial.number,
+            error,
+        )
         return None, None
     figures, report = evaluate_test(model, f1, data, cfg.train)
-    mlflow.MlflowClient().log_metric(run_id, Fig.test_accuracy, figures[Fig.test_accuracy], model_id=model_id)
+    mlflow.MlflowClient().log_metric(
+        run_id, Fig.test_accuracy, figures[Fig.test_accuracy], model_id=model_id
+    )
     mlflow_runs.log_test_report(report, run_id, model_id)
     log_datasets(data, cfg.data, ("test",), run_id=run_id)
     del model

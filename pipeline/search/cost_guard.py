@@ -31,8 +31,13 @@ class CostGuard(BasePruner):
         step, seconds = trial.last_step, trial.user_attrs.get(Attr.epoch_seconds)
         if step is None or seconds is None:
             return False
-        finished = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-                    if Attr.epoch_seconds in t.user_attrs and t.intermediate_values]
+        finished = [
+            t
+            for t in study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
+            )
+            if Attr.epoch_seconds in t.user_attrs and t.intermediate_values
+        ]
         if len(finished) < self.min_trials:
             return False
         median_seconds = statistics.median(t.user_attrs[Attr.epoch_seconds] for t in finished)
@@ -43,10 +48,20 @@ class CostGuard(BasePruner):
         ours = best_by(trial, step, maximize)
         if ours > theirs if maximize else ours < theirs:
             return False
-        log.info("trial %d pruned by the cost guard: %.1f s per epoch, %.1fx the median finished trial's, and %.4f by "
-                 "epoch %d against their median %.4f", trial.number, seconds, seconds / median_seconds, ours, step + 1, theirs)
+        log.info(
+            "trial %d pruned by the cost guard: %.1f s per epoch, %.1fx the median finished trial's, and %.4f by "
+            "epoch %d against their median %.4f",
+            trial.number,
+            seconds,
+            seconds / median_seconds,
+            ours,
+            step + 1,
+            theirs,
+        )
         reason = f"the cost guard ({seconds / median_seconds:.1f}x the median seconds per epoch, no better)"
-        study._storage.set_trial_user_attr(trial._trial_id, Attr.pruned_by, reason)  # the live display says it
+        study._storage.set_trial_user_attr(
+            trial._trial_id, Attr.pruned_by, reason
+        )  # the live display says it
         return True
 
 

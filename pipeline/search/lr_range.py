@@ -18,6 +18,8 @@ from pipeline.config.space import LR_PATH, lr_entry
 from pipeline.training.lr_find import RangeTest, range_test, read_curve
 
 log = logging.getLogger(__name__)
+
+
 @dataclasses.dataclass(frozen=True)
 class LearningRateRange:
     """The bounds search.lr_range=auto gives the learning-rate entry, where they came from, and the range
@@ -45,10 +47,16 @@ def lr_range_of(cfg: DictConfig, data, study: optuna.Study) -> LearningRateRange
         figures = read_curve(test, cfg.lr_find)
         low, high = bounds(figures)
         study.set_user_attr(STUDY_ATTR, [low, high])
-        found = LearningRateRange(low, high, f"range test of {len(test.losses)} steps, {test.seconds:.1f} s",
-                                  (test, figures))
-    print(f"search.lr_range=auto: {LR_PATH} from {found.low:.3g} (plateau edge) to {found.high:.3g} "
-          f"(minimum loss), {found.origin}")
+        found = LearningRateRange(
+            low,
+            high,
+            f"range test of {len(test.losses)} steps, {test.seconds:.1f} s",
+            (test, figures),
+        )
+    print(
+        f"search.lr_range=auto: {LR_PATH} from {found.low:.3g} (plateau edge) to {found.high:.3g} "
+        f"(minimum loss), {found.origin}"
+    )
     return found
 
 
@@ -56,23 +64,36 @@ def with_lr_range(cfg: DictConfig, found: LearningRateRange | None) -> DictConfi
     """The sweep's config with the learning-rate entry bounded by `found`: a new config, `cfg` unchanged."""
     if found is None:
         return cfg
-    return OmegaConf.merge(cfg, {"search": {"space": {lr_entry(cfg): {"low": found.low, "high": found.high}}}})
+    return OmegaConf.merge(
+        cfg, {"search": {"space": {lr_entry(cfg): {"low": found.low, "high": found.high}}}}
+    )
 
 
 def bounds(figures: lr_curve.RangeFigures) -> tuple[float, float]:
     if figures.plateau_edge_lr is None or not figures.plateau_edge_lr < figures.min_loss_lr:
-        raise InputError(f"search.lr_range=auto: the range test's loss never fell from its start before lr "
-                         f"{figures.last_lr:.3g}; raise lr_find.end_lr or lr_find.steps, or set the entry's low and high")
+        raise InputError(
+            f"search.lr_range=auto: the range test's loss never fell from its start before lr "
+            f"{figures.last_lr:.3g}; raise lr_find.end_lr or lr_find.steps, or set the entry's low and high"
+        )
     return figures.plateau_edge_lr, figures.min_loss_lr
 
 
-def log_lr_range(result: tuple[RangeTest, lr_curve.RangeFigures] | None, cfg: DictConfig, chance_loss: float) -> None:
+def log_lr_range(
+    result: tuple[RangeTest, lr_curve.RangeFigures] | None, cfg: DictConfig, chance_loss: float
+) -> None:
     """The range test on the sweep's parent run: its figures prefixed lr_find_, its plot lr_find.png."""
     if result is None:
         return
     test, figures = result
     mlflow.log_metrics({f"lr_find_{name}": value for name, value in figures.metrics().items()})
-    figure = lr_curve.range_figure(test.lrs, test.losses, cfg.lr_find.smoothing, figures, chance_loss, cfg.lr_find.tolerance,
-                                   f"range test before sweep {cfg.search.study_name}")
+    figure = lr_curve.range_figure(
+        test.lrs,
+        test.losses,
+        cfg.lr_find.smoothing,
+        figures,
+        chance_loss,
+        cfg.lr_find.tolerance,
+        f"range test before sweep {cfg.search.study_name}",
+    )
     mlflow.log_figure(figure, "lr_find.png")
     lr_curve.plt.close(figure)

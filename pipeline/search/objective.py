@@ -85,7 +85,9 @@ class StopWhenPruned(KerasPruningCallback):
         self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self._trial.set_user_attr(Attr.epoch_seconds, (time.perf_counter() - self.started) / (epoch + 1))
+        self._trial.set_user_attr(
+            Attr.epoch_seconds, (time.perf_counter() - self.started) / (epoch + 1)
+        )
         try:
             super().on_epoch_end(epoch, logs)
         except optuna.TrialPruned:
@@ -100,7 +102,9 @@ class Objective:
         self.cfg, self.base_overrides = cfg, base_overrides
         self.groups = chosen_groups(base_overrides)
         self.parent_run_id = None  # set once the sweep's parent run exists
-        self.ran: list[int] = []  # numbers of the trials this invocation ran, whatever became of them
+        self.ran: list[
+            int
+        ] = []  # numbers of the trials this invocation ran, whatever became of them
         self.prepare = functools.lru_cache(maxsize=2)(self._prepare)
 
     @functools.cached_property
@@ -120,8 +124,12 @@ class Objective:
         return self.prepare(cache_key(cfg.data), OmegaConf.to_yaml(cfg.data))
 
     def __call__(self, trial: optuna.Trial):
-        trial.set_user_attr(Attr.mlflow_parent_run_id, self.parent_run_id)  # first: it tells which invocation ran the trial
-        if not self.ran:  # the process's first trial: what the imports, the data and the study made lives on
+        trial.set_user_attr(
+            Attr.mlflow_parent_run_id, self.parent_run_id
+        )  # first: it tells which invocation ran the trial
+        if (
+            not self.ran
+        ):  # the process's first trial: what the imports, the data and the study made lives on
             gc.collect()  # garbage first: a frozen object is never collected
             gc.freeze()  # so the gc.collect in each clear_session walks only what trials made (0.26 s -> 0.02 s)
         self.ran.append(trial.number)
@@ -135,35 +143,63 @@ class Objective:
 
     def trial_config(self, trial: optuna.Trial) -> tuple[DictConfig, object]:
         """The trial's config (the base overrides plus its sampled values), checked, and its data."""
-        sampled = suggest(trial, self.entries, self.cfg, self.groups, trial.user_attrs.get(Attr.outside_space))
-        group_choices = [o for o in sampled if o.split("=", 1)[0] in self.groups]  # e.g. optimizer=rmsprop
+        sampled = suggest(
+            trial, self.entries, self.cfg, self.groups, trial.user_attrs.get(Attr.outside_space)
+        )
+        group_choices = [
+            o for o in sampled if o.split("=", 1)[0] in self.groups
+        ]  # e.g. optimizer=rmsprop
         values = [o for o in sampled if o not in group_choices]
-        values.append(quoted_override("search.study_name", self.cfg.search.study_name))  # the sweep's, whatever body the trial has
+        values.append(
+            quoted_override("search.study_name", self.cfg.search.study_name)
+        )  # the sweep's, whatever body the trial has
         # the whole command line, so any worker can rebuild this config (a password in it is not kept)
-        trial.set_user_attr(Attr.overrides, [mlflow_runs.redact(o) for o in [*self.base_overrides, *group_choices, *values]])
+        trial.set_user_attr(
+            Attr.overrides,
+            [mlflow_runs.redact(o) for o in [*self.base_overrides, *group_choices, *values]],
+        )
         try:
             cfg = compose_with_values([*self.base_overrides, *group_choices], values)
-            config.check(cfg)  # the trial's own config, once: train_model and prepare_data do not check again
+            config.check(
+                cfg
+            )  # the trial's own config, once: train_model and prepare_data do not check again
             return cfg, self.dataset(cfg)
         except InputError:
             trial.set_user_attr(Attr.fail_kind, FAIL_INPUT)
             raise
 
-    def run_trial(self, trial: optuna.Trial, cfg: DictConfig, data) -> tuple[TrainResult, str | None]:
+    def run_trial(
+        self, trial: optuna.Trial, cfg: DictConfig, data
+    ) -> tuple[TrainResult, str | None]:
         """Train inside the trial's nested MLflow run and record it; return the result and when it was pruned
         ("epoch N", or "fold N" with search.cv_folds), None if it was not."""
         run_name = mlflow_runs.trial_run_name(trial.number, cfg)
-        with mlflow.start_run(run_name=run_name, nested=True, parent_run_id=self.parent_run_id,  # a worker process has no active parent
-                              tags=self.tags(cfg, trial)) as run, self.stops_recorded(trial):
+        with (
+            mlflow.start_run(
+                run_name=run_name,
+                nested=True,
+                parent_run_id=self.parent_run_id,  # a worker process has no active parent
+                tags=self.tags(cfg, trial),
+            ) as run,
+            self.stops_recorded(trial),
+        ):
             trial.set_user_attr(Attr.mlflow_run_id, run.info.run_id)
             mlflow_runs.log_config(cfg, skip=("search", "lr_find"))
             mlflow_runs.log_data(data, cfg)
-            folds = fold_count(self.cfg.search, cfg.data, data)  # the sweep's: the study's folds (folds.study_folds)
-            for key, value in ((Attr.run_name, run_name), (Attr.epochs_planned, cfg.train.epochs), (Attr.folds_planned, folds)):
+            folds = fold_count(
+                self.cfg.search, cfg.data, data
+            )  # the sweep's: the study's folds (folds.study_folds)
+            for key, value in (
+                (Attr.run_name, run_name),
+                (Attr.epochs_planned, cfg.train.epochs),
+                (Attr.folds_planned, folds),
+            ):
                 trial.set_user_attr(key, value)  # what the live display shows of a running trial
             result, pruned_at = self.train(trial, lambda: self.fit(trial, cfg, data, folds))
             remember(trial, cfg, result)
-            model_id = mlflow_runs.log_training(result, data, cfg, title=None)  # the invoker has its chart drawn
+            model_id = mlflow_runs.log_training(
+                result, data, cfg, title=None
+            )  # the invoker has its chart drawn
             if model_id:
                 trial.set_user_attr(Attr.mlflow_model_id, model_id)
             mlflow_runs.describe_run(trial_description(trial, cfg, result))
@@ -171,19 +207,31 @@ class Objective:
                 self.fail(trial, reason)
             mlflow.set_tag("trial_state", "PRUNED" if pruned_at else "COMPLETE")
             if pruned_at:
-                mlflow.log_metric("pruned_at_epoch" if folds == 1 else "pruned_after_fold", int(pruned_at.split()[1]))
-                mlflow.MlflowClient().update_run(run.info.run_id, name=f"{run_name}-pruned")  # in every list and legend
+                mlflow.log_metric(
+                    "pruned_at_epoch" if folds == 1 else "pruned_after_fold",
+                    int(pruned_at.split()[1]),
+                )
+                mlflow.MlflowClient().update_run(
+                    run.info.run_id, name=f"{run_name}-pruned"
+                )  # in every list and legend
         return result, pruned_at
 
-    def fit(self, trial: optuna.Trial, cfg: DictConfig, data, folds: int) -> tuple[TrainResult, str | None]:
+    def fit(
+        self, trial: optuna.Trial, cfg: DictConfig, data, folds: int
+    ) -> tuple[TrainResult, str | None]:
         """One model, pruned by epoch; or, with folds, one per fold, pruned between folds (pipeline/folds.py)."""
         if folds == 1:
             pruning = self.pruning_callback(trial)
             result = blamed_training(cfg, data, extra_callbacks=[*pruning, EpochsShown(trial)])
             pruned_at = pruning[0].pruned_at_epoch if pruning else None
             return result, pruned_at and f"epoch {pruned_at}"
-        result, pruned_after = cross_validate(cfg, data, folds, lambda index, mean: self.prune_after_fold(trial, index, mean),
-                                              train=blamed_training)
+        result, pruned_after = cross_validate(
+            cfg,
+            data,
+            folds,
+            lambda index, mean: self.prune_after_fold(trial, index, mean),
+            train=blamed_training,
+        )
         return result, pruned_after and f"fold {pruned_after}"
 
     def prune_after_fold(self, trial: optuna.Trial, index: int, mean: float) -> bool:
@@ -196,11 +244,18 @@ class Objective:
     def train(self, trial: optuna.Trial, fit):
         """`fit()`, its failure recorded: TrialFailed (blamed_training) is the hyperparameters' doing, a signal or
         an input error not; anything else (a store) stops the sweep."""
-        kinds = {signals.Interrupted: FAIL_INTERRUPTED, TrialFailed: FAIL_HYPERPARAMETERS}  # input: stops_recorded
+        kinds = {
+            signals.Interrupted: FAIL_INTERRUPTED,
+            TrialFailed: FAIL_HYPERPARAMETERS,
+        }  # input: stops_recorded
         try:
             return fit()
         except tuple(kinds) as error:
-            self.record_failure(trial, next(kind for cls, kind in kinds.items() if isinstance(error, cls)), str(error))
+            self.record_failure(
+                trial,
+                next(kind for cls, kind in kinds.items() if isinstance(error, cls)),
+                str(error),
+            )
             raise
 
     @contextlib.contextmanager
@@ -211,7 +266,11 @@ class Objective:
         try:
             yield
         except Exception as error:
-            stop = error if isinstance(error, InputError) else as_disk_full(error, self.cfg.paths.mlruns_dir)
+            stop = (
+                error
+                if isinstance(error, InputError)
+                else as_disk_full(error, self.cfg.paths.mlruns_dir)
+            )
             if stop is None:
                 raise
             with contextlib.suppress(Exception):
@@ -235,8 +294,13 @@ class Objective:
         return [StopWhenPruned(trial, monitor=self.cfg.search.objective)]
 
     def tags(self, cfg: DictConfig, trial: optuna.Trial) -> dict[str, str]:
-        tags = mlflow_runs.run_tags(cfg, entry=mlflow_runs.TRIAL_ENTRY) | {"study": cfg.search.study_name, "trial_number": str(trial.number)}
-        start = trial.user_attrs.get(Attr.start)  # placed before the sampler chose: baseline, portfolio N, STUDY trial N
+        tags = mlflow_runs.run_tags(cfg, entry=mlflow_runs.TRIAL_ENTRY) | {
+            "study": cfg.search.study_name,
+            "trial_number": str(trial.number),
+        }
+        start = trial.user_attrs.get(
+            Attr.start
+        )  # placed before the sampler chose: baseline, portfolio N, STUDY trial N
         return tags | ({"start": start} if start else {})
 
     def values(self, trial: optuna.Trial, result: TrainResult):
@@ -260,18 +324,29 @@ def divergence(summary: dict) -> str | None:
     if summary[Fig.nan_loss]:
         return f"training loss became NaN or inf at epoch {summary[Fig.epochs_run]}"
     if summary.get(Fig.diverged_at):
-        return (f"diverged: training loss {summary[Fig.final_loss]:.3g} at epoch {summary[Fig.diverged_at]} is over "
-                f"{summary[Fig.divergence_limit]:.3g}, train.divergence_factor times the larger of the chance loss "
-                f"and ln K")
+        return (
+            f"diverged: training loss {summary[Fig.final_loss]:.3g} at epoch {summary[Fig.diverged_at]} is over "
+            f"{summary[Fig.divergence_limit]:.3g}, train.divergence_factor times the larger of the chance loss "
+            f"and ln K"
+        )
     return None
 
 
 def trial_description(trial: optuna.Trial, cfg: DictConfig, result: TrainResult) -> str:
     """One line for the trial run's description in the MLflow UI: what was tried and what it scored."""
-    sampled = ", ".join(f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}" for name, value in trial.params.items())
+    sampled = ", ".join(
+        f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}"
+        for name, value in trial.params.items()
+    )
     best = result.summary.get(f"best_{cfg.search.objective}")
-    score = f"{cfg.search.objective} {best:.4f} at epoch {result.summary['best_epoch']:.0f}" if best is not None else "no finite score"
-    return f"Trial {trial.number} of `{cfg.search.study_name}`: {sampled or 'the baseline'} → {score}"
+    score = (
+        f"{cfg.search.objective} {best:.4f} at epoch {result.summary['best_epoch']:.0f}"
+        if best is not None
+        else "no finite score"
+    )
+    return (
+        f"Trial {trial.number} of `{cfg.search.study_name}`: {sampled or 'the baseline'} → {score}"
+    )
 
 
 def remember(trial: optuna.Trial, cfg: DictConfig, result: TrainResult) -> None:
@@ -284,5 +359,14 @@ def remember(trial: optuna.Trial, cfg: DictConfig, result: TrainResult) -> None:
     for name in REMEMBERED:
         if name in result.summary:
             trial.set_user_attr(name, float(result.summary[name]))
-    for name in ("loss", "val_loss", cfg.search.objective, "grad_norm", "update_ratio"):  # the last two: [] unless train.log_gradients
-        trial.set_user_attr(Attr.curve(name), [v if math.isfinite(v) else None for v in result.history.get(name, [])])
+    for name in (
+        "loss",
+        "val_loss",
+        cfg.search.objective,
+        "grad_norm",
+        "update_ratio",
+    ):  # the last two: [] unless train.log_gradients
+        trial.set_user_attr(
+            Attr.curve(name),
+            [v if math.isfinite(v) else None for v in result.history.get(name, [])],
+        )

@@ -14,7 +14,9 @@ from pipeline.search.cost_guard import CostGuard
 from pipeline.tracking import mlflow_runs, stores
 from pipeline.tracking.stores import storage_url
 
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, stale-trial retry
+warnings.filterwarnings(
+    "ignore", category=optuna.exceptions.ExperimentalWarning
+)  # heartbeats, stale-trial retry
 
 
 def make_study(cfg: DictConfig) -> optuna.Study:
@@ -27,10 +29,14 @@ def make_study(cfg: DictConfig) -> optuna.Study:
         retry(study, trial)
 
     store = stores.optuna_store(storage_url(cfg))
-    with stores.opening(store):  # under its lock; a bad URL, a missing driver, other directions: one error line
+    with stores.opening(
+        store
+    ):  # under its lock; a bad URL, a missing driver, other directions: one error line
         storage = RDBStorage(
             store.url,
-            engine_kwargs={"connect_args": {"timeout": stores.SQLITE_BUSY_SECONDS}} if store.file else None,
+            engine_kwargs={"connect_args": {"timeout": stores.SQLITE_BUSY_SECONDS}}
+            if store.file
+            else None,
             heartbeat_interval=search.heartbeat_seconds,
             grace_period=search.grace_seconds,
             heartbeat_stale_trial_callback=on_stale_trial,
@@ -53,16 +59,27 @@ def make_sampler(cfg: DictConfig, offset: int = 0) -> optuna.samplers.BaseSample
     """search.samplers[search.sampler], instantiated with search.seed plus `offset`: the number of trials the
     study already holds, so that running the same command again continues the search instead of drawing the
     same start-up points. A grid sampler is given the space's choices."""
-    extra = {"search_space": {name: list(entry.choices) for name, entry in cfg.search.space.items()}} if config.is_grid(cfg) else {}
-    return config.instantiate(cfg.search.samplers[cfg.search.sampler], "search.sampler", seed=cfg.search.seed + offset,
-                              _convert_="all", **extra)
+    extra = (
+        {"search_space": {name: list(entry.choices) for name, entry in cfg.search.space.items()}}
+        if config.is_grid(cfg)
+        else {}
+    )
+    return config.instantiate(
+        cfg.search.samplers[cfg.search.sampler],
+        "search.sampler",
+        seed=cfg.search.seed + offset,
+        _convert_="all",
+        **extra,
+    )
 
 
 def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
     """search.pruners[search.pruner], inside the cost guard unless it is off or the pruner decides alone
     (none: every trial runs all its epochs; hyperband: TPE reads its brackets from study.pruner)."""
     pruner = config.instantiate(cfg.search.pruners[cfg.search.pruner], "search.pruner")
-    if cfg.search.cost_guard is None or isinstance(pruner, (optuna.pruners.NopPruner, optuna.pruners.HyperbandPruner)):
+    if cfg.search.cost_guard is None or isinstance(
+        pruner, (optuna.pruners.NopPruner, optuna.pruners.HyperbandPruner)
+    ):
         return pruner
     return CostGuard(pruner, cfg.search.cost_guard, cfg.search.cost_guard_trials)
 
@@ -80,21 +97,27 @@ def check_space_fits(study: optuna.Study, entries) -> None:
         try:
             optuna.distributions.check_distribution_compatibility(before, entry.distribution)
         except ValueError:
-            raise InputError(f"search.space.{entry.name}: study {study.study_name!r} searched {entry.name} over "
-                             f"{described(before)}, this sweep over {described(entry.distribution)}; a study keeps "
-                             "its space: give search.study_name a new name, or search the same space") from None
+            raise InputError(
+                f"search.space.{entry.name}: study {study.study_name!r} searched {entry.name} over "
+                f"{described(before)}, this sweep over {described(entry.distribution)}; a study keeps "
+                "its space: give search.study_name a new name, or search the same space"
+            ) from None
 
 
 def described(distribution) -> str:
     """A distribution as its space entry reads: its choices, or its range and scale."""
     if isinstance(distribution, optuna.distributions.CategoricalDistribution):
         return str(list(distribution.choices))
-    step = distribution.step if distribution.step not in (None, 1) else None  # 1: Optuna's default int step
+    step = (
+        distribution.step if distribution.step not in (None, 1) else None
+    )  # 1: Optuna's default int step
     scale = ", log scale" if distribution.log else f", step {step}" if step else ""
     return f"{distribution.low} to {distribution.high}{scale}"
 
 
-VECTORS_ATTR = "word_vectors"  # the word-vector files a study's models start from: name -> size in bytes
+VECTORS_ATTR = (
+    "word_vectors"  # the word-vector files a study's models start from: name -> size in bytes
+)
 
 
 def check_vectors_fit(study: optuna.Study, files: list[str]) -> None:
@@ -107,9 +130,11 @@ def check_vectors_fit(study: optuna.Study, files: list[str]) -> None:
             study.set_user_attr(VECTORS_ATTR, now)
         return
     if before != now:
-        raise InputError(f"model.embedding.vectors: study {study.study_name!r} was run with {sized(before)}, "
-                         f"this sweep with {sized(now)}; a study keeps its word vectors: give "
-                         "search.study_name a new name, or use the same file")
+        raise InputError(
+            f"model.embedding.vectors: study {study.study_name!r} was run with {sized(before)}, "
+            f"this sweep with {sized(now)}; a study keeps its word vectors: give "
+            "search.study_name a new name, or use the same file"
+        )
 
 
 def sized(files: dict[str, int]) -> str:

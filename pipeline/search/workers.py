@@ -45,10 +45,14 @@ from pipeline.core.redaction import install_log_redaction, redact
 
 log = logging.getLogger(__name__)
 SEED_STRIDE = 100_003  # worker k's sampler seed: the single-process seed + k * this (no two workers draw alike)
-POLL_SECONDS = 1.0  # how often the invoker looks at signals, dead workers and the study (for the progress bar)
+POLL_SECONDS = (
+    1.0  # how often the invoker looks at signals, dead workers and the study (for the progress bar)
+)
 WORKER_KILLED = "worker_died"  # fail_kind of a trial whose worker died or was killed
 UNNAMED_WAIT_SECONDS = 2.0  # a live worker names its new trial's parent run well within this
-EXIT_RECYCLED = 64  # a worker recycled (search.worker_max_trials): the invoker starts a fresh one in its place
+EXIT_RECYCLED = (
+    64  # a worker recycled (search.worker_max_trials): the invoker starts a fresh one in its place
+)
 
 
 class WorkerDied(Exception):
@@ -74,7 +78,9 @@ def outlives_one_process(cfg: DictConfig) -> bool:
 def worker_threads(cfg: DictConfig, count: int) -> dict[str, int]:
     """Each worker's share of the cores; a thread count the user set (not 0) is kept as it is."""
     intra = cfg.train.threads.intra_op or max(1, usable_cores() // count)
-    inter = cfg.train.threads.inter_op or 1  # one op at a time: the cores are already shared between workers
+    inter = (
+        cfg.train.threads.inter_op or 1
+    )  # one op at a time: the cores are already shared between workers
     return {"intra_op": intra, "inter_op": inter}
 
 
@@ -95,7 +101,9 @@ class Job:
     """What every worker is given when it starts: its threads, the sweep's overrides and the shared counters."""
 
     threads: dict[str, int]  # the worker's train.threads
-    base_overrides: list[str]  # the sweep's, and the worker's threads: every trial's config has them
+    base_overrides: list[
+        str
+    ]  # the sweep's, and the worker's threads: every trial's config has them
     show_progress_bar: bool
     invoker_pid: int
     max_trials: int | None  # search.worker_max_trials
@@ -106,7 +114,9 @@ class Job:
     messages: object  # multiprocessing.Queue: (kind, text) of a worker that failed
     orders: object  # multiprocessing.Queue: one Orders per worker once the study and the parent run exist, or None
     asking: object  # multiprocessing.Array: per worker, the time.time() it began its current trial, 0 between trials
-    config_sources: list  # the invoker's config search path (config.config_sources): the user's presets too
+    config_sources: (
+        list  # the invoker's config search path (config.config_sources): the user's presets too
+    )
 
 
 @dataclasses.dataclass
@@ -137,20 +147,31 @@ class Pool:
         self.context = multiprocessing.get_context("spawn")
         threads = worker_threads(cfg, self.count)
         self.job = Job(
-            threads=threads, show_progress_bar=cfg.search.show_progress_bar,
+            threads=threads,
+            show_progress_bar=cfg.search.show_progress_bar,
             base_overrides=[*base_overrides, *thread_overrides(threads)],
-            invoker_pid=os.getpid(), max_trials=cfg.search.worker_max_trials,
+            invoker_pid=os.getpid(),
+            max_trials=cfg.search.worker_max_trials,
             recycle_payback=cfg.search.worker_recycle_payback,
-            log_files=[h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)],
-            tickets=self.context.Value("i", 0), stop=self.context.Value("i", 0), messages=self.context.Queue(),
-            orders=self.context.Queue(), asking=self.context.Array("d", self.count),
+            log_files=[
+                h.baseFilename
+                for h in logging.getLogger().handlers
+                if isinstance(h, logging.FileHandler)
+            ],
+            tickets=self.context.Value("i", 0),
+            stop=self.context.Value("i", 0),
+            messages=self.context.Queue(),
+            orders=self.context.Queue(),
+            asking=self.context.Array("d", self.count),
             config_sources=config.config_sources(),
         )
         log.info("%d worker processes, each with train.threads %s", self.count, threads)
         try:
             for index in range(self.count):
                 self.start_worker(index)
-        except BaseException:  # a second signal while they start: none is left waiting for orders (exit would hang)
+        except (
+            BaseException
+        ):  # a second signal while they start: none is left waiting for orders (exit would hang)
             self.kill_all()
             raise
 
@@ -162,15 +183,21 @@ class Pool:
         """Worker `index` started (a fresh one in the place of one that exited, given `orders`) and recorded before
         a signal held meanwhile is handled, so that a second signal's stop finds it to kill. A fresh one is not
         started once a signal arrived: looked at with the signals held, none can arrive between the look and the start."""
-        process = self.context.Process(target=work, args=(index, self.job, time.monotonic()), name=f"rnn-sweep worker {index}")
+        process = self.context.Process(
+            target=work, args=(index, self.job, time.monotonic()), name=f"rnn-sweep worker {index}"
+        )
         multiprocessing.resource_tracker.ensure_running()  # started inside the hold, it would unblock the signals
-        with signals.held_for_helpers():  # the worker ignores them from its first line: only the invoker hears a signal
+        with (
+            signals.held_for_helpers()
+        ):  # the worker ignores them from its first line: only the invoker hears a signal
             if orders is not None:
                 if stopping(self.job):
                     return False
                 self.job.orders.put(orders)
             process.start()
-            self.processes[index:index + 1] = [process]  # in the place of the one that exited, or appended
+            self.processes[index : index + 1] = [
+                process
+            ]  # in the place of the one that exited, or appended
         return True
 
     def kill_all(self) -> None:
@@ -182,7 +209,11 @@ class Pool:
     def dead_workers_asked_since(self) -> list[float]:
         """When each worker that did not exit cleanly began its last trial (none: it was between trials)."""
         ended = (0, EXIT_RECYCLED)
-        return [self.job.asking[i] for i, p in enumerate(self.processes) if p.exitcode not in ended and self.job.asking[i]]
+        return [
+            self.job.asking[i]
+            for i, p in enumerate(self.processes)
+            if p.exitcode not in ended and self.job.asking[i]
+        ]
 
     def __enter__(self) -> "Pool":
         return self
@@ -197,22 +228,30 @@ class Pool:
                 process.join(max(0.0, deadline - time.monotonic()))
         self.kill_all()
 
-    def run(self, study: optuna.Study, objective, n_trials: int, timeout: float | None, drawer) -> None:
+    def run(
+        self, study: optuna.Study, objective, n_trials: int, timeout: float | None, drawer
+    ) -> None:
         """Run `n_trials` trials of `study` in the workers under the objective's parent run, with one progress
         bar, each finished trial's chart sent to `drawer` (pipeline/charts.py); return when all are done.
         Interrupted on a signal, InputError or WorkerDied when a worker failed, after every worker has exited and
         no trial of theirs is left RUNNING."""
         job = self.job
         job.tickets.value = n_trials
-        orders = Orders(cfg=objective.cfg, parent_run_id=objective.parent_run_id,
-                        experiment_id=mlflow.active_run().info.experiment_id, tracking_uri=mlflow.get_tracking_uri(),
-                        deadline=time.time() + timeout if timeout else None)
+        orders = Orders(
+            cfg=objective.cfg,
+            parent_run_id=objective.parent_run_id,
+            experiment_id=mlflow.active_run().info.experiment_id,
+            tracking_uri=mlflow.get_tracking_uri(),
+            deadline=time.time() + timeout if timeout else None,
+        )
         for _ in self.processes:
             job.orders.put(orders)
         progress = Progress(study, objective, n_trials, drawer)
         failures = []
 
-        def replace(index: int) -> bool:  # a recycled worker: a fresh one, same orders, if it will find a trial to run
+        def replace(
+            index: int,
+        ) -> bool:  # a recycled worker: a fresh one, same orders, if it will find a trial to run
             if not fresh_worker_has_work(orders, study) or not self.start_worker(index, orders):
                 return False
             log.info("worker %d was recycled: a fresh process takes its place", index)
@@ -239,25 +278,38 @@ def supervise(processes, job: Job, progress: "Progress", replace) -> list[tuple[
     failures = []
     reported = set()
     while True:
-        alive = [p for p in processes if p.is_alive()]  # before looking at exit codes: a worker ending now is seen next round
+        alive = [
+            p for p in processes if p.is_alive()
+        ]  # before looking at exit codes: a worker ending now is seen next round
         if signals.received() is not None and not job.stop.value:
             job.stop.value = signals.received()
         failures += drain(job.messages)
-        for index, process in enumerate(processes):  # deaths first: one seen in this round stops every replacement
+        for index, process in enumerate(
+            processes
+        ):  # deaths first: one seen in this round stops every replacement
             if process.exitcode not in (None, 0, EXIT_RECYCLED) and index not in reported:
                 reported.add(index)
                 if not job.stop.value and not any(failures):
-                    failures.append(("died", f"rnn-sweep worker {index} died ({exit_reason(process.exitcode)})"))
+                    failures.append(
+                        ("died", f"rnn-sweep worker {index} died ({exit_reason(process.exitcode)})")
+                    )
                 with job.tickets.get_lock():
                     job.tickets.value = 0  # the others finish their trial and start no other
         replaced = False
         for index, process in enumerate(processes):
-            if process.exitcode == EXIT_RECYCLED and job.tickets.value > 0 and not failures and not stopping(job):
+            if (
+                process.exitcode == EXIT_RECYCLED
+                and job.tickets.value > 0
+                and not failures
+                and not stopping(job)
+            ):
                 replaced = replace(index) or replaced
         progress.update()
         if not alive and not replaced:
             return failures + drain(job.messages)
-        multiprocessing.connection.wait([p.sentinel for p in processes if p.is_alive()], timeout=POLL_SECONDS)
+        multiprocessing.connection.wait(
+            [p.sentinel for p in processes if p.is_alive()], timeout=POLL_SECONDS
+        )
 
 
 def stopping(job: Job) -> bool:
@@ -279,7 +331,11 @@ def exit_reason(code: int) -> str:
 
 
 def mine(study: optuna.Study, parent_run_id: str) -> list:
-    return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(Attr.mlflow_parent_run_id) == parent_run_id]
+    return [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get(Attr.mlflow_parent_run_id) == parent_run_id
+    ]
 
 
 def end_orphans(study: optuna.Study, parent_run_id: str, asked_since: list[float]) -> None:
@@ -294,7 +350,9 @@ def end_orphans(study: optuna.Study, parent_run_id: str, asked_since: list[float
         run_id = trial.user_attrs.get(Attr.mlflow_run_id)
         if run_id and mlflow.MlflowClient().get_run(run_id).info.status == "RUNNING":
             mlflow.MlflowClient().set_terminated(run_id, status="KILLED")
-        log.warning("trial %d: its worker was gone; the trial is FAIL, its MLflow run KILLED", trial.number)
+        log.warning(
+            "trial %d: its worker was gone; the trial is FAIL, its MLflow run KILLED", trial.number
+        )
 
 
 def unnamed_since(study: optuna.Study, asked_since: list[float]) -> list:
@@ -305,8 +363,11 @@ def unnamed_since(study: optuna.Study, asked_since: list[float]) -> list:
 
     def unnamed():
         since = datetime.datetime.fromtimestamp(min(asked_since))  # the worker's clock sets both
-        return {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                if Attr.mlflow_parent_run_id not in t.user_attrs and t.datetime_start >= since}
+        return {
+            t.number: t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if Attr.mlflow_parent_run_id not in t.user_attrs and t.datetime_start >= since
+        }
 
     before = unnamed()
     if not before:
@@ -320,10 +381,20 @@ class Progress:
     finished trial's chart, sent to the chart process."""
 
     def __init__(self, study: optuna.Study, objective, total: int, drawer):
-        self.study, self.parent_run_id, self.shown, self.drawer = study, objective.parent_run_id, None, drawer
+        self.study, self.parent_run_id, self.shown, self.drawer = (
+            study,
+            objective.parent_run_id,
+            None,
+            drawer,
+        )
         if objective.cfg.search.show_progress_bar:
-            self.shown = SweepProgress(study, objective.parent_run_id, total, objective.cfg.search.objective,
-                                       pruner=f"the {objective.cfg.search.pruner} pruner")
+            self.shown = SweepProgress(
+                study,
+                objective.parent_run_id,
+                total,
+                objective.cfg.search.objective,
+                pruner=f"the {objective.cfg.search.pruner} pruner",
+            )
 
     def update(self) -> None:
         for trial in mine(self.study, self.parent_run_id):
@@ -356,10 +427,14 @@ def work(index: int, job: Job, started: float) -> None:
 
         configure_threads(OmegaConf.create(job.threads))  # before TensorFlow runs anything here
         if job.show_progress_bar:
-            optuna.logging.set_verbosity(optuna.logging.WARNING)  # the invoker's bar shows each trial
+            optuna.logging.set_verbosity(
+                optuna.logging.WARNING
+            )  # the invoker's bar shows each trial
         waiting = time.monotonic()
         orders = await_orders(job)
-        if orders is not None:  # its start-up is counted without the wait for the invoker's study and parent run
+        if (
+            orders is not None
+        ):  # its start-up is counted without the wait for the invoker's study and parent run
             run_trials(index, job, orders, started + time.monotonic() - waiting)
     except signals.Interrupted as stop:
         sys.exit(stop.exit_code)
@@ -370,7 +445,9 @@ def work(index: int, job: Job, started: float) -> None:
         if full := as_disk_full(error):
             job.messages.put(("input", str(full)))
             sys.exit(2)
-        job.messages.put(("error", f"rnn-sweep worker {index} failed:\n{redact(traceback.format_exc())}"))
+        job.messages.put(
+            ("error", f"rnn-sweep worker {index} failed:\n{redact(traceback.format_exc())}")
+        )
         sys.exit(1)
 
 
@@ -380,14 +457,18 @@ def run_trials(index: int, job: Job, orders: Orders, started: float) -> None:
     from pipeline.search import study as studies
     from pipeline.search.objective import Objective, TrialFailed
 
-    cfg = OmegaConf.merge(orders.cfg, {"train": {"threads": job.threads}})  # a new config: the checked one stays
+    cfg = OmegaConf.merge(
+        orders.cfg, {"train": {"threads": job.threads}}
+    )  # a new config: the checked one stays
     mlflow.set_tracking_uri(orders.tracking_uri)
     mlflow.set_experiment(experiment_id=orders.experiment_id)
     objective = Objective(cfg, job.base_overrides)
     objective.parent_run_id = orders.parent_run_id
     study = studies.make_study(cfg)
     study.sampler = studies.make_sampler(cfg, offset=len(study.trials) + SEED_STRIDE * (index + 1))
-    objective.dataset(cfg)  # the data (its vector cache) is read now: a fresh process pays it as part of its start-up
+    objective.dataset(
+        cfg
+    )  # the data (its vector cache) is read now: a fresh process pays it as part of its start-up
     ran, busy, startup = 0, 0.0, time.monotonic() - started
     while take_ticket(job, orders, study):
         began, job.asking[index] = time.monotonic(), time.time()
@@ -395,11 +476,25 @@ def run_trials(index: int, job: Job, orders: Orders, started: float) -> None:
         job.asking[index] = 0.0
         ran, busy = ran + 1, busy + time.monotonic() - began
         if recycle_due(ran, busy, startup, job, orders.deadline):
-            log.info("ran %d trials in %.0f s, %.1f times its start-up of %.1f s: recycled", ran, busy, busy / startup, startup)
-            sys.exit(EXIT_RECYCLED)  # the invoker starts a fresh process in this one's place if trials are left
+            log.info(
+                "ran %d trials in %.0f s, %.1f times its start-up of %.1f s: recycled",
+                ran,
+                busy,
+                busy / startup,
+                startup,
+            )
+            sys.exit(
+                EXIT_RECYCLED
+            )  # the invoker starts a fresh process in this one's place if trials are left
         if ran == job.max_trials:
-            log.info("ran %d trials in %.0f s, less than %g times its start-up of %.1f s (search.worker_recycle_payback): "
-                     "not recycled yet", ran, busy, job.recycle_payback, startup)
+            log.info(
+                "ran %d trials in %.0f s, less than %g times its start-up of %.1f s (search.worker_recycle_payback): "
+                "not recycled yet",
+                ran,
+                busy,
+                job.recycle_payback,
+                startup,
+            )
 
 
 def recycle_due(ran: int, busy: float, startup: float, job: Job, deadline: float | None) -> bool:
@@ -428,8 +523,14 @@ def open_for_trials(orders: Orders, study: optuna.Study, counting_running: bool 
     cap = orders.cfg.search.max_total_trials
     if cap is None:
         return True
-    finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-    running = [t for t in mine(study, orders.parent_run_id) if t.state == TrialState.RUNNING] if counting_running else []
+    finished = len(
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    )
+    running = (
+        [t for t in mine(study, orders.parent_run_id) if t.state == TrialState.RUNNING]
+        if counting_running
+        else []
+    )
     return finished + len(running) < cap
 
 
@@ -468,12 +569,16 @@ def log_to(files: list[str], index: int) -> None:
     install_log_redaction()
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    file_format = logging.Formatter(f"[%(asctime)s][worker {index}][%(name)s][%(levelname)s] - %(message)s")
+    file_format = logging.Formatter(
+        f"[%(asctime)s][worker {index}][%(name)s][%(levelname)s] - %(message)s"
+    )
     for path in files:
         handler = logging.FileHandler(path, mode="a", encoding="utf-8")
         handler.setFormatter(file_format)
         root.addHandler(handler)
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.WARNING)
-    console.setFormatter(logging.Formatter(f"[worker {index}][%(name)s][%(levelname)s] - %(message)s"))
+    console.setFormatter(
+        logging.Formatter(f"[worker {index}][%(name)s][%(levelname)s] - %(message)s")
+    )
     root.addHandler(console)

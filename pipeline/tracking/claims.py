@@ -30,7 +30,9 @@ _files: dict[Path, object] = {}  # the claims file of each SQLite store, open on
 
 
 def lock_key(name: str) -> int:
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:6], "big")  # 48 bits: a file offset, a bigint
+    return int.from_bytes(
+        hashlib.sha256(name.encode()).digest()[:6], "big"
+    )  # 48 bits: a file offset, a bigint
 
 
 class Claims:
@@ -76,16 +78,22 @@ class Claims:
 
     def lock(self, name: str):
         if self.store.file:
-            return file_lock(self.store.file.with_name(self.store.file.name + ".claims"), lock_key(name))
+            return file_lock(
+                self.store.file.with_name(self.store.file.name + ".claims"), lock_key(name)
+            )
         if self.backend in ("postgresql", "mysql", "mariadb"):
             return database_lock(self.store.url, self.backend, name)
         if self.backend != "sqlite":  # an in-memory SQLite study has one process
-            log.warning("%s: work is not claimed on this kind of storage; concurrent invocations may repeat it",
-                        redact(self.store.url))
+            log.warning(
+                "%s: work is not claimed on this kind of storage; concurrent invocations may repeat it",
+                redact(self.store.url),
+            )
         return no_lock()
 
 
-def do_once(claims: Claims, prefix: str, done: Callable[[str], bool], work: dict[str, Callable[[], None]]) -> None:
+def do_once(
+    claims: Claims, prefix: str, done: Callable[[str], bool], work: dict[str, Callable[[], None]]
+) -> None:
     """Each `work[key]()` unless `done(key)`, claimed as `prefix + key`. Work another invocation holds is left for a
     second round, which waits for it and then finds it done (or does it, if that invocation died)."""
     left = [key for key in work if not done(key)]
@@ -131,14 +139,20 @@ def file_lock(path: Path, offset: int):
 @contextlib.contextmanager
 def database_lock(url: str, backend: str, name: str):
     """A session-level advisory lock; the connection stays open while it is held."""
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, isolation_level="AUTOCOMMIT",
-                                      connect_args={"connect_timeout": stores.CONNECT_SECONDS})  # no transaction
+    engine = sqlalchemy.create_engine(
+        url,
+        poolclass=sqlalchemy.pool.NullPool,
+        isolation_level="AUTOCOMMIT",
+        connect_args={"connect_timeout": stores.CONNECT_SECONDS},
+    )  # no transaction
     # held open for minutes: a server's idle-in-transaction timeout would end the session and its lock
     if backend == "postgresql":
         take = sqlalchemy.text("SELECT pg_try_advisory_lock(:key)"), {"key": lock_key(name)}
         give = sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": lock_key(name)}
     else:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:60]  # MySQL lock names: 64 characters at most
+        digest = hashlib.sha256(name.encode()).hexdigest()[
+            :60
+        ]  # MySQL lock names: 64 characters at most
         take = sqlalchemy.text("SELECT GET_LOCK(:name, 0)"), {"name": digest}
         give = sqlalchemy.text("SELECT RELEASE_LOCK(:name)"), {"name": digest}
     try:
@@ -154,7 +168,9 @@ def database_lock(url: str, backend: str, name: str):
                 yield try_lock
             finally:
                 if held:
-                    with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):  # a lost session took its lock along
+                    with contextlib.suppress(
+                        sqlalchemy.exc.SQLAlchemyError
+                    ):  # a lost session took its lock along
                         connection.execute(*give)
     finally:
         engine.dispose()

@@ -18,22 +18,38 @@ from omegaconf import DictConfig
 from pipeline.data.texts import cache_key
 
 DATASET_TRIES = 5
-SAME_DATASET_AT_ONCE = re.compile(r"dataset_pk|UNIQUE constraint failed: datasets|duplicate key value", re.I)
-SPLITS = {"train": "training", "val": "validation", "test": "test"}  # Dataset's split -> MLflow's input context
+SAME_DATASET_AT_ONCE = re.compile(
+    r"dataset_pk|UNIQUE constraint failed: datasets|duplicate key value", re.I
+)
+SPLITS = {
+    "train": "training",
+    "val": "validation",
+    "test": "test",
+}  # Dataset's split -> MLflow's input context
 
 
 def source_of(data_cfg: DictConfig):
     """Where the texts came from: the user's file or folder, or the download URL."""
     local = data_cfg.get("path") or data_cfg.get("local_dir")
     if local:  # MLflow makes its local-file source class at import time: found by name
-        local_source = next(source for source in get_registered_sources() if source.__name__ == "LocalArtifactDatasetSource")
+        local_source = next(
+            source
+            for source in get_registered_sources()
+            if source.__name__ == "LocalArtifactDatasetSource"
+        )
         return local_source(str(local))
     return HTTPDatasetSource(data_cfg.url)
 
 
 def split_dataset(data, data_cfg: DictConfig, split: str, key: str):
     x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
-    return mlflow.data.from_numpy(features=x, targets=y, source=source_of(data_cfg), name=f"{data_cfg.name}-{split}", digest=key)
+    return mlflow.data.from_numpy(
+        features=x,
+        targets=y,
+        source=source_of(data_cfg),
+        name=f"{data_cfg.name}-{split}",
+        digest=key,
+    )
 
 
 def dataset_inputs(data, data_cfg: DictConfig, splits) -> list[DatasetInput]:

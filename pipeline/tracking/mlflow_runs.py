@@ -23,12 +23,19 @@ from pipeline.report.sweep_report import confusion_figure, learning_curves_figur
 from pipeline.models.scores import per_class_metrics
 
 log = logging.getLogger(__name__)
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar for one small download
-EXPERIMENT_KIND, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"  # the values MLflow's UI reads
+os.environ.setdefault(
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
+)  # no bar for one small download
+EXPERIMENT_KIND, MODEL_DEVELOPMENT = (
+    "mlflow.experimentKind",
+    "custom_model_development",
+)  # the values MLflow's UI reads
 QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic")
 NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (Markdown)
 TRIAL_ENTRY = "rnn-sweep trial"  # the entry tag of a sweep's trial runs
-SHARED_VIEW = "mlflow.sharedViewState."  # an experiment tag: the runs-list view ?viewStateShareKey= opens
+SHARED_VIEW = (
+    "mlflow.sharedViewState."  # an experiment tag: the runs-list view ?viewStateShareKey= opens
+)
 MODEL_FIGURES = ("best_", "test_")  # per-run figures of the stored model: linked to its LoggedModel
 
 
@@ -66,14 +73,18 @@ def configure(cfg: DictConfig, also_check: tuple[stores.Store, ...] = ()) -> str
     the store is then created or opened under its lock (pipeline/stores.py)."""
     uri = tracking_uri(cfg)
     store = probe(cfg, also_check)
-    for name in QUIET_LOGGERS:  # their INFO lines ("Creating initial MLflow database tables...") are no news
+    for name in (
+        QUIET_LOGGERS
+    ):  # their INFO lines ("Creating initial MLflow database tables...") are no news
         logging.getLogger(name).setLevel(logging.WARNING)
     with stores.opening(store):
         mlflow.set_tracking_uri(uri)
         experiment = mlflow.get_experiment_by_name(cfg.tracking.experiment)
         if experiment is None:
             try:
-                experiment_id = mlflow.create_experiment(cfg.tracking.experiment, artifact_location=local_artifact_root(cfg))
+                experiment_id = mlflow.create_experiment(
+                    cfg.tracking.experiment, artifact_location=local_artifact_root(cfg)
+                )
             except mlflow.exceptions.MlflowException:  # another worker created it a moment ago
                 experiment_id = mlflow.get_experiment_by_name(cfg.tracking.experiment).experiment_id
         else:
@@ -96,8 +107,12 @@ def mark_model_development(experiment_id: str, experiment=None) -> None:
     """MLflow 3.17's UI opens an experiment on its GenAI pages unless it is marked as model training."""
     if experiment is None or EXPERIMENT_KIND not in experiment.tags:  # a kind someone chose is kept
         try:
-            mlflow.MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND, MODEL_DEVELOPMENT)
-        except mlflow.exceptions.MlflowException:  # a server's INSERT lost the race to a worker that started with us
+            mlflow.MlflowClient().set_experiment_tag(
+                experiment_id, EXPERIMENT_KIND, MODEL_DEVELOPMENT
+            )
+        except (
+            mlflow.exceptions.MlflowException
+        ):  # a server's INSERT lost the race to a worker that started with us
             if EXPERIMENT_KIND not in mlflow.get_experiment(experiment_id).tags:
                 raise
 
@@ -137,11 +152,19 @@ def run_tags(cfg: DictConfig, entry: str) -> dict[str, str]:
 def log_data(data, cfg: DictConfig) -> None:
     """How the data was prepared (cache hit or miss, seconds, sizes), its vocabulary, and the splits the run uses as
     MLflow dataset inputs (training, validation, and test when the run is scored on it)."""
-    log_datasets(data, cfg.data, ("train", "val", "test") if cfg.train.evaluate_test else ("train", "val"))
+    log_datasets(
+        data, cfg.data, ("train", "val", "test") if cfg.train.evaluate_test else ("train", "val")
+    )
     mlflow.set_tag("data_cache", "hit" if data.cache_hit else "miss")
-    mlflow.log_metrics({"prep_seconds": data.prep_seconds} | {f"empty_texts_{split}": n for split, n in data.empty_texts.items()})
-    mlflow.log_params({f"data_size.{split}": size for split, size in data.sizes().items()} | {"vocab_size": data.vocab_size}
-                      | {"num_classes": data.num_classes, "classes": ", ".join(data.class_names)[:6000]})
+    mlflow.log_metrics(
+        {"prep_seconds": data.prep_seconds}
+        | {f"empty_texts_{split}": n for split, n in data.empty_texts.items()}
+    )
+    mlflow.log_params(
+        {f"data_size.{split}": size for split, size in data.sizes().items()}
+        | {"vocab_size": data.vocab_size}
+        | {"num_classes": data.num_classes, "classes": ", ".join(data.class_names)[:6000]}
+    )
     if data.vocabulary:
         mlflow.log_text("\n".join(data.vocabulary), "vocabulary.txt")
 
@@ -150,8 +173,14 @@ def log_training(result, data, cfg: DictConfig, title: str | None) -> str | None
     """Per-run figures as metrics; learning curves as an artifact titled `title` (None: not here; a sweep trial's
     is drawn by pipeline/charts.py); the model as an MLflow model whose id is returned (None with train.log_model=false).
     The best-epoch and test figures are linked to the model."""
-    model_figures = {name: float(value) for name, value in result.summary.items() if name.startswith(MODEL_FIGURES)}
-    mlflow.log_metrics({name: float(value) for name, value in result.summary.items() if name not in model_figures})
+    model_figures = {
+        name: float(value)
+        for name, value in result.summary.items()
+        if name.startswith(MODEL_FIGURES)
+    }
+    mlflow.log_metrics(
+        {name: float(value) for name, value in result.summary.items() if name not in model_figures}
+    )
     if title is not None:
         figure = learning_curves_figure(result.history, title, result.summary.get(Fig.chance_loss))
         mlflow.log_figure(figure, charts.ARTIFACT)
@@ -159,7 +188,9 @@ def log_training(result, data, cfg: DictConfig, title: str | None) -> str | None
     model_id = None
     if cfg.train.log_model:
         started = time.perf_counter()
-        model_id = export.log_model(result.model, data, cfg.data, int(result.summary.get("best_epoch", 0)))
+        model_id = export.log_model(
+            result.model, data, cfg.data, int(result.summary.get("best_epoch", 0))
+        )
         mlflow.log_metric("log_model_seconds", time.perf_counter() - started)
     mlflow.log_metrics(model_figures, model_id=model_id)
     if result.test_report is not None:
@@ -218,11 +249,22 @@ def share_trials_view(cfg: DictConfig, experiment_id: str) -> str:
     trial state as columns, and every trial in the compare charts (the UI draws the first 10 unless told)."""
     study, key = cfg.search.study_name, view_key(cfg.search.study_name)
     best = f"metrics.`{Fig.best(cfg.search.objective)}`"
-    columns = [best, f"metrics.`{Fig.test_accuracy}`", "tags.`body`", "params.`optimizer.learning_rate`",
-               "params.`model.dropout`", f"metrics.`{Fig.plateau_epochs}`", "tags.`trial_state`"]
-    view = {"searchFilter": study_filter(study),
-            "orderByKey": best, "orderByAsc": not higher_is_better(cfg.search.objective),
-            "selectedColumns": columns, "runsHiddenMode": "SHOW_ALL"}
+    columns = [
+        best,
+        f"metrics.`{Fig.test_accuracy}`",
+        "tags.`body`",
+        "params.`optimizer.learning_rate`",
+        "params.`model.dropout`",
+        f"metrics.`{Fig.plateau_epochs}`",
+        "tags.`trial_state`",
+    ]
+    view = {
+        "searchFilter": study_filter(study),
+        "orderByKey": best,
+        "orderByAsc": not higher_is_better(cfg.search.objective),
+        "selectedColumns": columns,
+        "runsHiddenMode": "SHOW_ALL",
+    }
     mlflow.MlflowClient().set_experiment_tag(experiment_id, SHARED_VIEW + key, json.dumps(view))
     return key
 
@@ -246,8 +288,10 @@ def study_filter(study: str) -> str:
 def trials_link(address: str, experiment_id: str, view_key: str, charts: bool = False) -> str:
     """The runs list (or, with `charts`, the compare-charts view) opened on a view share_trials_view kept."""
     mode = "&compareRunsMode=CHART" if charts else ""
-    return (f"{address.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={view_key}{mode}"
-            "&workflowType=machine_learning")
+    return (
+        f"{address.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={view_key}{mode}"
+        "&workflowType=machine_learning"
+    )
 
 
 def ui_address(cfg: DictConfig) -> str:
@@ -264,8 +308,10 @@ def remote_tracking(cfg: DictConfig) -> bool:
 def trials_hint(cfg: DictConfig, experiment_id: str, view_key: str) -> str:
     """The lines under ui_hint's that open a sweep's trials: their table and their curves."""
     address = ui_address(cfg)
-    return (f"  its trials, best first: {redact(trials_link(address, experiment_id, view_key))}\n"
-            f"  their curves: {redact(trials_link(address, experiment_id, view_key, charts=True))}")
+    return (
+        f"  its trials, best first: {redact(trials_link(address, experiment_id, view_key))}\n"
+        f"  their curves: {redact(trials_link(address, experiment_id, view_key, charts=True))}"
+    )
 
 
 def ui_hint(cfg: DictConfig, run=None, more: str = "") -> str:
@@ -279,6 +325,8 @@ def ui_hint(cfg: DictConfig, run=None, more: str = "") -> str:
     ui = os.path.relpath(ui) if ui.is_relative_to(Path.cwd()) else str(ui)
     address = ui_address(cfg)
     address = run_link(address, run) if run else address
-    overrides = f" paths.mlruns_dir={cfg.paths.mlruns_dir}" if cfg.paths.mlruns_dir != "mlruns" else ""
+    overrides = (
+        f" paths.mlruns_dir={cfg.paths.mlruns_dir}" if cfg.paths.mlruns_dir != "mlruns" else ""
+    )
     plain = "mlflow ui " + " ".join(ui_command(cfg)[4:])
     return f"  {ui}{overrides}        then open {address}{more}\n  (the same without rnnsweep: {redact(plain)})"

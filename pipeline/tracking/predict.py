@@ -48,7 +48,9 @@ def read_file(path: Path, column: str) -> list[str]:
     else:
         frame = read_table(path, suffix)
         if column not in frame.columns:
-            raise InputError(f"predict.input={path}: no column {column!r} (predict.column); columns are {list(frame.columns)}")
+            raise InputError(
+                f"predict.input={path}: no column {column!r} (predict.column); columns are {list(frame.columns)}"
+            )
         texts = [str(text) for text in frame[column].tolist()]
     if not texts:
         raise InputError(f"predict.input={path}: the file holds no text")
@@ -59,7 +61,9 @@ def decode(path: Path) -> str:
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as error:
-        raise InputError(f"predict.input={path}: not valid utf-8 text ({error.reason} at byte {error.start})") from None
+        raise InputError(
+            f"predict.input={path}: not valid utf-8 text ({error.reason} at byte {error.start})"
+        ) from None
 
 
 def read_table(path: Path, suffix: str) -> pd.DataFrame:
@@ -71,7 +75,9 @@ def read_table(path: Path, suffix: str) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise InputError(f"predict.input={path}: the file holds no text") from None
     except (pd.errors.ParserError, OSError, ValueError, UnicodeDecodeError) as error:
-        raise InputError(f"predict.input={path}: cannot be read as {suffix[1:]} ({str(error).splitlines()[0]})") from None
+        raise InputError(
+            f"predict.input={path}: cannot be read as {suffix[1:]} ({str(error).splitlines()[0]})"
+        ) from None
     frame.columns = [str(name) for name in frame.columns]
     return frame
 
@@ -82,13 +88,17 @@ def read_table(path: Path, suffix: str) -> pd.DataFrame:
 def load_model(spec, cfg: DictConfig):
     """A model with predict(DataFrame) -> label, probability: from a local path, a models:/ URI or a run id."""
     if not spec:
-        raise InputError("predict.model is not set; give a run id, models:/NAME@champion or a model folder")
+        raise InputError(
+            "predict.model is not set; give a run id, models:/NAME@champion or a model folder"
+        )
     spec = str(spec)
     path = Path(spec).expanduser()
     if path.exists():
         return load_local(path)
     if not (spec.startswith(("models:/", "runs:/")) or RUN_ID.fullmatch(spec)):
-        raise InputError(f"predict.model={spec}: no such file or folder, and not a run id or models:/ URI")
+        raise InputError(
+            f"predict.model={spec}: no such file or folder, and not a run id or models:/ URI"
+        )
     open_store(cfg)
     uri = spec if not RUN_ID.fullmatch(spec) else model_of_run(spec)
     try:
@@ -101,7 +111,9 @@ def load_local(path: Path):
     if path.is_file() and path.suffix == ".keras":
         return export.TextClassifier.from_keras(path)
     if not (path / "MLmodel").is_file():
-        raise InputError(f"predict.model={path}: neither an MLflow model folder (no MLmodel file) nor a .keras file")
+        raise InputError(
+            f"predict.model={path}: neither an MLflow model folder (no MLmodel file) nor a .keras file"
+        )
     try:
         return takes_text(mlflow.pyfunc.load_model(str(path)), path)
     except MlflowException as error:
@@ -111,7 +123,9 @@ def load_local(path: Path):
 def takes_text(model, spec):
     schema = model.metadata.get_input_schema()
     if schema is not None and schema.input_types()[0] != DataType.string:
-        raise InputError(f"predict.model={spec}: this model takes token ids, not text (it was trained on data=keras_imdb)")
+        raise InputError(
+            f"predict.model={spec}: this model takes token ids, not text (it was trained on data=keras_imdb)"
+        )
     return model
 
 
@@ -120,7 +134,9 @@ def open_store(cfg: DictConfig) -> None:
     uri = mlflow_runs.tracking_uri(cfg)
     file = stores.sqlite_file(uri)
     if file is not None and not file.is_file():
-        raise InputError(f"no MLflow store at {file} (paths.mlruns_dir, tracking.uri): the model cannot be looked up")
+        raise InputError(
+            f"no MLflow store at {file} (paths.mlruns_dir, tracking.uri): the model cannot be looked up"
+        )
     if file is None:  # a server or database answers now, not after minutes of MLflow's HTTP retries
         stores.check_before_writing({}, [stores.mlflow_store(uri)])
     mlflow.set_tracking_uri(uri)
@@ -132,7 +148,9 @@ def model_of_run(run_id: str) -> str:
     except MlflowException as error:
         raise InputError(f"predict.model={run_id}: {first_line(error.message)}") from None
     if model_id is None:
-        raise InputError(f"predict.model={run_id}: the run logged no model (it ran with train.log_model=false)")
+        raise InputError(
+            f"predict.model={run_id}: the run logged no model (it ran with train.log_model=false)"
+        )
     return f"models:/{model_id}"
 
 
@@ -145,14 +163,20 @@ def first_line(message: str) -> str:
 
 def predict(model, texts: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame({export.TEXT_COLUMN: texts})
-    scores = model.predict_frame(frame) if isinstance(model, export.TextClassifier) else model.predict(frame)
+    scores = (
+        model.predict_frame(frame)
+        if isinstance(model, export.TextClassifier)
+        else model.predict(frame)
+    )
     return pd.concat([pd.DataFrame({"text": texts}), scores.reset_index(drop=True)], axis=1)
 
 
 def output_suffix(output: str) -> str:
     suffix = Path(output).suffix.lower()
     if suffix not in OUTPUTS:
-        raise InputError(f"predict.output={output}: unknown file type {suffix or '(none)'}; allowed: {', '.join(OUTPUTS)}")
+        raise InputError(
+            f"predict.output={output}: unknown file type {suffix or '(none)'}; allowed: {', '.join(OUTPUTS)}"
+        )
     return suffix
 
 
@@ -172,7 +196,11 @@ def write(table: pd.DataFrame, output: str) -> None:
 
 def shown(table: pd.DataFrame) -> str:
     cut = lambda text: text if len(text) <= SHOWN_CHARACTERS else text[: SHOWN_CHARACTERS - 1] + "…"
-    scores = {name: table[name].map("{:.4f}".format) for name in table.columns if name not in ("text", "label")}
+    scores = {
+        name: table[name].map("{:.4f}".format)
+        for name in table.columns
+        if name not in ("text", "label")
+    }
     return table.assign(text=table["text"].map(cut), **scores).to_string(index=False)
 
 

@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"  # the alias of the winning version
 
 
-def register_winner(search_cfg: DictConfig, trial, claims: Claims, description: str = "") -> str | None:
+def register_winner(
+    search_cfg: DictConfig, trial, claims: Claims, description: str = ""
+) -> str | None:
     """Register the winning trial's logged model and point `champion` at it; return `models:/NAME@champion`.
     `description`: the version's text in the registry (its scores). Under a claim on the name in the
     study's storage: invocations that finish together add one version."""
@@ -28,7 +30,11 @@ def register_winner(search_cfg: DictConfig, trial, claims: Claims, description: 
     if not name:
         return None
     if not model_id:
-        log.warning("trial %d has no logged model (train.log_model=false): nothing registered as %r", trial.number, name)
+        log.warning(
+            "trial %d has no logged model (train.log_model=false): nothing registered as %r",
+            trial.number,
+            name,
+        )
         return None
     with claims.hold(f"registered model/{name}", wait=True):
         return register(search_cfg, trial, name, model_id, description)
@@ -38,7 +44,13 @@ def register(search_cfg: DictConfig, trial, name: str, model_id: str, descriptio
     client = mlflow.MlflowClient()
     current = champion(client, name)
     if current is not None and logged_model_of(current) == model_id:
-        log.info("models:/%s@%s is already trial %d's model (version %s)", name, CHAMPION, trial.number, current.version)
+        log.info(
+            "models:/%s@%s is already trial %d's model (version %s)",
+            name,
+            CHAMPION,
+            trial.number,
+            current.version,
+        )
         return f"models:/{name}@{CHAMPION}"
     tags = {"study": search_cfg.study_name, "trial": str(trial.number)}
     said = io.StringIO()
@@ -50,7 +62,13 @@ def register(search_cfg: DictConfig, trial, name: str, model_id: str, descriptio
     if description:
         client.update_model_version(name, version.version, description=description)
     client.set_registered_model_alias(name, CHAMPION, version.version)
-    log.info("registered trial %d's model as %s version %s, alias %s", trial.number, name, version.version, CHAMPION)
+    log.info(
+        "registered trial %d's model as %s version %s, alias %s",
+        trial.number,
+        name,
+        version.version,
+        CHAMPION,
+    )
     return f"models:/{name}@{CHAMPION}"
 
 
@@ -63,5 +81,6 @@ def champion(client: mlflow.MlflowClient, name: str):
 
 def logged_model_of(version) -> str | None:
     """The LoggedModel id a registry version was made from (the sqlite store leaves version.model_id empty)."""
-    return version.model_id or (version.source.removeprefix("models:/") if version.source.startswith("models:/") else None)
-
+    return version.model_id or (
+        version.source.removeprefix("models:/") if version.source.startswith("models:/") else None
+    )

@@ -31,13 +31,25 @@ from pipeline.core.redaction import redact
 
 log = logging.getLogger(__name__)
 
-LOCK_SECONDS = 600  # how long a process waits while another creates or migrates a store (that takes ~2 s)
+LOCK_SECONDS = (
+    600  # how long a process waits while another creates or migrates a store (that takes ~2 s)
+)
 CONNECT_SECONDS = 10  # a network probe gives up after this long
-SQL_SCHEMES = ("postgresql", "mysql", "mssql")  # the databases MLflow's tracking store speaks besides SQLite
-MLRUNS_MIN_FREE = 16 * 10**6  # a new MLflow store is 1 MB, each trial's model 2 MB and up: less is refused at start
+SQL_SCHEMES = (
+    "postgresql",
+    "mysql",
+    "mssql",
+)  # the databases MLflow's tracking store speaks besides SQLite
+MLRUNS_MIN_FREE = (
+    16 * 10**6
+)  # a new MLflow store is 1 MB, each trial's model 2 MB and up: less is refused at start
 SQLITE_BUSY_SECONDS = 60  # how long an SQLite reader waits for a writer of another process
-_locks: dict[Path, filelock.FileLock] = {}  # one lock object per file: re-entrant within the process
-_complete: set[Path] = set()  # SQLite stores found complete (every table, MLflow's current schema): no lock to open
+_locks: dict[
+    Path, filelock.FileLock
+] = {}  # one lock object per file: re-entrant within the process
+_complete: set[Path] = (
+    set()
+)  # SQLite stores found complete (every table, MLflow's current schema): no lock to open
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +57,9 @@ class Store:
     kind: str  # MLflow | Optuna
     setting: str  # the config key that chooses it
     url: str
-    tables: tuple[str, ...]  # tables every such store has: a database without them is someone else's
+    tables: tuple[
+        str, ...
+    ]  # tables every such store has: a database without them is someone else's
     upgrade: str  # the command that migrates an older store
 
     @property
@@ -54,15 +68,29 @@ class Store:
 
     @property
     def name(self) -> str:
-        return f"{self.kind} store {self.file}" if self.file else f"{self.setting}={redact(self.url)}"
+        return (
+            f"{self.kind} store {self.file}" if self.file else f"{self.setting}={redact(self.url)}"
+        )
 
 
 def mlflow_store(url: str) -> Store:
-    return Store("MLflow", "tracking.uri", url, ("experiments", "runs", "alembic_version"), "mlflow db upgrade {url}")
+    return Store(
+        "MLflow",
+        "tracking.uri",
+        url,
+        ("experiments", "runs", "alembic_version"),
+        "mlflow db upgrade {url}",
+    )
 
 
 def optuna_store(url: str) -> Store:
-    return Store("Optuna", "search.storage", url, ("studies", "trials", "version_info"), "optuna storage upgrade --storage {url}")
+    return Store(
+        "Optuna",
+        "search.storage",
+        url,
+        ("studies", "trials", "version_info"),
+        "optuna storage upgrade --storage {url}",
+    )
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -72,7 +100,12 @@ def sqlite_file(url: str) -> Path | None:
     except sqlalchemy.exc.ArgumentError:
         return None
     database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not database
+        or database == ":memory:"
+        or database.startswith("file:")
+    ):
         return None
     return Path(database).expanduser().absolute()
 
@@ -95,15 +128,22 @@ def check_before_writing(paths, stores: Iterable[Store]) -> None:
             check_reachable(store)
         elif store.kind == "Optuna" or urlsplit(store.url).scheme.split("+")[0] in SQL_SCHEMES:
             check_database(store)
-        elif "://" not in store.url or store.url.startswith("file://"):  # an MLflow file store: a folder
-            check_creatable(f"{store.setting}={store.url}", Path(store.url.removeprefix("file://")).expanduser().absolute())
+        elif "://" not in store.url or store.url.startswith(
+            "file://"
+        ):  # an MLflow file store: a folder
+            check_creatable(
+                f"{store.setting}={store.url}",
+                Path(store.url.removeprefix("file://")).expanduser().absolute(),
+            )
         # any other MLflow URI (databricks, ...): MLflow's own errors, as one line (opening)
 
 
 def check_mlruns_space(mlruns: Path, stores: tuple[Store, ...]) -> None:
     """A local store (and so every run's model, beside it) in paths.mlruns_dir needs room: DiskFull if not."""
     if any(store.file and store.file.is_relative_to(mlruns) for store in stores):
-        check_space(f"paths.mlruns_dir={mlruns}", mlruns, MLRUNS_MIN_FREE, "choose another paths.mlruns_dir")
+        check_space(
+            f"paths.mlruns_dir={mlruns}", mlruns, MLRUNS_MIN_FREE, "choose another paths.mlruns_dir"
+        )
 
 
 def check_creatable(what: str, path: Path) -> None:
@@ -131,13 +171,19 @@ def check_sqlite_store(store: Store) -> None:
     if file.is_dir():
         raise InputError(f"{store.name} is a folder, not a database file")
     if not os.access(file, os.R_OK | os.W_OK):
-        raise InputError(f"{store.name} is read-only: {store.kind} writes to it; make it writable or choose another {store.setting}")
+        raise InputError(
+            f"{store.name} is read-only: {store.kind} writes to it; make it writable or choose another {store.setting}"
+        )
     if not os.access(file.parent, os.W_OK | os.X_OK):
-        raise InputError(f"{store.name}: its folder {file.parent} is read-only (SQLite writes its journal beside the database)")
+        raise InputError(
+            f"{store.name}: its folder {file.parent} is read-only (SQLite writes its journal beside the database)"
+        )
     if file.stat().st_size and sqlite_problem(store) == (None, True):
         _complete.add(file)  # the usual case: a finished store, opened without waiting for its lock
         return
-    with creation_lock(store):  # a file another worker is creating right now is complete once we hold its lock
+    with creation_lock(
+        store
+    ):  # a file another worker is creating right now is complete once we hold its lock
         if file.stat().st_size == 0:
             log.warning("%s is an empty file: treated as a new store", store.name)
             return
@@ -154,23 +200,38 @@ def sqlite_problem(store: Store) -> tuple[str | None, bool]:
     advice = f"restore it from a backup, or move it away to start a new {store.kind} store; nothing was written"
     head = mlflow_schema_head() if store.kind == "MLflow" else None
     try:
-        with contextlib.closing(sqlite3.connect(f"{store.file.as_uri()}?mode=rw", uri=True, timeout=SQLITE_BUSY_SECONDS)) as db:
+        with contextlib.closing(
+            sqlite3.connect(f"{store.file.as_uri()}?mode=rw", uri=True, timeout=SQLITE_BUSY_SECONDS)
+        ) as db:
             checked = [row[0] for row in db.execute("PRAGMA quick_check")]
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            revision = db.execute("SELECT version_num FROM alembic_version").fetchall() if "alembic_version" in tables else []
+            tables = {
+                row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+            revision = (
+                db.execute("SELECT version_num FROM alembic_version").fetchall()
+                if "alembic_version" in tables
+                else []
+            )
     except sqlite3.DatabaseError as error:
         return f"is not a usable SQLite database ({error}): {advice}", False
     if checked != ["ok"]:
         return f"is damaged (PRAGMA quick_check: {' '.join(checked[0].split())}): {advice}", False
     if tables and not set(store.tables) <= tables:
         missing = ", ".join(sorted(set(store.tables) - tables))
-        return f"is an SQLite database but not an {store.kind} store (no table {missing}); choose another {store.setting}", False
+        return (
+            f"is an SQLite database but not an {store.kind} store (no table {missing}); choose another {store.setting}",
+            False,
+        )
     found = revision[0][0] if revision else None
     if head and tables and found != head:
-        return (f"has MLflow's database schema {found}, and this MLflow needs {head}: stop every process that writes "
-                f"to it (rnn-sweep, rnn-train, mlflow ui / server), back it up, then run `{upgrade_command(store)}`"), False
+        return (
+            f"has MLflow's database schema {found}, and this MLflow needs {head}: stop every process that writes "
+            f"to it (rnn-sweep, rnn-train, mlflow ui / server), back it up, then run `{upgrade_command(store)}`"
+        ), False
     expected = all_tables(store)
-    return None, bool(expected) and expected <= tables and (store.kind != "MLflow" or head is not None)
+    return None, bool(expected) and expected <= tables and (
+        store.kind != "MLflow" or head is not None
+    )
 
 
 @functools.cache
@@ -209,15 +270,23 @@ def check_reachable(store: Store) -> None:
     except socket.gaierror as error:
         raise InputError(f"{store.name}: unknown host {host!r} ({error.strerror})") from None
     except OSError as error:
-        raise InputError(f"{store.name}: cannot connect to {host}:{port} ({error.strerror or error})") from None
+        raise InputError(
+            f"{store.name}: cannot connect to {host}:{port} ({error.strerror or error})"
+        ) from None
 
 
 def check_database(store: Store) -> None:
     """A database URL: it parses, its driver is installed, and a connection logs in."""
     try:
         url = make_url(store.url)
-        connect_args = {"connect_timeout": CONNECT_SECONDS} if url.get_backend_name() in ("postgresql", "mysql") else {}
-        engine = sqlalchemy.create_engine(url, connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool)
+        connect_args = (
+            {"connect_timeout": CONNECT_SECONDS}
+            if url.get_backend_name() in ("postgresql", "mysql")
+            else {}
+        )
+        engine = sqlalchemy.create_engine(
+            url, connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool
+        )
         try:
             with engine.connect():
                 pass
@@ -242,9 +311,13 @@ def creation_lock(store: Store):
         path.parent.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except filelock.Timeout:
-        raise InputError(f"{store.name}: another process held {path} for {LOCK_SECONDS} s; is it stuck?") from None
+        raise InputError(
+            f"{store.name}: another process held {path} for {LOCK_SECONDS} s; is it stuck?"
+        ) from None
     except OSError as error:
-        raise InputError(f"{store.name}: cannot create the lock file {path} ({error.strerror or error})") from None
+        raise InputError(
+            f"{store.name}: cannot create the lock file {path} ({error.strerror or error})"
+        ) from None
     try:
         yield
     finally:
@@ -259,21 +332,35 @@ def database_lock(store: Store):
     try:
         url = make_url(store.url)
         backend = url.get_backend_name()
-    except sqlalchemy.exc.ArgumentError:  # not an SQLAlchemy URL (MLflow's databricks, ...): nothing to lock
+    except (
+        sqlalchemy.exc.ArgumentError
+    ):  # not an SQLAlchemy URL (MLflow's databricks, ...): nothing to lock
         url = backend = None
     if backend not in ("postgresql", "mysql"):
         yield
         return
     name = f"rnnsweep {store.kind} store creation"
-    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)  # advisory locks: per database
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, connect_args={"connect_timeout": CONNECT_SECONDS})
+    key = int.from_bytes(
+        hashlib.sha256(name.encode()).digest()[:8], "big", signed=True
+    )  # advisory locks: per database
+    engine = sqlalchemy.create_engine(
+        url, poolclass=sqlalchemy.pool.NullPool, connect_args={"connect_timeout": CONNECT_SECONDS}
+    )
     try:
         with engine.connect() as connection:
             if backend == "postgresql":
                 connection.execute(sqlalchemy.text(f"SET lock_timeout = '{LOCK_SECONDS}s'"))
                 connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
-            elif connection.execute(sqlalchemy.text("SELECT GET_LOCK(:name, :seconds)"), {"name": name, "seconds": LOCK_SECONDS}).scalar() != 1:
-                raise InputError(f"{store.name}: another process held the lock {name!r} for {LOCK_SECONDS} s; is it stuck?")
+            elif (
+                connection.execute(
+                    sqlalchemy.text("SELECT GET_LOCK(:name, :seconds)"),
+                    {"name": name, "seconds": LOCK_SECONDS},
+                ).scalar()
+                != 1
+            ):
+                raise InputError(
+                    f"{store.name}: another process held the lock {name!r} for {LOCK_SECONDS} s; is it stuck?"
+                )
             yield
     finally:
         engine.dispose()
@@ -291,7 +378,11 @@ def lock_unless_complete(store: Store):
         yield
         return
     with creation_lock(store):
-        if not (store.file.exists() and store.file.stat().st_size and sqlite_problem(store) == (None, True)):
+        if not (
+            store.file.exists()
+            and store.file.stat().st_size
+            and sqlite_problem(store) == (None, True)
+        ):
             yield
             return
     _complete.add(store.file)
@@ -307,7 +398,14 @@ def opening(store: Store):
             yield
     except InputError:
         raise
-    except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error, MlflowException, ValueError, ImportError, OSError) as error:
+    except (
+        sqlalchemy.exc.SQLAlchemyError,
+        sqlite3.Error,
+        MlflowException,
+        ValueError,
+        ImportError,
+        OSError,
+    ) as error:
         raise InputError(store_error(store, error)) from None
     except RuntimeError as error:  # Optuna: a table schema of another Optuna version
         if "optuna storage upgrade" not in str(error) and "table schema" not in str(error):
@@ -319,8 +417,10 @@ def store_error(store: Store, error: Exception) -> str:
     """One line: the store, and what went wrong with it, passwords hidden."""
     text = str(getattr(error, "orig", None) or error)
     if "out-of-date database schema" in text or "optuna storage upgrade" in text:
-        text = (f"its schema is older than this {store.kind} needs: stop every process that writes to it, "
-                f"back it up, then run `{upgrade_command(store)}`")
+        text = (
+            f"its schema is older than this {store.kind} needs: stop every process that writes to it, "
+            f"back it up, then run `{upgrade_command(store)}`"
+        )
     elif isinstance(error, ImportError):
         text = f"its database driver is not installed ({text})"
     elif isinstance(error, sqlalchemy.exc.NoSuchModuleError):

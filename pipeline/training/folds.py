@@ -36,8 +36,12 @@ STUDY_ATTR = "cv_folds"  # the study's user attribute: the folds it is run with
 def pooled(data: Dataset) -> Dataset:
     """The training and validation splits as one training split, with no validation split."""
     return dataclasses.replace(
-        data, x_train=np.concatenate([data.x_train, data.x_val]), y_train=np.concatenate([data.y_train, data.y_val]),
-        x_val=data.x_val[:0], y_val=data.y_val[:0])
+        data,
+        x_train=np.concatenate([data.x_train, data.x_val]),
+        y_train=np.concatenate([data.y_train, data.y_val]),
+        x_val=data.x_val[:0],
+        y_val=data.y_val[:0],
+    )
 
 
 def fold_count(search: DictConfig, data_cfg: DictConfig, data: Dataset) -> int:
@@ -64,16 +68,30 @@ def fold_datasets(data: Dataset, folds: int, seed: int) -> list[Dataset]:
     pool = pooled(data)
     smallest = int(np.bincount(pool.y_train.astype(int)).min())
     if smallest < folds:
-        raise InputError(f"search.cv_folds={folds}: the smallest class has {smallest} training texts, fewer than the "
-                         f"folds; allowed: 1 to {smallest} folds, or more data")
+        raise InputError(
+            f"search.cv_folds={folds}: the smallest class has {smallest} training texts, fewer than the "
+            f"folds; allowed: 1 to {smallest} folds, or more data"
+        )
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return [dataclasses.replace(data, x_train=pool.x_train[fit], y_train=pool.y_train[fit], x_val=pool.x_train[val],
-                                y_val=pool.y_train[val])
-            for fit, val in splitter.split(pool.x_train, pool.y_train)]
+    return [
+        dataclasses.replace(
+            data,
+            x_train=pool.x_train[fit],
+            y_train=pool.y_train[fit],
+            x_val=pool.x_train[val],
+            y_val=pool.y_train[val],
+        )
+        for fit, val in splitter.split(pool.x_train, pool.y_train)
+    ]
 
 
-def cross_validate(cfg: DictConfig, data: Dataset, folds: int, after_fold: Callable[[int, float], bool],
-                   train: Callable = train_model) -> tuple[TrainResult, int | None]:
+def cross_validate(
+    cfg: DictConfig,
+    data: Dataset,
+    folds: int,
+    after_fold: Callable[[int, float], bool],
+    train: Callable = train_model,
+) -> tuple[TrainResult, int | None]:
     """Train on each fold (a nested MLflow run each, when a run is active), calling `after_fold(index, mean of the
     folds' values so far)` after each: True stops here (pruned). Then the final model on all the data. Returns the
     combined result and the number of folds trained when pruned (None when all ran). `train(cfg, data)`: one
@@ -91,8 +109,14 @@ def cross_validate(cfg: DictConfig, data: Dataset, folds: int, after_fold: Calla
             return combined(results, results[-1], objective, folds), index + 1
     epochs = chosen_epochs(results)
     final_cfg = OmegaConf.merge(cfg, {"train": {"epochs": epochs}})
-    log.info("%d folds: %s %.4f ± %.4f; the model is trained on all %d texts for %d epochs (their median best epoch)",
-             folds, objective, *mean_sd(results, Fig.best(objective)), len(data.y_train) + len(data.y_val), epochs)
+    log.info(
+        "%d folds: %s %.4f ± %.4f; the model is trained on all %d texts for %d epochs (their median best epoch)",
+        folds,
+        objective,
+        *mean_sd(results, Fig.best(objective)),
+        len(data.y_train) + len(data.y_val),
+        epochs,
+    )
     final = train(final_cfg, pooled(data))
     return combined(results, final, objective, folds), None
 
@@ -100,13 +124,18 @@ def cross_validate(cfg: DictConfig, data: Dataset, folds: int, after_fold: Calla
 def fold_run(index: int, folds: int):
     if mlflow.active_run() is None:
         return contextlib.nullcontext()
-    return mlflow.start_run(run_name=f"{mlflow.active_run().info.run_name}-fold-{index + 1}", nested=True,
-                            tags={"fold": f"{index + 1} of {folds}"})
+    return mlflow.start_run(
+        run_name=f"{mlflow.active_run().info.run_name}-fold-{index + 1}",
+        nested=True,
+        tags={"fold": f"{index + 1} of {folds}"},
+    )
 
 
 def log_fold(result: TrainResult) -> None:
     if mlflow.active_run() is not None:
-        mlflow.log_metrics({name: float(value) for name, value in result.summary.items() if np.isfinite(value)})
+        mlflow.log_metrics(
+            {name: float(value) for name, value in result.summary.items() if np.isfinite(value)}
+        )
 
 
 def fold_diverged(result: TrainResult) -> bool:
@@ -133,7 +162,9 @@ def check_stored_folds(cfg: DictConfig, url: str) -> None:
         return
     timeout = {"connect_args": {"timeout": stores.SQLITE_BUSY_SECONDS}} if store.file else None
     with stores.opening(store):
-        if not has_studies(url, timeout):  # a new database: Optuna makes its tables when the study is created
+        if not has_studies(
+            url, timeout
+        ):  # a new database: Optuna makes its tables when the study is created
             return
         storage = optuna.storages.RDBStorage(url, engine_kwargs=timeout, skip_table_creation=True)
         try:
@@ -145,7 +176,9 @@ def check_stored_folds(cfg: DictConfig, url: str) -> None:
 
 
 def has_studies(url: str, engine_kwargs: dict | None) -> bool:
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, **(engine_kwargs or {}))
+    engine = sqlalchemy.create_engine(
+        url, poolclass=sqlalchemy.pool.NullPool, **(engine_kwargs or {})
+    )
     try:
         return sqlalchemy.inspect(engine).has_table("version_info")
     finally:
@@ -166,11 +199,15 @@ def refuse_other_folds(cfg: DictConfig, study_name: str, stored: int) -> None:
     """An explicit search.cv_folds other than the study's, or Hyperband on a cross-validated study: InputError."""
     if cfg.search.cv_folds != "auto" and cfg.search.cv_folds != stored:
         how = "one validation split" if stored == 1 else f"{stored} folds"
-        raise InputError(f"search.cv_folds={cfg.search.cv_folds}: study {study_name!r} is run with {how}; "
-                         f"allowed: {stored} or auto, or a new search.study_name")
+        raise InputError(
+            f"search.cv_folds={cfg.search.cv_folds}: study {study_name!r} is run with {how}; "
+            f"allowed: {stored} or auto, or a new search.study_name"
+        )
     if stored > 1 and config.is_pruner(cfg, "HyperbandPruner"):
-        raise InputError(f"search.pruner={cfg.search.pruner}: Hyperband's resource is epochs, and a cross-validated "
-                         f"trial reports once per fold; allowed: median, patient, none, or search.cv_folds=1")
+        raise InputError(
+            f"search.pruner={cfg.search.pruner}: Hyperband's resource is epochs, and a cross-validated "
+            f"trial reports once per fold; allowed: median, patient, none, or search.cv_folds=1"
+        )
 
 
 def fold_values(results: list[TrainResult], name: str) -> list[float]:
@@ -190,28 +227,48 @@ def mean_sd(results: list[TrainResult], name: str) -> tuple[float, float]:
 
 
 def chosen_epochs(results: list[TrainResult]) -> int:
-    return max(1, round(statistics.median(r.summary.get(Fig.best_epoch, r.summary[Fig.epochs_run]) for r in results)))
+    return max(
+        1,
+        round(
+            statistics.median(
+                r.summary.get(Fig.best_epoch, r.summary[Fig.epochs_run]) for r in results
+            )
+        ),
+    )
 
 
-def combined(results: list[TrainResult], final: TrainResult, objective: str, folds: int) -> TrainResult:
+def combined(
+    results: list[TrainResult], final: TrainResult, objective: str, folds: int
+) -> TrainResult:
     """The final model with its own training figures, and the folds' validation figures: each best-epoch figure
     the mean over folds, the sd of the objective, the validation curves averaged over the folds that reached
     each epoch, the seconds of every fit."""
     summary = {key: value for key, value in final.summary.items() if not key.startswith("best_")}
-    summary |= {name: fold_mean(results, name) for name in map(Fig.best, MONITORED)
-                if len(fold_values(results, name)) == len(results)}  # a fold with none: the trial has none
+    summary |= {
+        name: fold_mean(results, name)
+        for name in map(Fig.best, MONITORED)
+        if len(fold_values(results, name)) == len(results)
+    }  # a fold with none: the trial has none
     summary[Fig.cv_sd] = mean_sd(results, Fig.best(objective))[1]
     summary[Fig.cv_folds] = folds
     summary[Fig.cv_folds_run] = len(results)
-    summary[Fig.best_epoch] = chosen_epochs(results) if final is not results[-1] else results[-1].summary.get(
-        Fig.best_epoch, 0)
-    fits = list({id(r): r for r in [*results, final]}.values())  # the final model, unless it is the last fold
+    summary[Fig.best_epoch] = (
+        chosen_epochs(results)
+        if final is not results[-1]
+        else results[-1].summary.get(Fig.best_epoch, 0)
+    )
+    fits = list(
+        {id(r): r for r in [*results, final]}.values()
+    )  # the final model, unless it is the last fold
     summary[Fig.fit_seconds] = sum(r.summary[Fig.fit_seconds] for r in fits)
     summary[Fig.epochs_trained] = sum(r.summary[Fig.epochs_run] for r in fits)
     summary[Fig.nan_loss] = int(any(r.summary[Fig.nan_loss] for r in fits))
     diverged = next((r for r in fits if r.summary.get(Fig.diverged_at)), None)
     if diverged is not None:
-        summary |= {key: diverged.summary[key] for key in (Fig.diverged_at, Fig.final_loss, Fig.divergence_limit)}
+        summary |= {
+            key: diverged.summary[key]
+            for key in (Fig.diverged_at, Fig.final_loss, Fig.divergence_limit)
+        }
     history = dict(final.history)
     for name in {key for r in results for key in r.history if key.startswith("val_")}:
         history[name] = mean_curve([r.history.get(name, []) for r in results])

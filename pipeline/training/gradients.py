@@ -32,7 +32,9 @@ class GradientSignal(keras.callbacks.Callback):
         """Called inside the traced training step: the gradients applied, the weights before and after."""
         change = tf.linalg.global_norm([a - b for a, b in zip(after, before)])
         ratio = change / tf.maximum(tf.linalg.global_norm(before), 1e-12)
-        self.sums.assign_add(tf.stack([tf.linalg.global_norm(gradients), ratio]))  # the order of GRADIENT_METRICS
+        self.sums.assign_add(
+            tf.stack([tf.linalg.global_norm(gradients), ratio])
+        )  # the order of GRADIENT_METRICS
         self.steps.assign_add(1.0)
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -31,8 +31,12 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class TrainResult:
-    history: dict[str, list[float]]  # per-epoch logs as Keras recorded them, EpochStats' figures included
-    summary: dict[str, float]  # per-run figures: plateau, stall, timings, parameter count, test scores
+    history: dict[
+        str, list[float]
+    ]  # per-epoch logs as Keras recorded them, EpochStats' figures included
+    summary: dict[
+        str, float
+    ]  # per-run figures: plateau, stall, timings, parameter count, test scores
     model: keras.Model
     test_report: dict | None = None  # scores.class_report of the test split (train.evaluate_test)
 
@@ -41,7 +45,9 @@ class MlflowEpochLogger(keras.callbacks.Callback):
     """Logs every number of an epoch's logs to the active MLflow run, step = epoch number (from 1)."""
 
     def on_epoch_end(self, epoch, logs=None):
-        mlflow.log_metrics({key: float(value) for key, value in (logs or {}).items()}, step=epoch + 1)
+        mlflow.log_metrics(
+            {key: float(value) for key, value in (logs or {}).items()}, step=epoch + 1
+        )
 
 
 def plateau_epochs(losses: list[float], tolerance: float) -> int:
@@ -86,7 +92,12 @@ class BestEpoch(keras.callbacks.Callback):
             return
         key = ranking.rank_key(value, logs.get("val_loss"), self.maximize)
         if self.key is None or key < self.key:
-            self.epoch, self.value, self.key, self.weights = epoch, float(value), key, self.model.get_weights()
+            self.epoch, self.value, self.key, self.weights = (
+                epoch,
+                float(value),
+                key,
+                self.model.get_weights(),
+            )
 
     def on_train_end(self, logs=None):
         if self.weights is not None:
@@ -110,9 +121,13 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
     def _is_improvement(self, monitor_value, reference_value):
         if super()._is_improvement(monitor_value, reference_value):
             return True
-        if reference_value is self.baseline or self.monitor == "val_loss":  # beating the baseline means beating it
+        if (
+            reference_value is self.baseline or self.monitor == "val_loss"
+        ):  # beating the baseline means beating it
             return False
-        tied = ranking.ties(monitor_value, reference_value)  # equal, as BestEpoch's ties: min_delta keeps its meaning
+        tied = ranking.ties(
+            monitor_value, reference_value
+        )  # equal, as BestEpoch's ties: min_delta keeps its meaning
         return tied and ranking.finite(self.val_loss) and self.val_loss < self.best_val_loss
 
 
@@ -153,10 +168,14 @@ class EpochStats(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         now = time.perf_counter()
-        train_seconds = (self.train_ended if self.train_ended > self.started else now) - self.started
+        train_seconds = (
+            self.train_ended if self.train_ended > self.started else now
+        ) - self.started
         logs["epoch_seconds"] = now - self.started
         logs["samples_per_second"] = self.n_train / train_seconds
-        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        logs["learning_rate"] = float(
+            keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+        )
 
 
 def configure_threads(threads: DictConfig) -> None:
@@ -166,7 +185,9 @@ def configure_threads(threads: DictConfig) -> None:
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads.intra_op)
         tf.config.threading.set_inter_op_parallelism_threads(threads.inter_op)
-    except RuntimeError:  # TensorFlow already initialised here (e.g. several runs in one process): keep its pools
+    except (
+        RuntimeError
+    ):  # TensorFlow already initialised here (e.g. several runs in one process): keep its pools
         if (threads.intra_op, threads.inter_op) != (
             tf.config.threading.get_intra_op_parallelism_threads(),
             tf.config.threading.get_inter_op_parallelism_threads(),
@@ -184,8 +205,14 @@ class StopOnSignal(keras.callbacks.Callback):
         signals.check()
 
 
-def make_callbacks(cfg: DictConfig, n_train: int, best: BestEpoch, divergence: TerminateOnDivergence,
-                   extra: list, validating: bool = True) -> list:
+def make_callbacks(
+    cfg: DictConfig,
+    n_train: int,
+    best: BestEpoch,
+    divergence: TerminateOnDivergence,
+    extra: list,
+    validating: bool = True,
+) -> list:
     """Ours first (they add figures to the logs), then the configured ones, then MLflow, then the caller's;
     the best-epoch keeper last, so its weights are the ones restored at the end. Without a validation split
     (a cross-validation's final model trains for the epochs its folds chose) the configured ones, which watch
@@ -208,23 +235,39 @@ def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResu
     built = time.perf_counter()
     best = BestEpoch(cfg.train.monitor)
     divergence = TerminateOnDivergence(cfg.train.divergence_factor * divergence_scale(data))
-    validating = len(data.y_val) > 0  # not the final model of a cross-validation (pipeline/folds.py)
+    validating = (
+        len(data.y_val) > 0
+    )  # not the final model of a cross-validation (pipeline/folds.py)
     fitted = model.fit(
         training_stream(data.x_train, data.y_train, cfg.train, cfg.train.seed),
-        validation_data=evaluation_stream(data.x_val, data.y_val, cfg.train) if validating else None,
+        validation_data=evaluation_stream(data.x_val, data.y_val, cfg.train)
+        if validating
+        else None,
         epochs=cfg.train.epochs,
         shuffle=False,  # the stream reshuffles itself every epoch (train.shuffle)
-        callbacks=make_callbacks(cfg, len(data.y_train), best, divergence, list(extra_callbacks), validating),
+        callbacks=make_callbacks(
+            cfg, len(data.y_train), best, divergence, list(extra_callbacks), validating
+        ),
         verbose=cfg.train.verbose,
     )
     fit_ended = time.perf_counter()
     history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
     summary = run_summary(history, best.epoch, cfg.train)
-    summary |= plateau_level(history.get("loss", []), summary[Fig.plateau_epochs], data.chance_loss(), cfg.train.chance_tolerance)
+    summary |= plateau_level(
+        history.get("loss", []),
+        summary[Fig.plateau_epochs],
+        data.chance_loss(),
+        cfg.train.chance_tolerance,
+    )
     summary |= vector_figures
-    summary |= {Fig.params: model.count_params(), Fig.build_seconds: built - started, Fig.fit_seconds: fit_ended - built,
-                Fig.num_classes: data.num_classes, Fig.diverged_at: divergence.diverged_at or 0,
-                Fig.divergence_limit: divergence.limit}
+    summary |= {
+        Fig.params: model.count_params(),
+        Fig.build_seconds: built - started,
+        Fig.fit_seconds: fit_ended - built,
+        Fig.num_classes: data.num_classes,
+        Fig.diverged_at: divergence.diverged_at or 0,
+        Fig.divergence_limit: divergence.limit,
+    }
     report = None
     if cfg.train.evaluate_test:
         figures, report = evaluate_test(model, f1, data, cfg.train)
@@ -243,16 +286,26 @@ def new_model(cfg: DictConfig, data: Dataset) -> tuple[keras.Model, dict[str, fl
     return model, vectors.figures(data.x_train)
 
 
-def evaluate_test(model: keras.Model, f1, data: Dataset, train_cfg: DictConfig) -> tuple[dict[str, float], dict]:
+def evaluate_test(
+    model: keras.Model, f1, data: Dataset, train_cfg: DictConfig
+) -> tuple[dict[str, float], dict]:
     """The test split scored once: loss, accuracy and macro-F1 as run figures, and the per-class report made from
     the same evaluation's confusion matrix. `f1`: the model's compiled scores.MacroF1."""
-    scores = model.evaluate(evaluation_stream(data.x_test, data.y_test, train_cfg), verbose=0, return_dict=True)
+    scores = model.evaluate(
+        evaluation_stream(data.x_test, data.y_test, train_cfg), verbose=0, return_dict=True
+    )
     report = class_report(keras.ops.convert_to_numpy(f1.matrix), data.class_names)
-    figures = {Fig.test_loss: scores["loss"], Fig.test_accuracy: scores["accuracy"], Fig.test_macro_f1: report["macro_f1"]}
+    figures = {
+        Fig.test_loss: scores["loss"],
+        Fig.test_accuracy: scores["accuracy"],
+        Fig.test_macro_f1: report["macro_f1"],
+    }
     return figures, report
 
 
-def run_summary(history: dict[str, list[float]], best_epoch: int | None, train_cfg: DictConfig) -> dict[str, float]:
+def run_summary(
+    history: dict[str, list[float]], best_epoch: int | None, train_cfg: DictConfig
+) -> dict[str, float]:
     """Per-run figures; `best_epoch` (from 0) is the epoch of the weights kept, whose figures are reported."""
     losses = history.get("loss", [])
     finite_val = [loss if math.isfinite(loss) else math.inf for loss in history.get("val_loss", [])]
@@ -260,7 +313,9 @@ def run_summary(history: dict[str, list[float]], best_epoch: int | None, train_c
     summary = {
         Fig.epochs_run: len(losses),
         Fig.plateau_epochs: plateau,
-        Fig.plateau_censored: int(0 < plateau == len(losses)),  # ended still on its plateau: it lasted at least this long
+        Fig.plateau_censored: int(
+            0 < plateau == len(losses)
+        ),  # ended still on its plateau: it lasted at least this long
         Fig.longest_stall: longest_stall(finite_val),
         Fig.nan_loss: int(any(not math.isfinite(loss) for loss in losses)),
         Fig.final_loss: losses[-1] if losses else math.nan,
@@ -268,16 +323,22 @@ def run_summary(history: dict[str, list[float]], best_epoch: int | None, train_c
     summary |= plateau_gradient_figures(history, plateau)
     if best_epoch is not None:
         summary[Fig.best_epoch] = best_epoch + 1
-        summary |= {Fig.best(name): history[name][best_epoch] for name in MONITORED if name in history}
+        summary |= {
+            Fig.best(name): history[name][best_epoch] for name in MONITORED if name in history
+        }
     return summary
 
 
-def plateau_level(losses: list[float], plateau: int, chance: float, tolerance: float) -> dict[str, float]:
+def plateau_level(
+    losses: list[float], plateau: int, chance: float, tolerance: float
+) -> dict[str, float]:
     """The plateau's mean training loss against chance_loss: a plateau at chance means the model predicts the prior."""
     figures = {Fig.chance_loss: chance}
     if plateau >= 2:  # one epoch is no plateau
         figures[Fig.plateau_loss] = sum(losses[:plateau]) / plateau
-        figures[Fig.plateau_at_chance] = int(abs(figures[Fig.plateau_loss] - chance) <= tolerance * chance)
+        figures[Fig.plateau_at_chance] = int(
+            abs(figures[Fig.plateau_loss] - chance) <= tolerance * chance
+        )
     return figures
 
 
@@ -288,9 +349,13 @@ def single_run(cfg: DictConfig, entry: str, default_name: str, checked: bool = F
     if not checked:  # the entry point checked it already
         config.check(cfg)
     OmegaConf.set_readonly(cfg, True)  # checked: never changed after
-    configure_threads(cfg.train.threads)  # before the optimizer is first made: that starts TensorFlow, which fixes its pools
+    configure_threads(
+        cfg.train.threads
+    )  # before the optimizer is first made: that starts TensorFlow, which fixes its pools
     config.check_instantiable(cfg)
-    mlflow_runs.probe(cfg)  # a store that cannot be used stops the command before the data is prepared
+    mlflow_runs.probe(
+        cfg
+    )  # a store that cannot be used stops the command before the data is prepared
     data = prepare_data(cfg.data, cfg.paths.cache_dir)
     if cfg.model.embedding.vectors is not None:  # a bad file stops the command before any run
         word_vectors(cfg.model.embedding.vectors, data, cfg.paths.cache_dir)
@@ -305,19 +370,27 @@ def single_run(cfg: DictConfig, entry: str, default_name: str, checked: bool = F
 
 def run_training(cfg: DictConfig, checked: bool = False) -> TrainResult:
     """rnn-train's job: check the config, prepare data, train once inside an MLflow run, log everything, print a summary."""
-    with single_run(cfg, "rnn-train", f"{model_label(cfg.model)}-{cfg.data.name}", checked) as (data, run, run_name):
+    with single_run(cfg, "rnn-train", f"{model_label(cfg.model)}-{cfg.data.name}", checked) as (
+        data,
+        run,
+        run_name,
+    ):
         result = train_model(cfg, data)
         model_id = mlflow_runs.log_training(result, data, cfg, title=run_name)
         mlflow_runs.describe_run(run_description(cfg, result, model_id))
     print(f"\n{run_name}:\n{format_summary(data_figures(data) | result.summary)}")
-    print(f"\nMLflow run {run.info.run_id} in experiment {cfg.tracking.experiment!r}; to look at it:\n{mlflow_runs.ui_hint(cfg, run)}")
+    print(
+        f"\nMLflow run {run.info.run_id} in experiment {cfg.tracking.experiment!r}; to look at it:\n{mlflow_runs.ui_hint(cfg, run)}"
+    )
     return result
 
 
 def run_description(cfg: DictConfig, result: TrainResult, model_id: str | None) -> str:
     """One line for the run's description in the MLflow UI."""
     names = (f"best_{cfg.train.monitor}", "test_accuracy")
-    figures = ", ".join(f"{name} {result.summary[name]:.4f}" for name in names if name in result.summary)
+    figures = ", ".join(
+        f"{name} {result.summary[name]:.4f}" for name in names if name in result.summary
+    )
     model = f"; model `models:/{model_id}`" if model_id else ""
     return f"{model_label(cfg.model)} on {cfg.data.name}: {figures} (best epoch {result.summary.get(Fig.best_epoch, 0):.0f}){model}"
 

@@ -7,8 +7,18 @@ from omegaconf import OmegaConf
 
 from tests.conftest import compose_config
 
-POSITIVE = ["a wonderful film", "great acting and a great story", "loved every minute", "superb and moving"]
-NEGATIVE = ["a dull film", "terrible acting and a weak story", "hated every minute", "boring and silly"]
+POSITIVE = [
+    "a wonderful film",
+    "great acting and a great story",
+    "loved every minute",
+    "superb and moving",
+]
+NEGATIVE = [
+    "a dull film",
+    "terrible acting and a weak story",
+    "hated every minute",
+    "boring and silly",
+]
 
 
 def reviews(count: int, offset: int = 0):
@@ -37,7 +47,9 @@ def write_imdb_archive(path, count=10, extra=None):
         pos, neg = reviews(count, offset)
         for label, texts in (("pos", pos), ("neg", neg)):
             for i, text in enumerate(texts):
-                members[f"aclImdb/{split}/{label}/{i}_7.txt"] = (text + "<br /><br />the end").encode()
+                members[f"aclImdb/{split}/{label}/{i}_7.txt"] = (
+                    text + "<br /><br />the end"
+                ).encode()
     members["aclImdb/README"] = b"readme"
     members.update(extra or {})
     with tarfile.open(path, "w:gz") as tar:
@@ -53,12 +65,18 @@ def write_imdb_archive(path, count=10, extra=None):
 def imdb_config(tmp_path, **values):
     downloads = tmp_path / "cache" / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
-    return data_config("imdb", url=(downloads / "aclImdb_v1.tar.gz").as_uri(), max_len=12, **values), downloads
+    return data_config(
+        "imdb", url=(downloads / "aclImdb_v1.tar.gz").as_uri(), max_len=12, **values
+    ), downloads
 
 
 def write_sentences(folder, lines_per_source=12, overrides=None):
     folder.mkdir(parents=True, exist_ok=True)
-    for source, name in {"amazon": "amazon_cells_labelled.txt", "imdb": "imdb_labelled.txt", "yelp": "yelp_labelled.txt"}.items():
+    for source, name in {
+        "amazon": "amazon_cells_labelled.txt",
+        "imdb": "imdb_labelled.txt",
+        "yelp": "yelp_labelled.txt",
+    }.items():
         pos, neg = reviews(lines_per_source // 2)
         lines = [f"{text} {source}\t1" for text in pos] + [f"{text} {source}\t0" for text in neg]
         content = ("\n".join(lines) + "\n").encode()

@@ -19,5 +19,7 @@ def wait_for_http(url: str, process: subprocess.Popen, log: Path, seconds: float
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             state = f"exited {process.returncode}" if process.poll() is not None else "timed out"
-            raise AssertionError(f"{url} did not answer ({state}):\n{Path(log).read_text()[-3000:]}")
+            raise AssertionError(
+                f"{url} did not answer ({state}):\n{Path(log).read_text()[-3000:]}"
+            )
         time.sleep(0.5)

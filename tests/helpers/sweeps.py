@@ -14,7 +14,10 @@ def sweep(overrides: list[str]) -> int:
 
 def study_of(overrides: list[str]) -> optuna.Study:
     cfg = compose(overrides)
-    return optuna.load_study(study_name=cfg.search.study_name, storage=f"sqlite:///{Path(cfg.paths.mlruns_dir) / 'optuna.db'}")
+    return optuna.load_study(
+        study_name=cfg.search.study_name,
+        storage=f"sqlite:///{Path(cfg.paths.mlruns_dir) / 'optuna.db'}",
+    )
 
 
 def runs_of(overrides: list[str]):
@@ -31,4 +34,6 @@ def assert_every_trial_has_its_chart(client, children) -> None:
     """The chart process drew each trial's learning curves into the trial's own run (a PNG), titled with its trial."""
     for child in children:
         folder = client.download_artifacts(child.info.run_id, "learning_curves.png")
-        assert Path(folder).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", child.data.tags["trial_number"]
+        assert Path(folder).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", child.data.tags[
+            "trial_number"
+        ]
