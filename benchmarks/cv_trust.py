@@ -10,13 +10,10 @@ wall time of each command; then, per setting, the sd of the winners' test accura
 
 import argparse
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
+from quiet_sweep import run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,26 +26,8 @@ def run(seed: int, folds: int, extra: list[str]) -> tuple[float, float, int]:
         "data=sentences",
         f"search.seed={seed}",
         f"search.cv_folds={folds}",
-        "search.show_progress_bar=false",
-        "search.register_as=null",
-        f"paths.mlruns_dir={folder}/mlruns",
-        f"paths.log_dir={folder}/logs",
-        f"tracking.uri=sqlite:///{folder}/mlflow.db",
-        *extra,
     ]
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "pipeline.cli.sweep", *overrides],
-        check=True,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wall = time.perf_counter() - started
-    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
-    [parent] = client.search_runs(
-        [client.get_experiment_by_name("rnnsweep").experiment_id], "tags.entry = 'rnn-sweep'"
-    )
+    parent, wall = run_sweep(folder, overrides, extra)
     return parent.data.metrics["best_test_accuracy"], wall, int(parent.data.metrics["best_trial"])
 
 

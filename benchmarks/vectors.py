@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 import optuna
-from mlflow.tracking import MlflowClient
 
 from pipeline.config import compose
+from quiet_sweep import run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 ARMS = {"scratch only": ["~search.space.vectors", "~search.space.trainable"], "vectors axis": []}
@@ -74,27 +74,10 @@ def sweep(arm: str, seed: int, vectors: Path, dim: int, extra: list) -> tuple[fl
         *ARMS[arm],
         f"model.embedding_dim={dim}",
         f"search.seed={seed}",
-        "search.show_progress_bar=false",
-        "search.register_as=null",
-        f"paths.mlruns_dir={folder}/mlruns",
-        f"paths.log_dir={folder}/logs",
-        f"tracking.uri=sqlite:///{folder}/mlflow.db",
-        *extra,
     ]
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "pipeline.cli.sweep", *overrides],
-        check=True,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wall = time.perf_counter() - started
-    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
-    experiment = client.get_experiment_by_name("rnnsweep").experiment_id
-    [parent] = client.search_runs([experiment], "tags.entry = 'rnn-sweep'")
+    parent, wall = run_sweep(folder, overrides, extra)
     study = optuna.load_study(
-        study_name=compose(overrides).search.study_name,
+        study_name=compose([*overrides, *extra]).search.study_name,
         storage=f"sqlite:///{folder}/mlruns/optuna.db",
     )
     winner = study.trials[int(parent.data.metrics["best_trial"])]
