@@ -17,6 +17,9 @@ def sweep(cfg: DictConfig) -> int:
     space.check_sweep(
         cfg, list(HydraConfig.get().overrides.task)
     )  # before TensorFlow and MLflow: at once
+    from pipeline.tracking import stores
+
+    stores.probe_sweep(cfg)  # a store that cannot be used stops here, before TensorFlow loads
     from pipeline.search import workers
     from pipeline.search.sweep import EXIT_WORKER_DIED, run_sweep
 

@@ -16,7 +16,15 @@ from optuna.distributions import (
 )
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.config import check, chosen_groups, compose, group_options, is_grid, override
+from pipeline.config import (
+    check,
+    chosen_groups,
+    compose,
+    compose_with_values,
+    group_options,
+    is_grid,
+    override,
+)
 from pipeline.core.errors import InputError
 
 TYPES = {"float": FloatDistribution, "int": IntDistribution, "categorical": CategoricalDistribution}
@@ -146,7 +154,7 @@ def check_space(cfg: DictConfig, base_overrides: list[str], groups: dict[str, st
     for entry in entries:
         for value in entry.probe_values():
             try:
-                check(compose([*base_overrides, override(entry.path, value)]))
+                check(probe(base_overrides, groups, override(entry.path, value)))
             except InputError as error:
                 raise InputError(
                     f"search.space.{entry.name} ({entry.path}={value}): {error}"
@@ -155,6 +163,14 @@ def check_space(cfg: DictConfig, base_overrides: list[str], groups: dict[str, st
         if entry.when_path:
             check_when(entry, cfg, groups, searched)
     return entries
+
+
+def probe(base_overrides: list[str], groups: dict[str, str], choice: str) -> DictConfig:
+    """The config of the base overrides plus one searched value: a config group's option is composed by
+    Hydra, a value is applied to the base config as Hydra would (as a trial's config is made)."""
+    if choice.split("=", 1)[0] in groups:
+        return compose([*base_overrides, choice])
+    return compose_with_values(base_overrides, [choice])
 
 
 def check_paths(entries: list[Entry]) -> dict[str, Entry]:

@@ -78,9 +78,7 @@ def run_sweep(cfg: DictConfig, base_overrides: list[str], checked: bool = False)
     OmegaConf.set_readonly(
         cfg, True
     )  # checked: never changed after (what the study decides makes a new config)
-    mlflow_runs.probe(
-        cfg, also_check=(stores.optuna_store(storage_url(cfg)),)
-    )  # both stores, nothing written yet
+    stores.probe_sweep(cfg)  # both stores, nothing written yet
     earlier = warm_start.earlier_best(
         cfg, storage_url(cfg)
     )  # search.warm_start_from, only read: a missing study stops

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.report import charts
 from pipeline.models import export
 from pipeline.tracking import stores
+from pipeline.tracking.stores import absolute, probe, tracking_uri  # noqa: F401 - used from here too
 from pipeline.tracking.datasets import log_datasets
 from pipeline.core.names import Attr, Fig, higher_is_better
 from pipeline.models.zoo import model_label
@@ -46,17 +47,6 @@ def trial_run_name(number: int, cfg: DictConfig) -> str:
         label = label.replace(cfg.model.body, f"{cfg.model.body}{cfg.model.units}", 1)
     mantissa, exponent = f"{cfg.optimizer.learning_rate:.1e}".split("e")
     return f"t{number}-{label}-lr{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
-
-
-def absolute(path: str) -> Path:
-    return Path(path).expanduser().resolve()
-
-
-def tracking_uri(cfg: DictConfig) -> str:
-    """The configured URI, or the local store: a sqlite file inside paths.mlruns_dir."""
-    if cfg.tracking.uri:
-        return cfg.tracking.uri
-    return f"sqlite:///{absolute(cfg.paths.mlruns_dir) / 'mlflow.db'}"
 
 
 def local_artifact_root(cfg: DictConfig) -> str | None:
@@ -93,14 +83,6 @@ def configure(cfg: DictConfig, also_check: tuple[stores.Store, ...] = ()) -> str
         mlflow.set_experiment(experiment_id=experiment_id)
     log.info("MLflow: %s, experiment %r", redact(uri), cfg.tracking.experiment)
     return experiment_id
-
-
-def probe(cfg: DictConfig, also_check: tuple[stores.Store, ...] = ()) -> stores.Store:
-    """`paths.*`, the MLflow store and `also_check` can be used: InputError if not; nothing is written.
-    Entry points call it before they prepare any data; returns the MLflow store."""
-    store = stores.mlflow_store(tracking_uri(cfg))
-    stores.check_before_writing(cfg.paths, (store, *also_check))
-    return store
 
 
 def mark_model_development(experiment_id: str, experiment=None) -> None:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import filelock
 import sqlalchemy
 from mlflow.exceptions import MlflowException
+from omegaconf import DictConfig
 from sqlalchemy.engine import make_url
 
 from pipeline.core.errors import InputError, check_space
@@ -440,3 +441,27 @@ def storage_url(cfg) -> str:
     if cfg.search.storage:
         return cfg.search.storage
     return f"sqlite:///{Path(cfg.paths.mlruns_dir).expanduser().resolve() / 'optuna.db'}"
+
+
+def absolute(path: str) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def tracking_uri(cfg: DictConfig) -> str:
+    """The configured URI, or the local store: a sqlite file inside paths.mlruns_dir."""
+    if cfg.tracking.uri:
+        return cfg.tracking.uri
+    return f"sqlite:///{absolute(cfg.paths.mlruns_dir) / 'mlflow.db'}"
+
+
+def probe(cfg: DictConfig, also_check: tuple[Store, ...] = ()) -> Store:
+    """`paths.*`, the MLflow store and `also_check` can be used: InputError if not; nothing is written.
+    Entry points call it before they prepare any data; returns the MLflow store."""
+    store = mlflow_store(tracking_uri(cfg))
+    check_before_writing(cfg.paths, (store, *also_check))
+    return store
+
+
+def probe_sweep(cfg: DictConfig) -> Store:
+    """probe for a sweep: the MLflow store and the study's storage, before TensorFlow loads."""
+    return probe(cfg, also_check=(optuna_store(storage_url(cfg)),))
