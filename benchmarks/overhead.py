@@ -1,7 +1,7 @@
 """Orchestration overhead per trial: the seconds a trial spends outside model.fit and model building.
 
     python benchmarks/overhead.py                      # runs search=quick on the UCI sentences, 10 trials
-    python benchmarks/overhead.py --tiny               # CI: 3 trials of 1 epoch
+    python benchmarks/overhead.py --tiny               # CI: 3 trials of 1 epoch on 400 texts
     python benchmarks/overhead.py --storage sqlite:///mlruns/optuna.db --study default-imdb   # an existing study
 
 A trial's wall time comes from Optuna's own start and completion stamps; `fit_seconds` and
@@ -43,7 +43,9 @@ def run_fresh(trials: int, extra: list[str]) -> optuna.Study:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--tiny", action="store_true", help="3 trials of 1 epoch (seconds)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="3 trials of 1 epoch on 400 texts (seconds)"
+    )
     parser.add_argument("--storage", help="read this Optuna storage instead of running a sweep")
     parser.add_argument("--study", help="the study to read from --storage")
     parser.add_argument(
@@ -57,7 +59,7 @@ def main() -> None:
     else:
         study = run_fresh(
             3 if args.tiny else args.trials,
-            (["train.epochs=1"] if args.tiny else []) + args.overrides,
+            (["train.epochs=1", "data.subset=400"] if args.tiny else []) + args.overrides,
         )
     rows = []
     for trial in study.trials:

@@ -82,11 +82,12 @@ def main() -> None:
         "--overrides", nargs="*", default=[], help="extra overrides of the rnn-sweep command"
     )
     parser.add_argument(
-        "--tiny", action="store_true", help="the UCI sentences, 1 epoch (seconds; CI)"
+        "--tiny", action="store_true", help="400 UCI sentences, 1 epoch (seconds; CI)"
     )
     args = parser.parse_args()
     if args.tiny:
-        args.data, args.overrides = ["sentences"], [*args.overrides, "train.epochs=1"]
+        args.data = ["sentences"]
+        args.overrides = [*args.overrides, "train.epochs=1", "data.subset=400"]
     print(
         f"search={args.search}, overrides {args.overrides or 'none'}, started {time.strftime('%Y-%m-%d %H:%M')}"
     )

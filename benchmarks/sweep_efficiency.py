@@ -343,15 +343,15 @@ def parse_args():
     parser.add_argument(
         "--tiny",
         action="store_true",
-        help="UCI sentences, search=quick, 15 s per tool, one seed (CI)",
+        help="400 UCI sentences, search=quick, 10 s per tool, one seed (CI)",
     )
     args = parser.parse_args()
     if args.tiny:
         args.data, args.subset, args.search, args.budget, args.targets, args.seeds = (
             "sentences",
-            0,
+            400,
             "quick",
-            15,
+            10,
             [0.6, 0.7],
             [1],
         )

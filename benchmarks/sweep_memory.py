@@ -1,7 +1,7 @@
 """Resident memory of one sweep process over many trials: prints a markdown table.
 
     python benchmarks/sweep_memory.py              # 50 trials of search=default on the UCI sentences, 1 epoch each
-    python benchmarks/sweep_memory.py --tiny       # CI: 2 x 2 trials
+    python benchmarks/sweep_memory.py --tiny       # CI: 2 x 2 trials on 400 texts, no confirmation
 
 The study is resumed in chunks inside one process (as a scheduled worker would), and the process's
 resident set size is read after each chunk. Keras state is cleared between trials, so it should stay flat.
@@ -41,6 +41,7 @@ def main() -> None:
             f"paths.mlruns_dir={folder}/mlruns",
             f"paths.log_dir={folder}/logs",
             f"tracking.uri=sqlite:///{folder}/mlflow.db",
+            *(["data.subset=400", "search.confirm_top_k=0"] if args.tiny else []),
         ]
         cfg = compose(overrides)
         rows, started = [], time.perf_counter()

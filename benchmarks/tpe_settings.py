@@ -137,12 +137,15 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS))
     parser.add_argument("--targets", type=float, nargs="+", default=[0.80, 0.82])
     parser.add_argument(
-        "--tiny", action="store_true", help="6 trials of 1 epoch, seed 1, one setting (CI)"
+        "--tiny",
+        action="store_true",
+        help="6 trials of 1 epoch on 400 texts, seed 1, one setting (CI)",
     )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every command")
     args = parser.parse_args()
     if args.tiny:
         args.trials, args.seeds, args.settings = 6, [1], ["tpe-group-startup-5"]
+        args.subset = args.subset or 400
         args.overrides += ["train.epochs=1", "train.log_model=false"]
     checkpoints = sorted({k for k in (10, 20, 30, args.trials) if k <= args.trials})
     results: dict[str, list[dict]] = {}
