@@ -1,5 +1,5 @@
-"""What a setting may hold: a Rule tests a value and says, in one line, what is allowed
-(config.RULES: one per setting)."""
+"""What a setting may hold: a Rule tests a value and says, in one line, what is allowed. The
+schemas (schema.py) give each setting its rule; config.RULES collects them."""
 
 import dataclasses
 import math
@@ -7,6 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from omegaconf import DictConfig
+
+from pipeline.config.choices import BODIES, LOADER_NAMES, PADDING_SIDES, POOLINGS, TRUNCATE_SIDES
+from pipeline.core.names import MONITORED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,4 +84,17 @@ SHARE = Rule(
     "it must lie strictly between 0 and 1",
     quoted=False,
 )
+PATH = Rule(is_path, "it must be a non-empty path")
+PORT = integer(1, 65535)
 MAX_TRIALS = 1_000_000_000  # the workers share the trials left in a C int: 2**32 + 1 wrapped to 1
+LOADER = one_of(*LOADER_NAMES, what=" is not a loader; ")
+BODY = one_of(*BODIES)
+POOLING = one_of(*POOLINGS, applies=lambda cfg: cfg.model.body == "pooling")
+TRUNCATE = one_of(*TRUNCATE_SIDES)
+PADDING = one_of(*PADDING_SIDES)
+METRIC = one_of(*MONITORED)
+
+
+def recurrent(rule_of: Callable[..., Rule], *args) -> Rule:
+    """`rule_of(*args)`, for recurrent bodies only: pooling has no recurrent layers to size."""
+    return rule_of(*args, applies=lambda cfg: cfg.model.body != "pooling")
