@@ -286,3 +286,18 @@ def test_every_key_of_the_free_form_presets_is_documented():
         if f"{group}.{key}" not in documented
     ]
     assert undocumented == []
+
+
+@pytest.mark.parametrize(
+    "bad, line",
+    [
+        (["search.register_as=a/b"], "search.register_as='a/b'; it must be null or a model name"),
+        (["search.portfolio=[{bodi: gru}]"], "search.portfolio[0].bodi: not an entry of search"),
+        (["search=plateau", "search.lr_range=auto"], "search.lr_range=auto needs a float entry"),
+    ],
+)
+def test_the_one_check_holds_the_sweeps_own_checks(bad, line):
+    """Issue 31: the registry name, the portfolio and the learning-rate range were checked beside
+    config.check, by rnn-sweep's entry point only; now config.check itself refuses them."""
+    with pytest.raises(InputError, match=f"^{re.escape(line)}"):
+        check(compose(["data=sentences", *bad]))

@@ -4,9 +4,10 @@ Owns: `compose` and `check` (this module), the schemas that declare every settin
 type, default, doc, rule), the rules (rules.py), the allowed values that heavier layers build from
 (choices.py), and the search space (space.py). Types come from the schemas (Hydra rejects a wrong
 type while composing; `explain` turns its many lines into one); ranges and allowed values from
-RULES, gathered from the schemas' fields; the rules between values from CROSS_CHECKS. `check`
-runs once per entry point and once per sweep trial. Imports only pipeline.core, Hydra and
-OmegaConf: a bad command line is answered before TensorFlow, MLflow or matplotlib is loaded.
+RULES, gathered from the schemas' fields; the rules between values (a sweep's included) from
+CROSS_CHECKS. `check` runs once per entry point and once per sweep trial. Imports only
+pipeline.core, Hydra and OmegaConf: a bad command line is answered before TensorFlow, MLflow or
+matplotlib is loaded.
 """
 
 import codecs
@@ -14,6 +15,7 @@ import contextlib
 import copy
 import functools
 import os
+import posixpath
 import re
 from pathlib import Path
 
@@ -352,12 +354,80 @@ def check_vectors_file(cfg: DictConfig) -> None:
         raise InputError(f"model.embedding.vectors={vectors}: {problem}; allowed: {VECTOR_FILES}")
 
 
+def check_register_as(cfg: DictConfig) -> None:
+    """MLflow's rule for a registered model's name (mlflow.utils.validation): not blank, no '/' or
+    ':', a normalised path that is not '.' and does not start with '..'."""
+    name = OmegaConf.select(cfg, "search.register_as")
+    if name is None:
+        return
+    if (
+        not isinstance(name, str)
+        or not name.strip()
+        or "/" in name
+        or ":" in name
+        or posixpath.normpath(name) != name
+        or name == "."
+        or name.startswith("..")
+    ):
+        raise InputError(
+            f"search.register_as={name!r}; it must be null or a model name without '/' or ':'"
+        )
+
+
+def check_portfolio(cfg: DictConfig) -> None:
+    """Every portfolio configuration is a mapping over the names of search.space: a typo is one
+    error line."""
+    if "search" not in cfg:
+        return
+    names = list(cfg.search.space)
+    for index, params in enumerate(cfg.search.portfolio):
+        where = f"search.portfolio[{index}]"
+        if not OmegaConf.is_dict(params):
+            raise InputError(
+                f"{where}={params}; it must be a mapping of search.space names to values, "
+                "e.g. {body: gru}"
+            )
+        unknown = [name for name in params if name not in names]
+        if unknown:
+            raise InputError(
+                f"{where}.{unknown[0]}: not an entry of search.space; allowed: {', '.join(names)}"
+            )
+
+
+LR_PATH = "optimizer.learning_rate"  # the path search.lr_range=auto bounds
+
+
+def check_lr_range(cfg: DictConfig) -> None:
+    if OmegaConf.select(cfg, "search.lr_range") == "auto":
+        lr_entry(cfg)
+
+
+def lr_entry(cfg: DictConfig) -> str:
+    """The name of the space's float entry over optimizer.learning_rate: the one
+    search.lr_range=auto bounds."""
+    names = [
+        name
+        for name, entry in cfg.search.space.items()
+        if isinstance(entry, DictConfig) and entry.get("path") == LR_PATH
+    ]
+    if not names or cfg.search.space[names[0]].get("type") != "float":
+        raise InputError(
+            f"search.lr_range=auto needs a float entry over {LR_PATH} in search.space, "
+            f"e.g. learning_rate: {{path: {LR_PATH}, type: float, low: 1.0e-5, high: 1.0e-1, "
+            "log: true}"
+        )
+    return names[0]
+
+
 CROSS_CHECKS = (
     check_sources,
     check_target,
     check_label_map,
     check_encoding,
     check_study_settings,
+    check_register_as,
+    check_portfolio,
+    check_lr_range,
     check_lr_find,
     check_padding_cut,
     check_vectors_file,
