@@ -5,6 +5,7 @@ import dataclasses
 import re
 import subprocess
 import typing
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -212,3 +213,91 @@ def test_a_bad_value_applied_to_cached_groups_is_the_same_one_line_error(sweep_o
         with pytest.raises(InputError) as fast:
             compose_with_values(sweep_overrides, [bad])
         assert str(fast.value) == str(composed.value) and "\n" not in str(fast.value)
+
+
+def test_every_setting_declares_a_one_line_doc():
+    """Issue 31: a setting's doc lives beside its type, default and rule in schema.py; --help and
+    docs/configuration.md show it, so none may be missing."""
+    undocumented = [s.key for s in schema.all_declared() if not s.doc.strip() or "\n" in s.doc]
+    assert undocumented == []
+
+
+def test_each_rule_agrees_with_its_field():
+    """A field and its rule disagree when the rule refuses the field's own default or accepts a
+    value of another type (an integer field whose rule asks for a name)."""
+    other_type = {int: "abc", float: "abc", bool: 1, str: 1}
+    disagreeing = []
+    for cls in {cls for _, cls in schema.prefixed_schemas()}:
+        for field in dataclasses.fields(cls):
+            rule = field.metadata.get("rule")
+            if rule is None:
+                continue
+            default, kind = field.default, typing.get_args(field.type) or (field.type,)
+            required = field.metadata["doc"].startswith("required")  # null until the user sets it
+            concrete = default is not dataclasses.MISSING and not (
+                isinstance(default, str) and default.startswith(("${", "???")) or required
+            )
+            if concrete and not rule.test(default):
+                disagreeing.append(f"{cls.__name__}.{field.name}={default!r}")
+            if kind[0] in other_type and rule.test(other_type[kind[0]]):
+                disagreeing.append(f"{cls.__name__}.{field.name} takes {other_type[kind[0]]!r}")
+    assert disagreeing == []
+
+
+def test_the_rules_are_the_ones_the_schema_fields_declare():
+    assert RULES == schema.rules()
+    declared = {s.key for s in schema.all_declared()}
+    assert [key for key in RULES if key not in declared] == []
+
+
+def test_a_preset_states_only_what_differs_from_its_schema():
+    """conf/ holds no default twice: a group preset's value differs from its schema's default
+    (free-form groups, optimizer and callbacks, have no schema defaults)."""
+    from pipeline import CONFIG_DIR
+    from pipeline.cli.help import preset_values
+
+    defaults = {s.key: s.default for s in schema.all_declared()}
+    repeated = []
+    for path in sorted(Path(CONFIG_DIR).glob("*/*.yaml")):
+        group = path.parent.name
+        if group in ("optimizer", "callbacks", "hydra") or path.read_text().startswith("# @pack"):
+            continue
+        loader = schema.DATA_SCHEMAS.get(path.stem) if group == "data" else None
+        own = {s.key: s.default for s in schema.declared(loader, "data.")} if loader else {}
+        for key, value in preset_values(path).items():
+            if {**defaults, **own}.get(f"{group}.{key}", dataclasses.MISSING) == value:
+                repeated.append(f"{path.relative_to(CONFIG_DIR)}: {key}")
+    assert repeated == []
+
+
+def test_every_key_of_the_free_form_presets_is_documented():
+    """optimizer and callbacks are Hydra _target_ nodes with any keys: the ones the shipped
+    presets state carry a doc (schema.TopLevel's `keys`)."""
+    from pipeline import CONFIG_DIR
+    from pipeline.cli.help import preset_values
+
+    documented = {s.key for s in schema.declared(schema.TopLevel)}
+    undocumented = [
+        f"{path.parent.name}.{key}"
+        for group in ("optimizer", "callbacks")
+        for path in sorted((Path(CONFIG_DIR) / group).glob("*.yaml"))
+        for key, value in preset_values(path).items()
+        if not key.endswith("_target_") and not isinstance(value, dict)
+        if f"{group}.{key}" not in documented
+    ]
+    assert undocumented == []
+
+
+@pytest.mark.parametrize(
+    "bad, line",
+    [
+        (["search.register_as=a/b"], "search.register_as='a/b'; it must be null or a model name"),
+        (["search.portfolio=[{bodi: gru}]"], "search.portfolio[0].bodi: not an entry of search"),
+        (["search=plateau", "search.lr_range=auto"], "search.lr_range=auto needs a float entry"),
+    ],
+)
+def test_the_one_check_holds_the_sweeps_own_checks(bad, line):
+    """Issue 31: the registry name, the portfolio and the learning-rate range were checked beside
+    config.check, by rnn-sweep's entry point only; now config.check itself refuses them."""
+    with pytest.raises(InputError, match=f"^{re.escape(line)}"):
+        check(compose(["data=sentences", *bad]))

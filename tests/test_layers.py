@@ -114,6 +114,26 @@ def test_a_setting_rnn_predict_does_not_read_is_one_line_at_once():
     assert not names & set(HEAVY), sorted(names & set(HEAVY))
 
 
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("+foo=1", "error: foo is not a setting rnnsweep reads; allowed at the top: "),
+        ("+paths.foo=1", "error: paths.foo is not a setting rnnsweep reads; allowed under paths: "),
+        ("predict.column=[1]", "error: predict.column=[1]; it must be the name of a column"),
+        ("predict.texts=fine", "error: predict.texts='fine'; it must be a list of texts, e.g. "),
+    ],
+)
+def test_rnn_predict_checks_its_whole_config_like_the_other_commands(bad, message):
+    """Issue 31: rnn-predict had no schema: +foo=1 and +paths.foo=1 passed unnoticed, and a
+    column that is no name reached pandas."""
+    texts = [] if bad.startswith("predict.texts") else ["predict.texts=[fine]"]
+    names, result = imported_modules("-m", "pipeline.cli.predict", *texts, bad)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    assert len(errors) == 1 and errors[0].startswith(message), errors
+    assert not names & set(HEAVY), sorted(names & set(HEAVY))
+
+
 def test_help_is_answered_before_tensorflow_loads():
     names, result = imported_modules("-m", "pipeline.cli.sweep", "--help")
     assert result.returncode == 0, result.stderr[-2000:]

@@ -1,16 +1,19 @@
-"""Each command's --help, written from conf/ itself: the command's own first comment line, the
-groups its config composes (the options of each, with their first comment line) and the most used
-settings with the comment they carry in conf/. Nothing heavy is imported: it answers at once."""
+"""Each command's --help, written from conf/ and the schemas: the command's own first comment line,
+the groups its config composes (the options of each, with their first comment line) and the most
+used settings with the doc their schema field declares (pipeline/config/schema.py). Nothing heavy
+is imported: it answers at once."""
 
-import re
 import textwrap
 from pathlib import Path
 
 import yaml
 
-from pipeline import CONFIG_DIR
+from omegaconf import MISSING
 
-SETTING = re.compile(r"^(?P<key>\w+):\s*(?P<value>[^#]*?)\s*#\s*(?P<doc>.*)$")
+from pipeline import CONFIG_DIR
+from pipeline.config import schema
+from pipeline.config.rules import yaml_word
+
 COLUMN = 100
 
 
@@ -29,29 +32,50 @@ def defaults_of(config_name: str) -> dict[str, str]:
     for entry in yaml.safe_load((Path(CONFIG_DIR) / f"{config_name}.yaml").read_text())["defaults"]:
         if isinstance(entry, dict):
             groups.update({group: option for group, option in entry.items()})
-        elif entry != "_self_":
+        elif entry != "_self_" and not entry.startswith("/"):  # "/schema/...": no group
             groups.update(defaults_of(entry))
     return groups
 
 
 def setting_doc(key: str, groups: dict[str, str]) -> tuple[str, str] | None:
-    """(default value, comment) of a dotted setting as conf/ declares it: conf/<root>.yaml's
-    `predict:` block, the group's chosen option, or its base file."""
+    """(default value, doc) of a dotted setting: the doc its schema field declares, the default as
+    the group's chosen option states it, else as the schema declares it."""
     group, _, name = key.partition(".")
-    conf = Path(CONFIG_DIR)
-    files = [conf / group / f"{groups[group]}.yaml"] if group in groups else []
-    files += [
-        conf / "base" / f"{group}.yaml",
-        conf / f"{group}.yaml",
-        *sorted((conf / group).glob("*.yaml")),
-    ]
-    for path in files:
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                match = SETTING.match(line.strip())
-                if match and match["key"] == name:
-                    return match["value"], match["doc"]
-    return None
+    option = groups.get(group)
+    schemas = schema.prefixed_schemas()
+    if group == "data" and option in schema.DATA_SCHEMAS:  # the chosen loader's doc first
+        schemas = [("data.", schema.DATA_SCHEMAS[option]), *schemas]
+    declared = (s for prefix, cls in schemas for s in schema.declared(cls, prefix) if s.key == key)
+    setting = next(declared, None)
+    if setting is None:
+        return None
+    stated = preset_values(Path(CONFIG_DIR) / group / f"{option}.yaml") if option else {}
+    return shown(stated.get(name, setting.default)), setting.doc
+
+
+def preset_values(path: Path) -> dict:
+    """The settings a preset states, as dotted keys (its `defaults` list left out)."""
+    if not path.is_file():
+        return {}
+    return dict(flat(yaml.safe_load(path.read_text()) or {}))
+
+
+def flat(node: dict, prefix: str = ""):
+    for key, value in node.items():
+        if key == "defaults":
+            continue
+        yield f"{prefix}{key}", value
+        if isinstance(value, dict):
+            yield from flat(value, f"{prefix}{key}.")
+
+
+def shown(value) -> str:
+    """A default as conf/ and the command line write it: null, true, [a, b], ???."""
+    if value is MISSING:
+        return "???"
+    if isinstance(value, (list, dict)):
+        return yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip()
+    return yaml_word(value)
 
 
 def wrapped(head: str, text: str) -> list[str]:

@@ -8,7 +8,8 @@ from pipeline.cli.entry import command
 
 def predict(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg)
-    config.check_predict(cfg)  # before MLflow and TensorFlow are imported
+    config.check(cfg)  # before MLflow and TensorFlow are imported: a bad value answers at once
+    OmegaConf.set_readonly(cfg, True)  # checked: never changed after
     from pipeline.tracking.predict import run_predict
 
     run_predict(cfg)

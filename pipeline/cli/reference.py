@@ -1,58 +1,83 @@
-"""docs/configuration.md, written from conf/ itself: every setting with its default and the comment it
-carries there, and what the check allows (config.RULES). `python -m pipeline.cli.reference` prints
-it; tests/test_surface.py fails when the file is stale."""
+"""docs/configuration.md, written from the schemas (pipeline/config/schema.py): every setting with
+its default, the doc its field declares and what its rule allows; a preset's section shows what the
+preset states. `python -m pipeline.cli.reference` prints it; tests/test_surface.py fails when the
+file is stale."""
 
-import re
+import dataclasses
 from pathlib import Path
 
-from pipeline import CONFIG_DIR, config
+from omegaconf import MISSING
 
-SETTING = re.compile(r"^(?P<indent> *)(?P<key>[\w]+):\s*(?P<value>[^#]*?)\s*(#\s*(?P<doc>.*))?$")
-SECTIONS = [  # (title, prefix, files): each file's settings, nested blocks as dotted keys
-    ("Top level", "", ["train.yaml"]),
-    ("data: what every data set shares", "data.", ["base/data.yaml"]),
-    ("data=imdb", "data.", ["data/imdb.yaml"]),
-    ("data=sentences", "data.", ["data/sentences.yaml"]),
-    ("data=table", "data.", ["data/table.yaml"]),
-    ("data=keras_imdb", "data.", ["data/keras_imdb.yaml"]),
-    ("model", "model.", ["base/model.yaml"]),
-    ("optimizer=adam", "optimizer.", ["optimizer/adam.yaml"]),
-    ("optimizer=rmsprop", "optimizer.", ["optimizer/rmsprop.yaml"]),
-    ("optimizer=sgd", "optimizer.", ["optimizer/sgd.yaml"]),
-    ("train", "train.", ["train/default.yaml"]),
-    ("callbacks", "callbacks.", ["callbacks/default.yaml"]),
-    ("tracking", "tracking.", ["tracking/local.yaml"]),
-    ("paths", "paths.", ["paths/default.yaml"]),
-    ("search (rnn-sweep)", "search.", ["base/search.yaml"]),
-    ("lr_find (rnn-lr-find, search.lr_range=auto)", "lr_find.", ["lr_find/default.yaml"]),
-    ("vectors (rnn-vectors)", "vectors.", ["vectors/default.yaml"]),
-    ("predict (rnn-predict)", "", ["predict.yaml"]),
+from pipeline import CONFIG_DIR
+from pipeline.cli.help import preset_values, shown
+from pipeline.config import schema
+
+
+def own(cls: type) -> set[str]:
+    """The settings a loader's schema adds to DataConfig, or declares again (its name)."""
+    return {f"data.{name}" for name in vars(cls)["__annotations__"]}
+
+
+SECTIONS = [  # (title, schema, key prefix, preset whose values it shows, which keys: None for all)
+    ("Top level", schema.TopLevel, "", None, {"seed"}),
+    ("data: what every data set shares", schema.DataConfig, "data.", None, None),
+    *(
+        (f"data={name}", loader, "data.", f"data/{name}", own(loader))
+        for name, loader in schema.DATA_SCHEMAS.items()
+    ),
+    ("model", schema.ModelConfig, "model.", None, None),
+    *(
+        (f"optimizer={name}", schema.TopLevel, "", f"optimizer/{name}", set())
+        for name in ("adam", "rmsprop", "sgd")
+    ),
+    ("train", schema.TrainConfig, "train.", None, None),
+    ("callbacks", schema.TopLevel, "", "callbacks/default", set()),
+    ("tracking", schema.TrackingConfig, "tracking.", None, None),
+    ("paths", schema.PathsConfig, "paths.", None, None),
+    ("search (rnn-sweep)", schema.SearchConfig, "search.", None, None),
+    ("lr_find (rnn-lr-find, search.lr_range=auto)", schema.LrFindConfig, "lr_find.", None, None),
+    ("vectors (rnn-vectors)", schema.VectorsConfig, "vectors.", None, None),
+    ("predict (rnn-predict)", schema.PredictConfig, "predict.", None, None),
 ]
-SKIPPED = ("defaults", "hydra", "_target_")
 
 
-def settings(path: Path, prefix: str):
-    """(dotted key, default, comment) of each setting in a conf file, nested blocks included."""
-    stack: list[tuple[int, str]] = []
-    for line in path.read_text().splitlines():
-        match = SETTING.match(line)
-        if not match or line.lstrip().startswith("-"):
+def rows(cls: type, prefix: str, preset: str | None, keys: set[str] | None):
+    """(key, default, rule, doc) of each setting of a section: those of `keys` and those the
+    preset states, with the preset's value; a catalog's entries (search.samplers) one a row."""
+    group = f"{preset.split('/')[0]}." if preset else ""
+    path = Path(CONFIG_DIR) / f"{preset}.yaml" if preset else None
+    stated = {group + key: value for key, value in preset_values(path).items()} if path else {}
+    defaults = {}
+    for setting in schema.declared(cls, prefix):
+        default = stated.get(setting.key, setting.default)
+        if default is MISSING:  # a free-form key: its parent's default holds it
+            default = nested(defaults, setting.key)
+        defaults[setting.key] = default
+        if keys is not None and setting.key not in keys | set(stated):
             continue
-        indent = len(match["indent"])
-        while stack and stack[-1][0] >= indent:
-            stack.pop()
-        names = [name for _, name in stack] + [match["key"]]
-        if match["value"] == "" and not match["doc"]:
-            stack.append((indent, match["key"]))
-            continue
-        if match["value"] == "":
-            stack.append((indent, match["key"]))
-        if not set(names) & set(SKIPPED):
-            yield prefix + ".".join(names), match["value"], match["doc"] or ""
+        below = dataclasses.is_dataclass(default) or isinstance(default, dict) and default
+        yield setting.key, "(below)" if below else code(default), setting.rule, setting.doc
+        if isinstance(default, dict):
+            yield from ((f"{setting.key}.{k}", code(v), None, "") for k, v in default.items())
 
 
-def allowed(key: str) -> str:
-    rule = config.RULES.get(key)
+def nested(defaults: dict, key: str):
+    """A free-form key's value inside the default of the setting that holds it, or MISSING."""
+    parent, _, rest = key.rpartition(".")
+    while parent and parent not in defaults:
+        parent, _, head = parent.rpartition(".")
+        rest = f"{head}.{rest}"
+    value = defaults.get(parent, MISSING)
+    for part in rest.split("."):
+        value = value.get(part, MISSING) if isinstance(value, dict) else MISSING
+    return value
+
+
+def code(value) -> str:
+    return f"`{cell(shown(value))}`"
+
+
+def allowed(rule) -> str:
     if rule is None:
         return ""
     needs = rule.needs.strip()
@@ -69,15 +94,13 @@ def reference() -> str:
     lines = [
         "# Configuration reference",
         "",
-        "Every setting, its default and what it does, as `conf/` declares them; *allowed* is what the",
-        "check accepts. Generated by `python -m pipeline.cli.reference > docs/configuration.md`;",
-        "a test fails when this file is stale. Set any of them on the command line: `train.epochs=10`.",
+        "Every setting, its default and what it does, as the schemas declare them",
+        "(`pipeline/config/schema.py`); *allowed* is what the check accepts. Generated by",
+        "`python -m pipeline.cli.reference > docs/configuration.md`; a test fails when this file",
+        "is stale. Set any of them on the command line: `train.epochs=10`.",
         "",
     ]
-    for title, prefix, files in SECTIONS:
-        rows = [row for name in files for row in settings(Path(CONFIG_DIR) / name, prefix)]
-        if not rows:
-            continue
+    for title, cls, prefix, preset, keys in SECTIONS:
         lines += [
             f"## {title}",
             "",
@@ -85,8 +108,8 @@ def reference() -> str:
             "|---|---|---|---|",
         ]
         lines += [
-            f"| `{key}` | {f'`{cell(value)}`' if value else '(below)'} | {cell(allowed(key))} | {cell(doc)} |"
-            for key, value, doc in rows
+            f"| `{key}` | {default} | {cell(allowed(rule))} | {cell(doc)} |"
+            for key, default, rule, doc in rows(cls, prefix, preset, keys)
         ]
         lines.append("")
     return "\n".join(lines).rstrip("\n")

@@ -9,6 +9,7 @@ from pipeline.cli.entry import command
 def vectors(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg)
     config.check(cfg)  # before TensorFlow and gensim are imported: a bad value answers at once
+    OmegaConf.set_readonly(cfg, True)  # checked: never changed after
     from pipeline.data.word_vectors import make_vectors
 
     print(make_vectors(cfg))

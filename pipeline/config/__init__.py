@@ -1,24 +1,23 @@
 """The config layer: conf/ composed the way the command line does (Hydra), and checked once, here.
 
-Owns: `compose` and `check` (this module), the typed schemas (schema.py), the allowed values that
-heavier layers build from (choices.py), and the search space (space.py). Types come from the
-schemas (Hydra rejects a wrong type while composing; `explain` turns its many lines into one); ranges
-and allowed values from the table RULES; the rules between values from CROSS_CHECKS. `check` runs
-once per entry point and once per sweep trial. Imports only pipeline.core, Hydra and OmegaConf: a
-bad command line is answered before TensorFlow, MLflow or matplotlib is loaded.
+Owns: `compose` and `check` (this module), the schemas that declare every setting once (schema.py:
+type, default, doc, rule), the rules (rules.py), the allowed values that heavier layers build from
+(choices.py), and the search space (space.py). Types come from the schemas (Hydra rejects a wrong
+type while composing; `explain` turns its many lines into one); ranges and allowed values from
+RULES, gathered from the schemas' fields; the rules between values (a sweep's included) from
+CROSS_CHECKS. `check` runs once per entry point and once per sweep trial. Imports only
+pipeline.core, Hydra and OmegaConf: a bad command line is answered before TensorFlow, MLflow or
+matplotlib is loaded.
 """
 
 import codecs
 import contextlib
 import copy
-import dataclasses
 import functools
-import math
 import os
+import posixpath
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import hydra
 from hydra._internal.config_loader_impl import (
@@ -35,18 +34,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pipeline import CONFIG_DIR
 from pipeline.config import schema
-from pipeline.config.choices import (
-    BODIES,
-    LOADER_NAMES,
-    PADDING_SIDES,
-    POOLINGS,
-    SENTENCE_FILES,
-    TARGETS,
-    TRUNCATE_SIDES,
-)
+from pipeline.config.choices import SENTENCE_FILES, TARGETS
+from pipeline.config.rules import Rule, is_integer, is_path, yaml_word  # noqa: F401 - re-exported
 from pipeline.config.schema import schema_keys
 from pipeline.core.errors import InputError
-from pipeline.core.names import MONITORED, higher_is_better
+from pipeline.core.names import higher_is_better
 
 
 def data_label(name: str, target: str | None = None, path: str | None = None) -> str:
@@ -81,7 +73,7 @@ def vectors_label(path: str | None) -> str:
 OmegaConf.register_new_resolver(
     "best_mode", lambda metric: "max" if higher_is_better(metric) else "min", replace=True
 )
-# ${data_label:${data.name},...}: conf/base/search.yaml's default study name
+# ${data_label:${data.name},...}: the default study name (schema.STUDY_NAME)
 OmegaConf.register_new_resolver("data_label", data_label, replace=True)
 # ${body_label:${search.space},${model.body}}: the same name's model part
 OmegaConf.register_new_resolver("body_label", body_label, replace=True)
@@ -206,211 +198,8 @@ def group_options(group: str) -> list[str]:
 # ------------------------------------------------------------------------------------------ rules
 
 
-@dataclasses.dataclass(frozen=True)
-class Rule:
-    """What one setting may hold; `needs` completes the message `key=value; needs`."""
-
-    test: Callable[[Any], bool]
-    needs: str
-    quoted: bool = True  # show a bad string value in quotes (choices) or as typed (numbers)
-    applies: Callable[[DictConfig], bool] = lambda cfg: True
-
-    def message(self, key: str, value) -> str:
-        if value is None or isinstance(value, bool):
-            shown = yaml_word(value)
-        else:
-            shown = repr(value) if self.quoted else value
-        return f"{key}={shown}{'' if self.needs.startswith(' ') else '; '}{self.needs}"
-
-
-def is_integer(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value) -> bool:
-    """A finite int or float: inf and nan are no setting, and neither is true, nor an int no float can hold."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except (
-        OverflowError
-    ):  # an int of over 308 digits: the traceback it gave was no one-line message
-        return False
-
-
-def is_path(value) -> bool:
-    return isinstance(value, str) and value.strip() != ""
-
-
-def integer(low: int, high: int | None = None, nullable: bool = False, **kwargs) -> Rule:
-    def test(value):
-        return (nullable and value is None) or (
-            is_integer(value) and value >= low and (high is None or value <= high)
-        )
-
-    needs = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
-    return Rule(test, f"it must be {'null or ' if nullable else ''}{needs}", **kwargs)
-
-
-def one_of(*allowed, what: str = "", **kwargs) -> Rule:
-    def test(value):  # of the same type too: true is not 1
-        return any(value == option and type(value) is type(option) for option in allowed)
-
-    return Rule(test, f"{what}allowed: {', '.join(map(yaml_word, allowed))}", **kwargs)
-
-
-def yaml_word(value) -> str:
-    """A value as it is written in conf/ and on the command line: null, true, 0.5, gru."""
-    return (
-        "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-    )
-
-
-BOOLEAN = Rule(lambda value: isinstance(value, bool), "allowed: true, false")
-FRACTION = Rule(
-    lambda value: is_number(value) and 0 <= value < 1, "it must lie in [0, 1)", quoted=False
-)
-POSITIVE = Rule(lambda value: is_number(value) and value > 0, "it must be a finite number > 0")
-SHARE = Rule(
-    lambda value: is_number(value) and 0 < value < 1,
-    "it must lie strictly between 0 and 1",
-    quoted=False,
-)
-MAX_TRIALS = 1_000_000_000  # the workers share the trials left in a C int: 2**32 + 1 wrapped to 1
-recurrent = dict(
-    applies=lambda cfg: cfg.model.body != "pooling"
-)  # pooling has no recurrent layers to size
-
-RULES: dict[
-    str, Rule
-] = {  # in this order: a sweep's settings first (train.monitor follows search.objective)
-    "search.n_trials": integer(1, MAX_TRIALS),
-    "search.n_workers": Rule(
-        lambda value: value == "auto" or is_integer(value) and value >= 1,
-        "it must be an integer >= 1, or auto (one worker per CPU core)",
-    ),
-    "search.timeout": Rule(
-        lambda value: value is None or is_number(value) and value > 0,
-        "it must be null or a finite number of seconds > 0",
-        quoted=False,
-    ),
-    "search.max_total_trials": integer(1, nullable=True),
-    "search.worker_max_trials": integer(1, nullable=True),
-    "search.worker_recycle_payback": Rule(
-        lambda value: is_number(value) and value >= 0,
-        "it must be a finite number >= 0: how many of a worker's start-ups its trials take before it is replaced",
-        quoted=False,
-    ),
-    "search.baseline_first": BOOLEAN,
-    "search.warm_start_top_k": integer(1),
-    "search.cost_guard": Rule(
-        lambda value: value is None or is_number(value) and value > 1,
-        "it must be null (off) or a finite number > 1: how many times the median epoch time",
-        quoted=False,
-    ),
-    "search.cost_guard_trials": integer(1),
-    "search.seed": integer(0),
-    "search.pruner_startup_trials": integer(0),
-    "search.pruner_warmup_epochs": integer(0),
-    "search.pruner_patience": integer(0),
-    "search.objective": one_of(*MONITORED),
-    "search.direction": one_of("maximize", "minimize"),
-    "search.second_objective": one_of(None, "fit_seconds"),
-    "search.confirm_top_k": integer(0),
-    "search.confirm_seeds": integer(0),
-    "search.cv_folds": Rule(
-        lambda value: value == "auto" or is_integer(value) and 1 <= value <= 20,
-        "it must be auto, 1 (one validation split) or a number of folds from 2 to 20",
-    ),
-    "search.cv_auto_below": integer(0),
-    "search.heartbeat_seconds": integer(1),
-    "search.grace_seconds": integer(1),
-    "search.max_retry": integer(0),
-    "search.show_progress_bar": BOOLEAN,
-    "search.dashboard_port": integer(1, 65535),
-    "search.lr_range": one_of(None, "auto"),
-    "search.samplers.tpe.n_startup_trials": integer(
-        0
-    ),  # the catalog's own TPE keys; others reach Optuna as given
-    "search.samplers.tpe.multivariate": BOOLEAN,
-    "search.samplers.tpe.constant_liar": BOOLEAN,
-    "seed": integer(0),
-    "data.name": one_of(*LOADER_NAMES, what=" is not a loader; "),
-    "data.truncate": one_of(*TRUNCATE_SIDES),
-    "data.padding": one_of(*PADDING_SIDES),
-    "data.val_split": SHARE,
-    "data.test_split": SHARE,
-    "data.vocab_size": integer(3),
-    "data.max_len": integer(3),
-    "data.subset": integer(4, nullable=True),
-    "data.split_seed": integer(0),
-    "data.header": BOOLEAN,
-    "model.body": one_of(*BODIES),
-    "model.mask_padding": BOOLEAN,
-    "model.pooling": one_of(*POOLINGS, applies=lambda cfg: cfg.model.body == "pooling"),
-    "model.embedding_dim": integer(1),
-    "model.units": integer(1, **recurrent),
-    "model.num_layers": integer(1, **recurrent),
-    "model.bidirectional": BOOLEAN,
-    "model.head_units": integer(0),
-    "model.dropout": FRACTION,
-    "model.recurrent_dropout": FRACTION,
-    "model.embedding.vectors": Rule(
-        lambda value: value is None or is_path(value),
-        "it must be null or the path of a word-vector file",
-    ),
-    "model.embedding.trainable": BOOLEAN,
-    "optimizer.learning_rate": Rule(
-        lambda value: is_number(value) and value > 0, "it must be a finite number > 0", quoted=False
-    ),
-    "optimizer.momentum": Rule(
-        lambda value: isinstance(value, float) and 0 <= value <= 1,  # nan passed Keras' own check
-        "it must be a number from 0.0 to 1.0, with its decimal point (Keras' SGD takes a float)",
-        quoted=False,
-    ),
-    "train.epochs": integer(1),
-    "train.batch_size": integer(1),
-    "train.seed": Rule(is_integer, "it must be an integer"),
-    "train.monitor": one_of(*MONITORED),
-    "train.shuffle": BOOLEAN,
-    "train.length_buckets": BOOLEAN,
-    "train.bucket_pool": integer(1),
-    "train.evaluate_test": BOOLEAN,
-    "train.plateau_tolerance": FRACTION,
-    "train.chance_tolerance": FRACTION,
-    "train.divergence_factor": Rule(
-        lambda value: is_number(value) and value > 1, "it must be a number > 1"
-    ),
-    "train.verbose": one_of(0, 1, 2),
-    "train.log_model": BOOLEAN,
-    "train.log_gradients": BOOLEAN,
-    "train.threads.intra_op": integer(0),
-    "train.threads.inter_op": integer(0),
-    "lr_find.start_lr": POSITIVE,
-    "lr_find.end_lr": POSITIVE,
-    "lr_find.steps": integer(2),
-    "lr_find.start_steps": integer(1),
-    "lr_find.smoothing": FRACTION,
-    "lr_find.tolerance": FRACTION,
-    "lr_find.divergence": Rule(
-        lambda value: is_number(value) and value > 1, "it must be a finite number > 1"
-    ),
-    "vectors.output": Rule(
-        is_path, "it must be the path of the text file to write, e.g. vectors.output=imdb-w2v.txt"
-    ),
-    "vectors.dim": integer(1),
-    "vectors.window": integer(1),
-    "vectors.min_count": integer(1),
-    "vectors.epochs": integer(1),
-    "vectors.skip_gram": BOOLEAN,
-    "vectors.threads": integer(0),
-    "vectors.seed": integer(0),
-    "tracking.experiment": Rule(
-        lambda value: isinstance(value, str) and value != "", "it must be a non-empty name"
-    ),
-    "tracking.ui_port": integer(1, 65535),
-}
+# every setting's rule, from its schema field: search's first (train.monitor follows search.objective)
+RULES: dict[str, Rule] = schema.rules()
 
 
 def check(cfg: DictConfig) -> None:
@@ -426,27 +215,10 @@ def check(cfg: DictConfig) -> None:
 
 
 _ABSENT = object()
-PREDICT_KEYS = (
-    "model",
-    "texts",
-    "input",
-    "column",
-    "output",
-)  # conf/predict.yaml: what rnn-predict reads
-
-
-def check_predict(cfg: DictConfig) -> None:
-    """rnn-predict's check, before any model or data is loaded: a key it does not read is a typo."""
-    unknown = sorted(set(cfg.predict) - set(PREDICT_KEYS))
-    if unknown:
-        raise InputError(
-            f"predict.{unknown[0]}: rnn-predict reads no such setting; it reads "
-            f"{', '.join(f'predict.{key}' for key in PREDICT_KEYS)}"
-        )
 
 
 def check_sources(cfg: DictConfig) -> None:
-    sources = cfg.data.get("sources")
+    sources = OmegaConf.select(cfg, "data.sources")
     if sources is None:
         return
     unknown = [source for source in sources if source not in SENTENCE_FILES]
@@ -458,7 +230,7 @@ def check_sources(cfg: DictConfig) -> None:
 
 
 def check_target(cfg: DictConfig) -> None:
-    target = cfg.data.get("target")
+    target = OmegaConf.select(cfg, "data.target")
     if target is None:
         return
     allowed = TARGETS.get(cfg.data.name)
@@ -480,7 +252,7 @@ def check_target(cfg: DictConfig) -> None:
 
 def check_label_map(cfg: DictConfig) -> None:
     """data.label_map maps raw labels onto the class indices 0..K-1, each used, K >= 2."""
-    label_map = cfg.data.get("label_map")
+    label_map = OmegaConf.select(cfg, "data.label_map")
     if label_map is None:
         return
     values = list(label_map.values()) if isinstance(label_map, DictConfig) else None
@@ -500,7 +272,7 @@ def check_label_map(cfg: DictConfig) -> None:
 
 
 def check_encoding(cfg: DictConfig) -> None:
-    if cfg.data.get("encoding") is None:
+    if OmegaConf.select(cfg, "data.encoding") is None:
         return
     try:
         codecs.lookup(cfg.data.encoding)
@@ -600,12 +372,80 @@ def check_vectors_file(cfg: DictConfig) -> None:
         raise InputError(f"model.embedding.vectors={vectors}: {problem}; allowed: {VECTOR_FILES}")
 
 
+def check_register_as(cfg: DictConfig) -> None:
+    """MLflow's rule for a registered model's name (mlflow.utils.validation): not blank, no '/' or
+    ':', a normalised path that is not '.' and does not start with '..'."""
+    name = OmegaConf.select(cfg, "search.register_as")
+    if name is None:
+        return
+    if (
+        not isinstance(name, str)
+        or not name.strip()
+        or "/" in name
+        or ":" in name
+        or posixpath.normpath(name) != name
+        or name == "."
+        or name.startswith("..")
+    ):
+        raise InputError(
+            f"search.register_as={name!r}; it must be null or a model name without '/' or ':'"
+        )
+
+
+def check_portfolio(cfg: DictConfig) -> None:
+    """Every portfolio configuration is a mapping over the names of search.space: a typo is one
+    error line."""
+    if "search" not in cfg:
+        return
+    names = list(cfg.search.space)
+    for index, params in enumerate(cfg.search.portfolio):
+        where = f"search.portfolio[{index}]"
+        if not OmegaConf.is_dict(params):
+            raise InputError(
+                f"{where}={params}; it must be a mapping of search.space names to values, "
+                "e.g. {body: gru}"
+            )
+        unknown = [name for name in params if name not in names]
+        if unknown:
+            raise InputError(
+                f"{where}.{unknown[0]}: not an entry of search.space; allowed: {', '.join(names)}"
+            )
+
+
+LR_PATH = "optimizer.learning_rate"  # the path search.lr_range=auto bounds
+
+
+def check_lr_range(cfg: DictConfig) -> None:
+    if OmegaConf.select(cfg, "search.lr_range") == "auto":
+        lr_entry(cfg)
+
+
+def lr_entry(cfg: DictConfig) -> str:
+    """The name of the space's float entry over optimizer.learning_rate: the one
+    search.lr_range=auto bounds."""
+    names = [
+        name
+        for name, entry in cfg.search.space.items()
+        if isinstance(entry, DictConfig) and entry.get("path") == LR_PATH
+    ]
+    if not names or cfg.search.space[names[0]].get("type") != "float":
+        raise InputError(
+            f"search.lr_range=auto needs a float entry over {LR_PATH} in search.space, "
+            f"e.g. learning_rate: {{path: {LR_PATH}, type: float, low: 1.0e-5, high: 1.0e-1, "
+            "log: true}"
+        )
+    return names[0]
+
+
 CROSS_CHECKS = (
     check_sources,
     check_target,
     check_label_map,
     check_encoding,
     check_study_settings,
+    check_register_as,
+    check_portfolio,
+    check_lr_range,
     check_lr_find,
     check_padding_cut,
     check_vectors_file,
@@ -649,6 +489,12 @@ def dotted_keys(node, prefix: str = ""):
             yield from dotted_keys(value, f"{prefix}{key}.")
 
 
+COMMAND_GROUPS = {  # a command's own group: its refusal names the command and what it reads
+    "predict": "rnn-predict reads no such setting; it reads "
+    + ", ".join(f"predict.{key}" for key in schema.fields_of(schema.PredictConfig))
+}
+
+
 def check_known_keys(cfg: DictConfig) -> None:
     """Reject a key no part of rnnsweep reads (e.g. +train.foo=1): a typo would silently change nothing."""
     known = schema_keys()
@@ -661,6 +507,8 @@ def check_known_keys(cfg: DictConfig) -> None:
             continue
         if key not in known:
             parent = key.rpartition(".")[0]
+            if parent in COMMAND_GROUPS:
+                raise InputError(f"{key}: {COMMAND_GROUPS[parent]}")
             siblings = sorted(k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == parent)
             raise InputError(
                 f"{key} is not a setting rnnsweep reads; allowed {'under ' + parent if parent else 'at the top'}: {', '.join(siblings)}"

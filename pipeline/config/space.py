@@ -5,7 +5,6 @@ once before a sweep starts and sampled per trial."""
 
 import dataclasses
 import math
-import posixpath
 
 import optuna
 from optuna.distributions import (
@@ -287,65 +286,10 @@ def suggest(
     return [override(path, value) for path, value in chosen.items()]
 
 
-LR_PATH = "optimizer.learning_rate"  # the path search.lr_range=auto bounds
-
-
 def check_sweep(cfg: DictConfig, base_overrides: list[str]) -> list[Entry]:
     """rnn-sweep's one check, before TensorFlow, MLflow, any data, study or run: the base config (a bad
     setting is named as itself, not as a search entry's), then the space (each value it can take must
-    compose to a valid config), the registered model's name, the portfolio and the learning-rate range.
+    compose to a valid config); config.check holds the checks of the study's other settings.
     Returns the parsed space."""
-    check(cfg)
-    entries = check_space(cfg, base_overrides, chosen_groups(base_overrides))
-    check_register_as(cfg.search.register_as)
-    check_portfolio(cfg, entries)
-    if cfg.search.lr_range == "auto":
-        lr_entry(cfg)
-    return entries
-
-
-def check_register_as(name) -> None:
-    """MLflow's rule for a registered model's name (mlflow.utils.validation): not blank, no '/' or ':',
-    a normalised path that is not '.' and does not start with '..'."""
-    if name is None:
-        return
-    if (
-        not isinstance(name, str)
-        or not name.strip()
-        or "/" in name
-        or ":" in name
-        or posixpath.normpath(name) != name
-        or name == "."
-        or name.startswith("..")
-    ):
-        raise InputError(
-            f"search.register_as={name!r}; it must be null or a model name without '/' or ':'"
-        )
-
-
-def check_portfolio(cfg: DictConfig, entries: list[Entry]) -> None:
-    """Every portfolio configuration is a mapping over the names of search.space: a typo is one error line."""
-    names = [entry.name for entry in entries]
-    for index, params in enumerate(cfg.search.portfolio):
-        where = f"search.portfolio[{index}]"
-        if not OmegaConf.is_dict(params):
-            raise InputError(
-                f"{where}={params}; it must be a mapping of search.space names to values, "
-                "e.g. {body: gru}"
-            )
-        unknown = [name for name in params if name not in names]
-        if unknown:
-            raise InputError(
-                f"{where}.{unknown[0]}: not an entry of search.space; allowed: {', '.join(names)}"
-            )
-
-
-def lr_entry(cfg: DictConfig) -> str:
-    """The name of the space's float entry over optimizer.learning_rate: the one search.lr_range=auto bounds."""
-    names = [name for name, entry in cfg.search.space.items() if entry.get("path") == LR_PATH]
-    if not names or cfg.search.space[names[0]].get("type") != "float":
-        raise InputError(
-            f"search.lr_range=auto needs a float entry over {LR_PATH} in search.space, "
-            f"e.g. learning_rate: {{path: {LR_PATH}, type: float, low: 1.0e-5, high: 1.0e-1, log: true}}"
-        )
-    return names[0]
+    check(cfg)  # the registered model's name, the portfolio and the learning-rate range too
+    return check_space(cfg, base_overrides, chosen_groups(base_overrides))

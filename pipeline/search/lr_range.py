@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.report import lr_curve
 from pipeline.core.errors import InputError
-from pipeline.config.space import LR_PATH, lr_entry
+from pipeline.config import LR_PATH, lr_entry
 from pipeline.training.lr_find import RangeTest, range_test, read_curve
 
 log = logging.getLogger(__name__)
