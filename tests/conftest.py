@@ -15,6 +15,8 @@ from hydra import initialize_config_dir
 from pipeline import CONFIG_DIR
 from pipeline.config import compose
 
+pytest_plugins = ["tests.cpu_time"]  # the processor seconds each test used, summed up at the end
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("RNNSWEEP_SHARED_DATA", REPO.parent / "shared" / "data"))
 SHRINK = ["train.epochs=1", "train.verbose=0", "train.batch_size=64", "train.log_model=false"]
