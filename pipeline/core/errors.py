@@ -1,4 +1,5 @@
-"""User-facing errors: bad input becomes one line on stderr and exit code 2; no output shows a password."""
+"""User-facing errors: bad input becomes one line on stderr and exit code 2; no output shows a
+password."""
 
 import contextlib
 import errno
@@ -34,8 +35,9 @@ def exit_on_input_error():
 
 
 def hydra_task(task):
-    """Decorate a Hydra task function: its InputErrors exit 2, the config is known to have composed, and no
-    password reaches the log, Hydra's run folder or a traceback (an unexpected error: redacted, exit 1)."""
+    """Decorate a Hydra task function: its InputErrors exit 2, the config is known to have composed,
+    and no password reaches the log, Hydra's run folder or a traceback (an unexpected error:
+    redacted, exit 1)."""
 
     @functools.wraps(task)
     def run(cfg):
@@ -51,7 +53,8 @@ def hydra_task(task):
         try:
             with exit_on_input_error(), full_disk_as_input_error(cfg):
                 return task(cfg)
-        except Exception:  # noqa: BLE001 - Hydra would print it, with every override, password included
+        # Hydra would print it, with every override, password included
+        except Exception:  # noqa: BLE001
             text = redact(traceback.format_exc())
             sys.stderr.write(text)
             to_log_file(f"unexpected error, exit {EXIT_UNEXPECTED}:\n{text}")
@@ -62,7 +65,8 @@ def hydra_task(task):
 
 @contextlib.contextmanager
 def full_disk_as_input_error(cfg):
-    """A full disk met where no part of rnnsweep expected it: one DiskFull line too, not a traceback."""
+    """A full disk met where no part of rnnsweep expected it: one DiskFull line too, not a
+    traceback."""
     try:
         yield
     except InputError:
@@ -75,7 +79,8 @@ def full_disk_as_input_error(cfg):
 
 
 def to_log_file(message: str) -> None:
-    """Write `message` to the run's log file(s) only (Hydra's console handler already showed it, or must not)."""
+    """Write `message` to the run's log file(s) only (Hydra's console handler already showed it, or
+    must not)."""
     record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (message,), None)
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
@@ -83,9 +88,9 @@ def to_log_file(message: str) -> None:
 
 
 class Terminal:
-    """sys.stdout or sys.stderr with every write redacted; stderr is also held back until released, so that
-    what Hydra prints before the task starts becomes one line if the command line does not compose (and
-    is passed on unchanged otherwise)."""
+    """sys.stdout or sys.stderr with every write redacted; stderr is also held back until released,
+    so that what Hydra prints before the task starts becomes one line if the command line does not
+    compose (and is passed on unchanged otherwise)."""
 
     def __init__(self, real, holding: bool = False):
         self.real, self.held, self.holding = real, [], holding
@@ -113,7 +118,8 @@ class Terminal:
 
 
 def one_line(hydra_output: str) -> str:
-    """Hydra's error output as one line: the message, without its hint, search path listing or traceback frames."""
+    """Hydra's error output as one line: the message, without its hint, search path listing or
+    traceback frames."""
     lines = [
         line
         for line in hydra_output.splitlines()
@@ -122,18 +128,17 @@ def one_line(hydra_output: str) -> str:
     if "Config search path:" in lines:
         lines = lines[: lines.index("Config search path:")]
     frames = [index for index, line in enumerate(lines) if line.startswith("  File ")]
-    if (
-        frames
-    ):  # a traceback: its last exception, i.e. the lines after the last frame's source lines
+    # a traceback: its last exception, i.e. the lines after the last frame's source lines
+    if frames:
         lines = [line for line in lines[frames[-1] + 1 :] if not line.startswith("    ")]
     return redact(" ".join(" ".join(lines).split()))
 
 
 def console_entry(app, explain=lambda hydra_output: None):
-    """A console script for a @hydra.main app that exits 2, not Hydra's 1, when the command line does not
-    compose (unknown override path, missing group option, a YAML error): before the task starts, every 1 is
-    that, and Hydra's many lines become one `error: ...` line (`explain`'s words when it has some, e.g. for a
-    value of the wrong type). Whatever Python prints is redacted."""
+    """A console script for a @hydra.main app that exits 2, not Hydra's 1, when the command line
+    does not compose (unknown override path, missing group option, a YAML error): before the task
+    starts, every 1 is that, and Hydra's many lines become one `error: ...` line (`explain`'s words
+    when it has some, e.g. for a value of the wrong type). Whatever Python prints is redacted."""
 
     @functools.wraps(app)
     def entry():
@@ -161,14 +166,13 @@ def console_entry(app, explain=lambda hydra_output: None):
 # ------------------------------------------------------------------------------------- full disk
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-NO_SPACE_TEXTS = (
-    "database or disk is full",
-    "No space left on device",
-)  # SQLite's; TensorFlow's and drivers'
+# SQLite's; TensorFlow's and drivers'
+NO_SPACE_TEXTS = ("database or disk is full", "No space left on device")
 
 
 class DiskFull(InputError):
-    """No space left on a device rnnsweep writes to: the folder's doing, never the hyperparameters'."""
+    """No space left on a device rnnsweep writes to: the folder's doing, never the
+    hyperparameters'."""
 
 
 def chain(error: BaseException | None):
@@ -181,8 +185,9 @@ def chain(error: BaseException | None):
 
 
 def no_space_error(error: BaseException | None) -> BaseException | None:
-    """The full-disk error in `error`'s chain, or None: a DiskFull already named first, else an OSError ENOSPC /
-    EDQUOT or an error whose message says so (SQLite, TensorFlow, database drivers)."""
+    """The full-disk error in `error`'s chain, or None: a DiskFull already named first, else an
+    OSError ENOSPC / EDQUOT or an error whose message says so (SQLite, TensorFlow, database
+    drivers)."""
     found = [e for e in chain(error) if isinstance(e, DiskFull)]
     found += [
         e
@@ -207,8 +212,9 @@ def megabytes(count: float) -> str:
 
 
 def drop_partial_copy(cause: BaseException) -> int | None:
-    """A copy that ran out of space (OSError with a source and a target): its partial target is removed, since
-    it holds the space the stores need to record the failure; returns the source's size if it still exists."""
+    """A copy that ran out of space (OSError with a source and a target): its partial target is
+    removed, since it holds the space the stores need to record the failure; returns the source's
+    size if it still exists."""
     if not (isinstance(cause, OSError) and cause.filename2):
         return None
     with contextlib.suppress(OSError):
@@ -221,8 +227,9 @@ def drop_partial_copy(cause: BaseException) -> int | None:
 def as_disk_full(
     error: BaseException, folder: str | Path | None = None, setting: str = "paths.mlruns_dir"
 ) -> DiskFull | None:
-    """`error` as one DiskFull line if a device was full, its partial copy removed first; None if not.
-    `setting` is named as the way out when the full path lies under `folder` (or no path is known)."""
+    """`error` as one DiskFull line if a device was full, its partial copy removed first; None if
+    not. `setting` is named as the way out when the full path lies under `folder` (or no path is
+    known)."""
     cause = no_space_error(error)
     if cause is None or isinstance(cause, DiskFull):
         return cause
@@ -241,8 +248,8 @@ def as_disk_full(
     if path is not None:
         size = f"it needs {megabytes(needed)}, " if needed is not None else ""
         return DiskFull(
-            f"no space left on device for {path}: {size}{megabytes(free_bytes(path.parent))} is free "
-            f"there; {advice}"
+            f"no space left on device for {path}: {size}{megabytes(free_bytes(path.parent))} is "
+            f"free there; {advice}"
         )
     what = (
         "an SQLite store could not grow"
@@ -256,7 +263,8 @@ def as_disk_full(
 
 
 def check_space(what: str, path: Path, needed: int, advice: str) -> None:
-    """DiskFull unless `path`'s device has `needed` bytes free: checked before the writing starts."""
+    """DiskFull unless `path`'s device has `needed` bytes free: checked before the writing
+    starts."""
     free = free_bytes(path)
     if free < needed:
         raise DiskFull(

@@ -1,22 +1,17 @@
-"""Names shared by the modules that write and read them, so that a misspelt name fails where it is written
-(an AttributeError on import or first use), not as a missing key at the end of a sweep.
+"""Names shared by the modules that write and read them, so that a misspelt name fails where it is
+written (an AttributeError on import or first use), not as a missing key at the end of a sweep.
 
 `Fig`: a run's figures — the keys of TrainResult.summary, logged as MLflow metrics of the run.
-`Attr`: a trial's attributes in the study (Optuna user_attrs) — what report.py, diagnosis.py, confirm.py,
-the stale-trial handler and the benchmarks read back, whichever worker wrote them.
-Both are str enums: a member is its own name as a plain string (MLflow and Optuna store that string).
+`Attr`: a trial's attributes in the study (Optuna user_attrs) — what report.py, diagnosis.py,
+confirm.py, the stale-trial handler and the benchmarks read back, whichever worker wrote them.
+Both are str enums: a member is its own name as a plain string (MLflow and Optuna store that
+string).
 """
 
 from enum import StrEnum
 
-MONITORED = (
-    "val_accuracy",
-    "val_loss",
-    "accuracy",
-    "loss",
-    "val_macro_f1",
-    "macro_f1",
-)  # a best epoch's metric
+# a best epoch's metric
+MONITORED = ("val_accuracy", "val_loss", "accuracy", "loss", "val_macro_f1", "macro_f1")
 
 
 def higher_is_better(metric: str) -> bool:
@@ -26,15 +21,17 @@ def higher_is_better(metric: str) -> bool:
 
 class Fig(StrEnum):
     epochs_run = "epochs_run"
-    plateau_epochs = (
-        "plateau_epochs"  # leading epochs within train.plateau_tolerance of epoch 1's training loss
-    )
-    plateau_censored = "plateau_censored"  # 1: the run ended still on its plateau (plateau_epochs is a lower bound)
+    # leading epochs within train.plateau_tolerance of epoch 1's training loss
+    plateau_epochs = "plateau_epochs"
+    # 1: the run ended still on its plateau (plateau_epochs is a lower bound)
+    plateau_censored = "plateau_censored"
     longest_stall = "longest_stall"
     nan_loss = "nan_loss"
     final_loss = "final_loss"  # the last epoch's training loss
-    divergence_limit = "divergence_limit"  # the training loss past which a run has diverged (train.divergence_factor)
-    diverged_at = "diverged_at"  # from 1: the epoch whose training loss passed train.divergence_factor x chance; 0: none
+    # the training loss past which a run has diverged (train.divergence_factor)
+    divergence_limit = "divergence_limit"
+    # from 1: the epoch whose training loss passed train.divergence_factor x chance; 0: none
+    diverged_at = "diverged_at"
     best_epoch = "best_epoch"  # from 1: the epoch whose weights were kept
     chance_loss = "chance_loss"
     plateau_loss = "plateau_loss"
@@ -53,7 +50,8 @@ class Fig(StrEnum):
     cv_folds = "cv_folds"  # search.cv_folds as decided for the data (1: one validation split)
     cv_folds_run = "cv_folds_run"  # folds trained (fewer when pruned or diverged)
     cv_sd = "cv_sd"  # the sd of the objective over the folds
-    epochs_trained = "epochs_trained"  # a cross-validated trial's epochs over all its fits (folds and final model)
+    # a cross-validated trial's epochs over all its fits (folds and final model)
+    epochs_trained = "epochs_trained"
     num_classes = "num_classes"  # K: 2 is one sigmoid output, more a softmax
     vectors_dim = "vectors_dim"  # the width of the word vectors of model.embedding.vectors
     vectors_vocabulary_coverage = "vectors_vocabulary_coverage"  # share of the vocabulary's words
@@ -66,30 +64,31 @@ class Fig(StrEnum):
 
 
 class Attr(StrEnum):
-    overrides = "overrides"  # the trial's whole command line (passwords redacted): any worker can rebuild its config
+    # the trial's whole command line (passwords redacted): any worker can rebuild its config
+    overrides = "overrides"
     baseline = "baseline"  # the composed config's own values, enqueued once per study
-    start = "start"  # a trial placed before the sampler chose: baseline, portfolio N, or STUDY trial N (warm start)
-    epoch_seconds = "epoch_seconds"  # the trial's mean wall seconds per epoch so far (the cost guard compares them)
+    # a trial placed before the sampler chose: baseline, portfolio N, or STUDY trial N (warm start)
+    start = "start"
+    # the trial's mean wall seconds per epoch so far (the cost guard compares them)
+    epoch_seconds = "epoch_seconds"
     fail_kind = "fail_kind"  # why a FAIL trial failed: hyperparameters | input | interrupted
     mlflow_run_id = "mlflow_run_id"
     mlflow_parent_run_id = "mlflow_parent_run_id"
-    mlflow_model_id = (
-        "mlflow_model_id"  # the trial's logged MLflow model (string in, probability out)
-    )
+    # the trial's logged MLflow model (string in, probability out)
+    mlflow_model_id = "mlflow_model_id"
     learning_rate = "learning_rate"
     epochs_planned = "epochs_planned"
     epochs_done = "epochs_done"  # epochs a running trial has finished (the live display shows them)
-    folds_planned = (
-        "folds_planned"  # search.cv_folds as decided for this trial's data (1: one split)
-    )
-    run_name = "run_name"  # the trial's MLflow run name, e.g. t3-lstm32-lr4.5e-3 (the live display shows it)
-    tie_break = (
-        "best_val_loss"  # the best epoch's validation loss: it ranks trials tied on the objective
-    )
-    pruned_by = (
-        "pruned_by"  # who pruned the trial and why, when not the configured pruner (the cost guard)
-    )
-    outside_space = "outside_space"  # the baseline's config values that lie outside search.space, run as they are
+    # search.cv_folds as decided for this trial's data (1: one split)
+    folds_planned = "folds_planned"
+    # the trial's MLflow run name, e.g. t3-lstm32-lr4.5e-3 (the live display shows it)
+    run_name = "run_name"
+    # the best epoch's validation loss: it ranks trials tied on the objective
+    tie_break = "best_val_loss"
+    # who pruned the trial and why, when not the configured pruner (the cost guard)
+    pruned_by = "pruned_by"
+    # the baseline's config values that lie outside search.space, run as they are
+    outside_space = "outside_space"
 
     @staticmethod
     def curve(metric: str) -> str:
@@ -98,13 +97,15 @@ class Attr(StrEnum):
 
 
 def start_label(trial) -> str | None:
-    """How the trial was placed (None: the sampler chose it); studies from before Attr.start mark only the baseline."""
+    """How the trial was placed (None: the sampler chose it); studies from before Attr.start mark
+    only the baseline."""
     return trial.user_attrs.get(Attr.start) or (
         "baseline" if trial.user_attrs.get(Attr.baseline) else None
     )
 
 
-REMEMBERED = (  # the run figures every trial keeps in the study for the charts, the summary and the diagnosis
+# the run figures every trial keeps in the study for the charts, the summary and the diagnosis
+REMEMBERED = (
     Fig.plateau_epochs,
     Fig.plateau_censored,
     Fig.longest_stall,

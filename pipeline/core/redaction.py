@@ -1,10 +1,12 @@
-"""Passwords never leave the process: hidden in every log record, traceback and file Hydra keeps of a run.
+"""Passwords never leave the process: hidden in every log record, traceback and file Hydra keeps of
+a run.
 
-A storage or tracking URL may carry a password (`postgresql://user:PASSWORD@host/db`, or `?password=`).
-`redact` hides it; `install_log_redaction` applies it to every log record of the process (root logger,
-Optuna's and MLflow's own handlers, the log file), and `save_hydra_files` writes the run folder's
-`.hydra/` files redacted: Hydra's own copies are turned off (`hydra.output_subdir: null` in conf/),
-because Hydra writes them in plain text before any code of ours runs.
+A storage or tracking URL may carry a password (`postgresql://user:PASSWORD@host/db`, or
+`?password=`). `redact` hides it; `install_log_redaction` applies it to every log record of the
+process (root logger, Optuna's and MLflow's own handlers, the log file), and `save_hydra_files`
+writes the run folder's `.hydra/` files redacted: Hydra's own copies are turned off
+(`hydra.output_subdir: null` in conf/), because Hydra writes them in plain text before any code of
+ours runs.
 """
 
 import logging
@@ -13,9 +15,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-SECRET_IN_URL = re.compile(
-    r"(?P<scheme>\w[\w+.-]*://)(?P<user>[^:/@\s]*):(?P<password>\S+)@"
-)  # up to the last @: a password may hold one
+# up to the last @: a password may hold one
+SECRET_IN_URL = re.compile(r"(?P<scheme>\w[\w+.-]*://)(?P<user>[^:/@\s]*):(?P<password>\S+)@")
 SECRET_PARAMETER = re.compile(
     r"(?P<key>\b(?:password|passwd|pwd)=)(?P<password>[^&\s'\"]+)", re.IGNORECASE
 )
@@ -31,8 +32,8 @@ def redact(text: str) -> str:
 def install_log_redaction() -> None:
     """Every log record made from now on, by any logger, has its message and traceback redacted.
 
-    A record factory, not a filter on some handlers: Optuna and MLflow log through handlers of their own
-    (not the root logger's), and a handler added later is covered too.
+    A record factory, not a filter on some handlers: Optuna and MLflow log through handlers of their
+    own (not the root logger's), and a handler added later is covered too.
     """
     factory = logging.getLogRecordFactory()
     if getattr(factory, "redacts", False):
@@ -59,9 +60,11 @@ def install_log_redaction() -> None:
 
 
 def save_hydra_files(task_cfg) -> None:
-    """config.yaml, hydra.yaml and overrides.yaml in `<run dir>/.hydra/`, as Hydra writes them, but redacted.
+    """config.yaml, hydra.yaml and overrides.yaml in `<run dir>/.hydra/`, as Hydra writes them, but
+    redacted.
 
-    In a multirun, the sweep folder's multirun.yaml (which Hydra's sweeper writes itself) is redacted in place.
+    In a multirun, the sweep folder's multirun.yaml (which Hydra's sweeper writes itself) is
+    redacted in place.
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode

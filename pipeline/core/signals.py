@@ -1,8 +1,9 @@
 """SIGINT and SIGTERM: stop at the next safe point, end the trial and its runs, exit 130 / 143.
 
-The handler only records the signal; training checks it after every batch (train.StopOnSignal) and the
-sweep before every trial, so the stop never lands inside a database write or a TensorFlow call. A second
-signal stops at once. Helper processes (workers, the chart process) leave both signals to their invoker.
+The handler only records the signal; training checks it after every batch (train.StopOnSignal) and
+the sweep before every trial, so the stop never lands inside a database write or a TensorFlow call.
+A second signal stops at once. Helper processes (workers, the chart process) leave both signals to
+their invoker.
 """
 
 import contextlib
@@ -14,7 +15,8 @@ _received: int | None = None
 
 
 class Interrupted(Exception):
-    """A stop asked for by a signal. An Exception, not a KeyboardInterrupt: Optuna fails the trial and re-raises it."""
+    """A stop asked for by a signal. An Exception, not a KeyboardInterrupt: Optuna fails the trial
+    and re-raises it."""
 
     def __init__(self, signum: int):
         self.signum = signum
@@ -37,7 +39,8 @@ def received() -> int | None:
 
 
 def request_stop(signum: int) -> None:
-    """Record a stop as if `signum` had come: a worker process is told by its invoker, not by a signal."""
+    """Record a stop as if `signum` had come: a worker process is told by its invoker, not by a
+    signal."""
     global _received
     _received = signum
 
@@ -50,11 +53,12 @@ def check() -> None:
 
 @contextlib.contextmanager
 def held_for_helpers():
-    """Start helper processes inside: SIGINT and SIGTERM are blocked in this thread, so a process started here
-    begins with them blocked (until it calls ignore_here()). One that lands meanwhile is handled by this process,
-    at the latest on leaving, where it used to be lost while the invoker briefly ignored them (multiprocessing
-    starts its resource tracker the same way). A second signal raises Interrupted on leaving at the latest: record
-    the started process inside, so the stop finds it."""
+    """Start helper processes inside: SIGINT and SIGTERM are blocked in this thread, so a process
+    started here begins with them blocked (until it calls ignore_here()). One that lands meanwhile
+    is handled by this process, at the latest on leaving, where it used to be lost while the invoker
+    briefly ignored them (multiprocessing starts its resource tracker the same way). A second signal
+    raises Interrupted on leaving at the latest: record the started process inside, so the stop
+    finds it."""
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
     try:
         yield
@@ -63,9 +67,9 @@ def held_for_helpers():
 
 
 def ignore_here() -> None:
-    """First thing in a helper process started inside held_for_helpers(): SIGINT and SIGTERM ignored from now on
-    (a Ctrl-C to the process group, or systemd's SIGTERM to every process, is the invoker's to handle); one that
-    came while the helper started is dropped."""
+    """First thing in a helper process started inside held_for_helpers(): SIGINT and SIGTERM ignored
+    from now on (a Ctrl-C to the process group, or systemd's SIGTERM to every process, is the
+    invoker's to handle); one that came while the helper started is dropped."""
     for signum in HANDLED:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
@@ -73,7 +77,8 @@ def ignore_here() -> None:
 
 @contextlib.contextmanager
 def stop_on_signals():
-    """Inside: SIGINT and SIGTERM are recorded for check(), instead of killing or interrupting anywhere."""
+    """Inside: SIGINT and SIGTERM are recorded for check(), instead of killing or interrupting
+    anywhere."""
     global _received
     _received = None
     previous = {signum: signal.signal(signum, _record) for signum in HANDLED}
@@ -85,8 +90,8 @@ def stop_on_signals():
 
 
 def run_one(job, cfg) -> None:
-    """A one-run command (rnn-train, rnn-lr-find) under SIGINT/SIGTERM: its run is ended FAILED, nothing else
-    changes, and the command exits 128 + the signal's number."""
+    """A one-run command (rnn-train, rnn-lr-find) under SIGINT/SIGTERM: its run is ended FAILED,
+    nothing else changes, and the command exits 128 + the signal's number."""
     with stop_on_signals():
         try:
             job(cfg)
