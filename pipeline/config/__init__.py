@@ -20,9 +20,9 @@ import re
 from pathlib import Path
 
 import hydra
-from hydra._internal.config_loader_impl import (
-    ConfigLoaderImpl,
-)  # its override step: what compose does after the groups
+
+# its override step: what compose does after the groups
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
 from hydra._internal.hydra import Hydra
 from hydra.core.global_hydra import GlobalHydra
@@ -42,16 +42,17 @@ from pipeline.core.names import higher_is_better
 
 
 def data_label(name: str, target: str | None = None, path: str | None = None) -> str:
-    """What a study's default name says of its data: the data set (a table: its file's stem), and the
-    target when it is not sentiment, so that a sweep of other labels or another file never resumes
-    this one's study."""
+    """What a study's default name says of its data: the data set (a table: its file's stem), and
+    the target when it is not sentiment, so that a sweep of other labels or another file never
+    resumes this one's study."""
     label = re.sub(r"[^\w.-]+", "_", Path(str(path)).stem) if name == "table" and path else name
     return label if target in (None, "sentiment") else f"{label}_{target}"
 
 
 def body_label(space, body: str) -> str:
-    """What a study's default name says of the model: '-gru' when the search keeps the preset's body,
-    nothing when it searches the body itself (a study of pooling, GRU and LSTM is no '-lstm' study)."""
+    """What a study's default name says of the model: '-gru' when the search keeps the preset's
+    body, nothing when it searches the body itself (a study of pooling, GRU and LSTM is no '-lstm'
+    study)."""
     entries = space.values() if isinstance(space, DictConfig) else []
     searched = any(
         isinstance(entry, DictConfig) and entry.get("path") in ("model", "model.body")
@@ -79,12 +80,13 @@ OmegaConf.register_new_resolver("data_label", data_label, replace=True)
 OmegaConf.register_new_resolver("body_label", body_label, replace=True)
 # ${vectors_label:${model.embedding.vectors}}: the same name's word-vector part
 OmegaConf.register_new_resolver("vectors_label", vectors_label, replace=True)
-schema.register()  # the config groups' typed bases (Hydra's ConfigStore), before anything composes conf/
+# the config groups' typed bases (Hydra's ConfigStore), before anything composes conf/
+schema.register()
 
 
 def compose(overrides: list[str], config_name: str = "sweep", resolve: bool = True) -> DictConfig:
-    """The config for these command-line overrides, composed by Hydra (interpolations resolved); a value of the
-    wrong type or a bad override is one InputError line."""
+    """The config for these command-line overrides, composed by Hydra (interpolations resolved); a
+    value of the wrong type or a bad override is one InputError line."""
     with composition_errors():
         cfg = copy.deepcopy(composed(config_name, tuple(overrides), search_path()))
         with open_dict(cfg):
@@ -96,9 +98,9 @@ def compose(overrides: list[str], config_name: str = "sweep", resolve: bool = Tr
 
 @functools.lru_cache(maxsize=64)
 def composed(config_name: str, overrides: tuple[str, ...], sources: tuple) -> DictConfig:
-    """Hydra's composition, unresolved, once per process for each list of overrides (~0.3 s each; the
-    checks and the trials compose the same lists many times). `sources` only keys the cache: Hydra's
-    config search path. Callers get deep copies: the cached config is never changed."""
+    """Hydra's composition, unresolved, once per process for each list of overrides (~0.3 s each;
+    the checks and the trials compose the same lists many times). `sources` only keys the cache:
+    Hydra's config search path. Callers get deep copies: the cached config is never changed."""
     with hydra_context():
         return hydra.compose(config_name, overrides=list(overrides), return_hydra_config=True)
 
@@ -113,9 +115,10 @@ def search_path() -> tuple:
 
 
 def compose_with_values(groups: list[str], values: list[str]) -> DictConfig:
-    """compose(groups + values) for a sweep trial, faster: Hydra composes `groups` (every override that may choose
-    a config group) once per distinct list, and each call applies `values` (key=value overrides only) to a copy
-    the way Hydra's compose applies them, after the groups. ~10 ms instead of ~0.13 s per trial."""
+    """compose(groups + values) for a sweep trial, faster: Hydra composes `groups` (every override
+    that may choose a config group) once per distinct list, and each call applies `values`
+    (key=value overrides only) to a copy the way Hydra's compose applies them, after the groups. ~10
+    ms instead of ~0.13 s per trial."""
     with composition_errors():
         cfg = copy.deepcopy(composed_unresolved(tuple(groups)))
         ConfigLoaderImpl._apply_overrides_to_config(
@@ -139,7 +142,8 @@ def composition_errors():
 
 @contextlib.contextmanager
 def hydra_context():
-    """Hydra's config search path: the running app's, or conf/ when called from a library or a test."""
+    """Hydra's config search path: the running app's, or conf/ when called from a library or a
+    test."""
     if GlobalHydra.instance().is_initialized():
         yield
     else:
@@ -148,7 +152,8 @@ def hydra_context():
 
 
 def config_sources() -> list[dict[str, str]]:
-    """The running app's config search path (conf/, --config-dir, --config-path, hydra.searchpath); [] outside one."""
+    """The running app's config search path (conf/, --config-dir, --config-path, hydra.searchpath);
+    [] outside one."""
     if not HydraConfig.initialized():
         return []
     return [
@@ -158,11 +163,12 @@ def config_sources() -> list[dict[str, str]]:
 
 
 def use_config_sources(sources: list[dict[str, str]]) -> None:
-    """Compose from `sources` (config_sources of the invoking app) in this process: a spawned worker then finds
-    the presets of the user's own config folders, as its invoker did."""
+    """Compose from `sources` (config_sources of the invoking app) in this process: a spawned worker
+    then finds the presets of the user's own config folders, as its invoker did."""
     if not sources or GlobalHydra.instance().is_initialized():
         return
-    Plugins.instance()  # registers Hydra's config source kinds (file, pkg, structured), as hydra.main does
+    # registers Hydra's config source kinds (file, pkg, structured), as hydra.main does
+    Plugins.instance()
     search_path = ConfigSearchPathImpl()
     for source in sources:
         search_path.append(source["provider"], f"{source['schema']}://{source['path']}")
@@ -186,7 +192,8 @@ def override(path: str, value) -> str:
 
 
 def quoted_override(path: str, text: str) -> str:
-    """A Hydra override assigning the string `text` as it is (spaces, commas, colons and quotes included)."""
+    """A Hydra override assigning the string `text` as it is (spaces, commas, colons and quotes
+    included)."""
     return f"{path}='{text.replace(chr(39), chr(92) + chr(39))}'"
 
 
@@ -198,13 +205,15 @@ def group_options(group: str) -> list[str]:
 # ------------------------------------------------------------------------------------------ rules
 
 
-# every setting's rule, from its schema field: search's first (train.monitor follows search.objective)
+# every setting's rule, from its schema field: search's first (train.monitor follows
+# search.objective)
 RULES: dict[str, Rule] = schema.rules()
 
 
 def check(cfg: DictConfig) -> None:
-    """The one check of a composed config (rnn-train's, a sweep's, a trial's): every key known, every value in
-    its range, the values consistent. The first problem is raised as one InputError line."""
+    """The one check of a composed config (rnn-train's, a sweep's, a trial's): every key known,
+    every value in its range, the values consistent. The first problem is raised as one InputError
+    line."""
     check_known_keys(cfg)
     for key, rule in RULES.items():
         value = OmegaConf.select(cfg, key, default=_ABSENT)
@@ -241,12 +250,13 @@ def check_target(cfg: DictConfig) -> None:
         )
     if target not in allowed:
         raise InputError(
-            f"data.target={target!r} is not a target of data={cfg.data.name}; allowed: {', '.join(allowed)}"
+            f"data.target={target!r} is not a target of data={cfg.data.name}; allowed: "
+            f"{', '.join(allowed)}"
         )
     if target == "source" and len(set(cfg.data.sources)) < 2:
         raise InputError(
-            f"data.target=source with data.sources={list(cfg.data.sources)}: one class per source needs "
-            "at least two sources"
+            f"data.target=source with data.sources={list(cfg.data.sources)}: one class per source "
+            "needs at least two sources"
         )
 
 
@@ -278,7 +288,8 @@ def check_encoding(cfg: DictConfig) -> None:
         codecs.lookup(cfg.data.encoding)
     except LookupError:
         raise InputError(
-            f"data.encoding={cfg.data.encoding!r} is not a text encoding Python knows (e.g. utf-8, latin-1)"
+            f"data.encoding={cfg.data.encoding!r} is not a text encoding Python knows (e.g. utf-8, "
+            "latin-1)"
         ) from None
 
 
@@ -293,22 +304,24 @@ def check_study_settings(cfg: DictConfig) -> None:
             raise InputError(f"search.{kind}={search[kind]!r}; allowed: {', '.join(catalog)}")
     if search.second_objective and not is_pruner(cfg, "NopPruner"):
         raise InputError(
-            f"search.pruner={search.pruner} cannot prune a two-objective study; set search.pruner=none"
+            f"search.pruner={search.pruner} cannot prune a two-objective study; set "
+            "search.pruner=none"
         )
     natural = "maximize" if higher_is_better(search.objective) else "minimize"
     if search.direction != natural:
         raise InputError(
-            f"search.direction={search.direction} does not fit search.objective={search.objective}; allowed: {natural}"
+            f"search.direction={search.direction} does not fit "
+            f"search.objective={search.objective}; allowed: {natural}"
         )
     if is_integer(search.cv_folds) and search.cv_folds > 1 and cfg.data.get("val_path"):
         raise InputError(
-            f"search.cv_folds={search.cv_folds} with data.val_path: a validation file is the validation "
-            f"split; allowed: search.cv_folds=1 or auto, or drop data.val_path"
+            f"search.cv_folds={search.cv_folds} with data.val_path: a validation file is the "
+            "validation split; allowed: search.cv_folds=1 or auto, or drop data.val_path"
         )
     if cfg.train.monitor != search.objective:
         raise InputError(
-            f"train.monitor={cfg.train.monitor} must be search.objective={search.objective} in a sweep: "
-            "a trial's value and its kept weights come from one epoch"
+            f"train.monitor={cfg.train.monitor} must be search.objective={search.objective} in a "
+            "sweep: a trial's value and its kept weights come from one epoch"
         )
 
 
@@ -326,11 +339,13 @@ def check_lr_find(cfg: DictConfig) -> None:
         return
     if not lr_find.start_lr < lr_find.end_lr:
         raise InputError(
-            f"lr_find.start_lr={lr_find.start_lr} >= lr_find.end_lr={lr_find.end_lr}; the range must rise"
+            f"lr_find.start_lr={lr_find.start_lr} >= lr_find.end_lr={lr_find.end_lr}; the range "
+            "must rise"
         )
     if lr_find.start_steps >= lr_find.steps:
         raise InputError(
-            f"lr_find.start_steps={lr_find.start_steps}; it must be below lr_find.steps={lr_find.steps}"
+            f"lr_find.start_steps={lr_find.start_steps}; it must be below "
+            f"lr_find.steps={lr_find.steps}"
         )
 
 
@@ -339,8 +354,9 @@ def check_padding_cut(cfg: DictConfig) -> None:
         return
     if cfg.train.length_buckets and not cfg.model.mask_padding:
         raise InputError(
-            "train.length_buckets=true with model.mask_padding=false: unmasked padding is input, cutting it "
-            "would change what the model sees; leave train.length_buckets to follow model.mask_padding"
+            "train.length_buckets=true with model.mask_padding=false: unmasked padding is input, "
+            "cutting it would change what the model sees; leave train.length_buckets to follow "
+            "model.mask_padding"
         )
 
 
@@ -453,8 +469,9 @@ CROSS_CHECKS = (
 
 
 def check_instantiable(cfg: DictConfig) -> None:
-    """The optimizer and callbacks can be made from their _target_ nodes (an unknown argument, a misspelt class):
-    once per entry point, before any data or run; training then instantiates them once."""
+    """The optimizer and callbacks can be made from their _target_ nodes (an unknown argument, a
+    misspelt class): once per entry point, before any data or run; training then instantiates them
+    once."""
     instantiate(cfg.optimizer, "optimizer")
     configured_callbacks(cfg)
 
@@ -462,9 +479,8 @@ def check_instantiable(cfg: DictConfig) -> None:
 def instantiate(node: DictConfig, what: str, **kwargs):
     try:
         return hydra.utils.instantiate(node, **kwargs)
-    except (
-        Exception
-    ) as error:  # Hydra wraps the target's TypeError/ImportError in InstantiationException
+    # Hydra wraps the target's TypeError/ImportError in InstantiationException
+    except Exception as error:
         raise InputError(f"{what}: {' '.join(str(error).split())}") from None
 
 
@@ -496,7 +512,8 @@ COMMAND_GROUPS = {  # a command's own group: its refusal names the command and w
 
 
 def check_known_keys(cfg: DictConfig) -> None:
-    """Reject a key no part of rnnsweep reads (e.g. +train.foo=1): a typo would silently change nothing."""
+    """Reject a key no part of rnnsweep reads (e.g. +train.foo=1): a typo would silently change
+    nothing."""
     known = schema_keys()
     for key in dotted_keys(OmegaConf.to_container(cfg)):
         if (
@@ -511,7 +528,8 @@ def check_known_keys(cfg: DictConfig) -> None:
                 raise InputError(f"{key}: {COMMAND_GROUPS[parent]}")
             siblings = sorted(k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == parent)
             raise InputError(
-                f"{key} is not a setting rnnsweep reads; allowed {'under ' + parent if parent else 'at the top'}: {', '.join(siblings)}"
+                f"{key} is not a setting rnnsweep reads; allowed "
+                f"{'under ' + parent if parent else 'at the top'}: {', '.join(siblings)}"
             )
 
 
@@ -530,8 +548,9 @@ def hydra_error_text(error: BaseException) -> str:
 
 
 def explain(hydra_output: str) -> str | None:
-    """A value of the wrong type on the command line (model.units=true, train.epochs=abc) in the words of its
-    rule, e.g. 'model.units=true; it must be an integer >= 1'; None when the output is about something else."""
+    """A value of the wrong type on the command line (model.units=true, train.epochs=abc) in the
+    words of its rule, e.g. 'model.units=true; it must be an integer >= 1'; None when the output is
+    about something else."""
     match = MERGING.search(hydra_output)
     if not match:
         return None

@@ -1,5 +1,6 @@
-"""The allowed values of settings whose owners live in heavier layers: the checks read them here, and
-the data loaders and the model zoo build from the same tuples (tests/test_layers.py holds them equal)."""
+"""The allowed values of settings whose owners live in heavier layers: the checks read them here,
+and the data loaders and the model zoo build from the same tuples (tests/test_layers.py holds them
+equal)."""
 
 LOADER_NAMES = ("imdb", "sentences", "keras_imdb", "table")  # data.name
 TRUNCATE_SIDES = ("pre", "post")  # data.truncate

@@ -40,9 +40,8 @@ def is_number(value) -> bool:
         return False
     try:
         return math.isfinite(value)
-    except (
-        OverflowError
-    ):  # an int of over 308 digits: the traceback it gave was no one-line message
+    # an int of over 308 digits: the traceback it gave was no one-line message
+    except OverflowError:
         return False
 
 

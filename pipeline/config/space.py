@@ -1,7 +1,7 @@
-"""The search-space language of conf/search/: each entry names a config path or group, a type and a range
-or choices, and optionally `when` another path holds one of some values. Entries become Optuna
-distributions (Optuna rejects a bad range; its reason is given in one line naming the entry), checked
-once before a sweep starts and sampled per trial."""
+"""The search-space language of conf/search/: each entry names a config path or group, a type and a
+range or choices, and optionally `when` another path holds one of some values. Entries become Optuna
+distributions (Optuna rejects a bad range; its reason is given in one line naming the entry),
+checked once before a sweep starts and sampled per trial."""
 
 import dataclasses
 import math
@@ -32,17 +32,20 @@ _ABSENT = object()
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-    """One searched setting: the config path (or group) it sets, its distribution, and its condition."""
+    """One searched setting: the config path (or group) it sets, its distribution, and its
+    condition."""
 
     name: str
     path: str
     distribution: BaseDistribution
     when_path: str | None = None
     when_in: tuple = ()
-    written_ends: tuple = ()  # low and high as written (Optuna may round high down to a whole number of steps)
+    # low and high as written (Optuna may round high down to a whole number of steps)
+    written_ends: tuple = ()
 
     def probe_values(self) -> list:
-        """The values whose composition proves the entry well-formed: every choice, or both ends of a range."""
+        """The values whose composition proves the entry well-formed: every choice, or both ends of
+        a range."""
         if isinstance(self.distribution, CategoricalDistribution):
             return list(self.distribution.choices)
         return list(self.written_ends)
@@ -80,14 +83,13 @@ def parse_entry(name: str, node) -> Entry:
     when = node.get("when")
     if when is not None and (not when.get("path") or not when.get("in")):
         raise InputError(
-            f"{where}.when needs a path and a non-empty list 'in', e.g. {{path: model.body, in: [lstm]}}"
+            f"{where}.when needs a path and a non-empty list 'in', e.g. {{path: model.body, in: "
+            "[lstm]}"
         )
     try:
         distribution = make_distribution(node)
-    except (
-        ValueError,
-        TypeError,
-    ) as error:  # Optuna's distributions judge the entry; the line says it our way
+    # Optuna's distributions judge the entry; the line says it our way
+    except (ValueError, TypeError) as error:
         raise InputError(rejected_entry(where, node, error)) from None
     ends = () if node.type == "categorical" else (node.low, node.high)
     return Entry(
@@ -121,7 +123,8 @@ def make_distribution(node: DictConfig) -> BaseDistribution:
     for end in ("low", "high"):
         if not isinstance(node.get(end), number) or isinstance(node.get(end), bool):
             raise ValueError(
-                f"{end}={node.get(end)!r} must be {'an integer' if node.type == 'int' else 'a number'}"
+                f"{end}={node.get(end)!r} must be "
+                f"{'an integer' if node.type == 'int' else 'a number'}"
             )
     if node.low >= node.high:  # Optuna takes low == high as a range of one value: no search at all
         raise ValueError(f"low={node.low} is not below high={node.high}")
@@ -134,8 +137,8 @@ def parse_space(cfg: DictConfig) -> list[Entry]:
 
 
 def check_space(cfg: DictConfig, base_overrides: list[str], groups: dict[str, str]) -> list[Entry]:
-    """Every entry well-formed, every value it can take a valid config, every path and condition meaningful:
-    before any study or run exists. Returns the parsed space."""
+    """Every entry well-formed, every value it can take a valid config, every path and condition
+    meaningful: before any study or run exists. Returns the parsed space."""
     if not cfg.search.space:
         raise InputError("search.space is empty; name at least one config path to search")
     entries = parse_space(cfg)
@@ -145,8 +148,8 @@ def check_space(cfg: DictConfig, base_overrides: list[str], groups: dict[str, st
         )
         if ranged:
             raise InputError(
-                f"search.space.{ranged.name}: search.sampler={cfg.search.sampler} needs categorical entries only, "
-                f"this one is {type(ranged.distribution).__name__}"
+                f"search.space.{ranged.name}: search.sampler={cfg.search.sampler} needs "
+                f"categorical entries only, this one is {type(ranged.distribution).__name__}"
             )
     searched = check_paths(entries)
     check_vectors_axis(entries)
@@ -165,8 +168,8 @@ def check_space(cfg: DictConfig, base_overrides: list[str], groups: dict[str, st
 
 
 def probe(base_overrides: list[str], groups: dict[str, str], choice: str) -> DictConfig:
-    """The config of the base overrides plus one searched value: a config group's option is composed by
-    Hydra, a value is applied to the base config as Hydra would (as a trial's config is made)."""
+    """The config of the base overrides plus one searched value: a config group's option is composed
+    by Hydra, a value is applied to the base config as Hydra would (as a trial's config is made)."""
     if choice.split("=", 1)[0] in groups:
         return compose([*base_overrides, choice])
     return compose_with_values(base_overrides, [choice])
@@ -178,11 +181,13 @@ def check_paths(entries: list[Entry]) -> dict[str, Entry]:
     for entry in entries:
         if entry.path.startswith("search.") or entry.path == "train.monitor":
             raise InputError(
-                f"search.space.{entry.name}.path={entry.path}: the sweep's own settings cannot be searched"
+                f"search.space.{entry.name}.path={entry.path}: the sweep's own settings cannot be "
+                "searched"
             )
         if entry.path in searched:
             raise InputError(
-                f"search.space.{entry.name}.path={entry.path} is searched by search.space.{searched[entry.path].name} already"
+                f"search.space.{entry.name}.path={entry.path} is searched by "
+                f"search.space.{searched[entry.path].name} already"
             )
         searched[entry.path] = entry
     return searched
@@ -219,8 +224,8 @@ def vector_files(cfg: DictConfig) -> list[str]:
 def check_when(
     entry: Entry, cfg: DictConfig, groups: dict[str, str], searched: dict[str, Entry]
 ) -> None:
-    """A `when` names a config value, a group or another searched path, with values that path can take: a typo
-    would make the entry silently never apply."""
+    """A `when` names a config value, a group or another searched path, with values that path can
+    take: a typo would make the entry silently never apply."""
     where, path, values = f"search.space.{entry.name}.when", entry.when_path, list(entry.when_in)
     if path == entry.path:
         raise InputError(
@@ -241,18 +246,21 @@ def check_when(
     unknown = [value for value in values if possible is not None and value not in possible]
     if unknown:
         raise InputError(
-            f"{where}.in={values}: {path} never takes {unknown[0]!r}; allowed: {', '.join(map(str, possible))}"
+            f"{where}.in={values}: {path} never takes {unknown[0]!r}; allowed: "
+            f"{', '.join(map(str, possible))}"
         )
 
 
 def current_value(cfg: DictConfig, path: str, groups: dict[str, str]):
-    """The composed config's value at `path`; for a config group, the option chosen (e.g. optimizer: adam)."""
+    """The composed config's value at `path`; for a config group, the option chosen (e.g. optimizer:
+    adam)."""
     return groups[path] if path in groups else OmegaConf.select(cfg, path)
 
 
 def baseline_params(cfg: DictConfig, base_overrides: list[str]) -> tuple[dict, dict]:
-    """The baseline trial: the space's parameters at the composed config's own values, and apart those of its
-    values that lie outside the space (entries whose `when` holds for the config), run as they are."""
+    """The baseline trial: the space's parameters at the composed config's own values, and apart
+    those of its values that lie outside the space (entries whose `when` holds for the config), run
+    as they are."""
     groups, params, outside = chosen_groups(base_overrides), {}, {}
     for entry in parse_space(cfg):
         value = current_value(cfg, entry.path, groups)
@@ -270,10 +278,12 @@ def suggest(
     groups: dict[str, str],
     given: dict | None = None,
 ) -> list[str]:
-    """Sample the space (define-by-run: an entry whose `when` does not hold is skipped); return overrides.
+    """Sample the space (define-by-run: an entry whose `when` does not hold is skipped); return
+    overrides.
 
-    `groups`: the config groups' options chosen by the base command line (config.chosen_groups); `given`: values
-    outside the space that the trial runs as they are, unsampled (Attr.outside_space: the baseline's)."""
+    `groups`: the config groups' options chosen by the base command line (config.chosen_groups);
+    `given`: values outside the space that the trial runs as they are, unsampled
+    (Attr.outside_space: the baseline's)."""
     given, chosen = given or {}, {}
     for entry in entries:
         if (
@@ -287,9 +297,9 @@ def suggest(
 
 
 def check_sweep(cfg: DictConfig, base_overrides: list[str]) -> list[Entry]:
-    """rnn-sweep's one check, before TensorFlow, MLflow, any data, study or run: the base config (a bad
-    setting is named as itself, not as a search entry's), then the space (each value it can take must
-    compose to a valid config); config.check holds the checks of the study's other settings.
+    """rnn-sweep's one check, before TensorFlow, MLflow, any data, study or run: the base config (a
+    bad setting is named as itself, not as a search entry's), then the space (each value it can take
+    must compose to a valid config); config.check holds the checks of the study's other settings.
     Returns the parsed space."""
     check(cfg)  # the registered model's name, the portfolio and the learning-rate range too
     return check_space(cfg, base_overrides, chosen_groups(base_overrides))
