@@ -1,4 +1,5 @@
-"""rnn-dashboard: Optuna's own UI (optuna-dashboard) over the sweep's study storage, as rnn-ui is MLflow's."""
+"""rnn-dashboard: Optuna's own UI (optuna-dashboard) over the sweep's study storage, as rnn-ui is
+MLflow's."""
 
 import os
 import sys

@@ -1,4 +1,5 @@
-"""One way to build a console command over conf/: Hydra's main, one-line errors, meaningful exit codes."""
+"""One way to build a console command over conf/: Hydra's main, one-line errors, meaningful exit
+codes."""
 
 import os
 import sys
@@ -20,7 +21,8 @@ def command(
     summary: str | None = None,
     presets: bool = True,
 ) -> Callable[[], None]:
-    """The console script `name` running `task(cfg)` on conf/<config_name>.yaml plus the command line.
+    """The console script `name` running `task(cfg)` on conf/<config_name>.yaml plus the command
+    line.
 
     `--help` is written from conf/ (`settings` and `examples` are the ones it shows first) and
     `--cfg` shows the config resolved. A command line that does not compose is one `error:` line
@@ -41,10 +43,8 @@ def command(
             sys.argv.append("--resolve")  # ${seed} shown as its value, as the run will use it
         app()
 
-    entry.config_name, entry.settings = (
-        config_name,
-        settings,
-    )  # what --help shows (tests check each is found)
+    # what --help shows (tests check each is found)
+    entry.config_name, entry.settings = config_name, settings
     return entry
 
 
@@ -53,6 +53,5 @@ def print_to_pipe(text: str) -> None:
     try:
         print(text, flush=True)
     except BrokenPipeError:
-        os.dup2(
-            os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()
-        )  # Python's own advice: no error at exit
+        # Python's own advice: no error at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

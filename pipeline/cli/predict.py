@@ -27,7 +27,8 @@ cli = command(
         "predict.output",
     ],
     examples=[
-        "rnn-predict predict.model=models:/quick-sentences@champion 'predict.texts=[\"a great film\"]'",
+        "rnn-predict predict.model=models:/quick-sentences@champion 'predict.texts=[\"a great "
+        "film\"]'",
         "rnn-predict predict.model=RUN_ID predict.input=reviews.csv predict.output=scores.csv",
     ],
 )

@@ -11,12 +11,10 @@ from pipeline.core import signals
 
 
 def sweep(cfg: DictConfig) -> int:
-    OmegaConf.resolve(
-        cfg
-    )  # freeze ${oc.env:...} now: MLflow sets MLFLOW_TRACKING_URI once configured
-    space.check_sweep(
-        cfg, list(HydraConfig.get().overrides.task)
-    )  # before TensorFlow and MLflow: at once
+    # freeze ${oc.env:...} now: MLflow sets MLFLOW_TRACKING_URI once configured
+    OmegaConf.resolve(cfg)
+    # before TensorFlow and MLflow: at once
+    space.check_sweep(cfg, list(HydraConfig.get().overrides.task))
     from pipeline.tracking import stores
 
     stores.probe_sweep(cfg)  # a store that cannot be used stops here, before TensorFlow loads
@@ -26,7 +24,8 @@ def sweep(cfg: DictConfig) -> int:
     with signals.stop_on_signals():
         try:
             code = run_sweep(cfg, list(HydraConfig.get().overrides.task), checked=True)
-            signals.check()  # a signal during the final report: the work is saved, the exit code says so
+            # a signal during the final report: the work is saved, the exit code says so
+            signals.check()
         except signals.Interrupted as stop:
             print(
                 f"{stop}: stopped cleanly (a trial it cut short is FAIL, no MLflow run is left "
@@ -34,9 +33,8 @@ def sweep(cfg: DictConfig) -> int:
                 file=sys.stderr,
             )
             code = stop.exit_code
-        except (
-            workers.WorkerDied
-        ) as died:  # the summary is printed; the others finished their trials
+        # the summary is printed; the others finished their trials
+        except workers.WorkerDied as died:
             print(
                 f"error: {died}; its trial is FAIL, its MLflow run KILLED; run the same command to "
                 "continue",

@@ -8,9 +8,8 @@ from pipeline.core import signals
 
 
 def train(cfg: DictConfig) -> None:
-    OmegaConf.resolve(
-        cfg
-    )  # freeze ${oc.env:...} now: MLflow sets MLFLOW_TRACKING_URI once configured
+    # freeze ${oc.env:...} now: MLflow sets MLFLOW_TRACKING_URI once configured
+    OmegaConf.resolve(cfg)
     config.check(cfg)  # before TensorFlow and MLflow are imported: a bad value answers at once
     from pipeline.training.train import run_training
 

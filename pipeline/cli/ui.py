@@ -1,4 +1,5 @@
-"""rnn-ui: the MLflow UI on tracking.ui_host:ui_port over the store rnn-train and rnn-sweep write to."""
+"""rnn-ui: the MLflow UI on tracking.ui_host:ui_port over the store rnn-train and rnn-sweep write
+to."""
 
 import os
 import sys
@@ -23,9 +24,8 @@ def ui(cfg: DictConfig) -> None:
         file=sys.stderr,
     )
     Path(cfg.paths.mlruns_dir).mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault(
-        "PYTHONWARNINGS", "ignore:starlette.middleware.wsgi is deprecated"
-    )  # MLflow 3.17
+    # MLflow 3.17
+    os.environ.setdefault("PYTHONWARNINGS", "ignore:starlette.middleware.wsgi is deprecated")
     os.execvp(ui_line[0], ui_line)
 
 
