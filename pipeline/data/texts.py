@@ -42,17 +42,16 @@ IMDB_RATING_GROUPS = {
 }
 KERAS_IMDB_START, KERAS_IMDB_OOV, KERAS_IMDB_INDEX_FROM = 1, 2, 3
 VECTORIZER_OOV = 1  # TextVectorization's [UNK] id
-VECTORIZER_TEXT_SETTINGS = {
-    "standardize": "lower_and_strip_punctuation",
-    "split": "whitespace",
-}  # what training adapts; the exported model repeats it (pipeline/export.py)
+# what training adapts; the exported model repeats it (pipeline/export.py)
+VECTORIZER_TEXT_SETTINGS = {"standardize": "lower_and_strip_punctuation", "split": "whitespace"}
 
 
 @dataclasses.dataclass
 class Texts:
     """Raw splits as a loader returns them: texts (or token-id lists) and class indices 0..K-1.
 
-    `val` is None unless the data has its own validation file (data.val_path): then nothing is cut from train.
+    `val` is None unless the data has its own validation file (data.val_path): then nothing is cut
+    from train.
     """
 
     train: list
@@ -77,9 +76,8 @@ class Dataset:
     vocab_size: int
     vocabulary: list[str]
     class_names: list[str] = dataclasses.field(default_factory=lambda: list(SENTIMENT_CLASSES))
-    empty_texts: dict[str, int] = dataclasses.field(
-        default_factory=dict
-    )  # texts with no token: dropped (train, val) or one OOV token (test)
+    # texts with no token: dropped (train, val) or one OOV token (test)
+    empty_texts: dict[str, int] = dataclasses.field(default_factory=dict)
     cache_hit: bool = False
     prep_seconds: float = 0.0
     cache_file: str = ""
@@ -97,8 +95,8 @@ class Dataset:
         return counts / max(counts.sum(), 1)
 
     def chance_loss(self) -> float:
-        """Cross-entropy of always predicting the training label frequency (the prior's entropy): ln K when the
-        K classes are balanced, ln 2 on balanced binary data."""
+        """Cross-entropy of always predicting the training label frequency (the prior's entropy): ln
+        K when the K classes are balanced, ln 2 on balanced binary data."""
         p = np.clip(self.prior(), 1e-7, 1)
         return float(-(p * np.log(p)).sum())
 
@@ -108,7 +106,8 @@ class Dataset:
 
 
 def prepare_data(data_cfg: DictConfig, cache_dir: str) -> Dataset:
-    """Load, split and vectorize the data of `data_cfg` (checked by config.check), or read the result from the cache."""
+    """Load, split and vectorize the data of `data_cfg` (checked by config.check), or read the
+    result from the cache."""
     started = time.perf_counter()
     cache_dir = Path(cache_dir).expanduser()
     try:
@@ -136,8 +135,8 @@ def prepare_data(data_cfg: DictConfig, cache_dir: str) -> Dataset:
     )
     if any(dataset.empty_texts.values()):
         log.warning(
-            "data %s: %d texts are empty or have no word after standardization: %d dropped from train, "
-            "%d from validation, %d kept in test as one OOV token",
+            "data %s: %d texts are empty or have no word after standardization: %d dropped from "
+            "train, %d from validation, %d kept in test as one OOV token",
             data_cfg.name,
             sum(dataset.empty_texts.values()),
             *dataset.empty_texts.values(),
@@ -146,7 +145,8 @@ def prepare_data(data_cfg: DictConfig, cache_dir: str) -> Dataset:
 
 
 def cache_key(data_cfg: DictConfig) -> str:
-    """A hash of everything that decides the arrays: the data config and the local source files' stats."""
+    """A hash of everything that decides the arrays: the data config and the local source files'
+    stats."""
     payload = {
         "format": CACHE_FORMAT,
         "data": OmegaConf.to_container(data_cfg, resolve=True),
@@ -211,14 +211,15 @@ def save_cached(dataset: Dataset, cache_file: Path) -> None:
         needed = sum(a.nbytes for a in arrays.values()) + vocabulary.nbytes
         free = free_bytes(cache_file.parent)
         raise DiskFull(
-            f"paths.cache_dir={cache_file.parent.parent}: no space left on device for the vector cache "
-            f"{cache_file.name}: it needs about {megabytes(needed)}, {megabytes(free)} is free there; "
-            "free some space there or choose another paths.cache_dir"
+            f"paths.cache_dir={cache_file.parent.parent}: no space left on device for the vector "
+            f"cache {cache_file.name}: it needs about {megabytes(needed)}, {megabytes(free)} is "
+            "free there; free some space there or choose another paths.cache_dir"
         ) from None
 
 
 def load_cached(cache_file: Path) -> Dataset | None:
-    """The cached arrays, or None when the file cannot be read (a cache is rebuilt, never trusted blindly)."""
+    """The cached arrays, or None when the file cannot be read (a cache is rebuilt, never trusted
+    blindly)."""
     try:
         with np.load(cache_file) as stored:
             fields = {name: stored[name] for name in stored.files if name.startswith(("x_", "y_"))}
@@ -293,13 +294,15 @@ def split_and_vectorize(texts: Texts, data_cfg: DictConfig) -> Dataset:
 
 
 def drop_empty_rows(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Leave out rows without a single token (a text of punctuation only): no model can learn from padding."""
+    """Leave out rows without a single token (a text of punctuation only): no model can learn from
+    padding."""
     kept = x.any(axis=1)
     return x[kept], y[kept], int((~kept).sum())
 
 
 def fill_empty_rows(x: np.ndarray, oov: int, padding: str) -> tuple[np.ndarray, int]:
-    """Give a tokenless row one OOV token instead: the test split is scored whole, never shrunk by preprocessing."""
+    """Give a tokenless row one OOV token instead: the test split is scored whole, never shrunk by
+    preprocessing."""
     empty = ~x.any(axis=1)
     x[empty, -1 if padding == "pre" else 0] = oov
     return x, int(empty.sum())
@@ -328,18 +331,19 @@ def texts_are_token_ids(items: list) -> bool:
 
 
 def adapt_vectorizer(fit_texts: list[str], vocab_size: int, where: str = "data"):
-    """Adapt a TextVectorization on the fitting texts only; return its vocabulary and a texts->ids function."""
+    """Adapt a TextVectorization on the fitting texts only; return its vocabulary and a texts->ids
+    function."""
     import tensorflow as tf
     from keras.layers import TextVectorization
 
     vectorizer = TextVectorization(max_tokens=vocab_size, ragged=True, **VECTORIZER_TEXT_SETTINGS)
     vectorizer.adapt(tf.data.Dataset.from_tensor_slices(fit_texts).batch(2048))
-    if (
-        len(vectorizer.get_vocabulary()) <= VECTORIZER_OOV + 1
-    ):  # only padding and [UNK]: nothing to learn from
+    # only padding and [UNK]: nothing to learn from
+    if len(vectorizer.get_vocabulary()) <= VECTORIZER_OOV + 1:
         raise InputError(
             f"{where}: no training text has a word after standardization "
-            f"(lower case, punctuation stripped); {len(fit_texts)} texts are all empty or punctuation"
+            f"(lower case, punctuation stripped); {len(fit_texts)} texts are all empty or "
+            "punctuation"
         )
 
     def to_ids(texts: list[str]):
@@ -350,10 +354,11 @@ def adapt_vectorizer(fit_texts: list[str], vocab_size: int, where: str = "data")
 
 
 def pad_sequences(sequences, max_len: int, truncate: str, padding: str) -> np.ndarray:
-    """Pad with 0 to `max_len` after (`post`) or before (`pre`) each text; keep the first (`post`) or last (`pre`)
-    tokens of longer ones.
+    """Pad with 0 to `max_len` after (`post`) or before (`pre`) each text; keep the first (`post`)
+    or last (`pre`) tokens of longer ones.
 
-    `sequences` is a list of id lists, or (flat ids, lengths) as TextVectorization's ragged output gives.
+    `sequences` is a list of id lists, or (flat ids, lengths) as TextVectorization's ragged output
+    gives.
     """
     if isinstance(sequences, tuple):
         flat, lengths = sequences
@@ -381,7 +386,8 @@ def pad_sequences(sequences, max_len: int, truncate: str, padding: str) -> np.nd
 
 
 def fetch(url: str, downloads: Path, sha256: str | None = None, fname: str | None = None) -> Path:
-    """The file at `url`, from the download cache when it is already there (then never re-downloaded)."""
+    """The file at `url`, from the download cache when it is already there (then never
+    re-downloaded)."""
     import keras
 
     fname = fname or url.rsplit("/", 1)[-1]
@@ -398,7 +404,8 @@ def fetch(url: str, downloads: Path, sha256: str | None = None, fname: str | Non
         )
     except Exception as error:  # get_file raises bare Exception for network and checksum failures
         raise InputError(
-            f"cannot fetch {url} into {downloads / fname} ({error}); on an offline machine place the file there"
+            f"cannot fetch {url} into {downloads / fname} ({error}); on an offline machine place "
+            "the file there"
         ) from error
 
 
@@ -412,7 +419,8 @@ def decode(raw: bytes, where: str, encoding: str) -> str:
 
 
 def check_some_text(texts: list[str], where: str) -> None:
-    """An empty text is dropped like one of punctuation only (counted in empty_texts); a file of nothing but is an error."""
+    """An empty text is dropped like one of punctuation only (counted in empty_texts); a file of
+    nothing but is an error."""
     if texts and not any(text.strip() for text in texts):
         raise InputError(f"{where}: every text is empty ({len(texts)} rows)")
 
@@ -422,13 +430,14 @@ def check_labels(labels: np.ndarray, where: str, class_names=SENTIMENT_CLASSES) 
         raise InputError(f"{where}: no examples")
     if len(set(labels.tolist())) < 2:
         raise InputError(
-            f"{where}: only label {class_names[int(labels[0])]!r} occurs; a classifier needs at least "
-            "two classes"
+            f"{where}: only label {class_names[int(labels[0])]!r} occurs; a classifier needs at "
+            "least two classes"
         )
 
 
 def load_imdb(data_cfg: DictConfig, downloads: Path) -> Texts:
-    """Read the aclImdb archive in place (train|test / pos|neg / *.txt): nothing is extracted to disk."""
+    """Read the aclImdb archive in place (train|test / pos|neg / *.txt): nothing is extracted to
+    disk."""
     archive = fetch(data_cfg.url, downloads, data_cfg.sha256)
     found = {(split, label): [] for split in IMDB_SPLITS for label in IMDB_LABELS}
     try:
@@ -511,7 +520,8 @@ def load_sentences(data_cfg: DictConfig, downloads: Path) -> Texts:
 
 
 def fetch_sentences(data_cfg: DictConfig, downloads: Path) -> Path:
-    """The folder of *_labelled.txt files in the download cache, unzipped there from the public zip once."""
+    """The folder of *_labelled.txt files in the download cache, unzipped there from the public zip
+    once."""
     folder = downloads / "sentiment_labelled_sentences"
     if all((folder / name).is_file() for name in SENTENCE_FILES.values()):
         return folder
@@ -526,10 +536,11 @@ def fetch_sentences(data_cfg: DictConfig, downloads: Path) -> Path:
 
 
 def read_labelled_lines(path: Path, encoding: str) -> tuple[list[str], list[int]]:
-    """Lines of `sentence<TAB>label`; blank lines are skipped, a label with an empty text is kept (and dropped
-    later with the texts that have no word).
+    """Lines of `sentence<TAB>label`; blank lines are skipped, a label with an empty text is kept
+    (and dropped later with the texts that have no word).
 
-    Split on newlines only: str.splitlines would also break at U+0085, which occurs inside sentences.
+    Split on newlines only: str.splitlines would also break at U+0085, which occurs inside
+    sentences.
     """
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -595,7 +606,8 @@ def load_keras_imdb(data_cfg: DictConfig, downloads: Path) -> Texts:
 
 
 def load_table(data_cfg: DictConfig, downloads: Path) -> Texts:
-    """The training file, and the validation and test files when given (else both are cut from it)."""
+    """The training file, and the validation and test files when given (else both are cut from
+    it)."""
     texts, raw_labels = read_table(Path(data_cfg.path).expanduser(), data_cfg)
     class_names, index = label_index(raw_labels, data_cfg.label_map, data_cfg.path)
     labels = to_classes(raw_labels, index, data_cfg.path)
@@ -618,7 +630,8 @@ def load_table(data_cfg: DictConfig, downloads: Path) -> Texts:
 
 
 def read_table(path: Path, data_cfg: DictConfig) -> tuple[list[str], list]:
-    """The text column (a missing text as "", which is dropped like a text of punctuation) and the raw labels."""
+    """The text column (a missing text as "", which is dropped like a text of punctuation) and the
+    raw labels."""
     import pandas as pd
 
     if not path.is_file():
@@ -655,21 +668,22 @@ def read_table(path: Path, data_cfg: DictConfig) -> tuple[list[str], list]:
     for key in ("text_column", "label_column"):
         if str(data_cfg[key]) not in frame.columns:
             raise InputError(
-                f"{path}: no column {str(data_cfg[key])!r} (data.{key}); columns are {list(frame.columns)}"
+                f"{path}: no column {str(data_cfg[key])!r} (data.{key}); columns are "
+                f"{list(frame.columns)}"
             )
     texts = ["" if missing(text) else str(text) for text in frame[str(data_cfg.text_column)]]
     check_some_text(texts, str(path))
     return texts, frame[str(data_cfg.label_column)].tolist()
 
 
-MISSING_MARKS = frozenset(
-    {"", "nan", "NaN", "NAN", "null", "NULL", "<NA>", "#N/A", "N/A", "n/a"}
-)  # what tables
+# what tables
+MISSING_MARKS = frozenset({"", "nan", "NaN", "NAN", "null", "NULL", "<NA>", "#N/A", "N/A", "n/a"})
 # write for a missing value (pandas' own marks, less words a text or a class may be: None, NA)
 
 
 def missing(value) -> bool:
-    """None, NaN or NaT (a Parquet file's missing value), or a text file's mark for one (MISSING_MARKS)."""
+    """None, NaN or NaT (a Parquet file's missing value), or a text file's mark for one
+    (MISSING_MARKS)."""
     import pandas as pd
 
     if isinstance(value, str):
@@ -678,15 +692,16 @@ def missing(value) -> bool:
 
 
 def label_key(value) -> str:
-    """A raw label as the text the label map and the class names use: 3 and 3.0 from Parquet are "3"."""
+    """A raw label as the text the label map and the class names use: 3 and 3.0 from Parquet are
+    "3"."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value).strip()
 
 
 def label_index(raw: list, label_map, path) -> tuple[list[str], dict[str, int]]:
-    """The class names and raw label -> class index: from data.label_map (checked by config.check), or every
-    label of the training file in sorted order (numbers by value)."""
+    """The class names and raw label -> class index: from data.label_map (checked by config.check),
+    or every label of the training file in sorted order (numbers by value)."""
     if label_map:
         index = {str(key): int(value) for key, value in label_map.items()}
         names = [
@@ -708,7 +723,8 @@ def label_index(raw: list, label_map, path) -> tuple[list[str], dict[str, int]]:
 
 
 def to_classes(raw: list, index: dict[str, int], path) -> np.ndarray:
-    """Class indices of `raw`; a missing label, or one the label map (or the training file) lacks, is an error."""
+    """Class indices of `raw`; a missing label, or one the label map (or the training file) lacks,
+    is an error."""
     classes = []
     for row, value in enumerate(raw):
         key = "" if missing(value) else label_key(value)
@@ -716,8 +732,8 @@ def to_classes(raw: list, index: dict[str, int], path) -> np.ndarray:
             raise InputError(f"{path}: label missing at row {row}; every row needs a label")
         if key not in index:
             raise InputError(
-                f"{path}: label {key!r} at row {row} is not a known class; allowed: {', '.join(index)}"
-                " (data.label_map, or the labels of data.path)"
+                f"{path}: label {key!r} at row {row} is not a known class; allowed: "
+                f"{', '.join(index)} (data.label_map, or the labels of data.path)"
             )
         classes.append(index[key])
     return np.array(classes, dtype=np.int64)

@@ -102,7 +102,8 @@ _loaded: dict[str, WordVectors] = {}  # by cache file: a sweep's trials read it 
 
 def word_vectors(path: str, data: Dataset, cache_dir: str, announce: bool = True) -> WordVectors:
     """The vectors of `path` for `data`'s vocabulary, read from the cache or, once, from the file.
-    `announce`: print and log their coverage (a command does, once; its trials and folds need not)."""
+    `announce`: print and log their coverage (a command does, once; its trials and folds need
+    not)."""
     if not data.vocabulary:
         raise InputError(f"{SETTING} needs data with words; data=keras_imdb has token ids")
     file = Path(path).expanduser()
