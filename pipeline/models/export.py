@@ -1,12 +1,14 @@
-"""The model a user can run: raw strings in, class probabilities out, saved in Keras format and logged as an MLflow model.
+"""The model a user can run: raw strings in, class probabilities out, saved in Keras format and
+logged as an MLflow model.
 
 `text_model` wraps the trained model (token ids in) in a Keras model whose first layer repeats what
-pipeline/data.py did to the training texts: the same TextVectorization standardization and vocabulary,
-the first (`data.truncate=post`) or last (`pre`) `data.max_len` tokens, post-padding with 0 and one OOV
-token for a text without any; its last layer names the classes and gives every class its probability
-(two columns for a binary model's one sigmoid output). `log_model` logs it as an MLflow 3 LoggedModel (a pyfunc taking a column of
-strings) linked to the run and its best epoch. `data=keras_imdb` has no raw text (its reviews are integer
-sequences): its logged model takes token ids instead, and says so.
+pipeline/data.py did to the training texts: the same TextVectorization standardization and
+vocabulary, the first (`data.truncate=post`) or last (`pre`) `data.max_len` tokens, post-padding
+with 0 and one OOV token for a text without any; its last layer names the classes and gives every
+class its probability (two columns for a binary model's one sigmoid output). `log_model` logs it as
+an MLflow 3 LoggedModel (a pyfunc taking a column of strings) linked to the run and its best epoch.
+`data=keras_imdb` has no raw text (its reviews are integer sequences): its logged model takes token
+ids instead, and says so.
 """
 
 import functools
@@ -31,7 +33,9 @@ from mlflow.types.schema import Array
 from omegaconf import DictConfig
 
 import pipeline
-from pipeline.models import zoo as _custom_layers  # noqa: F401 - registers the trained models' own layers for loading
+
+# registers the trained models' own layers for loading
+from pipeline.models import zoo as _custom_layers  # noqa: F401
 from pipeline.data.texts import (
     KERAS_IMDB_OOV,
     VECTORIZER_OOV,
@@ -42,14 +46,13 @@ from pipeline.core.errors import InputError, check_space
 from pipeline.models.scores import compile_classifier, num_classes_of
 
 log = logging.getLogger(__name__)
-STORE_MARGIN = (
-    10**6
-)  # room the stores keep to record the run's end (SQLite needs its journal to write)
+# room the stores keep to record the run's end (SQLite needs its journal to write)
+STORE_MARGIN = 10**6
 
 
 class NoSchemaCheckLine(logging.Filter):
-    """MLflow says at INFO that it checks the input example against the signature: once per trial, it breaks the
-    sweep's progress bar and says nothing a user acts on."""
+    """MLflow says at INFO that it checks the input example against the signature: once per trial,
+    it breaks the sweep's progress bar and says nothing a user acts on."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith(
@@ -60,7 +63,8 @@ class NoSchemaCheckLine(logging.Filter):
 logging.getLogger("mlflow.pyfunc").addFilter(NoSchemaCheckLine())
 
 MODEL_NAME = "model"  # the LoggedModel's name, and its folder in the run's Models tab
-KERAS_FILE = "model.keras"  # the Keras-format file inside the MLflow model (the end-to-end model, or the id model)
+# the Keras-format file inside the MLflow model (the end-to-end model, or the id model)
+KERAS_FILE = "model.keras"
 TEXT_COLUMN, IDS_COLUMN = "text", "token_ids"  # the pyfunc's input column
 PROBABILITY_PREFIX = "p_"  # a class's probability column: p_negative, p_amazon, p_7
 INPUT_EXAMPLE = ["a great film, well worth seeing", "dull plot and wooden acting"]
@@ -69,17 +73,15 @@ PREDICT_BATCH = 256
 
 @keras.saving.register_keras_serializable(package="rnnsweep")
 class TokenIds(layers.Layer):
-    """Raw strings -> padded int32 token ids, exactly as pipeline/data.py vectorizes the test split."""
+    """Raw strings -> padded int32 token ids, exactly as pipeline/data.py vectorizes the test
+    split."""
 
     def __init__(
         self, vocabulary: list[str], max_len: int, truncate: str, padding: str = "post", **kwargs
     ):
         super().__init__(**kwargs)
-        self.max_len, self.truncate, self.padding = (
-            int(max_len),
-            truncate,
-            padding,
-        )  # the vocabulary stays in the vectorizer
+        # the vocabulary stays in the vectorizer
+        self.max_len, self.truncate, self.padding = int(max_len), truncate, padding
         self.vectorizer = layers.TextVectorization(
             vocabulary=list(vocabulary), ragged=True, **VECTORIZER_TEXT_SETTINGS
         )
@@ -91,15 +93,13 @@ class TokenIds(layers.Layer):
         ragged = self.vectorizer(tf.reshape(texts, [-1]))
         kept = ragged[:, -self.max_len :] if self.truncate == "pre" else ragged[:, : self.max_len]
         ids = tf.cast(kept.to_tensor(default_value=0, shape=[None, self.max_len]), "int32")
-        if (
-            self.padding == "pre"
-        ):  # the tokens at the end, in order: reverse each text's tokens, then the whole row
+        # the tokens at the end, in order: reverse each text's tokens, then the whole row
+        if self.padding == "pre":
             ids = tf.reverse(
                 tf.reverse_sequence(ids, kept.row_lengths(), seq_axis=1, batch_axis=0), axis=[1]
             )
-        tokenless = tf.equal(
-            kept.row_lengths(), 0
-        )  # a text of punctuation only: one OOV token, as data.py does
+        # a text of punctuation only: one OOV token, as data.py does
+        tokenless = tf.equal(kept.row_lengths(), 0)
         side = -1 if self.padding == "pre" else 0
         oov = tf.where(tokenless, tf.constant(VECTORIZER_OOV, "int32"), ids[:, side])
         return (
@@ -122,8 +122,9 @@ class TokenIds(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="rnnsweep")
 class ClassProbabilities(layers.Layer):
-    """The trained output as one probability per class, named: a sigmoid's p becomes (1 - p, p), a softmax
-    passes as it is. The class names travel in the saved model, so nothing else is needed to label a text."""
+    """The trained output as one probability per class, named: a sigmoid's p becomes (1 - p, p), a
+    softmax passes as it is. The class names travel in the saved model, so nothing else is needed to
+    label a text."""
 
     def __init__(self, class_names: list[str], **kwargs):
         super().__init__(**kwargs)
@@ -144,7 +145,8 @@ class ClassProbabilities(layers.Layer):
 def text_model(
     trained: keras.Model, vocabulary: list[str], data_cfg: DictConfig, class_names: list[str]
 ) -> keras.Model:
-    """The trained model behind the vectorizer of its training data: one string in, each class's probability out."""
+    """The trained model behind the vectorizer of its training data: one string in, each class's
+    probability out."""
     texts = keras.Input(shape=(1,), dtype="string", name=TEXT_COLUMN)
     ids = TokenIds(
         vocabulary, data_cfg.max_len, data_cfg.truncate, data_cfg.padding, name="token_ids"
@@ -162,7 +164,8 @@ def exported_model(trained: keras.Model, data, data_cfg: DictConfig) -> keras.Mo
     if takes_text(data):
         return text_model(trained, data.vocabulary, data_cfg, data.class_names)
     log.info(
-        "data=%s has no raw text (integer sequences): the logged model takes token ids, not strings",
+        "data=%s has no raw text (integer sequences): the logged model takes token ids, not "
+        "strings",
         data_cfg.name,
     )
     ids = keras.Input(shape=(None,), dtype="int32", name=IDS_COLUMN)
@@ -176,7 +179,8 @@ def class_names_of(model: keras.Model) -> list[str]:
 
 
 def trained_part(model: keras.Model) -> keras.Model:
-    """The id model inside an end-to-end model (or the model itself when it takes ids): what the test split scores."""
+    """The id model inside an end-to-end model (or the model itself when it takes ids): what the
+    test split scores."""
     inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     return inner[0] if inner else model
 
@@ -185,10 +189,11 @@ def trained_part(model: keras.Model) -> keras.Model:
 
 
 class TextClassifier(mlflow.pyfunc.PythonModel):
-    """MLflow's generic interface to the Keras model: a column of texts (or token-id lists) -> label, probability.
+    """MLflow's generic interface to the Keras model: a column of texts (or token-id lists) ->
+    label, probability.
 
-    Built by pipeline/pyfunc_model.py (MLflow's models from code); a model taking token ids finds the
-    data's max_len and truncate side in its model_config."""
+    Built by pipeline/pyfunc_model.py (MLflow's models from code); a model taking token ids finds
+    the data's max_len and truncate side in its model_config."""
 
     @classmethod
     def from_keras(cls, path) -> "TextClassifier":
@@ -199,7 +204,8 @@ class TextClassifier(mlflow.pyfunc.PythonModel):
         scorer.class_names = class_names_of(scorer.model)
         if not scorer.takes_text:
             raise InputError(
-                f"{path}: this model takes token ids, not text (data=keras_imdb); use its MLflow model"
+                f"{path}: this model takes token ids, not text (data=keras_imdb); use its MLflow "
+                "model"
             )
         return scorer
 
@@ -212,9 +218,8 @@ class TextClassifier(mlflow.pyfunc.PythonModel):
         self.padding = context.model_config or {}
         self.class_names = class_names_of(self.model)
 
-    def predict(
-        self, context, model_input: pd.DataFrame, params=None
-    ):  # the signature makes any input a DataFrame
+    # the signature makes any input a DataFrame
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         rows = column_of(model_input)
         shape = (0, len(self.class_names))
         probabilities = self.probabilities(rows) if len(rows) else np.zeros(shape, dtype=np.float32)
@@ -232,16 +237,16 @@ class TextClassifier(mlflow.pyfunc.PythonModel):
                     self.padding.get("padding", "post"),
                 )
             )
-        if (
-            len(rows) <= PREDICT_BATCH
-        ):  # one batch (a few texts, a served request): called eagerly, no predict function to trace
+        # one batch (a few texts, a served request): called eagerly, no predict function to trace
+        if len(rows) <= PREDICT_BATCH:
             return keras.ops.convert_to_numpy(self.model(inputs, training=False))
         batches = tf.data.Dataset.from_tensor_slices(inputs).batch(PREDICT_BATCH)
         return self.model.predict(batches, verbose=0)
 
 
 def labelled(probabilities: np.ndarray, class_names: list[str]) -> pd.DataFrame:
-    """label: the most probable class's name; probability: its probability; p_CLASS: every class's."""
+    """label: the most probable class's name; probability: its probability; p_CLASS: every
+    class's."""
     best = probabilities.argmax(axis=1)
     frame = pd.DataFrame(
         {
@@ -292,7 +297,8 @@ def input_example(data, text: bool) -> pd.DataFrame:
 
 @functools.cache
 def requirements() -> list[str]:
-    """The packages the model needs to load and predict, at the versions it was logged with (no inference run)."""
+    """The packages the model needs to load and predict, at the versions it was logged with (no
+    inference run)."""
     tensorflow = "tensorflow-cpu" if platform.machine() in ("x86_64", "AMD64") else "tensorflow"
     names = [tensorflow, "keras", "mlflow", "pandas", "numpy", "omegaconf"]
     pins = []
@@ -305,7 +311,8 @@ def requirements() -> list[str]:
 
 
 def save_pyfunc(path, mlflow_model, validate_serving_input=True, **kwargs):
-    """mlflow.pyfunc.save_model for Model.log, which passes its validate_serving_input on to the flavor."""
+    """mlflow.pyfunc.save_model for Model.log, which passes its validate_serving_input on to the
+    flavor."""
     return mlflow.pyfunc.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
 
 
@@ -317,7 +324,8 @@ PYFUNC_WITHOUT_SERVING_CHECK = types.SimpleNamespace(
 def log_model(trained: keras.Model, data, data_cfg: DictConfig, best_epoch: int | None) -> str:
     """Log the exported model to the active run as an MLflow model; return its model id.
 
-    `step=best_epoch` links the run's metrics of that epoch to the model (MLflow does it at log time)."""
+    `step=best_epoch` links the run's metrics of that epoch to the model (MLflow does it at log
+    time)."""
     model = exported_model(trained, data, data_cfg)
     text = takes_text(data)
     with tempfile.TemporaryDirectory() as folder:
@@ -328,13 +336,15 @@ def log_model(trained: keras.Model, data, data_cfg: DictConfig, best_epoch: int 
             artifact_path=None,
             name=MODEL_NAME,
             flavor=PYFUNC_WITHOUT_SERVING_CHECK,
-            flavor_name="pyfunc.ModelFromCode",  # what mlflow.pyfunc.log_model names a model from code
-            validate_serving_input=False,  # MLflow's check loads and runs the model: 0.3 to 0.5 s a trial (tests serve it for real)
+            # what mlflow.pyfunc.log_model names a model from code
+            flavor_name="pyfunc.ModelFromCode",
+            # MLflow's check loads and runs the model: 0.3 to 0.5 s a trial (tests serve it for
+            # real)
+            validate_serving_input=False,
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),
             artifacts={"keras_model": str(path)},
-            code_paths=[
-                str(Path(pipeline.__file__).parent)
-            ],  # the custom layers: the model loads without rnnsweep installed
+            # the custom layers: the model loads without rnnsweep installed
+            code_paths=[str(Path(pipeline.__file__).parent)],
             model_config=None
             if text
             else {
@@ -356,8 +366,9 @@ def log_model(trained: keras.Model, data, data_cfg: DictConfig, best_epoch: int 
 
 
 def check_room_for(keras_file: Path) -> None:
-    """DiskFull before MLflow copies the model into a local artifact store without room for it (a partial copy
-    would leave the stores no room to record the failure): the file, rnnsweep's code, and a margin for the stores."""
+    """DiskFull before MLflow copies the model into a local artifact store without room for it (a
+    partial copy would leave the stores no room to record the failure): the file, rnnsweep's code,
+    and a margin for the stores."""
     location = mlflow.get_artifact_uri()
     if not location.startswith("file:"):
         return
@@ -376,7 +387,8 @@ def check_room_for(keras_file: Path) -> None:
 
 
 def load_keras(model_id: str) -> keras.Model:
-    """The Keras model inside a logged MLflow model (the end-to-end model, or the id model for keras_imdb)."""
+    """The Keras model inside a logged MLflow model (the end-to-end model, or the id model for
+    keras_imdb)."""
     location = mlflow.MlflowClient().get_logged_model(model_id).artifact_location
     return keras.saving.load_model(
         mlflow.artifacts.download_artifacts(f"{location}/artifacts/{KERAS_FILE}"), compile=False
@@ -384,12 +396,14 @@ def load_keras(model_id: str) -> keras.Model:
 
 
 def stored_id_model(model_id: str) -> keras.Model:
-    """The trained token-id model a logged model wraps, compiled as training compiles it: for scoring the test split."""
+    """The trained token-id model a logged model wraps, compiled as training compiles it: for
+    scoring the test split."""
     return stored_scorer(model_id)[0]
 
 
 def stored_scorer(model_id: str):
-    """stored_id_model and its compiled scores.MacroF1, whose confusion matrix holds its last evaluation."""
+    """stored_id_model and its compiled scores.MacroF1, whose confusion matrix holds its last
+    evaluation."""
     model = trained_part(load_keras(model_id))
     return model, compile_classifier(model, num_classes_of(model))
 

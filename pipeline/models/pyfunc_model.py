@@ -1,4 +1,5 @@
-"""The logged MLflow model's code (MLflow's "models from code"): MLflow runs this file to build the pyfunc."""
+"""The logged MLflow model's code (MLflow's "models from code"): MLflow runs this file to build the
+pyfunc."""
 
 import mlflow
 

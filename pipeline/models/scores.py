@@ -1,4 +1,5 @@
-"""Scores of a K-class classifier: its head and loss, macro-F1 per epoch, and the report on the test split.
+"""Scores of a K-class classifier: its head and loss, macro-F1 per epoch, and the report on the test
+split.
 
 Two classes keep one sigmoid output and binary cross-entropy; more use a softmax over K outputs and
 sparse categorical cross-entropy (labels are class indices either way). `MacroF1` keeps a running
@@ -29,8 +30,8 @@ def loss_name(num_classes: int) -> str:
 
 
 def compile_classifier(model: keras.Model, num_classes: int, optimizer="rmsprop") -> "MacroF1":
-    """Compile with the loss of K classes, accuracy and macro-F1; return the macro-F1 metric, whose confusion
-    matrix holds the last evaluation's counts."""
+    """Compile with the loss of K classes, accuracy and macro-F1; return the macro-F1 metric, whose
+    confusion matrix holds the last evaluation's counts."""
     f1 = MacroF1(num_classes)
     model.compile(optimizer=optimizer, loss=loss_name(num_classes), metrics=["accuracy", f1])
     return f1
@@ -38,8 +39,8 @@ def compile_classifier(model: keras.Model, num_classes: int, optimizer="rmsprop"
 
 @keras.saving.register_keras_serializable(package="rnnsweep")
 class MacroF1(keras.metrics.Metric):
-    """Macro-averaged F1 from a running confusion matrix: the mean F1 of the classes that occur (as true or
-    predicted labels), as scikit-learn's f1_score(average="macro") counts it."""
+    """Macro-averaged F1 from a running confusion matrix: the mean F1 of the classes that occur (as
+    true or predicted labels), as scikit-learn's f1_score(average="macro") counts it."""
 
     def __init__(self, num_classes: int = 2, name: str = "macro_f1", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -80,7 +81,8 @@ class MacroF1(keras.metrics.Metric):
 
 
 def class_report(confusion: np.ndarray, class_names: list[str]) -> dict:
-    """Accuracy, macro-F1 and per-class precision, recall, F1 and support from a confusion matrix."""
+    """Accuracy, macro-F1 and per-class precision, recall, F1 and support from a confusion
+    matrix."""
     confusion = np.asarray(confusion, dtype=np.int64)
     hits, true, predicted = np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
     share = lambda top, bottom: np.divide(top, bottom, out=np.zeros(len(top)), where=bottom > 0)
@@ -113,7 +115,8 @@ def metric_key(name: str) -> str:
 
 
 def per_class_metrics(report: dict, prefix: str = "test_") -> dict[str, float]:
-    """test_f1.CLASS, test_precision.CLASS, test_recall.CLASS: one metric each, for the runs table."""
+    """test_f1.CLASS, test_precision.CLASS, test_recall.CLASS: one metric each, for the runs
+    table."""
     figures = {}
     for row in report["classes"]:
         for score in ("precision", "recall", "f1"):

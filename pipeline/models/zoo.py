@@ -1,8 +1,10 @@
-"""The model zoo: Embedding (mask_zero) -> pooling or stacked (Bi)RNN -> dense head -> sigmoid (2 classes) or softmax.
+"""The model zoo: Embedding (mask_zero) -> pooling or stacked (Bi)RNN -> dense head -> sigmoid (2
+classes) or softmax.
 
 Token id 0 is padding; the Embedding's mask carries through every body, so padding never reaches a
-recurrent layer's final state or a pooled vector. With model.mask_padding=false there is no mask: the
-padding's embedding is fed to the layers and averaged into pooled vectors, as in the classic scripts.
+recurrent layer's final state or a pooled vector. With model.mask_padding=false there is no mask:
+the padding's embedding is fed to the layers and averaged into pooled vectors, as in the classic
+scripts.
 """
 
 import functools
@@ -22,8 +24,9 @@ RECURRENT_LAYERS = {"simple_rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": 
 
 @keras.saving.register_keras_serializable(package="rnnsweep")
 class MaskedGlobalMaxPooling1D(layers.Layer):
-    """GlobalMaxPooling1D that ignores masked (padding) steps; Keras' own one ignores the mask. A fully masked row
-    (a text with no token) pools to zeros: its float minimum would turn into inf and NaN in the head."""
+    """GlobalMaxPooling1D that ignores masked (padding) steps; Keras' own one ignores the mask. A
+    fully masked row (a text with no token) pools to zeros: its float minimum would turn into inf
+    and NaN in the head."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -48,8 +51,9 @@ class MaskedGlobalMaxPooling1D(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="rnnsweep")
 class MaskedGlobalAveragePooling1D(layers.GlobalAveragePooling1D):
-    """GlobalAveragePooling1D whose fully masked row (a text with no token) averages to zeros, not 0/0 = NaN.
-    Without a mask (model.mask_padding=false) it is Keras' plain average over every step, padding included."""
+    """GlobalAveragePooling1D whose fully masked row (a text with no token) averages to zeros, not
+    0/0 = NaN. Without a mask (model.mask_padding=false) it is Keras' plain average over every step,
+    padding included."""
 
     def call(self, inputs, mask=None):
         if mask is None:
@@ -63,14 +67,16 @@ class MaskedGlobalAveragePooling1D(layers.GlobalAveragePooling1D):
 class VariableLengthModel(keras.Model):
     """A functional model whose fit and evaluate take each batch at its own length, at full speed.
 
-    Keras' TensorFlow trainer runs its step inside a graph that reads the dataset; when batch lengths
-    vary, that graph sees an unknown length, and the stacked BiLSTM trained 1.3x to 1.5x slower there
-    than with the same batches fed from outside (benchmarks/RESULTS.md, "buckets, Keras' step").
-    Taking each batch out of the iterator first and passing it to one step function (traced for the
-    first shape, then once for any shape) keeps the fast path. One step per call: steps_per_execution 1.
+    Keras' TensorFlow trainer runs its step inside a graph that reads the dataset; when batch
+    lengths vary, that graph sees an unknown length, and the stacked BiLSTM trained 1.3x to 1.5x
+    slower there than with the same batches fed from outside (benchmarks/RESULTS.md, "buckets,
+    Keras' step"). Taking each batch out of the iterator first and passing it to one step function
+    (traced for the first shape, then once for any shape) keeps the fast path. One step per call:
+    steps_per_execution 1.
     """
 
-    gradient_signal = None  # a gradients.GradientSignal while fit() logs the gradient figures (train.log_gradients)
+    # a gradients.GradientSignal while fit() logs the gradient figures (train.log_gradients)
+    gradient_signal = None
 
     def train_step(self, data):
         if self.gradient_signal is None:
@@ -89,16 +95,16 @@ class VariableLengthModel(keras.Model):
 
 
 def measured_train_step(model: keras.Model, data, signal) -> dict:
-    """Keras' TensorFlow train_step for our models (one loss, no sample weights), the same ops in the same order,
-    plus the step's gradients and weights before and after the update handed to `signal` (GradientSignal.record)."""
+    """Keras' TensorFlow train_step for our models (one loss, no sample weights), the same ops in
+    the same order, plus the step's gradients and weights before and after the update handed to
+    `signal` (GradientSignal.record)."""
     x, y = data
     with tf.GradientTape() as tape:
         y_pred = model(x, training=True)
         loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
         loss_tracker = next(metric for metric in model.metrics if metric.name == "loss")
-        loss_tracker.update_state(
-            loss, sample_weight=tf.shape(x)[0]
-        )  # weighted by batch size, as Keras does
+        # weighted by batch size, as Keras does
+        loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])
         loss = model.optimizer.scale_loss(loss)
     weights = model.trainable_weights
     gradients = tape.gradient(loss, weights)
@@ -109,8 +115,8 @@ def measured_train_step(model: keras.Model, data, signal) -> dict:
 
 
 def step_per_batch(step):
-    # A partial, not the bound method or a nested def: TensorFlow counts traces per code object, so every
-    # model of a sweep would add to one count and trigger its "frequent retracing" warning.
+    # A partial, not the bound method or a nested def: TensorFlow counts traces per code object, so
+    # every model of a sweep would add to one count and trigger its "frequent retracing" warning.
     traced = tf.function(functools.partial(step), reduce_retracing=True)
 
     def run(iterator):
@@ -121,7 +127,8 @@ def step_per_batch(step):
 
 
 def model_label(model_cfg: DictConfig) -> str:
-    """What the model is, for run names and tags: gru, bilstm, lstm_x2, max_pooling (not the preset it came from)."""
+    """What the model is, for run names and tags: gru, bilstm, lstm_x2, max_pooling (not the preset
+    it came from)."""
     if model_cfg.body == "pooling":
         return f"{model_cfg.pooling}_pooling"
     label = f"bi{model_cfg.body}" if model_cfg.bidirectional else model_cfg.body
@@ -134,9 +141,10 @@ def build_model(
     num_classes: int = 2,
     embedding: np.ndarray | None = None,
 ) -> keras.Model:
-    """An uncompiled classifier over padded int sequences of any length (its config: checked by config.check):
-    one sigmoid output for two classes, a softmax over `num_classes` outputs for more. `embedding`:
-    the embedding's starting weights (vocab_size x width: pretrained word vectors), else random."""
+    """An uncompiled classifier over padded int sequences of any length (its config: checked by
+    config.check): one sigmoid output for two classes, a softmax over `num_classes` outputs for
+    more. `embedding`: the embedding's starting weights (vocab_size x width: pretrained word
+    vectors), else random."""
     inputs = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     width = model_cfg.embedding_dim if embedding is None else embedding.shape[1]
     embedded = layers.Embedding(
