@@ -1,11 +1,12 @@
-"""Cross-validation for small data (search.cv_folds): a trial trains k models, each validated on its own
-stratified fold of the training data (the validation split included), and its value is their mean.
+"""Cross-validation for small data (search.cv_folds): a trial trains k models, each validated on its
+own stratified fold of the training data (the validation split included), and its value is their
+mean.
 
-One split's validation set of a few hundred texts has a standard error of 2 points or more: the winner of a
-sweep on it is mostly the luck of that split. The trial's model is then trained once more, on all of that
-data, for the folds' median best epoch: one model to store, test and register, its length chosen by the
-folds. (Keeping the k fold models as an ensemble would score every text k times and put k bodies in the
-string-in model.)"""
+One split's validation set of a few hundred texts has a standard error of 2 points or more: the
+winner of a sweep on it is mostly the luck of that split. The trial's model is then trained once
+more, on all of that data, for the folds' median best epoch: one model to store, test and register,
+its length chosen by the folds. (Keeping the k fold models as an ensemble would score every text k
+times and put k bodies in the string-in model.)"""
 
 import contextlib
 import dataclasses
@@ -45,8 +46,8 @@ def pooled(data: Dataset) -> Dataset:
 
 
 def fold_count(search: DictConfig, data_cfg: DictConfig, data: Dataset) -> int:
-    """search.cv_folds with auto decided: AUTO_FOLDS below search.cv_auto_below texts of training and validation
-    data, 1 above it or with the data's own validation file."""
+    """search.cv_folds with auto decided: AUTO_FOLDS below search.cv_auto_below texts of training
+    and validation data, 1 above it or with the data's own validation file."""
     if search.cv_folds != "auto":
         return search.cv_folds
     if data_cfg.get("val_path"):
@@ -64,13 +65,14 @@ def check_folds(cfg: DictConfig, data: Dataset) -> int:
 
 
 def fold_datasets(data: Dataset, folds: int, seed: int) -> list[Dataset]:
-    """`folds` datasets: each validates on one stratified fold of the pooled data and trains on the others."""
+    """`folds` datasets: each validates on one stratified fold of the pooled data and trains on the
+    others."""
     pool = pooled(data)
     smallest = int(np.bincount(pool.y_train.astype(int)).min())
     if smallest < folds:
         raise InputError(
-            f"search.cv_folds={folds}: the smallest class has {smallest} training texts, fewer than the "
-            f"folds; allowed: 1 to {smallest} folds, or more data"
+            f"search.cv_folds={folds}: the smallest class has {smallest} training texts, fewer "
+            f"than the folds; allowed: 1 to {smallest} folds, or more data"
         )
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return [
@@ -92,10 +94,11 @@ def cross_validate(
     after_fold: Callable[[int, float], bool],
     train: Callable = train_model,
 ) -> tuple[TrainResult, int | None]:
-    """Train on each fold (a nested MLflow run each, when a run is active), calling `after_fold(index, mean of the
-    folds' values so far)` after each: True stops here (pruned). Then the final model on all the data. Returns the
-    combined result and the number of folds trained when pruned (None when all ran). `train(cfg, data)`: one
-    training (the sweep's blames its failures on the hyperparameters; the MLflow runs around it are not)."""
+    """Train on each fold (a nested MLflow run each, when a run is active), calling
+    `after_fold(index, mean of the folds' values so far)` after each: True stops here (pruned). Then
+    the final model on all the data. Returns the combined result and the number of folds trained
+    when pruned (None when all ran). `train(cfg, data)`: one training (the sweep's blames its
+    failures on the hyperparameters; the MLflow runs around it are not)."""
     objective = cfg.train.monitor
     fold_cfg = OmegaConf.merge(cfg, {"train": {"evaluate_test": False}})
     results = []
@@ -110,7 +113,8 @@ def cross_validate(
     epochs = chosen_epochs(results)
     final_cfg = OmegaConf.merge(cfg, {"train": {"epochs": epochs}})
     log.info(
-        "%d folds: %s %.4f ± %.4f; the model is trained on all %d texts for %d epochs (their median best epoch)",
+        "%d folds: %s %.4f ± %.4f; the model is trained on all %d texts for %d epochs (their "
+        "median best epoch)",
         folds,
         objective,
         *mean_sd(results, Fig.best(objective)),
@@ -143,9 +147,9 @@ def fold_diverged(result: TrainResult) -> bool:
 
 
 def study_folds(study, cfg: DictConfig, data: Dataset) -> int:
-    """The folds a study is run with, fixed when it is created: a study made with one split keeps it under
-    cv_folds=auto (its values and the pruner's steps would otherwise mix units). Another explicit number than
-    the study's is one InputError line."""
+    """The folds a study is run with, fixed when it is created: a study made with one split keeps it
+    under cv_folds=auto (its values and the pruner's steps would otherwise mix units). Another
+    explicit number than the study's is one InputError line."""
     decided = fold_count(cfg.search, cfg.data, data)
     stored = study.user_attrs.get(STUDY_ATTR)
     if stored is None:
@@ -156,15 +160,15 @@ def study_folds(study, cfg: DictConfig, data: Dataset) -> int:
 
 
 def check_stored_folds(cfg: DictConfig, url: str) -> None:
-    """study_folds' refusals, read from the Optuna store before any data is prepared; nothing is created."""
+    """study_folds' refusals, read from the Optuna store before any data is prepared; nothing is
+    created."""
     store = stores.optuna_store(url)
     if store.file and not (store.file.is_file() and store.file.stat().st_size):
         return
     timeout = {"connect_args": {"timeout": stores.SQLITE_BUSY_SECONDS}} if store.file else None
     with stores.opening(store):
-        if not has_studies(
-            url, timeout
-        ):  # a new database: Optuna makes its tables when the study is created
+        # a new database: Optuna makes its tables when the study is created
+        if not has_studies(url, timeout):
             return
         storage = optuna.storages.RDBStorage(url, engine_kwargs=timeout, skip_table_creation=True)
         try:
@@ -186,7 +190,8 @@ def has_studies(url: str, engine_kwargs: dict | None) -> bool:
 
 
 def stored_attr(storage: optuna.storages.RDBStorage, study_name: str) -> int | None:
-    """The folds a stored study is run with: its attribute, or 1 for trials from before it; None if unknown."""
+    """The folds a stored study is run with: its attribute, or 1 for trials from before it; None if
+    unknown."""
     try:
         study_id = storage.get_study_id_from_name(study_name)
     except KeyError:
@@ -196,7 +201,8 @@ def stored_attr(storage: optuna.storages.RDBStorage, study_name: str) -> int | N
 
 
 def refuse_other_folds(cfg: DictConfig, study_name: str, stored: int) -> None:
-    """An explicit search.cv_folds other than the study's, or Hyperband on a cross-validated study: InputError."""
+    """An explicit search.cv_folds other than the study's, or Hyperband on a cross-validated study:
+    InputError."""
     if cfg.search.cv_folds != "auto" and cfg.search.cv_folds != stored:
         how = "one validation split" if stored == 1 else f"{stored} folds"
         raise InputError(
@@ -205,8 +211,9 @@ def refuse_other_folds(cfg: DictConfig, study_name: str, stored: int) -> None:
         )
     if stored > 1 and config.is_pruner(cfg, "HyperbandPruner"):
         raise InputError(
-            f"search.pruner={cfg.search.pruner}: Hyperband's resource is epochs, and a cross-validated "
-            f"trial reports once per fold; allowed: median, patient, none, or search.cv_folds=1"
+            f"search.pruner={cfg.search.pruner}: Hyperband's resource is epochs, and a "
+            "cross-validated trial reports once per fold; allowed: median, patient, none, or "
+            "search.cv_folds=1"
         )
 
 
@@ -240,9 +247,9 @@ def chosen_epochs(results: list[TrainResult]) -> int:
 def combined(
     results: list[TrainResult], final: TrainResult, objective: str, folds: int
 ) -> TrainResult:
-    """The final model with its own training figures, and the folds' validation figures: each best-epoch figure
-    the mean over folds, the sd of the objective, the validation curves averaged over the folds that reached
-    each epoch, the seconds of every fit."""
+    """The final model with its own training figures, and the folds' validation figures: each
+    best-epoch figure the mean over folds, the sd of the objective, the validation curves averaged
+    over the folds that reached each epoch, the seconds of every fit."""
     summary = {key: value for key, value in final.summary.items() if not key.startswith("best_")}
     summary |= {
         name: fold_mean(results, name)
@@ -257,9 +264,8 @@ def combined(
         if final is not results[-1]
         else results[-1].summary.get(Fig.best_epoch, 0)
     )
-    fits = list(
-        {id(r): r for r in [*results, final]}.values()
-    )  # the final model, unless it is the last fold
+    # the final model, unless it is the last fold
+    fits = list({id(r): r for r in [*results, final]}.values())
     summary[Fig.fit_seconds] = sum(r.summary[Fig.fit_seconds] for r in fits)
     summary[Fig.epochs_trained] = sum(r.summary[Fig.epochs_run] for r in fits)
     summary[Fig.nan_loss] = int(any(r.summary[Fig.nan_loss] for r in fits))

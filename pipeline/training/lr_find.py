@@ -1,9 +1,10 @@
 """rnn-lr-find: the learning-rate range test.
 
-One short training run of the configured model, data and optimizer whose learning rate rises exponentially
-every step, from `lr_find.start_lr` to `lr_find.end_lr`; each step's training loss is recorded against its
-learning rate, and the run stops when the smoothed loss blows up. pipeline/lr_curve.py reads the curve:
-the plateau edge, the steepest descent, the minimum and the blow-up. Everything goes to one MLflow run.
+One short training run of the configured model, data and optimizer whose learning rate rises
+exponentially every step, from `lr_find.start_lr` to `lr_find.end_lr`; each step's training loss is
+recorded against its learning rate, and the run stops when the smoothed loss blows up.
+pipeline/lr_curve.py reads the curve: the plateau edge, the steepest descent, the minimum and the
+blow-up. Everything goes to one MLflow run.
 """
 
 import dataclasses
@@ -37,14 +38,16 @@ class RangeTest:
 
 
 def rising_schedule(lr_cfg: DictConfig) -> keras.optimizers.schedules.ExponentialDecay:
-    """Keras' exponential decay with a rate above 1: lr = start_lr * (end_lr / start_lr) ** (step / (steps - 1))."""
+    """Keras' exponential decay with a rate above 1: lr = start_lr * (end_lr / start_lr) ** (step /
+    (steps - 1))."""
     return keras.optimizers.schedules.ExponentialDecay(
         lr_cfg.start_lr, decay_steps=lr_cfg.steps - 1, decay_rate=lr_cfg.end_lr / lr_cfg.start_lr
     )
 
 
 class LossPerStep(keras.callbacks.Callback):
-    """Records each step's learning rate and training loss; stops training when the smoothed loss blows up."""
+    """Records each step's learning rate and training loss; stops training when the smoothed loss
+    blows up."""
 
     def __init__(self, lr_cfg: DictConfig):
         super().__init__()
@@ -56,7 +59,8 @@ class LossPerStep(keras.callbacks.Callback):
         )
 
     def on_train_batch_begin(self, batch, logs=None):
-        # Keras' batch logs carry the epoch's running mean loss; reset, they carry this step's own loss.
+        # Keras' batch logs carry the epoch's running mean loss; reset, they carry this step's own
+        # loss.
         self.model.reset_metrics()
         self.lrs.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
 
@@ -69,7 +73,8 @@ class LossPerStep(keras.callbacks.Callback):
 
 
 def range_test(cfg: DictConfig, data: Dataset) -> RangeTest:
-    """Train `lr_find.steps` batches of the training stream (reshuffled past an epoch), the learning rate rising."""
+    """Train `lr_find.steps` batches of the training stream (reshuffled past an epoch), the learning
+    rate rising."""
     keras.utils.set_random_seed(cfg.train.seed)
     started = time.perf_counter()
     model = new_model(cfg, data)[0]
@@ -88,7 +93,8 @@ def range_test(cfg: DictConfig, data: Dataset) -> RangeTest:
     )
     if not math.isfinite(recorder.losses[0]):
         raise InputError(
-            f"lr_find.start_lr={cfg.lr_find.start_lr}: the loss is not a number from the first step; lower it"
+            f"lr_find.start_lr={cfg.lr_find.start_lr}: the loss is not a number from the first "
+            "step; lower it"
         )
     return RangeTest(
         lrs=recorder.lrs, losses=recorder.losses, seconds=time.perf_counter() - started
@@ -130,10 +136,10 @@ def log_range_test(
     title: str,
     expected: dict[str, float],
 ) -> None:
-    """The curve as per-step metrics (step = training step from 1), the figures as metrics, the plot as lr_find.png."""
-    curve = lr_curve.smoothed(
-        test.losses, lr_cfg.smoothing
-    )  # logged at the step it was computed, not shifted
+    """The curve as per-step metrics (step = training step from 1), the figures as metrics, the plot
+    as lr_find.png."""
+    # logged at the step it was computed, not shifted
+    curve = lr_curve.smoothed(test.losses, lr_cfg.smoothing)
     now = int(time.time() * 1000)
     per_step = [
         Metric(key, value, now, step)
@@ -154,7 +160,8 @@ def log_range_test(
 
 
 def run_lr_find(cfg: DictConfig, checked: bool = False) -> lr_curve.RangeFigures:
-    """rnn-lr-find's job: check the config, prepare data, run the range test inside an MLflow run, log it, print the figures."""
+    """rnn-lr-find's job: check the config, prepare data, run the range test inside an MLflow run,
+    log it, print the figures."""
     with single_run(
         cfg, "rnn-lr-find", f"lr-find-{model_label(cfg.model)}-{cfg.data.name}", checked
     ) as (data, run, run_name):
@@ -164,8 +171,8 @@ def run_lr_find(cfg: DictConfig, checked: bool = False) -> lr_curve.RangeFigures
         log_range_test(test, figures, data.chance_loss(), cfg.lr_find, run_name, expected)
     lr = cfg.lr_find
     print(
-        f"\n{run_name}: {len(test.losses)} steps, learning rate {lr.start_lr:g} to {test.lrs[-1]:.3g} "
-        f"(range {lr.start_lr:g} to {lr.end_lr:g}), {test.seconds:.1f} s"
+        f"\n{run_name}: {len(test.losses)} steps, learning rate {lr.start_lr:g} to "
+        f"{test.lrs[-1]:.3g} (range {lr.start_lr:g} to {lr.end_lr:g}), {test.seconds:.1f} s"
     )
     print(
         lr_curve.format_table(
@@ -178,7 +185,7 @@ def run_lr_find(cfg: DictConfig, checked: bool = False) -> lr_curve.RangeFigures
         )
     )
     print(
-        f"\nMLflow run {run.info.run_id} in experiment {cfg.tracking.experiment!r} (plot: lr_find.png); to look at it:\n"
-        f"{mlflow_runs.ui_hint(cfg)}"
+        f"\nMLflow run {run.info.run_id} in experiment {cfg.tracking.experiment!r} (plot: "
+        f"lr_find.png); to look at it:\n{mlflow_runs.ui_hint(cfg)}"
     )
     return figures

@@ -1,6 +1,8 @@
-"""Training: one model fitted on one prepared dataset, with plateau figures, timings and test scores.
+"""Training: one model fitted on one prepared dataset, with plateau figures, timings and test
+scores.
 
-`train_model` is the one training function: `rnn-train` calls it once, every sweep trial calls it too.
+`train_model` is the one training function: `rnn-train` calls it once, every sweep trial calls it
+too.
 """
 
 import contextlib
@@ -31,18 +33,17 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class TrainResult:
-    history: dict[
-        str, list[float]
-    ]  # per-epoch logs as Keras recorded them, EpochStats' figures included
-    summary: dict[
-        str, float
-    ]  # per-run figures: plateau, stall, timings, parameter count, test scores
+    # per-epoch logs as Keras recorded them, EpochStats' figures included
+    history: dict[str, list[float]]
+    # per-run figures: plateau, stall, timings, parameter count, test scores
+    summary: dict[str, float]
     model: keras.Model
     test_report: dict | None = None  # scores.class_report of the test split (train.evaluate_test)
 
 
 class MlflowEpochLogger(keras.callbacks.Callback):
-    """Logs every number of an epoch's logs to the active MLflow run, step = epoch number (from 1)."""
+    """Logs every number of an epoch's logs to the active MLflow run, step = epoch number (from
+    1)."""
 
     def on_epoch_end(self, epoch, logs=None):
         mlflow.log_metrics(
@@ -51,7 +52,8 @@ class MlflowEpochLogger(keras.callbacks.Callback):
 
 
 def plateau_epochs(losses: list[float], tolerance: float) -> int:
-    """Leading epochs whose training loss stays within `tolerance` (relative) of the first epoch's loss."""
+    """Leading epochs whose training loss stays within `tolerance` (relative) of the first epoch's
+    loss."""
     if not losses:
         return 0
     first = losses[0]
@@ -76,9 +78,9 @@ def longest_stall(val_losses: list[float]) -> int:
 
 
 class BestEpoch(keras.callbacks.Callback):
-    """Keeps the weights of the best epoch of `monitor` (ranking.rank_key: a tie goes to the lower val_loss) and
-    restores them however training ends (out of epochs, early-stopped, pruned, NaN): the model kept, stored and
-    tested is the one its figures describe."""
+    """Keeps the weights of the best epoch of `monitor` (ranking.rank_key: a tie goes to the lower
+    val_loss) and restores them however training ends (out of epochs, early-stopped, pruned, NaN):
+    the model kept, stored and tested is the one its figures describe."""
 
     def __init__(self, monitor: str):
         super().__init__()
@@ -105,8 +107,9 @@ class BestEpoch(keras.callbacks.Callback):
 
 
 class EarlyStopping(keras.callbacks.EarlyStopping):
-    """Keras' EarlyStopping with ranking's order: an epoch that ties the best monitored value (within min_delta)
-    with a lower val_loss is progress. An accuracy saturated at 1.0 no longer stops a model whose loss still falls."""
+    """Keras' EarlyStopping with ranking's order: an epoch that ties the best monitored value
+    (within min_delta) with a lower val_loss is progress. An accuracy saturated at 1.0 no longer
+    stops a model whose loss still falls."""
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -121,26 +124,25 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
     def _is_improvement(self, monitor_value, reference_value):
         if super()._is_improvement(monitor_value, reference_value):
             return True
-        if (
-            reference_value is self.baseline or self.monitor == "val_loss"
-        ):  # beating the baseline means beating it
+        # beating the baseline means beating it
+        if reference_value is self.baseline or self.monitor == "val_loss":
             return False
-        tied = ranking.ties(
-            monitor_value, reference_value
-        )  # equal, as BestEpoch's ties: min_delta keeps its meaning
+        # equal, as BestEpoch's ties: min_delta keeps its meaning
+        tied = ranking.ties(monitor_value, reference_value)
         return tied and ranking.finite(self.val_loss) and self.val_loss < self.best_val_loss
 
 
 def divergence_scale(data: Dataset) -> float:
-    """The loss train.divergence_factor multiplies: the larger of the chance loss and ln K, an untrained model's
-    loss (uniform answers). On rare classes the chance loss is small (0.056 at 1 % positives): 10x of it lies
-    below what any model scores before it has fitted the prior."""
+    """The loss train.divergence_factor multiplies: the larger of the chance loss and ln K, an
+    untrained model's loss (uniform answers). On rare classes the chance loss is small (0.056 at 1 %
+    positives): 10x of it lies below what any model scores before it has fitted the prior."""
     return max(data.chance_loss(), math.log(data.num_classes))
 
 
 class TerminateOnDivergence(keras.callbacks.Callback):
-    """Stops training once an epoch's training loss exceeds `limit` (train.divergence_factor x the chance loss):
-    finite but exploded, a divergence like NaN. Its epoch (from 1) is kept in `diverged_at`."""
+    """Stops training once an epoch's training loss exceeds `limit` (train.divergence_factor x the
+    chance loss): finite but exploded, a divergence like NaN. Its epoch (from 1) is kept in
+    `diverged_at`."""
 
     def __init__(self, limit: float):
         super().__init__()
@@ -154,7 +156,8 @@ class TerminateOnDivergence(keras.callbacks.Callback):
 
 
 class EpochStats(keras.callbacks.Callback):
-    """Adds epoch_seconds, samples_per_second and learning_rate to every epoch's logs (History keeps them)."""
+    """Adds epoch_seconds, samples_per_second and learning_rate to every epoch's logs (History keeps
+    them)."""
 
     def __init__(self, n_train: int):
         super().__init__()
@@ -179,15 +182,15 @@ class EpochStats(keras.callbacks.Callback):
 
 
 def configure_threads(threads: DictConfig) -> None:
-    """Fix TensorFlow's thread pools; only possible before TensorFlow runs its first op in this process."""
+    """Fix TensorFlow's thread pools; only possible before TensorFlow runs its first op in this
+    process."""
     import tensorflow as tf
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads.intra_op)
         tf.config.threading.set_inter_op_parallelism_threads(threads.inter_op)
-    except (
-        RuntimeError
-    ):  # TensorFlow already initialised here (e.g. several runs in one process): keep its pools
+    # TensorFlow already initialised here (e.g. several runs in one process): keep its pools
+    except RuntimeError:
         if (threads.intra_op, threads.inter_op) != (
             tf.config.threading.get_intra_op_parallelism_threads(),
             tf.config.threading.get_inter_op_parallelism_threads(),
@@ -196,7 +199,8 @@ def configure_threads(threads: DictConfig) -> None:
 
 
 class StopOnSignal(keras.callbacks.Callback):
-    """Ends fit() or evaluate() with signals.Interrupted at the first batch boundary after a signal."""
+    """Ends fit() or evaluate() with signals.Interrupted at the first batch boundary after a
+    signal."""
 
     def on_train_batch_end(self, batch, logs=None):
         signals.check()
@@ -213,10 +217,11 @@ def make_callbacks(
     extra: list,
     validating: bool = True,
 ) -> list:
-    """Ours first (they add figures to the logs), then the configured ones, then MLflow, then the caller's;
-    the best-epoch keeper last, so its weights are the ones restored at the end. Without a validation split
-    (a cross-validation's final model trains for the epochs its folds chose) the configured ones, which watch
-    validation figures, and the best-epoch keeper stay out: the last epoch's weights are kept."""
+    """Ours first (they add figures to the logs), then the configured ones, then MLflow, then the
+    caller's; the best-epoch keeper last, so its weights are the ones restored at the end. Without a
+    validation split (a cross-validation's final model trains for the epochs its folds chose) the
+    configured ones, which watch validation figures, and the best-epoch keeper stay out: the last
+    epoch's weights are kept."""
     logger = [MlflowEpochLogger()] if mlflow.active_run() else []
     ours = [EpochStats(n_train), keras.callbacks.TerminateOnNaN(), divergence, StopOnSignal()]
     ours += [GradientSignal()] if cfg.train.log_gradients else []
@@ -226,8 +231,9 @@ def make_callbacks(
 
 
 def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResult:
-    """Build, fit (logging each epoch to the active MLflow run, if any) and evaluate one model; `cfg` has passed
-    config.check (a bad optimizer or callback argument is still one InputError, found as it is made)."""
+    """Build, fit (logging each epoch to the active MLflow run, if any) and evaluate one model;
+    `cfg` has passed config.check (a bad optimizer or callback argument is still one InputError,
+    found as it is made)."""
     keras.utils.set_random_seed(cfg.train.seed)
     started = time.perf_counter()
     model, vector_figures = new_model(cfg, data)
@@ -235,9 +241,8 @@ def train_model(cfg: DictConfig, data: Dataset, extra_callbacks=()) -> TrainResu
     built = time.perf_counter()
     best = BestEpoch(cfg.train.monitor)
     divergence = TerminateOnDivergence(cfg.train.divergence_factor * divergence_scale(data))
-    validating = (
-        len(data.y_val) > 0
-    )  # not the final model of a cross-validation (pipeline/folds.py)
+    # not the final model of a cross-validation (pipeline/folds.py)
+    validating = len(data.y_val) > 0
     fitted = model.fit(
         training_stream(data.x_train, data.y_train, cfg.train, cfg.train.seed),
         validation_data=evaluation_stream(data.x_val, data.y_val, cfg.train)
@@ -289,8 +294,9 @@ def new_model(cfg: DictConfig, data: Dataset) -> tuple[keras.Model, dict[str, fl
 def evaluate_test(
     model: keras.Model, f1, data: Dataset, train_cfg: DictConfig
 ) -> tuple[dict[str, float], dict]:
-    """The test split scored once: loss, accuracy and macro-F1 as run figures, and the per-class report made from
-    the same evaluation's confusion matrix. `f1`: the model's compiled scores.MacroF1."""
+    """The test split scored once: loss, accuracy and macro-F1 as run figures, and the per-class
+    report made from the same evaluation's confusion matrix. `f1`: the model's compiled
+    scores.MacroF1."""
     scores = model.evaluate(
         evaluation_stream(data.x_test, data.y_test, train_cfg), verbose=0, return_dict=True
     )
@@ -306,16 +312,16 @@ def evaluate_test(
 def run_summary(
     history: dict[str, list[float]], best_epoch: int | None, train_cfg: DictConfig
 ) -> dict[str, float]:
-    """Per-run figures; `best_epoch` (from 0) is the epoch of the weights kept, whose figures are reported."""
+    """Per-run figures; `best_epoch` (from 0) is the epoch of the weights kept, whose figures are
+    reported."""
     losses = history.get("loss", [])
     finite_val = [loss if math.isfinite(loss) else math.inf for loss in history.get("val_loss", [])]
     plateau = plateau_epochs(losses, train_cfg.plateau_tolerance)
     summary = {
         Fig.epochs_run: len(losses),
         Fig.plateau_epochs: plateau,
-        Fig.plateau_censored: int(
-            0 < plateau == len(losses)
-        ),  # ended still on its plateau: it lasted at least this long
+        # ended still on its plateau: it lasted at least this long
+        Fig.plateau_censored: int(0 < plateau == len(losses)),
         Fig.longest_stall: longest_stall(finite_val),
         Fig.nan_loss: int(any(not math.isfinite(loss) for loss in losses)),
         Fig.final_loss: losses[-1] if losses else math.nan,
@@ -332,7 +338,8 @@ def run_summary(
 def plateau_level(
     losses: list[float], plateau: int, chance: float, tolerance: float
 ) -> dict[str, float]:
-    """The plateau's mean training loss against chance_loss: a plateau at chance means the model predicts the prior."""
+    """The plateau's mean training loss against chance_loss: a plateau at chance means the model
+    predicts the prior."""
     figures = {Fig.chance_loss: chance}
     if plateau >= 2:  # one epoch is no plateau
         figures[Fig.plateau_loss] = sum(losses[:plateau]) / plateau
@@ -344,18 +351,17 @@ def plateau_level(
 
 @contextlib.contextmanager
 def single_run(cfg: DictConfig, entry: str, default_name: str, checked: bool = False):
-    """What rnn-train and rnn-lr-find do before their job: check the config, prepare the data, open one MLflow run
-    (tracking.run_name, or `default_name`) with the config and the data logged; yields (data, run, run name)."""
+    """What rnn-train and rnn-lr-find do before their job: check the config, prepare the data, open
+    one MLflow run (tracking.run_name, or `default_name`) with the config and the data logged;
+    yields (data, run, run name)."""
     if not checked:  # the entry point checked it already
         config.check(cfg)
     OmegaConf.set_readonly(cfg, True)  # checked: never changed after
-    configure_threads(
-        cfg.train.threads
-    )  # before the optimizer is first made: that starts TensorFlow, which fixes its pools
+    # before the optimizer is first made: that starts TensorFlow, which fixes its pools
+    configure_threads(cfg.train.threads)
     config.check_instantiable(cfg)
-    mlflow_runs.probe(
-        cfg
-    )  # a store that cannot be used stops the command before the data is prepared
+    # a store that cannot be used stops the command before the data is prepared
+    mlflow_runs.probe(cfg)
     data = prepare_data(cfg.data, cfg.paths.cache_dir)
     if cfg.model.embedding.vectors is not None:  # a bad file stops the command before any run
         word_vectors(cfg.model.embedding.vectors, data, cfg.paths.cache_dir)
@@ -369,7 +375,8 @@ def single_run(cfg: DictConfig, entry: str, default_name: str, checked: bool = F
 
 
 def run_training(cfg: DictConfig, checked: bool = False) -> TrainResult:
-    """rnn-train's job: check the config, prepare data, train once inside an MLflow run, log everything, print a summary."""
+    """rnn-train's job: check the config, prepare data, train once inside an MLflow run, log
+    everything, print a summary."""
     with single_run(cfg, "rnn-train", f"{model_label(cfg.model)}-{cfg.data.name}", checked) as (
         data,
         run,
@@ -380,7 +387,8 @@ def run_training(cfg: DictConfig, checked: bool = False) -> TrainResult:
         mlflow_runs.describe_run(run_description(cfg, result, model_id))
     print(f"\n{run_name}:\n{format_summary(data_figures(data) | result.summary)}")
     print(
-        f"\nMLflow run {run.info.run_id} in experiment {cfg.tracking.experiment!r}; to look at it:\n{mlflow_runs.ui_hint(cfg, run)}"
+        f"\nMLflow run {run.info.run_id} in experiment {cfg.tracking.experiment!r}; to look at "
+        f"it:\n{mlflow_runs.ui_hint(cfg, run)}"
     )
     return result
 
@@ -392,7 +400,10 @@ def run_description(cfg: DictConfig, result: TrainResult, model_id: str | None) 
         f"{name} {result.summary[name]:.4f}" for name in names if name in result.summary
     )
     model = f"; model `models:/{model_id}`" if model_id else ""
-    return f"{model_label(cfg.model)} on {cfg.data.name}: {figures} (best epoch {result.summary.get(Fig.best_epoch, 0):.0f}){model}"
+    return (
+        f"{model_label(cfg.model)} on {cfg.data.name}: {figures} (best epoch "
+        f"{result.summary.get(Fig.best_epoch, 0):.0f}){model}"
+    )
 
 
 def data_figures(data: Dataset) -> dict[str, float]:
