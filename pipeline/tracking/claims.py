@@ -3,9 +3,9 @@ registration), claimed through the study's own storage.
 
 A claim is an exclusive lock named by the work: a byte-range lock in a file beside an SQLite store
 (`optuna.db.claims`), an advisory lock in a PostgreSQL or MySQL store. The operating system or the
-database releases it when its process dies, so a killed invocation's work is done by another. Whoever
-holds the claim first reads whether the work is already stored (a study user attribute), and stores it
-when done: the others then read it instead of doing it again.
+database releases it when its process dies, so a killed invocation's work is done by another.
+Whoever holds the claim first reads whether the work is already stored (a study user attribute), and
+stores it when done: the others then read it instead of doing it again.
 """
 
 import contextlib
@@ -30,13 +30,13 @@ _files: dict[Path, object] = {}  # the claims file of each SQLite store, open on
 
 
 def lock_key(name: str) -> int:
-    return int.from_bytes(
-        hashlib.sha256(name.encode()).digest()[:6], "big"
-    )  # 48 bits: a file offset, a bigint
+    # 48 bits: a file offset, a bigint
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:6], "big")
 
 
 class Claims:
-    """Claims on named work in the store at `url`: the names carry the study's or the model's name."""
+    """Claims on named work in the store at `url`: the names carry the study's or the model's
+    name."""
 
     def __init__(self, url: str):
         self.store = stores.optuna_store(url)
@@ -47,7 +47,8 @@ class Claims:
 
     @contextlib.contextmanager
     def hold(self, name: str, wait: bool) -> Iterator[bool]:
-        """`claim`, a store lost meanwhile turned into one InputError line (the store's fault, not a trial's)."""
+        """`claim`, a store lost meanwhile turned into one InputError line (the store's fault, not a
+        trial's)."""
         working = False
         try:
             with self.claim(name, wait) as held:
@@ -61,8 +62,8 @@ class Claims:
 
     @contextlib.contextmanager
     def claim(self, name: str, wait: bool) -> Iterator[bool]:
-        """Yields True while this process holds the claim on `name`; False at once if another holds it and not
-        `wait`. Waiting polls, so that a stop signal ends it (signals.Interrupted)."""
+        """Yields True while this process holds the claim on `name`; False at once if another holds
+        it and not `wait`. Waiting polls, so that a stop signal ends it (signals.Interrupted)."""
         with self.lock(name) as try_lock:
             told = False
             while not try_lock():
@@ -85,7 +86,8 @@ class Claims:
             return database_lock(self.store.url, self.backend, name)
         if self.backend != "sqlite":  # an in-memory SQLite study has one process
             log.warning(
-                "%s: work is not claimed on this kind of storage; concurrent invocations may repeat it",
+                "%s: work is not claimed on this kind of storage; concurrent invocations may "
+                "repeat it",
                 redact(self.store.url),
             )
         return no_lock()
@@ -94,8 +96,9 @@ class Claims:
 def do_once(
     claims: Claims, prefix: str, done: Callable[[str], bool], work: dict[str, Callable[[], None]]
 ) -> None:
-    """Each `work[key]()` unless `done(key)`, claimed as `prefix + key`. Work another invocation holds is left for a
-    second round, which waits for it and then finds it done (or does it, if that invocation died)."""
+    """Each `work[key]()` unless `done(key)`, claimed as `prefix + key`. Work another invocation
+    holds is left for a second round, which waits for it and then finds it done (or does it, if that
+    invocation died)."""
     left = [key for key in work if not done(key)]
     for wait in (False, True):
         later = []
@@ -115,8 +118,9 @@ def no_lock():
 
 @contextlib.contextmanager
 def file_lock(path: Path, offset: int):
-    """One byte of `path` locked. fcntl record locks: released when the process ends, independent of the `.lock`
-    file's flock, and all of a process's locks on a file go when it closes any descriptor of it: so one stays open."""
+    """One byte of `path` locked. fcntl record locks: released when the process ends, independent of
+    the `.lock` file's flock, and all of a process's locks on a file go when it closes any
+    descriptor of it: so one stays open."""
     if path not in _files:
         _files[path] = open(path, "a+b")  # noqa: SIM115 - kept open for the process's life
     file = _files[path]
@@ -145,14 +149,14 @@ def database_lock(url: str, backend: str, name: str):
         isolation_level="AUTOCOMMIT",
         connect_args={"connect_timeout": stores.CONNECT_SECONDS},
     )  # no transaction
-    # held open for minutes: a server's idle-in-transaction timeout would end the session and its lock
+    # held open for minutes: a server's idle-in-transaction timeout would end the session and its
+    # lock
     if backend == "postgresql":
         take = sqlalchemy.text("SELECT pg_try_advisory_lock(:key)"), {"key": lock_key(name)}
         give = sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": lock_key(name)}
     else:
-        digest = hashlib.sha256(name.encode()).hexdigest()[
-            :60
-        ]  # MySQL lock names: 64 characters at most
+        # MySQL lock names: 64 characters at most
+        digest = hashlib.sha256(name.encode()).hexdigest()[:60]
         take = sqlalchemy.text("SELECT GET_LOCK(:name, 0)"), {"name": digest}
         give = sqlalchemy.text("SELECT RELEASE_LOCK(:name)"), {"name": digest}
     try:
@@ -168,9 +172,8 @@ def database_lock(url: str, backend: str, name: str):
                 yield try_lock
             finally:
                 if held:
-                    with contextlib.suppress(
-                        sqlalchemy.exc.SQLAlchemyError
-                    ):  # a lost session took its lock along
+                    # a lost session took its lock along
+                    with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
                         connection.execute(*give)
     finally:
         engine.dispose()

@@ -1,4 +1,5 @@
-"""The prepared splits as MLflow datasets: the runs table's Dataset column, one digest per data config.
+"""The prepared splits as MLflow datasets: the runs table's Dataset column, one digest per data
+config.
 
 The digest is the vector-cache key (pipeline.data.cache_key): two runs on the same data settings and
 source files show the same digest, and it names the cache file that holds the arrays.
@@ -21,11 +22,8 @@ DATASET_TRIES = 5
 SAME_DATASET_AT_ONCE = re.compile(
     r"dataset_pk|UNIQUE constraint failed: datasets|duplicate key value", re.I
 )
-SPLITS = {
-    "train": "training",
-    "val": "validation",
-    "test": "test",
-}  # Dataset's split -> MLflow's input context
+# Dataset's split -> MLflow's input context
+SPLITS = {"train": "training", "val": "validation", "test": "test"}
 
 
 def source_of(data_cfg: DictConfig):
@@ -62,7 +60,8 @@ def dataset_inputs(data, data_cfg: DictConfig, splits) -> list[DatasetInput]:
 
 
 def log_datasets(data, data_cfg: DictConfig, splits, run_id: str | None = None) -> None:
-    """Log `splits` of the prepared data as inputs of `run_id` (the active run by default), one call.
+    """Log `splits` of the prepared data as inputs of `run_id` (the active run by default), one
+    call.
 
     Invocations that log the same new dataset at once race in the store: the one whose INSERT comes
     second fails on the unique key, although the dataset it wanted now exists. It logs again."""

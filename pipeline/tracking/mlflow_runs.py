@@ -15,28 +15,28 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.report import charts
 from pipeline.models import export
 from pipeline.tracking import stores
-from pipeline.tracking.stores import absolute, probe, tracking_uri  # noqa: F401 - used from here too
+
+# used from here too
+from pipeline.tracking.stores import absolute, probe, tracking_uri  # noqa: F401
 from pipeline.tracking.datasets import log_datasets
 from pipeline.core.names import Attr, Fig, higher_is_better
 from pipeline.models.zoo import model_label
-from pipeline.core.redaction import redact  # noqa: F401 - tracking.redact is used across the package
+
+# tracking.redact is used across the package
+from pipeline.core.redaction import redact  # noqa: F401
 from pipeline.report.sweep_report import confusion_figure, learning_curves_figure, plt
 from pipeline.models.scores import per_class_metrics
 
 log = logging.getLogger(__name__)
-os.environ.setdefault(
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
-)  # no bar for one small download
-EXPERIMENT_KIND, MODEL_DEVELOPMENT = (
-    "mlflow.experimentKind",
-    "custom_model_development",
-)  # the values MLflow's UI reads
+# no bar for one small download
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# the values MLflow's UI reads
+EXPERIMENT_KIND, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
 QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic")
 NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (Markdown)
 TRIAL_ENTRY = "rnn-sweep trial"  # the entry tag of a sweep's trial runs
-SHARED_VIEW = (
-    "mlflow.sharedViewState."  # an experiment tag: the runs-list view ?viewStateShareKey= opens
-)
+# an experiment tag: the runs-list view ?viewStateShareKey= opens
+SHARED_VIEW = "mlflow.sharedViewState."
 MODEL_FIGURES = ("best_", "test_")  # per-run figures of the stored model: linked to its LoggedModel
 
 
@@ -57,15 +57,15 @@ def local_artifact_root(cfg: DictConfig) -> str | None:
 
 
 def configure(cfg: DictConfig, also_check: tuple[stores.Store, ...] = ()) -> str:
-    """Point MLflow at the configured store and experiment (created on first use); return the experiment id.
+    """Point MLflow at the configured store and experiment (created on first use); return the
+    experiment id.
 
-    First `paths.*`, the MLflow store and `also_check` (the sweep's Optuna store) are probed without writing;
-    the store is then created or opened under its lock (pipeline/stores.py)."""
+    First `paths.*`, the MLflow store and `also_check` (the sweep's Optuna store) are probed without
+    writing; the store is then created or opened under its lock (pipeline/stores.py)."""
     uri = tracking_uri(cfg)
     store = probe(cfg, also_check)
-    for name in (
-        QUIET_LOGGERS
-    ):  # their INFO lines ("Creating initial MLflow database tables...") are no news
+    # their INFO lines ("Creating initial MLflow database tables...") are no news
+    for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     with stores.opening(store):
         mlflow.set_tracking_uri(uri)
@@ -86,21 +86,22 @@ def configure(cfg: DictConfig, also_check: tuple[stores.Store, ...] = ()) -> str
 
 
 def mark_model_development(experiment_id: str, experiment=None) -> None:
-    """MLflow 3.17's UI opens an experiment on its GenAI pages unless it is marked as model training."""
+    """MLflow 3.17's UI opens an experiment on its GenAI pages unless it is marked as model
+    training."""
     if experiment is None or EXPERIMENT_KIND not in experiment.tags:  # a kind someone chose is kept
         try:
             mlflow.MlflowClient().set_experiment_tag(
                 experiment_id, EXPERIMENT_KIND, MODEL_DEVELOPMENT
             )
-        except (
-            mlflow.exceptions.MlflowException
-        ):  # a server's INSERT lost the race to a worker that started with us
+        # a server's INSERT lost the race to a worker that started with us
+        except mlflow.exceptions.MlflowException:
             if EXPERIMENT_KIND not in mlflow.get_experiment(experiment_id).tags:
                 raise
 
 
 def flat_params(cfg: DictConfig, skip: tuple[str, ...] = ()) -> dict[str, str]:
-    """The resolved config as `group.key` -> value strings, secrets redacted, top-level `skip` keys left out."""
+    """The resolved config as `group.key` -> value strings, secrets redacted, top-level `skip` keys
+    left out."""
     flat = {}
 
     def walk(node, prefix):
@@ -115,7 +116,8 @@ def flat_params(cfg: DictConfig, skip: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 def log_config(cfg: DictConfig, skip: tuple[str, ...] = ()) -> None:
-    """Params = the flattened resolved config (less `skip`); artifact config.yaml = the whole config as YAML."""
+    """Params = the flattened resolved config (less `skip`); artifact config.yaml = the whole config
+    as YAML."""
     mlflow.log_params(flat_params(cfg, skip))
     mlflow.log_text(redact(OmegaConf.to_yaml(cfg, resolve=True)), "config.yaml")
 
@@ -132,8 +134,9 @@ def run_tags(cfg: DictConfig, entry: str) -> dict[str, str]:
 
 
 def log_data(data, cfg: DictConfig) -> None:
-    """How the data was prepared (cache hit or miss, seconds, sizes), its vocabulary, and the splits the run uses as
-    MLflow dataset inputs (training, validation, and test when the run is scored on it)."""
+    """How the data was prepared (cache hit or miss, seconds, sizes), its vocabulary, and the splits
+    the run uses as MLflow dataset inputs (training, validation, and test when the run is scored on
+    it)."""
     log_datasets(
         data, cfg.data, ("train", "val", "test") if cfg.train.evaluate_test else ("train", "val")
     )
@@ -152,9 +155,9 @@ def log_data(data, cfg: DictConfig) -> None:
 
 
 def log_training(result, data, cfg: DictConfig, title: str | None) -> str | None:
-    """Per-run figures as metrics; learning curves as an artifact titled `title` (None: not here; a sweep trial's
-    is drawn by pipeline/charts.py); the model as an MLflow model whose id is returned (None with train.log_model=false).
-    The best-epoch and test figures are linked to the model."""
+    """Per-run figures as metrics; learning curves as an artifact titled `title` (None: not here; a
+    sweep trial's is drawn by pipeline/charts.py); the model as an MLflow model whose id is returned
+    (None with train.log_model=false). The best-epoch and test figures are linked to the model."""
     model_figures = {
         name: float(value)
         for name, value in result.summary.items()
@@ -181,8 +184,8 @@ def log_training(result, data, cfg: DictConfig, title: str | None) -> str | None
 
 
 def log_test_report(report: dict, run_id: str, model_id: str | None = None) -> None:
-    """The test split's per-class scores on `run_id`: one metric per class and score, test_report.json, and
-    confusion_matrix.png with the class names."""
+    """The test split's per-class scores on `run_id`: one metric per class and score,
+    test_report.json, and confusion_matrix.png with the class names."""
     client = mlflow.MlflowClient()
     for name, value in per_class_metrics(report).items():
         client.log_metric(run_id, name, value, model_id=model_id)
@@ -221,14 +224,19 @@ def ui_command(cfg: DictConfig) -> list[str]:
 
 
 def run_link(address: str, run) -> str:
-    """The run's page in the MLflow UI's model-training view (not the GenAI overview MLflow 3.17 opens on)."""
-    return f"{address.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning"
+    """The run's page in the MLflow UI's model-training view (not the GenAI overview MLflow 3.17
+    opens on)."""
+    return (
+        f"{address.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/"
+        f"{run.info.run_id}?workflowType=machine_learning"
+    )
 
 
 def share_trials_view(cfg: DictConfig, experiment_id: str) -> str:
-    """Keep the study's trials as a view of the MLflow UI's runs list; return its key. The view shows this
-    study's trial runs, best first, with the objective, test accuracy, body, learning rate, dropout, plateau and
-    trial state as columns, and every trial in the compare charts (the UI draws the first 10 unless told)."""
+    """Keep the study's trials as a view of the MLflow UI's runs list; return its key. The view
+    shows this study's trial runs, best first, with the objective, test accuracy, body, learning
+    rate, dropout, plateau and trial state as columns, and every trial in the compare charts (the UI
+    draws the first 10 unless told)."""
     study, key = cfg.search.study_name, view_key(cfg.search.study_name)
     best = f"metrics.`{Fig.best(cfg.search.objective)}`"
     columns = [
@@ -252,15 +260,17 @@ def share_trials_view(cfg: DictConfig, experiment_id: str) -> str:
 
 
 def view_key(study: str) -> str:
-    """The key of a study's runs-list view: one per study, kept up to date by each of its sweeps. A name
-    with other characters than a tag key allows gets a hash, so that `a b` and `a-b` keep two views."""
+    """The key of a study's runs-list view: one per study, kept up to date by each of its sweeps. A
+    name with other characters than a tag key allows gets a hash, so that `a b` and `a-b` keep two
+    views."""
     key = re.sub(r"[^\w.-]+", "-", study)
     return key if key == study else f"{key}-{hashlib.sha256(study.encode()).hexdigest()[:8]}"
 
 
 def study_filter(study: str) -> str:
-    """MLflow's search filter for a study's trial runs (not its sweeps' parent runs or the confirmations'
-    seed runs). Its strings cannot hold a quote or a backslash: there, LIKE's `_` matches that character."""
+    """MLflow's search filter for a study's trial runs (not its sweeps' parent runs or the
+    confirmations' seed runs). Its strings cannot hold a quote or a backslash: there, LIKE's `_`
+    matches that character."""
     trials = f"tags.entry = '{TRIAL_ENTRY}'"
     if "'" in study or "\\" in study:
         return "tags.study LIKE '" + re.sub(r"['\\\\]", "_", study) + f"' AND {trials}"
@@ -268,7 +278,8 @@ def study_filter(study: str) -> str:
 
 
 def trials_link(address: str, experiment_id: str, view_key: str, charts: bool = False) -> str:
-    """The runs list (or, with `charts`, the compare-charts view) opened on a view share_trials_view kept."""
+    """The runs list (or, with `charts`, the compare-charts view) opened on a view share_trials_view
+    kept."""
     mode = "&compareRunsMode=CHART" if charts else ""
     return (
         f"{address.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={view_key}{mode}"
@@ -297,8 +308,8 @@ def trials_hint(cfg: DictConfig, experiment_id: str, view_key: str) -> str:
 
 
 def ui_hint(cfg: DictConfig, run=None, more: str = "") -> str:
-    """What to type to look at the runs: the lines that end a run's output; with `run`, the link to its page;
-    `more` (more links) under it."""
+    """What to type to look at the runs: the lines that end a run's output; with `run`, the link to
+    its page; `more` (more links) under it."""
     more = f"\n{more}" if more else ""
     if remote_tracking(cfg):
         link = redact(run_link(cfg.tracking.uri, run) if run else cfg.tracking.uri)
@@ -311,4 +322,7 @@ def ui_hint(cfg: DictConfig, run=None, more: str = "") -> str:
         f" paths.mlruns_dir={cfg.paths.mlruns_dir}" if cfg.paths.mlruns_dir != "mlruns" else ""
     )
     plain = "mlflow ui " + " ".join(ui_command(cfg)[4:])
-    return f"  {ui}{overrides}        then open {address}{more}\n  (the same without rnnsweep: {redact(plain)})"
+    return (
+        f"  {ui}{overrides}        then open {address}{more}\n  (the same without rnnsweep: "
+        f"{redact(plain)})"
+    )

@@ -1,8 +1,10 @@
-"""rnn-predict: each text's label (a class name), its probability and every class's (p_CLASS columns), from a logged model (run id, models:/ URI or local path).
+"""rnn-predict: each text's label (a class name), its probability and every class's (p_CLASS
+columns), from a logged model (run id, models:/ URI or local path).
 
-Texts come from the command line (`predict.texts`), a text file (one per line) or a CSV/TSV/Parquet column;
-the table is printed or written to `predict.output`. The model is the MLflow model rnn-train and rnn-sweep
-log (pipeline/export.py), loaded with `mlflow.pyfunc.load_model`; a bad model, file or column is one line, exit 2.
+Texts come from the command line (`predict.texts`), a text file (one per line) or a CSV/TSV/Parquet
+column; the table is printed or written to `predict.output`. The model is the MLflow model rnn-train
+and rnn-sweep log (pipeline/export.py), loaded with `mlflow.pyfunc.load_model`; a bad model, file or
+column is one line, exit 2.
 """
 
 import logging
@@ -49,7 +51,8 @@ def read_file(path: Path, column: str) -> list[str]:
         frame = read_table(path, suffix)
         if column not in frame.columns:
             raise InputError(
-                f"predict.input={path}: no column {column!r} (predict.column); columns are {list(frame.columns)}"
+                f"predict.input={path}: no column {column!r} (predict.column); columns are "
+                f"{list(frame.columns)}"
             )
         texts = [str(text) for text in frame[column].tolist()]
     if not texts:
@@ -86,7 +89,8 @@ def read_table(path: Path, suffix: str) -> pd.DataFrame:
 
 
 def load_model(spec, cfg: DictConfig):
-    """A model with predict(DataFrame) -> label, probability: from a local path, a models:/ URI or a run id."""
+    """A model with predict(DataFrame) -> label, probability: from a local path, a models:/ URI or a
+    run id."""
     if not spec:
         raise InputError(
             "predict.model is not set; give a run id, models:/NAME@champion or a model folder"
@@ -112,7 +116,8 @@ def load_local(path: Path):
         return export.TextClassifier.from_keras(path)
     if not (path / "MLmodel").is_file():
         raise InputError(
-            f"predict.model={path}: neither an MLflow model folder (no MLmodel file) nor a .keras file"
+            f"predict.model={path}: neither an MLflow model folder (no MLmodel file) nor a .keras "
+            "file"
         )
     try:
         return takes_text(mlflow.pyfunc.load_model(str(path)), path)
@@ -124,18 +129,21 @@ def takes_text(model, spec):
     schema = model.metadata.get_input_schema()
     if schema is not None and schema.input_types()[0] != DataType.string:
         raise InputError(
-            f"predict.model={spec}: this model takes token ids, not text (it was trained on data=keras_imdb)"
+            f"predict.model={spec}: this model takes token ids, not text (it was trained on "
+            "data=keras_imdb)"
         )
     return model
 
 
 def open_store(cfg: DictConfig) -> None:
-    """Point MLflow at the configured store, which must exist: a run id or a models:/ URI is looked up there."""
+    """Point MLflow at the configured store, which must exist: a run id or a models:/ URI is looked
+    up there."""
     uri = mlflow_runs.tracking_uri(cfg)
     file = stores.sqlite_file(uri)
     if file is not None and not file.is_file():
         raise InputError(
-            f"no MLflow store at {file} (paths.mlruns_dir, tracking.uri): the model cannot be looked up"
+            f"no MLflow store at {file} (paths.mlruns_dir, tracking.uri): the model cannot be "
+            "looked up"
         )
     if file is None:  # a server or database answers now, not after minutes of MLflow's HTTP retries
         stores.check_before_writing({}, [stores.mlflow_store(uri)])
@@ -175,7 +183,8 @@ def output_suffix(output: str) -> str:
     suffix = Path(output).suffix.lower()
     if suffix not in OUTPUTS:
         raise InputError(
-            f"predict.output={output}: unknown file type {suffix or '(none)'}; allowed: {', '.join(OUTPUTS)}"
+            f"predict.output={output}: unknown file type {suffix or '(none)'}; allowed: "
+            f"{', '.join(OUTPUTS)}"
         )
     return suffix
 

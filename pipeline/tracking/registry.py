@@ -1,7 +1,9 @@
-"""The sweep's winner in the MLflow Model Registry: a version of `search.register_as` with the alias `champion`.
+"""The sweep's winner in the MLflow Model Registry: a version of `search.register_as` with the alias
+`champion`.
 
-`models:/NAME@champion` then always names the current winner: `mlflow models serve -m models:/NAME@champion`,
-`rnn-predict predict.model=models:/NAME@champion`. A later invocation that keeps the same winner adds no version.
+`models:/NAME@champion` then always names the current winner: `mlflow models serve -m
+models:/NAME@champion`, `rnn-predict predict.model=models:/NAME@champion`. A later invocation that
+keeps the same winner adds no version.
 """
 
 import contextlib
@@ -22,9 +24,9 @@ CHAMPION = "champion"  # the alias of the winning version
 def register_winner(
     search_cfg: DictConfig, trial, claims: Claims, description: str = ""
 ) -> str | None:
-    """Register the winning trial's logged model and point `champion` at it; return `models:/NAME@champion`.
-    `description`: the version's text in the registry (its scores). Under a claim on the name in the
-    study's storage: invocations that finish together add one version."""
+    """Register the winning trial's logged model and point `champion` at it; return
+    `models:/NAME@champion`. `description`: the version's text in the registry (its scores). Under a
+    claim on the name in the study's storage: invocations that finish together add one version."""
     name = search_cfg.register_as
     model_id = trial.user_attrs.get(Attr.mlflow_model_id)
     if not name:
@@ -80,7 +82,8 @@ def champion(client: mlflow.MlflowClient, name: str):
 
 
 def logged_model_of(version) -> str | None:
-    """The LoggedModel id a registry version was made from (the sqlite store leaves version.model_id empty)."""
+    """The LoggedModel id a registry version was made from (the sqlite store leaves version.model_id
+    empty)."""
     return version.model_id or (
         version.source.removeprefix("models:/") if version.source.startswith("models:/") else None
     )

@@ -1,12 +1,14 @@
-"""Opening the Optuna and MLflow stores safely: probed read-only before anything is written, created under a lock.
+"""Opening the Optuna and MLflow stores safely: probed read-only before anything is written, created
+under a lock.
 
 Workers started together on a fresh mlruns/ race through MLflow's schema migration (alembic: `table
-_alembic_tmp_tags already exists`, leaving mlflow.db half migrated) and Optuna's table creation. So each
-SQLite store is created, migrated and first opened under an exclusive file lock beside it
-(`mlflow.db.lock`, `optuna.db.lock`; the operating system releases it when a process dies). Before either
-store is touched, `paths.*` and both stores are probed without writing: a file that is not a database, is
-damaged or read-only, an MLflow store with an older schema, a URL that does not parse, resolve, connect or
-log in: one InputError line naming the file or the URL (its password hidden), and nothing written.
+_alembic_tmp_tags already exists`, leaving mlflow.db half migrated) and Optuna's table creation. So
+each SQLite store is created, migrated and first opened under an exclusive file lock beside it
+(`mlflow.db.lock`, `optuna.db.lock`; the operating system releases it when a process dies). Before
+either store is touched, `paths.*` and both stores are probed without writing: a file that is not a
+database, is damaged or read-only, an MLflow store with an older schema, a URL that does not parse,
+resolve, connect or log in: one InputError line naming the file or the URL (its password hidden),
+and nothing written.
 """
 
 import contextlib
@@ -32,25 +34,18 @@ from pipeline.core.redaction import redact
 
 log = logging.getLogger(__name__)
 
-LOCK_SECONDS = (
-    600  # how long a process waits while another creates or migrates a store (that takes ~2 s)
-)
+# how long a process waits while another creates or migrates a store (that takes ~2 s)
+LOCK_SECONDS = 600
 CONNECT_SECONDS = 10  # a network probe gives up after this long
-SQL_SCHEMES = (
-    "postgresql",
-    "mysql",
-    "mssql",
-)  # the databases MLflow's tracking store speaks besides SQLite
-MLRUNS_MIN_FREE = (
-    16 * 10**6
-)  # a new MLflow store is 1 MB, each trial's model 2 MB and up: less is refused at start
+# the databases MLflow's tracking store speaks besides SQLite
+SQL_SCHEMES = ("postgresql", "mysql", "mssql")
+# a new MLflow store is 1 MB, each trial's model 2 MB and up: less is refused at start
+MLRUNS_MIN_FREE = 16 * 10**6
 SQLITE_BUSY_SECONDS = 60  # how long an SQLite reader waits for a writer of another process
-_locks: dict[
-    Path, filelock.FileLock
-] = {}  # one lock object per file: re-entrant within the process
-_complete: set[Path] = (
-    set()
-)  # SQLite stores found complete (every table, MLflow's current schema): no lock to open
+# one lock object per file: re-entrant within the process
+_locks: dict[Path, filelock.FileLock] = {}
+# SQLite stores found complete (every table, MLflow's current schema): no lock to open
+_complete: set[Path] = set()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,9 +53,8 @@ class Store:
     kind: str  # MLflow | Optuna
     setting: str  # the config key that chooses it
     url: str
-    tables: tuple[
-        str, ...
-    ]  # tables every such store has: a database without them is someone else's
+    # tables every such store has: a database without them is someone else's
+    tables: tuple[str, ...]
     upgrade: str  # the command that migrates an older store
 
     @property
@@ -115,7 +109,8 @@ def sqlite_file(url: str) -> Path | None:
 
 
 def check_before_writing(paths, stores: Iterable[Store]) -> None:
-    """Every `paths.*` folder can be made and every store can be opened; nothing is written. InputError if not."""
+    """Every `paths.*` folder can be made and every store can be opened; nothing is written.
+    InputError if not."""
     for key, value in paths.items():
         if isinstance(value, str) and value:
             check_creatable(f"paths.{key}={value}", Path(value).expanduser().absolute())
@@ -129,9 +124,8 @@ def check_before_writing(paths, stores: Iterable[Store]) -> None:
             check_reachable(store)
         elif store.kind == "Optuna" or urlsplit(store.url).scheme.split("+")[0] in SQL_SCHEMES:
             check_database(store)
-        elif "://" not in store.url or store.url.startswith(
-            "file://"
-        ):  # an MLflow file store: a folder
+        # an MLflow file store: a folder
+        elif "://" not in store.url or store.url.startswith("file://"):
             check_creatable(
                 f"{store.setting}={store.url}",
                 Path(store.url.removeprefix("file://")).expanduser().absolute(),
@@ -140,7 +134,8 @@ def check_before_writing(paths, stores: Iterable[Store]) -> None:
 
 
 def check_mlruns_space(mlruns: Path, stores: tuple[Store, ...]) -> None:
-    """A local store (and so every run's model, beside it) in paths.mlruns_dir needs room: DiskFull if not."""
+    """A local store (and so every run's model, beside it) in paths.mlruns_dir needs room: DiskFull
+    if not."""
     if any(store.file and store.file.is_relative_to(mlruns) for store in stores):
         check_space(
             f"paths.mlruns_dir={mlruns}", mlruns, MLRUNS_MIN_FREE, "choose another paths.mlruns_dir"
@@ -148,7 +143,8 @@ def check_mlruns_space(mlruns: Path, stores: tuple[Store, ...]) -> None:
 
 
 def check_creatable(what: str, path: Path) -> None:
-    """`path` is a folder we may write in, or can be made one: its nearest existing ancestor is a writable folder."""
+    """`path` is a folder we may write in, or can be made one: its nearest existing ancestor is a
+    writable folder."""
     existing = path
     try:
         while not existing.exists() and existing != existing.parent:
@@ -163,7 +159,8 @@ def check_creatable(what: str, path: Path) -> None:
 
 
 def check_sqlite_store(store: Store) -> None:
-    """The SQLite file is absent (its folder can be made), empty (a warning), or a healthy store of its kind."""
+    """The SQLite file is absent (its folder can be made), empty (a warning), or a healthy store of
+    its kind."""
     file = store.file
     _complete.discard(file)
     if not file.exists():
@@ -173,18 +170,19 @@ def check_sqlite_store(store: Store) -> None:
         raise InputError(f"{store.name} is a folder, not a database file")
     if not os.access(file, os.R_OK | os.W_OK):
         raise InputError(
-            f"{store.name} is read-only: {store.kind} writes to it; make it writable or choose another {store.setting}"
+            f"{store.name} is read-only: {store.kind} writes to it; make it writable or choose "
+            f"another {store.setting}"
         )
     if not os.access(file.parent, os.W_OK | os.X_OK):
         raise InputError(
-            f"{store.name}: its folder {file.parent} is read-only (SQLite writes its journal beside the database)"
+            f"{store.name}: its folder {file.parent} is read-only (SQLite writes its journal "
+            "beside the database)"
         )
     if file.stat().st_size and sqlite_problem(store) == (None, True):
         _complete.add(file)  # the usual case: a finished store, opened without waiting for its lock
         return
-    with creation_lock(
-        store
-    ):  # a file another worker is creating right now is complete once we hold its lock
+    # a file another worker is creating right now is complete once we hold its lock
+    with creation_lock(store):
         if file.stat().st_size == 0:
             log.warning("%s is an empty file: treated as a new store", store.name)
             return
@@ -196,9 +194,13 @@ def check_sqlite_store(store: Store) -> None:
 
 
 def sqlite_problem(store: Store) -> tuple[str | None, bool]:
-    """What is wrong with the store's SQLite file, read without writing (mode=rw only so that SQLite can roll
-    back a journal a crashed writer left), or None; and whether it holds every table of this MLflow / Optuna."""
-    advice = f"restore it from a backup, or move it away to start a new {store.kind} store; nothing was written"
+    """What is wrong with the store's SQLite file, read without writing (mode=rw only so that SQLite
+    can roll back a journal a crashed writer left), or None; and whether it holds every table of
+    this MLflow / Optuna."""
+    advice = (
+        f"restore it from a backup, or move it away to start a new {store.kind} store; nothing was "
+        "written"
+    )
     head = mlflow_schema_head() if store.kind == "MLflow" else None
     try:
         with contextlib.closing(
@@ -220,14 +222,16 @@ def sqlite_problem(store: Store) -> tuple[str | None, bool]:
     if tables and not set(store.tables) <= tables:
         missing = ", ".join(sorted(set(store.tables) - tables))
         return (
-            f"is an SQLite database but not an {store.kind} store (no table {missing}); choose another {store.setting}",
+            f"is an SQLite database but not an {store.kind} store (no table {missing}); choose "
+            f"another {store.setting}",
             False,
         )
     found = revision[0][0] if revision else None
     if head and tables and found != head:
         return (
-            f"has MLflow's database schema {found}, and this MLflow needs {head}: stop every process that writes "
-            f"to it (rnn-sweep, rnn-train, mlflow ui / server), back it up, then run `{upgrade_command(store)}`"
+            f"has MLflow's database schema {found}, and this MLflow needs {head}: stop every "
+            "process that writes to it (rnn-sweep, rnn-train, mlflow ui / server), back it up, "
+            f"then run `{upgrade_command(store)}`"
         ), False
     expected = all_tables(store)
     return None, bool(expected) and expected <= tables and (
@@ -237,17 +241,20 @@ def sqlite_problem(store: Store) -> tuple[str | None, bool]:
 
 @functools.cache
 def mlflow_schema_head() -> str | None:
-    """The schema revision this MLflow creates (None if MLflow's internals moved: MLflow's own check remains)."""
+    """The schema revision this MLflow creates (None if MLflow's internals moved: MLflow's own check
+    remains)."""
     try:
         from mlflow.store.db.utils import _get_latest_schema_revision
 
         return _get_latest_schema_revision()
-    except Exception:  # noqa: BLE001 - a private function; without it the probe skips this one check
+    # a private function; without it the probe skips this one check
+    except Exception:  # noqa: BLE001
         return None
 
 
 def all_tables(store: Store) -> set[str]:
-    """Every table this MLflow or Optuna creates, from their own models (empty if those moved: always lock then)."""
+    """Every table this MLflow or Optuna creates, from their own models (empty if those moved:
+    always lock then)."""
     try:
         if store.kind == "MLflow":
             from mlflow.store.db.utils import Base
@@ -302,7 +309,8 @@ def check_database(store: Store) -> None:
 
 @contextlib.contextmanager
 def creation_lock(store: Store):
-    """Hold the store's exclusive file lock (SQLite stores only): one process at a time creates or migrates it."""
+    """Hold the store's exclusive file lock (SQLite stores only): one process at a time creates or
+    migrates it."""
     if store.file is None:
         yield
         return
@@ -327,23 +335,22 @@ def creation_lock(store: Store):
 
 @contextlib.contextmanager
 def database_lock(store: Store):
-    """PostgreSQL and MySQL: the same, as a lock inside the database server, which workers on every machine see
-    (Optuna's first table creation races there too: `duplicate key value violates "pg_type_typname_nsp_index"`).
-    Released when its connection closes, also when the process dies."""
+    """PostgreSQL and MySQL: the same, as a lock inside the database server, which workers on every
+    machine see (Optuna's first table creation races there too: `duplicate key value violates
+    "pg_type_typname_nsp_index"`). Released when its connection closes, also when the process
+    dies."""
     try:
         url = make_url(store.url)
         backend = url.get_backend_name()
-    except (
-        sqlalchemy.exc.ArgumentError
-    ):  # not an SQLAlchemy URL (MLflow's databricks, ...): nothing to lock
+    # not an SQLAlchemy URL (MLflow's databricks, ...): nothing to lock
+    except sqlalchemy.exc.ArgumentError:
         url = backend = None
     if backend not in ("postgresql", "mysql"):
         yield
         return
     name = f"rnnsweep {store.kind} store creation"
-    key = int.from_bytes(
-        hashlib.sha256(name.encode()).digest()[:8], "big", signed=True
-    )  # advisory locks: per database
+    # advisory locks: per database
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
     engine = sqlalchemy.create_engine(
         url, poolclass=sqlalchemy.pool.NullPool, connect_args={"connect_timeout": CONNECT_SECONDS}
     )
@@ -360,7 +367,8 @@ def database_lock(store: Store):
                 != 1
             ):
                 raise InputError(
-                    f"{store.name}: another process held the lock {name!r} for {LOCK_SECONDS} s; is it stuck?"
+                    f"{store.name}: another process held the lock {name!r} for {LOCK_SECONDS} s; "
+                    "is it stuck?"
                 )
             yield
     finally:
@@ -369,8 +377,9 @@ def database_lock(store: Store):
 
 @contextlib.contextmanager
 def lock_unless_complete(store: Store):
-    """Hold the store's lock inside, unless the store is complete (known, or found so once the lock is ours:
-    another worker finished it while we waited); then nothing is created or migrated, and nobody waits."""
+    """Hold the store's lock inside, unless the store is complete (known, or found so once the lock
+    is ours: another worker finished it while we waited); then nothing is created or migrated, and
+    nobody waits."""
     if store.file is None:
         with database_lock(store):
             yield
@@ -392,8 +401,8 @@ def lock_unless_complete(store: Store):
 
 @contextlib.contextmanager
 def opening(store: Store):
-    """Create, migrate or open `store` inside, under its lock while it is not complete; its errors turned into
-    one InputError line."""
+    """Create, migrate or open `store` inside, under its lock while it is not complete; its errors
+    turned into one InputError line."""
     try:
         with lock_unless_complete(store):
             yield
@@ -419,8 +428,8 @@ def store_error(store: Store, error: Exception) -> str:
     text = str(getattr(error, "orig", None) or error)
     if "out-of-date database schema" in text or "optuna storage upgrade" in text:
         text = (
-            f"its schema is older than this {store.kind} needs: stop every process that writes to it, "
-            f"back it up, then run `{upgrade_command(store)}`"
+            f"its schema is older than this {store.kind} needs: stop every process that writes to "
+            f"it, back it up, then run `{upgrade_command(store)}`"
         )
     elif isinstance(error, ImportError):
         text = f"its database driver is not installed ({text})"
@@ -437,7 +446,8 @@ def upgrade_command(store: Store) -> str:
 
 
 def storage_url(cfg) -> str:
-    """The Optuna study's storage: search.storage, or optuna.db beside MLflow's store in paths.mlruns_dir."""
+    """The Optuna study's storage: search.storage, or optuna.db beside MLflow's store in
+    paths.mlruns_dir."""
     if cfg.search.storage:
         return cfg.search.storage
     return f"sqlite:///{Path(cfg.paths.mlruns_dir).expanduser().resolve() / 'optuna.db'}"
@@ -455,8 +465,8 @@ def tracking_uri(cfg: DictConfig) -> str:
 
 
 def probe(cfg: DictConfig, also_check: tuple[Store, ...] = ()) -> Store:
-    """`paths.*`, the MLflow store and `also_check` can be used: InputError if not; nothing is written.
-    Entry points call it before they prepare any data; returns the MLflow store."""
+    """`paths.*`, the MLflow store and `also_check` can be used: InputError if not; nothing is
+    written. Entry points call it before they prepare any data; returns the MLflow store."""
     store = mlflow_store(tracking_uri(cfg))
     check_before_writing(cfg.paths, (store, *also_check))
     return store
