@@ -1,12 +1,13 @@
 """Each trial's learning-curve chart, drawn off the trial's path by a chart process.
 
-Drawing the PNG took 0.34 s of a sweep trial's ~1 s outside model.fit (benchmarks/overhead.py). In a thread of the
-trial's process matplotlib holds the GIL and slowed the next trial's own logging, so a separate process draws
-it: `python -P -m pipeline.report.charts` (-P: a `pipeline/` folder where the user stands is not imported instead),
-which imports matplotlib and MLflow, not TensorFlow. The invoking process tells it which runs finished (one JSON
-line each on its stdin, written by a thread, so a chart process that falls behind never holds up the sweep); it
-reads the run's per-epoch metrics, title and chance level from MLflow, draws, and logs `learning_curves.png` to
-the run. It ignores SIGINT and SIGTERM: the invoker stops the sweep and then closes its stdin, and the process
+Drawing the PNG took 0.34 s of a sweep trial's ~1 s outside model.fit (benchmarks/overhead.py). In a
+thread of the trial's process matplotlib holds the GIL and slowed the next trial's own logging, so a
+separate process draws it: `python -P -m pipeline.report.charts` (-P: a `pipeline/` folder where the
+user stands is not imported instead), which imports matplotlib and MLflow, not TensorFlow. The
+invoking process tells it which runs finished (one JSON line each on its stdin, written by a thread,
+so a chart process that falls behind never holds up the sweep); it reads the run's per-epoch
+metrics, title and chance level from MLflow, draws, and logs `learning_curves.png` to the run. It
+ignores SIGINT and SIGTERM: the invoker stops the sweep and then closes its stdin, and the process
 draws what is left and exits. It also exits, at once, when its invoker is gone.
 """
 
@@ -30,20 +31,20 @@ from pipeline.core.startup import WITHOUT_TENSORFLOW
 log = logging.getLogger(__name__)
 ARTIFACT = "learning_curves.png"
 CURVES = ("loss", "val_loss", "accuracy", "val_accuracy", "grad_norm", "update_ratio")
-CLOSE_SECONDS = 120  # at the end of the trials, how long the charts still queued may take before they are given up
-STOPPED_CLOSE_SECONDS = (
-    10  # the same when a signal or an error stopped the sweep (systemd waits 90 s in all)
-)
+# at the end of the trials, how long the charts still queued may take before they are given up
+CLOSE_SECONDS = 120
+# the same when a signal or an error stopped the sweep (systemd waits 90 s in all)
+STOPPED_CLOSE_SECONDS = 10
 
 
 class Charts:
-    """The invoker's side: starts the chart process, sends each finished trial's run once, waits for it at the end."""
+    """The invoker's side: starts the chart process, sends each finished trial's run once, waits for
+    it at the end."""
 
     def __init__(self):
         self.sent, self.orders = set(), queue.SimpleQueue()
-        with (
-            signals.held_for_helpers()
-        ):  # the chart process ignores them from its first line: only the invoker hears them
+        # the chart process ignores them from its first line: only the invoker hears them
+        with signals.held_for_helpers():
             self.process = subprocess.Popen(
                 [sys.executable, "-P", "-m", "pipeline.report.charts", str(os.getpid())],
                 stdin=subprocess.PIPE,
@@ -67,7 +68,8 @@ class Charts:
         self.orders.put({"tracking_uri": tracking_uri, "run_id": run_id})
 
     def write(self) -> None:
-        """The writer thread: orders to the chart process's stdin (a full pipe blocks this thread, not the sweep)."""
+        """The writer thread: orders to the chart process's stdin (a full pipe blocks this thread,
+        not the sweep)."""
         gone = False
         while (order := self.orders.get()) is not None:
             if gone:
@@ -89,7 +91,8 @@ class Charts:
             pass
 
     def close(self, seconds: float = CLOSE_SECONDS) -> None:
-        """No more trials: the charts still queued are drawn (at most `seconds`), then the process ends."""
+        """No more trials: the charts still queued are drawn (at most `seconds`), then the process
+        ends."""
         self.orders.put(None)
         deadline = time.monotonic() + seconds
         try:
@@ -117,7 +120,8 @@ class Charts:
 
 
 def draw(client, run_id: str) -> None:
-    """The run's learning curves, titled with its trial and study; the values MLflow stores for ±inf are not drawn."""
+    """The run's learning curves, titled with its trial and study; the values MLflow stores for ±inf
+    are not drawn."""
     from pipeline.report.sweep_report import learning_curves_figure, plt
 
     run = client.get_run(run_id)
@@ -135,7 +139,8 @@ def draw(client, run_id: str) -> None:
 
 
 def exit_when_orphaned(invoker_pid: int) -> None:
-    """The invoker gone (killed): stop at once, whatever is left (a dead store could keep retrying for minutes)."""
+    """The invoker gone (killed): stop at once, whatever is left (a dead store could keep retrying
+    for minutes)."""
     while os.getppid() == invoker_pid:
         time.sleep(1.0)
     os._exit(0)
@@ -153,9 +158,11 @@ def main() -> None:
             if order["tracking_uri"] not in clients:
                 clients[order["tracking_uri"]] = mlflow.MlflowClient(order["tracking_uri"])
             draw(clients[order["tracking_uri"]], order["run_id"])
-        except Exception as error:  # noqa: BLE001 - one chart lost is a warning; the run and its metrics are kept
+        # one chart lost is a warning; the run and its metrics are kept
+        except Exception as error:  # noqa: BLE001
             print(
-                f"warning: a trial's {ARTIFACT} was not drawn: {' '.join(redact(str(error)).split())[:500]}",
+                f"warning: a trial's {ARTIFACT} was not drawn: "
+                f"{' '.join(redact(str(error)).split())[:500]}",
                 file=sys.stderr,
             )
 

@@ -1,9 +1,10 @@
 """The plateau diagnosis of a sweep: a short paragraph written from the study's own figures.
 
-Every sentence carries a number from this study (trials, epochs, learning rates, losses, gradient norms);
-where the trials cannot tell, it says "not enough trials" instead of guessing. Reads the figures each
-trial keeps in the study (objective.remember): plateau_epochs, plateau_censored, plateau_at_chance,
-plateau_loss, chance_loss, learning_rate, and the gradient figures when train.log_gradients logged them.
+Every sentence carries a number from this study (trials, epochs, learning rates, losses, gradient
+norms); where the trials cannot tell, it says "not enough trials" instead of guessing. Reads the
+figures each trial keeps in the study (objective.remember): plateau_epochs, plateau_censored,
+plateau_at_chance, plateau_loss, chance_loss, learning_rate, and the gradient figures when
+train.log_gradients logged them.
 """
 
 import math
@@ -18,8 +19,8 @@ RECORDED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def plateau_diagnosis(trials: list[FrozenTrial]) -> list[str]:
-    """The paragraph as lines: which trials plateaued and how long, at what loss, the learning-rate threshold,
-    what the gradient did, and what to change."""
+    """The paragraph as lines: which trials plateaued and how long, at what loss, the learning-rate
+    threshold, what the gradient did, and what to change."""
     measured = [
         t
         for t in trials
@@ -29,7 +30,8 @@ def plateau_diagnosis(trials: list[FrozenTrial]) -> list[str]:
     ]
     if len(measured) < 2:
         return [
-            f"Plateau diagnosis: not enough trials ({len(measured)} with plateau figures; 2 or more needed)."
+            f"Plateau diagnosis: not enough trials ({len(measured)} with plateau figures; 2 or "
+            "more needed)."
         ]
     flat = [t for t in measured if t.user_attrs[Fig.plateau_epochs] >= MIN_PLATEAU]
     lines = ["Plateau diagnosis:", f"  {who_plateaued(flat, measured)}"]
@@ -53,23 +55,32 @@ def epochs_text(trial: FrozenTrial) -> str:
 def who_plateaued(flat: list[FrozenTrial], measured: list[FrozenTrial]) -> str:
     if not flat:
         longest = max(int(attr(t, Fig.plateau_epochs)) for t in measured)
-        return f"no trial of {len(measured)} sat on a loss plateau of {MIN_PLATEAU}+ epochs (the longest flat start: {longest} epoch)."
+        return (
+            f"no trial of {len(measured)} sat on a loss plateau of {MIN_PLATEAU}+ epochs (the "
+            f"longest flat start: {longest} epoch)."
+        )
     by_lr = sorted(flat, key=lambda t: (attr(t, Attr.learning_rate), -attr(t, Fig.plateau_epochs)))
     shown = ", ".join(
-        f"trial {t.number} (lr {attr(t, Attr.learning_rate):.2g}{setting_text(t)}): {epochs_text(t)}"
+        f"trial {t.number} (lr {attr(t, Attr.learning_rate):.2g}{setting_text(t)}): "
+        f"{epochs_text(t)}"
         for t in by_lr[:6]
     )
     more = f", and {len(by_lr) - 6} more" if len(by_lr) > 6 else ""
     censored = sum(bool(attr(t, Fig.plateau_censored)) for t in flat)
     tail = f"; {censored} ended still flat (≥: a lower bound)" if censored else ""
-    return f"{len(flat)} of {len(measured)} trials sat on a loss plateau of {MIN_PLATEAU}+ epochs — {shown}{more}{tail}."
+    return (
+        f"{len(flat)} of {len(measured)} trials sat on a loss plateau of {MIN_PLATEAU}+ epochs — "
+        f"{shown}{more}{tail}."
+    )
 
 
 def setting_text(trial: FrozenTrial) -> str:
-    """The searched settings other than the learning rate that tell plateaus apart (body, optimizer, masking)."""
+    """The searched settings other than the learning rate that tell plateaus apart (body, optimizer,
+    masking)."""
     keys = [k for k in ("body", "optimizer", "mask_padding", "padding") if k in trial.params]
     return "".join(
-        f", {k} {str(trial.params[k]).lower() if isinstance(trial.params[k], bool) else trial.params[k]}"
+        f", {k} "
+        f"{str(trial.params[k]).lower() if isinstance(trial.params[k], bool) else trial.params[k]}"
         for k in keys
     )
 
@@ -91,18 +102,23 @@ def plateau_level(flat: list[FrozenTrial]) -> str | None:
         every = "The one plateau" if len(placed) == 1 else f"All {len(placed)} plateaus"
         return (
             f"{every} sat at chance level (mean training loss {mean_loss:.3f} against chance "
-            f"{chance_text}): the model predicted the label frequency of each of the {classes} classes and nothing else."
+            f"{chance_text}): the model predicted the label frequency of each of the {classes} "
+            "classes and nothing else."
         )
     return (
-        f"{len(at_chance)} of {len(placed)} plateau{'' if len(placed) == 1 else 's'} sat at chance level ({chance_text}); the mean plateau loss was "
-        f"{mean_loss:.3f}: {'the others had learned something before stalling' if at_chance else 'none predicted the label frequency alone'}."
+        f"{len(at_chance)} of {len(placed)} plateau{'' if len(placed) == 1 else 's'} sat at chance "
+        f"level ({chance_text}); the mean plateau loss was {mean_loss:.3f}: "
+        f"{'the others had learned something before stalling' if at_chance else 'none predicted the label frequency alone'}."  # noqa: E501
     )
 
 
 def gradient_signal(flat: list[FrozenTrial]) -> str:
     logged = [t for t in flat if attr(t, Fig.plateau_grad_norm) is not None]
     if not logged:
-        return "No gradient figures were logged for these trials (train.log_gradients), so the gradient signal cannot be told apart."
+        return (
+            "No gradient figures were logged for these trials (train.log_gradients), so the "
+            "gradient signal cannot be told apart."
+        )
     escaped = [
         t
         for t in logged
@@ -111,8 +127,9 @@ def gradient_signal(flat: list[FrozenTrial]) -> str:
     step_size = step_size_statement(logged)
     if not escaped:
         return (
-            f"During the plateaus the mean gradient norm was {statistics.fmean(attr(t, Fig.plateau_grad_norm) for t in logged):.3g}; "
-            f"no plateaued trial escaped, so there is no after to compare with.{step_size}"
+            "During the plateaus the mean gradient norm was "
+            f"{statistics.fmean(attr(t, Fig.plateau_grad_norm) for t in logged):.3g}; no plateaued "
+            f"trial escaped, so there is no after to compare with.{step_size}"
         )
     shown = "; ".join(
         before_and_after(t) for t in sorted(escaped, key=lambda t: attr(t, Attr.learning_rate))[:4]
@@ -123,15 +140,21 @@ def gradient_signal(flat: list[FrozenTrial]) -> str:
     if ratio >= 2:
         kind = f"the gradient grew {ratio:.2g}× once the loss moved (median)"
     elif ratio > 0.5:
-        kind = f"the gradient was about as large on the plateau as after it (×{ratio:.2g}, median): steps of some size, without a direction yet"
+        kind = (
+            f"the gradient was about as large on the plateau as after it (×{ratio:.2g}, median): "
+            "steps of some size, without a direction yet"
+        )
     else:
-        kind = f"the gradient was larger on the plateau than after it (×{ratio:.2g}, median): large steps that did not lower the loss"
+        kind = (
+            f"the gradient was larger on the plateau than after it (×{ratio:.2g}, median): large "
+            "steps that did not lower the loss"
+        )
     return f"On the plateau → after the escape: {shown}. So {kind}.{step_size}"
 
 
 def step_size_statement(logged: list[FrozenTrial]) -> str:
-    """Whether the learning rate, not the gradient, set the pace: the same gradient norm on the plateau at two
-    learning rates, but steps that grew with the learning rate."""
+    """Whether the learning rate, not the gradient, set the pace: the same gradient norm on the
+    plateau at two learning rates, but steps that grew with the learning rate."""
     paced = sorted(
         (t for t in logged if attr(t, Fig.plateau_update_ratio)),
         key=lambda t: attr(t, Attr.learning_rate),
@@ -145,20 +168,27 @@ def step_size_statement(logged: list[FrozenTrial]) -> str:
     if not (2 / 3 <= gradients <= 3 / 2 and steps >= 2):
         return ""
     return (
-        f" On the plateau the gradient norm was about the same at lr {attr(low, Attr.learning_rate):.2g} and "
-        f"{attr(high, Attr.learning_rate):.2g} ({attr(low, Fig.plateau_grad_norm):.3g} vs {attr(high, Fig.plateau_grad_norm):.3g}), "
-        f"while each step moved the weights {steps:.2g}× as far (for {rates:.2g}× the learning rate): "
-        "the step size, not a vanishing gradient, set how long the plateau lasted."
+        " On the plateau the gradient norm was about the same at lr "
+        f"{attr(low, Attr.learning_rate):.2g} and {attr(high, Attr.learning_rate):.2g} "
+        f"({attr(low, Fig.plateau_grad_norm):.3g} vs {attr(high, Fig.plateau_grad_norm):.3g}), "
+        f"while each step moved the weights {steps:.2g}× as far (for {rates:.2g}× the learning "
+        "rate): the step size, not a vanishing gradient, set how long the plateau lasted."
     )
 
 
 def before_and_after(trial: FrozenTrial) -> str:
-    text = f"lr {attr(trial, Attr.learning_rate):.2g}{setting_text(trial)}: gradient norm {attr(trial, Fig.plateau_grad_norm):.3g} → {attr(trial, Fig.escape_grad_norm):.3g}"
+    text = (
+        f"lr {attr(trial, Attr.learning_rate):.2g}{setting_text(trial)}: gradient norm "
+        f"{attr(trial, Fig.plateau_grad_norm):.3g} → {attr(trial, Fig.escape_grad_norm):.3g}"
+    )
     if (
         attr(trial, Fig.plateau_update_ratio) is not None
         and attr(trial, Fig.escape_update_ratio) is not None
     ):
-        text += f", step {attr(trial, Fig.plateau_update_ratio):.2g} → {attr(trial, Fig.escape_update_ratio):.2g} of the weights' norm"
+        text += (
+            f", step {attr(trial, Fig.plateau_update_ratio):.2g} → "
+            f"{attr(trial, Fig.escape_update_ratio):.2g} of the weights' norm"
+        )
     return text
 
 
@@ -175,7 +205,8 @@ def shortest_between(low: float, high: float) -> float:
 
 
 def learning_rate_threshold(measured: list[FrozenTrial]) -> tuple[str, float | None]:
-    """The lowest learning rate from which on no trial plateaued, when trials on both sides show it."""
+    """The lowest learning rate from which on no trial plateaued, when trials on both sides show
+    it."""
     rates = sorted({attr(t, Attr.learning_rate) for t in measured})
     for rate in rates:
         above = [t for t in measured if attr(t, Attr.learning_rate) >= rate]
@@ -183,20 +214,23 @@ def learning_rate_threshold(measured: list[FrozenTrial]) -> tuple[str, float | N
         if all(attr(t, Fig.plateau_epochs) < MIN_PLATEAU for t in above):
             if not below:
                 return (
-                    f"No trial plateaued at any learning rate tried ({rates[0]:.2g} to {rates[-1]:.2g}).",
+                    f"No trial plateaued at any learning rate tried ({rates[0]:.2g} to "
+                    f"{rates[-1]:.2g}).",
                     None,
                 )
             if len(above) < 2 or not any(attr(t, Fig.plateau_epochs) >= MIN_PLATEAU for t in below):
                 break
             rate = shortest_between(max(attr(t, Attr.learning_rate) for t in below), rate)
             return (
-                f"No trial with a learning rate of {rate:.15g} or more plateaued ({len(above)} trials); "
-                f"below it {sum(attr(t, Fig.plateau_epochs) >= MIN_PLATEAU for t in below)} of {len(below)} did.",
+                f"No trial with a learning rate of {rate:.15g} or more plateaued ({len(above)} "
+                "trials); below it "
+                f"{sum(attr(t, Fig.plateau_epochs) >= MIN_PLATEAU for t in below)} of "
+                f"{len(below)} did.",
                 rate,
             )
     return (
-        "Not enough trials to place a learning-rate threshold: trials that plateaued and trials that did not "
-        "overlap in learning rate, or too few lie above the last plateau.",
+        "Not enough trials to place a learning-rate threshold: trials that plateaued and trials "
+        "that did not overlap in learning rate, or too few lie above the last plateau.",
         None,
     )
 
@@ -224,7 +258,10 @@ def advice(flat: list[FrozenTrial], measured: list[FrozenTrial], threshold: floa
             "let them show whether they escape"
         )
     if not steps:
-        return "To change: not enough trials to say which setting ends the plateaus; search the learning rate wider."
+        return (
+            "To change: not enough trials to say which setting ends the plateaus; search the "
+            "learning rate wider."
+        )
     return "To change: " + "; ".join(steps) + "."
 
 
@@ -240,4 +277,7 @@ def masking_contrast(measured: list[FrozenTrial]) -> str | None:
     masked, unmasked = statistics.fmean(groups[True]), statistics.fmean(groups[False])
     if unmasked <= masked:
         return None
-    return f"keep model.mask_padding=true (plateaus {masked:.1f} epochs on average masked, {unmasked:.1f} unmasked)"
+    return (
+        f"keep model.mask_padding=true (plateaus {masked:.1f} epochs on average masked, "
+        f"{unmasked:.1f} unmasked)"
+    )

@@ -1,4 +1,5 @@
-"""What a learning-rate range test's loss curve says: where the loss leaves its start, falls fastest, blows up.
+"""What a learning-rate range test's loss curve says: where the loss leaves its start, falls
+fastest, blows up.
 
 Pure functions over (learning rate, training loss) per step; pipeline/lr_find.py records the curve.
 """
@@ -12,8 +13,8 @@ from pipeline.report.sweep_report import draw_chance, plt
 
 
 class SmoothedLoss:
-    """Exponential moving average of the per-step loss, bias-corrected (Adam's correction): its first values
-    are averages of the steps seen so far, not pulled towards 0."""
+    """Exponential moving average of the per-step loss, bias-corrected (Adam's correction): its
+    first values are averages of the steps seen so far, not pulled towards 0."""
 
     def __init__(self, smoothing: float):
         self.smoothing, self.average, self.count = smoothing, 0.0, 0
@@ -30,47 +31,48 @@ def smoothed(losses: list[float], smoothing: float) -> list[float]:
 
 
 def blown_up(loss: float, minimum: float, divergence: float) -> bool:
-    """The smoothed loss is not a number any more, or above `divergence` times its minimum so far."""
+    """The smoothed loss is not a number any more, or above `divergence` times its minimum so
+    far."""
     return not math.isfinite(loss) or loss > divergence * minimum
 
 
 def delay(step: int, smoothing: float) -> int:
-    """How many steps the smoothed loss at `step` trails the raw one: the mean age of the losses it averages
-    (smoothing / (1 - smoothing) once warmed up, 9 steps at 0.9; less in its first steps)."""
+    """How many steps the smoothed loss at `step` trails the raw one: the mean age of the losses it
+    averages (smoothing / (1 - smoothing) once warmed up, 9 steps at 0.9; less in its first
+    steps)."""
     ages = np.arange(step + 1)
     weights = smoothing**ages
     return round(float(np.sum(ages * weights) / np.sum(weights)))
 
 
 def reflected_steps(count: int, smoothing: float) -> np.ndarray:
-    """For each step of the smoothed curve, the step whose losses it reflects: the delay taken off."""
+    """For each step of the smoothed curve, the step whose losses it reflects: the delay taken
+    off."""
     return np.array([step - delay(step, smoothing) for step in range(count)])
 
 
 @dataclasses.dataclass(frozen=True)
 class RangeFigures:
-    """Each learning rate is placed where the losses behind a smoothed value were taken (the delay taken off)."""
+    """Each learning rate is placed where the losses behind a smoothed value were taken (the delay
+    taken off)."""
 
     start_loss: float  # the starting level: mean loss of the first start_steps steps
     last_lr: float  # the learning rate of the last step run
-    plateau_edge_lr: (
-        float | None
-    )  # where the smoothed loss first lies beyond tolerance of the start; None: it never left
-    escape_lr_steps: (
-        float | None
-    )  # the learning rates summed over the steps before the edge: what it took to leave
-    steepest_lr: (
-        float | None
-    )  # most negative d(smoothed loss)/d(log10 lr) before the minimum; None: it never fell
+    # where the smoothed loss first lies beyond tolerance of the start; None: it never left
+    plateau_edge_lr: float | None
+    # the learning rates summed over the steps before the edge: what it took to leave
+    escape_lr_steps: float | None
+    # most negative d(smoothed loss)/d(log10 lr) before the minimum; None: it never fell
+    steepest_lr: float | None
     steepest_slope: float | None  # that slope: loss change per decade of learning rate
     min_loss_lr: float
     min_loss: float
-    divergence_lr: (
-        float | None
-    )  # where the smoothed loss blew up; None: it never did within the range
+    # where the smoothed loss blew up; None: it never did within the range
+    divergence_lr: float | None
 
     def metrics(self) -> dict[str, float]:
-        """The figures as MLflow metrics; those not found are left out (and flagged by left_start / diverged)."""
+        """The figures as MLflow metrics; those not found are left out (and flagged by left_start /
+        diverged)."""
         found = {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
         return found | {
             "left_start": int(self.plateau_edge_lr is not None),
@@ -78,7 +80,8 @@ class RangeFigures:
         }
 
     def plateau_steps_at(self, learning_rate: float) -> float | None:
-        """Steps a plateau should last at a constant `learning_rate`, if leaving it takes the same sum of learning rates."""
+        """Steps a plateau should last at a constant `learning_rate`, if leaving it takes the same
+        sum of learning rates."""
         return None if self.escape_lr_steps is None else self.escape_lr_steps / learning_rate
 
 
@@ -90,7 +93,8 @@ def analyse(
     tolerance: float,
     divergence: float,
 ) -> RangeFigures:
-    """The figures of a range test's curve: raw per-step `losses` at learning rates `lrs` (rising)."""
+    """The figures of a range test's curve: raw per-step `losses` at learning rates `lrs`
+    (rising)."""
     curve = np.array(smoothed(losses, smoothing))
     lrs = np.asarray(lrs, dtype=float)
     behind = reflected_steps(len(curve), smoothing)
@@ -100,9 +104,8 @@ def analyse(
     lowest = int(np.nanargmin(usable))
     away = np.flatnonzero(np.abs(usable[start_steps:] - start) > tolerance * abs(start))
     edge = int(behind[start_steps + away[0]]) if away.size else None
-    window = max(
-        1, round(1 / (1 - smoothing))
-    )  # the average's own span: shorter slopes measure single batches
+    # the average's own span: shorter slopes measure single batches
+    window = max(1, round(1 / (1 - smoothing)))
     steepest, slope = steepest_descent(np.log10(lrs[: lowest + 1]), usable[: lowest + 1], window)
     return RangeFigures(
         start_loss=start,
@@ -130,8 +133,9 @@ def divergence_step(curve: np.ndarray, divergence: float) -> int | None:
 def steepest_descent(
     log_lrs: np.ndarray, curve: np.ndarray, window: int
 ) -> tuple[int | None, float | None]:
-    """The step of the most negative slope d(loss)/d(log10 lr), each measured across `window` steps and placed at
-    their middle step: from one step to the next, an exponential average moves by that step's batch noise."""
+    """The step of the most negative slope d(loss)/d(log10 lr), each measured across `window` steps
+    and placed at their middle step: from one step to the next, an exponential average moves by that
+    step's batch noise."""
     if len(curve) <= window:
         return None, None
     slopes = (curve[window:] - curve[:-window]) / (log_lrs[window:] - log_lrs[:-window])
@@ -149,14 +153,16 @@ def format_table(
     learning_rate: float,
     steps_per_epoch: int,
 ) -> str:
-    """The figures as a short table: what each learning rate means; the plateau to expect at `learning_rate`."""
+    """The figures as a short table: what each learning rate means; the plateau to expect at
+    `learning_rate`."""
     rows = [("starting loss", f"{figures.start_loss:.4f}", f"chance level {chance_loss:.4f}")]
     if figures.plateau_edge_lr is None:
         rows.append(
             (
                 "plateau edge",
                 "none",
-                f"the smoothed loss stayed within {tolerance:.0%} of its start up to lr {figures.last_lr:.2g}",
+                f"the smoothed loss stayed within {tolerance:.0%} of its start up to lr "
+                f"{figures.last_lr:.2g}",
             )
         )
     else:
@@ -164,7 +170,8 @@ def format_table(
             (
                 "plateau edge",
                 f"lr {figures.plateau_edge_lr:.2g}",
-                f"the smoothed loss leaves {figures.start_loss:.3f} ± {tolerance:.0%}; below it: the plateau zone",
+                f"the smoothed loss leaves {figures.start_loss:.3f} ± {tolerance:.0%}; below it: "
+                "the plateau zone",
             )
         )
         plateau = figures.plateau_steps_at(learning_rate)
@@ -179,7 +186,8 @@ def format_table(
             (
                 f"plateau at {learning_rate:g}",
                 f"{plateau:.0f} steps",
-                f"= {plateau / steps_per_epoch:.1f} epochs of {steps_per_epoch} steps, if leaving takes the same sum at a constant lr",
+                f"= {plateau / steps_per_epoch:.1f} epochs of {steps_per_epoch} steps, if leaving "
+                "takes the same sum at a constant lr",
             )
         )
     if figures.steepest_lr is None:
@@ -200,7 +208,8 @@ def format_table(
             (
                 "blows up",
                 "none",
-                f"the smoothed loss stayed below {divergence:g} × its minimum up to lr {figures.last_lr:.2g}",
+                f"the smoothed loss stayed below {divergence:g} × its minimum up to lr "
+                f"{figures.last_lr:.2g}",
             )
         )
     else:
@@ -224,8 +233,9 @@ def range_figure(
     tolerance: float,
     title: str,
 ) -> plt.Figure:
-    """Loss against learning rate (log axis): raw steps faint, the smoothed curve (drawn at the learning rates whose
-    losses it averages, like the marks), the plateau band, chance level and the three marks."""
+    """Loss against learning rate (log axis): raw steps faint, the smoothed curve (drawn at the
+    learning rates whose losses it averages, like the marks), the plateau band, chance level and the
+    three marks."""
     figure, axis = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
     axis.plot(lrs, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="loss per step")
     behind = reflected_steps(len(losses), smoothing)
@@ -259,9 +269,8 @@ def range_figure(
         color="black",
         label=f"minimum ({figures.min_loss_lr:.2g})",
     )
-    axis.set_ylim(
-        0, max(chance_loss, figures.start_loss) * 1.6
-    )  # a blown-up loss leaves the top: its height says nothing
+    # a blown-up loss leaves the top: its height says nothing
+    axis.set_ylim(0, max(chance_loss, figures.start_loss) * 1.6)
     axis.set(
         xscale="log", xlabel="learning rate (rises each step)", ylabel="training loss", title=title
     )

@@ -1,9 +1,10 @@
-"""What the terminal shows while a sweep runs, read from the study itself (so it covers every worker).
+"""What the terminal shows while a sweep runs, read from the study itself (so it covers every
+worker).
 
-On a terminal: a live panel (rich) with the trials done of those asked for, pruned and failed counts,
-the best value so far with its metric's name, and one line per running trial with its model, learning
-rate and epoch (or fold). Elsewhere (cron, CI, a pipe): one plain line per finished trial, with the
-same facts, so a log file tells the same story.
+On a terminal: a live panel (rich) with the trials done of those asked for, pruned and failed
+counts, the best value so far with its metric's name, and one line per running trial with its model,
+learning rate and epoch (or fold). Elsewhere (cron, CI, a pipe): one plain line per finished trial,
+with the same facts, so a log file tells the same story.
 """
 
 import sys
@@ -81,17 +82,21 @@ class SweepProgress:
             self.update()
         finally:
             if self.live is not None:
-                self.live.stop()  # the cursor back and the terminal as it was, whatever update() met
+                # the cursor back and the terminal as it was, whatever update() met
+                self.live.stop()
 
     def counts(self, trials: list) -> str:
         done = [t for t in trials if t.state in FINISHED]
         pruned = sum(t.state == TrialState.PRUNED for t in done)
         failed = sum(t.state == TrialState.FAIL for t in done)
-        return f"{len(done)} of {self.total} trial{'' if self.total == 1 else 's'} done ({pruned} pruned, {failed} failed)"
+        return (
+            f"{len(done)} of {self.total} trial{'' if self.total == 1 else 's'} done ({pruned} "
+            f"pruned, {failed} failed)"
+        )
 
     def best(self) -> str:
-        """The study's best trial so far (earlier invocations' too: the one to beat), on the objective;
-        a second objective is left to the summary."""
+        """The study's best trial so far (earlier invocations' too: the one to beat), on the
+        objective; a second objective is left to the summary."""
         done = [
             t
             for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -141,7 +146,8 @@ def running(trials: list) -> list:
 
 
 def what(trial) -> str:
-    """The trial's model in a few characters: its run name less the trial number (gru32-lr1.2e-3)."""
+    """The trial's model in a few characters: its run name less the trial number
+    (gru32-lr1.2e-3)."""
     name = trial.user_attrs.get(Attr.run_name, "")
     return (
         name.split("-", 1)[1]

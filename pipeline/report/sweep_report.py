@@ -20,8 +20,9 @@ from pipeline.core.names import Attr, Fig, start_label
 def learning_curves_figure(
     history: dict[str, list[float]], title: str, chance_loss: float | None = None
 ) -> plt.Figure:
-    """Loss and accuracy per epoch, training vs validation, side by side; chance level dashed on the loss; and the
-    gradient signal (grad_norm, update_ratio) when it was logged (train.log_gradients)."""
+    """Loss and accuracy per epoch, training vs validation, side by side; chance level dashed on the
+    loss; and the gradient signal (grad_norm, update_ratio) when it was logged
+    (train.log_gradients)."""
     gradients = "grad_norm" in history
     figure, axes = plt.subplots(
         1, 3 if gradients else 2, figsize=(15 if gradients else 10, 4), constrained_layout=True
@@ -52,8 +53,8 @@ def whole_epochs(axis) -> None:
 
 
 def fix_loss_range(axis, curves: list[list[float]], chance_loss: float | None) -> None:
-    """A loss axis from 0 to a little above chance (or the highest loss, up to 3 x chance): a plateau at
-    chance looks flat, not like a steady fall autoscaled to 0.683-0.693."""
+    """A loss axis from 0 to a little above chance (or the highest loss, up to 3 x chance): a
+    plateau at chance looks flat, not like a steady fall autoscaled to 0.683-0.693."""
     finite = [v for curve in curves for v in curve if v is not None and math.isfinite(v)]
     if not finite:
         return
@@ -64,8 +65,9 @@ def fix_loss_range(axis, curves: list[list[float]], chance_loss: float | None) -
 
 
 def draw_gradient_signal(axis, history: dict[str, list[float]]) -> None:
-    """grad_norm (left scale) and update_ratio (right scale) per epoch, both logarithmic: a vanishing gradient
-    falls on both; a large gradient without progress keeps its norm while the loss stays flat."""
+    """grad_norm (left scale) and update_ratio (right scale) per epoch, both logarithmic: a
+    vanishing gradient falls on both; a large gradient without progress keeps its norm while the
+    loss stays flat."""
     epochs = range(1, len(history["grad_norm"]) + 1)
     axis.plot(epochs, history["grad_norm"], marker="o", markersize=3, color="C2", label="grad_norm")
     axis.set(
@@ -90,14 +92,16 @@ def draw_gradient_signal(axis, history: dict[str, list[float]]) -> None:
 
 
 def draw_chance(axis, chance_loss: float) -> None:
-    """The loss of predicting the training label frequency: a curve on this line has learned nothing yet."""
+    """The loss of predicting the training label frequency: a curve on this line has learned nothing
+    yet."""
     axis.axhline(
         chance_loss, color="grey", linestyle="--", linewidth=1, label=f"chance ({chance_loss:.3f})"
     )
 
 
 def confusion_figure(report: dict) -> plt.Figure:
-    """The test split's confusion matrix with class names (rows: true class), each cell its count and row share."""
+    """The test split's confusion matrix with class names (rows: true class), each cell its count
+    and row share."""
     names, matrix = report["class_names"], report["confusion_matrix"]
     size = max(4.0, 0.7 * len(names) + 2.5)
     figure, axis = plt.subplots(figsize=(size + 1, size), constrained_layout=True)
@@ -134,9 +138,8 @@ def format_report(report: dict) -> list[str]:
     names = report["class_names"]
     width = max(8, *(len(name) for name in names))
     counts = (len(str(n)) for row in report["confusion_matrix"] for n in row)
-    cell = max(
-        6, *(min(len(name), 12) for name in names), *counts
-    )  # a longer class name is cut in the header
+    # a longer class name is cut in the header
+    cell = max(6, *(min(len(name), 12) for name in names), *counts)
     lines = [
         "Confusion matrix (rows: true class, columns: predicted):",
         f"  {'':<{width}}  " + " ".join(f"{name[:cell]:>{cell}}" for name in names),
@@ -147,8 +150,8 @@ def format_report(report: dict) -> list[str]:
     ]
     lines.append(f"  {'class':<{width}}  {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")
     lines += [
-        f"  {row['class']:<{width}}  {row['precision']:>9.4f} {row['recall']:>9.4f} {row['f1']:>9.4f} "
-        f"{row['support']:>8}"
+        f"  {row['class']:<{width}}  {row['precision']:>9.4f} {row['recall']:>9.4f} "
+        f"{row['f1']:>9.4f} {row['support']:>8}"
         for row in report["classes"]
     ]
     return lines
@@ -186,10 +189,11 @@ def counts_line(study, mine, wall_seconds: float) -> str:
     """What this invocation added, and what the study holds now."""
     counts, total = sweep_counts(mine), sweep_counts(study.trials)
     return (
-        f"Study {study.study_name!r}: this run added {plural(len(mine), 'trial')} in {wall_seconds:.0f} s "
-        f"({counts['trials_complete']} complete, {counts['trials_pruned']} pruned, "
-        f"{counts['trials_fail']} failed); the study holds {len(study.trials)} "
-        f"({total['trials_complete']} complete, {total['trials_pruned']} pruned, {total['trials_fail']} failed)"
+        f"Study {study.study_name!r}: this run added {plural(len(mine), 'trial')} in "
+        f"{wall_seconds:.0f} s ({counts['trials_complete']} complete, {counts['trials_pruned']} "
+        f"pruned, {counts['trials_fail']} failed); the study holds {len(study.trials)} "
+        f"({total['trials_complete']} complete, {total['trials_pruned']} pruned, "
+        f"{total['trials_fail']} failed)"
     )
 
 
@@ -205,8 +209,8 @@ def sweep_summary(
     folds: int = 1,
     can_fold: bool = True,
 ) -> str:
-    """The end-of-sweep text: this invocation's counts and wall time, what the data lost, plateaus stopped early,
-    the winner confirmed over seeds (or the study's best trial), the Pareto front."""
+    """The end-of-sweep text: this invocation's counts and wall time, what the data lost, plateaus
+    stopped early, the winner confirmed over seeds (or the study's best trial), the Pareto front."""
     counts, total = sweep_counts(mine), sweep_counts(study.trials)
     lines = [counts_line(study, mine, wall_seconds)]
     if stopped is not None:
@@ -214,14 +218,15 @@ def sweep_summary(
     lines.append(data_line(data))
     if folds > 1:
         lines.append(
-            f"Validation: {folds}-fold cross-validation over the {validated(data, folds)} training and "
-            f"validation texts (search.cv_folds); each trial's value is the mean over its folds"
+            f"Validation: {folds}-fold cross-validation over the {validated(data, folds)} training "
+            "and validation texts (search.cv_folds); each trial's value is the mean over its folds"
         )
     empty_texts = data.empty_texts
     if any(empty_texts.values()):
         lines.append(
-            f"Data: texts with no token after standardization: {empty_texts.get('train', 0)} dropped from train, "
-            f"{empty_texts.get('val', 0)} from validation, {empty_texts.get('test', 0)} kept in test as one OOV token"
+            f"Data: texts with no token after standardization: {empty_texts.get('train', 0)} "
+            f"dropped from train, {empty_texts.get('val', 0)} from validation, "
+            f"{empty_texts.get('test', 0)} kept in test as one OOV token"
         )
     if counts["trials_pruned"]:
         lines.append(pruning_line(mine, counts["trials_pruned"], wall_seconds))
@@ -235,7 +240,8 @@ def sweep_summary(
 
 
 def validated(data, folds: int) -> int:
-    """How many texts a trial's value was measured on: the validation split, or every text once across the folds."""
+    """How many texts a trial's value was measured on: the validation split, or every text once
+    across the folds."""
     sizes = data.sizes()
     return sizes["val"] + (sizes["train"] if folds > 1 else 0)
 
@@ -243,8 +249,8 @@ def validated(data, folds: int) -> int:
 def warning_lines(
     study, confirmed: list, data, objective: str, folds: int = 1, can_fold: bool = True
 ) -> list[str]:
-    """Plain warnings about the answer itself: leaders the validation split cannot tell apart, a winner within
-    noise of chance on the test split, a winner whose best epoch was its first."""
+    """Plain warnings about the answer itself: leaders the validation split cannot tell apart, a
+    winner within noise of chance on the test split, a winner whose best epoch was its first."""
     if len(study.directions) > 1:
         return []
     winner = confirmed[0].trial if confirmed else best_trial(study)
@@ -253,15 +259,16 @@ def warning_lines(
     if winner.user_attrs.get(Fig.best_epoch) == 1:
         planned = winner.user_attrs.get(Attr.epochs_planned)
         lines.append(
-            f"Warning: the winner's best epoch was its first (of {winner.user_attrs.get(Fig.epochs_run, planned):.0f} "
-            f"run): it may have barely trained. Look at its curves; raise train.epochs or lower the learning rate."
+            "Warning: the winner's best epoch was its first (of "
+            f"{winner.user_attrs.get(Fig.epochs_run, planned):.0f} run): it may have barely "
+            "trained. Look at its curves; raise train.epochs or lower the learning rate."
         )
     return lines
 
 
 def standard_error(share: float, count: int) -> float:
-    """The standard error of a share (an accuracy) measured on `count` texts; a share of 0 or 1 counts as 1/count
-    from its bound (one text more or less), not as an exact figure."""
+    """The standard error of a share (an accuracy) measured on `count` texts; a share of 0 or 1
+    counts as 1/count from its bound (one text more or less), not as an exact figure."""
     share = min(max(share, 1 / count), 1 - 1 / count)
     return math.sqrt(share * (1 - share) / count)
 
@@ -269,7 +276,8 @@ def standard_error(share: float, count: int) -> float:
 def leaders_warning(
     study, winner, n_val: int, objective: str, folds: int = 1, can_fold: bool = True
 ) -> list[str]:
-    """Trials whose value ties the winner's, or (an accuracy or F1 objective) lies within one standard error of it."""
+    """Trials whose value ties the winner's, or (an accuracy or F1 objective) lies within one
+    standard error of it."""
     done = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -281,8 +289,8 @@ def leaders_warning(
     if not close and not tied:
         return []
     how = (
-        f"{others(len(tied), 'ties', 'tie')} with it at {objective} {winner.value:.4f}; the lower validation loss "
-        f"decided"
+        f"{others(len(tied), 'ties', 'tie')} with it at {objective} {winner.value:.4f}; the lower "
+        "validation loss decided"
         if tied
         else f"{others(len(close), 'scores', 'score')} within one standard error (±{error:.3f} "
         f"on {n_val} validation texts) of its {objective} {winner.value:.4f}"
@@ -300,7 +308,8 @@ def others(count: int, one: str, many: str) -> str:
 
 
 def chance_warning(confirmed: list, data) -> list[str]:
-    """The winner's test accuracy within two standard errors of always answering the most frequent class."""
+    """The winner's test accuracy within two standard errors of always answering the most frequent
+    class."""
     tests = confirmed[0].test_accuracies if confirmed else []
     n_test = data.sizes()["test"]
     if not tests or not n_test:
@@ -310,8 +319,9 @@ def chance_warning(confirmed: list, data) -> list[str]:
     if accuracy - chance > noise:
         return []
     return [
-        f"Warning: the winner's test accuracy {accuracy:.4f} is within noise of chance ({chance:.4f} ± {noise:.4f} "
-        f"on {n_test} test texts): it may have learned nothing. Try more epochs, other learning rates or more data."
+        f"Warning: the winner's test accuracy {accuracy:.4f} is within noise of chance "
+        f"({chance:.4f} ± {noise:.4f} on {n_test} test texts): it may have learned nothing. Try "
+        "more epochs, other learning rates or more data."
     ]
 
 
@@ -320,22 +330,23 @@ def data_line(data) -> str:
     sizes = data.sizes()
     names = ", ".join(data.class_names)
     return (
-        f"Data: {data.num_classes} classes ({names}); {sizes['train']} train, {sizes['val']} validation, "
-        f"{sizes['test']} test texts. Chance level: loss {data.chance_loss():.4f} (the entropy of the training "
-        f"label frequencies; ln {data.num_classes} = {math.log(data.num_classes):.4f} if balanced), accuracy "
-        f"{data.chance_accuracy():.4f} (always the most frequent class)"
+        f"Data: {data.num_classes} classes ({names}); {sizes['train']} train, {sizes['val']} "
+        f"validation, {sizes['test']} test texts. Chance level: loss {data.chance_loss():.4f} (the "
+        f"entropy of the training label frequencies; ln {data.num_classes} = "
+        f"{math.log(data.num_classes):.4f} if balanced), accuracy {data.chance_accuracy():.4f} "
+        "(always the most frequent class)"
     )
 
 
 def test_report_lines(confirmed: list) -> list[str]:
-    """The winner's own model on the test split: accuracy, macro-F1, the confusion matrix, per-class scores."""
+    """The winner's own model on the test split: accuracy, macro-F1, the confusion matrix, per-class
+    scores."""
     report = confirmed[0].test_report if confirmed else None
     if not report:
         return []
     winner = confirmed[0]
-    seed = (
-        f", seed {winner.seeds[0]}" if len(winner.seeds) > 1 else ""
-    )  # the confirmation table has the mean
+    # the confirmation table has the mean
+    seed = f", seed {winner.seeds[0]}" if len(winner.seeds) > 1 else ""
     lines = [
         f"Winner on the test split (trial {winner.trial.number}'s own model{seed}): "
         f"accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}"
@@ -346,8 +357,9 @@ def test_report_lines(confirmed: list) -> list[str]:
 def winner_lines(
     study, confirmed: list, confirm_seconds: float, objective: str = "val_accuracy"
 ) -> list[str]:
-    """The best trial against the baseline, the winner's parameters, its confirmation over seeds, the Pareto
-    front. Figures are named by the objective (`val_accuracy 0.7889`), not as a bare value."""
+    """The best trial against the baseline, the winner's parameters, its confirmation over seeds,
+    the Pareto front. Figures are named by the objective (`val_accuracy 0.7889`), not as a bare
+    value."""
     best = best_trial(study)
     name = objective if len(study.directions) == 1 else "values"
     values = ", ".join(f"{v:.4f}" for v in best.values)
@@ -356,12 +368,14 @@ def winner_lines(
         f", the mean of {folds:.0f} folds, sd {best.user_attrs[Fig.cv_sd]:.4f}" if folds > 1 else ""
     )
     lines = [
-        f"Best trial {best.number}: {name} {values} (best epoch {best.user_attrs.get(Fig.best_epoch, 0):.0f}{spread})"
+        f"Best trial {best.number}: {name} {values} (best epoch "
+        f"{best.user_attrs.get(Fig.best_epoch, 0):.0f}{spread})"
     ]
     baseline = next((t for t in study.trials if t.user_attrs.get(Attr.baseline) and t.values), None)
     if baseline and len(study.directions) == 1:
         lines.append(
-            f"  {'baseline':<20} trial {baseline.number} (the config's own values): {name} {baseline.value:.4f}"
+            f"  {'baseline':<20} trial {baseline.number} (the config's own values): {name} "
+            f"{baseline.value:.4f}"
         )
     placed = [
         t
@@ -369,13 +383,15 @@ def winner_lines(
         if start_label(t) not in (None, "baseline") and t.values and len(t.values) == 1
     ]
     lines += [
-        f"  {start_label(t):<20} trial {t.number} (placed before the sampler chose): {name} {t.value:.4f}"
+        f"  {start_label(t):<20} trial {t.number} (placed before the sampler chose): {name} "
+        f"{t.value:.4f}"
         for t in placed
     ]
     winner = confirmed[0].trial if confirmed else best
     if winner.number != best.number:
         lines.append(
-            f"Winner: trial {winner.number}, by its mean over seeds (the table below). Its settings:"
+            f"Winner: trial {winner.number}, by its mean over seeds (the table below). Its "
+            "settings:"
         )
     lines += [f"  {key:<20} {value}" for key, value in winner.params.items()]
     lines += confirmation_lines(best, confirmed, confirm_seconds)
@@ -390,7 +406,8 @@ def winner_lines(
 
 
 def censored_plateau_lines(trials) -> list[str]:
-    """How many trials ended while still on their loss plateau: their plateau_epochs is a lower bound."""
+    """How many trials ended while still on their loss plateau: their plateau_epochs is a lower
+    bound."""
     censored = [
         t
         for t in trials
@@ -401,9 +418,9 @@ def censored_plateau_lines(trials) -> list[str]:
     pruned = sum(t.state.name == "PRUNED" for t in censored)
     its = "its" if len(censored) == 1 else "their"
     return [
-        f"Stopped on their plateau: {plural(len(censored), 'trial')} ({pruned} pruned) ended while {its} "
-        f"training loss was still flat, so {its} plateau_epochs is a lower bound (marked in "
-        f"plateau_vs_learning_rate.png); search.pruner=patient lets slow starters run on"
+        f"Stopped on their plateau: {plural(len(censored), 'trial')} ({pruned} pruned) ended while "
+        f"{its} training loss was still flat, so {its} plateau_epochs is a lower bound (marked in "
+        "plateau_vs_learning_rate.png); search.pruner=patient lets slow starters run on"
     ]
 
 
@@ -416,14 +433,16 @@ def confirmation_lines(best, confirmed: list, confirm_seconds: float) -> list[st
         tests = winner.test_accuracies
         return (
             [
-                f"  {'test accuracy':<20} {tests[0]:.4f} (its model, evaluated once on the test split)"
+                f"  {'test accuracy':<20} {tests[0]:.4f} (its model, evaluated once on the test "
+                "split)"
             ]
             if tests
             else []
         )
     lines = [
         confirmation_heading(len(confirmed), len(winner.seeds) - 1, confirm_seconds),
-        f"  {'trial':>5}  {'seeds':<12} {'value mean ± sd':<18} {'test accuracy mean ± sd':<24} config",
+        f"  {'trial':>5}  {'seeds':<12} {'value mean ± sd':<18} {'test accuracy mean ± sd':<24} "
+        "config",
     ]
     for row in confirmed:
         config = " ".join(
@@ -432,7 +451,8 @@ def confirmation_lines(best, confirmed: list, confirm_seconds: float) -> list[st
         )
         seeds = ",".join(map(str, row.seeds))
         lines.append(
-            f"  {row.trial.number:>5}  {seeds:<12} {row.describe(row.values):<18} {row.describe(row.test_accuracies):<24} {config}"
+            f"  {row.trial.number:>5}  {seeds:<12} {row.describe(row.values):<18} "
+            f"{row.describe(row.test_accuracies):<24} {config}"
         )
     changed = winner.trial.number != best.number
     lines.append(
@@ -448,16 +468,23 @@ def confirmation_lines(best, confirmed: list, confirm_seconds: float) -> list[st
 
 def confirmation_heading(trials: int, extra_seeds: int, seconds: float) -> str:
     top = "the best trial" if trials == 1 else f"the top {trials} trials"
-    seeds = f"{extra_seeds} more training seed{'' if extra_seeds == 1 else 's'}{'' if trials == 1 else ' each'}"
+    seeds = (
+        f"{extra_seeds} more training "
+        f"seed{'' if extra_seeds == 1 else 's'}{'' if trials == 1 else ' each'}"
+    )
     return f"Confirmation: {top} with {seeds} (+{seconds:.0f} s; the data split stays fixed)"
 
 
 def version_description(confirmed: list, objective: str, study_name: str) -> str:
-    """The registered version's description: what won, its scores over seeds and on the test split."""
+    """The registered version's description: what won, its scores over seeds and on the test
+    split."""
     winner = confirmed[0]
     value, value_sd = mean_sd(winner.values)
     seeds = plural(len(winner.seeds), "seed")
-    text = f"Trial {winner.trial.number} of study {study_name}: {objective} {value:.4f} ± {value_sd:.4f} over {seeds}"
+    text = (
+        f"Trial {winner.trial.number} of study {study_name}: {objective} {value:.4f} ± "
+        f"{value_sd:.4f} over {seeds}"
+    )
     if winner.test_accuracies:
         accuracy, accuracy_sd = mean_sd(winner.test_accuracies)
         text += f"; test accuracy {accuracy:.4f} ± {accuracy_sd:.4f}"
@@ -487,8 +514,9 @@ def champion_note(confirmed: list, objective: str, study_name: str, registered: 
             "",
             version_description(confirmed, objective, study_name),
             "",
-            "Best Trial ranks each trial on its own training seed. The champion has the best mean over seeds "
-            "(rnn-sweep trains its top trials again with more seeds), so the two can differ.",
+            "Best Trial ranks each trial on its own training seed. The champion has the best mean "
+            "over seeds (rnn-sweep trains its top trials again with more seeds), so the two can "
+            "differ.",
         ]
     )
 
@@ -529,20 +557,21 @@ def plural(count: int, noun: str) -> str:
 
 
 def pruning_line(mine, pruned: int, wall_seconds: float) -> str:
-    """What pruning saved, said against this run's own time: the epochs not trained, and how long the
-    run would have taken without pruning (the trials' saved seconds shared by the trials that ran at
-    once), so no saving reads as larger than the run."""
+    """What pruning saved, said against this run's own time: the epochs not trained, and how long
+    the run would have taken without pruning (the trials' saved seconds shared by the trials that
+    ran at once), so no saving reads as larger than the run."""
     saved_epochs, saved_seconds = pruning_savings(mine)
     longer = saved_seconds / max(1, most_at_once(mine))
     return (
-        f"Pruning stopped {plural(pruned, 'trial')} early: {plural(saved_epochs, 'epoch')} not trained; "
-        f"without pruning this run would have taken about {wall_seconds + longer:.0f} s, "
+        f"Pruning stopped {plural(pruned, 'trial')} early: {plural(saved_epochs, 'epoch')} not "
+        f"trained; without pruning this run would have taken about {wall_seconds + longer:.0f} s, "
         f"not {wall_seconds:.0f} s"
     )
 
 
 def most_at_once(trials) -> int:
-    """The most trials that ran at the same moment (worker processes, or invocations of one study)."""
+    """The most trials that ran at the same moment (worker processes, or invocations of one
+    study)."""
     events = sorted(
         [(t.datetime_start, 1) for t in trials if t.datetime_start and t.datetime_complete]
         + [(t.datetime_complete, -1) for t in trials if t.datetime_start and t.datetime_complete]
@@ -555,16 +584,16 @@ def most_at_once(trials) -> int:
 
 
 def pruning_savings(trials) -> tuple[int, float]:
-    """Epochs the pruned trials did not train, and those epochs' seconds at each trial's own epoch pace."""
+    """Epochs the pruned trials did not train, and those epochs' seconds at each trial's own epoch
+    pace."""
     epochs, seconds = 0, 0.0
     for trial in trials:
         attrs = trial.user_attrs
         if trial.state.name == "PRUNED" and attrs.get(Fig.epochs_run):
             trained = attrs.get(Fig.epochs_trained, attrs[Fig.epochs_run])
             missing = attrs[Attr.epochs_planned] - attrs[Fig.epochs_run]
-            if (
-                attrs.get(Fig.cv_folds, 1) > 1
-            ):  # the folds not run and the final model, each at most epochs_planned
+            # the folds not run and the final model, each at most epochs_planned
+            if attrs.get(Fig.cv_folds, 1) > 1:
                 missing += attrs[Attr.epochs_planned] * (
                     attrs[Fig.cv_folds] - attrs[Fig.cv_folds_run] + 1
                 )
@@ -574,7 +603,8 @@ def pruning_savings(trials) -> tuple[int, float]:
 
 
 def sweep_figures(study, objective: str) -> dict[str, plt.Figure]:
-    """Optuna's own plots of the study, and ours of the learning rate against the curves and the plateau."""
+    """Optuna's own plots of the study, and ours of the learning rate against the curves and the
+    plateau."""
     import warnings
 
     from optuna.visualization import matplotlib as optuna_plots
@@ -588,17 +618,14 @@ def sweep_figures(study, objective: str) -> dict[str, plt.Figure]:
     figures = {}
     for name, make in makers.items():
         try:
-            # rc_context: Optuna's plots switch matplotlib to its ggplot style for good; ours keep the default
+            # rc_context: Optuna's plots switch matplotlib to its ggplot style for good; ours keep
+            # the default
             with warnings.catch_warnings(), matplotlib.rc_context():
-                warnings.simplefilter(
-                    "ignore"
-                )  # experimental-API and few-trials warnings: the plot says enough
+                # experimental-API and few-trials warnings: the plot says enough
+                warnings.simplefilter("ignore")
                 figures[name] = readable(make(study, target=target, target_name=objective).figure)
-        except (
-            ValueError,
-            RuntimeError,
-            ZeroDivisionError,
-        ) as error:  # too few trials or values for this plot
+        # too few trials or values for this plot
+        except (ValueError, RuntimeError, ZeroDivisionError) as error:
             logging.getLogger(__name__).info("no %s plot: %s", name, error)
     charted = [t for t in study.trials if Attr.curve("loss") in t.user_attrs]
     if charted:
@@ -608,7 +635,8 @@ def sweep_figures(study, objective: str) -> dict[str, plt.Figure]:
 
 
 def readable(figure: plt.Figure) -> plt.Figure:
-    """Optuna's plot at a size where its parameter names fit ('rning_rate' was clipped), laid out anew."""
+    """Optuna's plot at a size where its parameter names fit ('rning_rate' was clipped), laid out
+    anew."""
     width, height = figure.get_size_inches()
     figure.set_size_inches(max(width, 10), max(height, 5))
     figure.tight_layout()
@@ -643,10 +671,11 @@ def curves_by_learning_rate(trials) -> plt.Figure:
 
 
 def plateau_vs_learning_rate(trials) -> plt.Figure:
-    """plateau_epochs of every trial against its learning rate: the plateau reveal. A trial that ended still on
-    its plateau (censored) is drawn as an upward triangle: read it as "at least this many epochs". When the
-    search also varied categorical settings such as model.mask_padding or data.padding, each setting is one
-    series (one colour, points nudged apart sideways so equal values stay visible)."""
+    """plateau_epochs of every trial against its learning rate: the plateau reveal. A trial that
+    ended still on its plateau (censored) is drawn as an upward triangle: read it as "at least this
+    many epochs". When the search also varied categorical settings such as model.mask_padding or
+    data.padding, each setting is one series (one colour, points nudged apart sideways so equal
+    values stay visible)."""
     figure, axis = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
     series = plateau_series(trials)
     if len(series) == 1:
@@ -669,10 +698,8 @@ def plateau_vs_learning_rate(trials) -> plt.Figure:
                 edgecolors="grey",
                 label="still on its plateau (≥)",
             )
-        for state, marker in (
-            ("PRUNED", "x"),
-            ("FAIL", "s"),
-        ):  # a legend entry only for a mark drawn
+        # a legend entry only for a mark drawn
+        for state, marker in (("PRUNED", "x"), ("FAIL", "s")):
             if any(
                 t.state.name == state and not t.user_attrs.get(Fig.plateau_censored) for t in trials
             ):
@@ -719,8 +746,8 @@ def draw_states(axis, trials) -> None:
 
 
 def draw_series(axis, trials, label: str, colour: str, nudge: float) -> None:
-    """One setting's trials: a line through its mean plateau per learning rate, a marker per trial (hollow
-    triangle: censored, x: pruned, square: failed)."""
+    """One setting's trials: a line through its mean plateau per learning rate, a marker per trial
+    (hollow triangle: censored, x: pruned, square: failed)."""
     by_rate = {}
     for trial in trials:
         by_rate.setdefault(trial.user_attrs[Attr.learning_rate], []).append(
@@ -751,8 +778,9 @@ MAX_SERIES = 8  # more settings than this make the chart unreadable: then it dra
 
 
 def setting(trial) -> str:
-    """The trial's values of the searched categorical settings that are not numbers (model.mask_padding,
-    data.padding, optimizer, model.body ...), as `name=value` text; "" when the search varied none."""
+    """The trial's values of the searched categorical settings that are not numbers
+    (model.mask_padding, data.padding, optimizer, model.body ...), as `name=value` text; "" when the
+    search varied none."""
     from optuna.distributions import CategoricalDistribution
 
     chosen = [
@@ -768,7 +796,8 @@ def setting(trial) -> str:
 
 
 def plateau_series(trials) -> dict[str, list]:
-    """The trials grouped by their setting (see `setting`); one group when there are none or too many."""
+    """The trials grouped by their setting (see `setting`); one group when there are none or too
+    many."""
     series = {}
     for trial in sorted(trials, key=setting):
         series.setdefault(setting(trial), []).append(trial)
@@ -776,9 +805,9 @@ def plateau_series(trials) -> dict[str, list]:
 
 
 def plateau_table_lines(trials) -> list[str]:
-    """plateau_epochs by setting (rows) and learning rate (columns), when the trials form such a grid: at most
-    10 learning rates, and at least half of the cells filled. `≥n`: censored, the run ended still on its plateau;
-    several trials in one cell: their values, comma-separated."""
+    """plateau_epochs by setting (rows) and learning rate (columns), when the trials form such a
+    grid: at most 10 learning rates, and at least half of the cells filled. `≥n`: censored, the run
+    ended still on its plateau; several trials in one cell: their values, comma-separated."""
     charted = [
         t
         for t in trials
@@ -804,7 +833,8 @@ def plateau_table_lines(trials) -> list[str]:
         row = []
         for rate in rates:
             values = [
-                f"{'≥' if t.user_attrs.get(Fig.plateau_censored) else ''}{t.user_attrs[Fig.plateau_epochs]:.0f}"
+                f"{'≥' if t.user_attrs.get(Fig.plateau_censored) else ''}"
+                f"{t.user_attrs[Fig.plateau_epochs]:.0f}"
                 for t in members
                 if t.user_attrs[Attr.learning_rate] == rate
             ]
@@ -820,9 +850,9 @@ def sweep_note(
     registered: str | None,
     trials_href: str | None = None,
 ) -> str:
-    """The parent run's description in the MLflow UI (Markdown): the winner, its parameters, its test score, where
-    its model is registered, a link to the study's trials (`trials_href`), then the whole end-of-sweep summary
-    (counts, plateaus, confirmation)."""
+    """The parent run's description in the MLflow UI (Markdown): the winner, its parameters, its
+    test score, where its model is registered, a link to the study's trials (`trials_href`), then
+    the whole end-of-sweep summary (counts, plateaus, confirmation)."""
     lines = [f"### Sweep `{study_name}`", ""]
     if trials_href:
         lines += [f"[All trials of the study, best first]({trials_href})", ""]
@@ -830,8 +860,8 @@ def sweep_note(
         winner = confirmed[0]
         test = winner.describe(winner.test_accuracies)
         lines += [
-            f"**Winner: trial {winner.trial.number}**, objective {winner.describe(winner.values)} over "
-            f"{len(winner.seeds)} training seed(s); test accuracy {test}.",
+            f"**Winner: trial {winner.trial.number}**, objective {winner.describe(winner.values)} "
+            f"over {len(winner.seeds)} training seed(s); test accuracy {test}.",
             "",
         ]
         if registered:
@@ -845,14 +875,13 @@ def sweep_note(
     return "\n".join(lines + summary_markdown(summary))
 
 
-PRE_WIDTH = (
-    100  # a block of aligned columns stays a code block up to this width; wider ones wrap as text
-)
+# a block of aligned columns stays a code block up to this width; wider ones wrap as text
+PRE_WIDTH = 100
 
 
 def summary_markdown(summary: str) -> list[str]:
-    """The end-of-sweep summary as Markdown that wraps in the UI: a line is a bullet, a block of indented
-    lines is a code block when it is a narrow table and nested bullets when it is prose."""
+    """The end-of-sweep summary as Markdown that wraps in the UI: a line is a bullet, a block of
+    indented lines is a code block when it is a narrow table and nested bullets when it is prose."""
     lines, block = [], []
 
     def flush():
