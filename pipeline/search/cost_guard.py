@@ -1,8 +1,10 @@
-"""The cost guard: an Optuna pruner around the configured one that also stops a trial whose epochs cost many
-times the median finished trial's and whose value is no better than theirs at the same epoch.
+"""The cost guard: an Optuna pruner around the configured one that also stops a trial whose epochs
+cost many times the median finished trial's and whose value is no better than theirs at the same
+epoch.
 
-Without it a slow and useless start-up trial (a 2-layer SimpleRNN of 128 units on IMDB: 50 s an epoch at
-chance) holds a worker for minutes before the median pruner has the finished trials it needs."""
+Without it a slow and useless start-up trial (a 2-layer SimpleRNN of 128 units on IMDB: 50 s an
+epoch at chance) holds a worker for minutes before the median pruner has the finished trials it
+needs."""
 
 import logging
 import math
@@ -19,7 +21,8 @@ log = logging.getLogger(__name__)
 
 
 class CostGuard(BasePruner):
-    """`wrapped`'s decision, or: epochs `slowdown` times the median's and a best value no better than the median's."""
+    """`wrapped`'s decision, or: epochs `slowdown` times the median's and a best value no better
+    than the median's."""
 
     def __init__(self, wrapped: BasePruner, slowdown: float, min_trials: int):
         self.wrapped, self.slowdown, self.min_trials = wrapped, slowdown, min_trials
@@ -49,8 +52,8 @@ class CostGuard(BasePruner):
         if ours > theirs if maximize else ours < theirs:
             return False
         log.info(
-            "trial %d pruned by the cost guard: %.1f s per epoch, %.1fx the median finished trial's, and %.4f by "
-            "epoch %d against their median %.4f",
+            "trial %d pruned by the cost guard: %.1f s per epoch, %.1fx the median finished "
+            "trial's, and %.4f by epoch %d against their median %.4f",
             trial.number,
             seconds,
             seconds / median_seconds,
@@ -58,15 +61,18 @@ class CostGuard(BasePruner):
             step + 1,
             theirs,
         )
-        reason = f"the cost guard ({seconds / median_seconds:.1f}x the median seconds per epoch, no better)"
-        study._storage.set_trial_user_attr(
-            trial._trial_id, Attr.pruned_by, reason
-        )  # the live display says it
+        reason = (
+            f"the cost guard ({seconds / median_seconds:.1f}x the median seconds per epoch, no "
+            "better)"
+        )
+        # the live display says it
+        study._storage.set_trial_user_attr(trial._trial_id, Attr.pruned_by, reason)
         return True
 
 
 def best_by(trial: FrozenTrial, step: int, maximize: bool) -> float:
-    """The trial's best reported value up to `step` (all of them, for a trial that stopped sooner); NaN is worst."""
+    """The trial's best reported value up to `step` (all of them, for a trial that stopped sooner);
+    NaN is worst."""
     worst = -math.inf if maximize else math.inf
     values = [v for at, v in trial.intermediate_values.items() if at <= step and not math.isnan(v)]
     return (max if maximize else min)(values, default=worst)

@@ -1,8 +1,10 @@
-"""search.lr_range=auto: a sweep's learning-rate bounds from a range test (pipeline/lr_find.py) on its base config.
+"""search.lr_range=auto: a sweep's learning-rate bounds from a range test (pipeline/lr_find.py) on
+its base config.
 
-The space's `optimizer.learning_rate` entry then runs from the plateau edge (below it: the plateau zone)
-to the learning rate of the minimum loss (beyond it: larger steps stop helping). The bounds are stored in
-the study, so the same command continues the same search on the same bounds without testing again.
+The space's `optimizer.learning_rate` entry then runs from the plateau edge (below it: the plateau
+zone) to the learning rate of the minimum loss (beyond it: larger steps stop helping). The bounds
+are stored in the study, so the same command continues the same search on the same bounds without
+testing again.
 """
 
 import dataclasses
@@ -22,8 +24,8 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class LearningRateRange:
-    """The bounds search.lr_range=auto gives the learning-rate entry, where they came from, and the range
-    test with its figures when one ran in this invocation."""
+    """The bounds search.lr_range=auto gives the learning-rate entry, where they came from, and the
+    range test with its figures when one ran in this invocation."""
 
     low: float
     high: float
@@ -35,8 +37,8 @@ STUDY_ATTR = "lr_range"  # [low, high] as the first range test of the study set 
 
 
 def lr_range_of(cfg: DictConfig, data, study: optuna.Study) -> LearningRateRange | None:
-    """With search.lr_range=auto, the learning-rate entry's low and high: the study's, or a range test's run now
-    (kept in the study). None when search.lr_range is null."""
+    """With search.lr_range=auto, the learning-rate entry's low and high: the study's, or a range
+    test's run now (kept in the study). None when search.lr_range is null."""
     if cfg.search.lr_range != "auto":
         return None
     if STUDY_ATTR in study.user_attrs:
@@ -61,7 +63,8 @@ def lr_range_of(cfg: DictConfig, data, study: optuna.Study) -> LearningRateRange
 
 
 def with_lr_range(cfg: DictConfig, found: LearningRateRange | None) -> DictConfig:
-    """The sweep's config with the learning-rate entry bounded by `found`: a new config, `cfg` unchanged."""
+    """The sweep's config with the learning-rate entry bounded by `found`: a new config, `cfg`
+    unchanged."""
     if found is None:
         return cfg
     return OmegaConf.merge(
@@ -72,8 +75,9 @@ def with_lr_range(cfg: DictConfig, found: LearningRateRange | None) -> DictConfi
 def bounds(figures: lr_curve.RangeFigures) -> tuple[float, float]:
     if figures.plateau_edge_lr is None or not figures.plateau_edge_lr < figures.min_loss_lr:
         raise InputError(
-            f"search.lr_range=auto: the range test's loss never fell from its start before lr "
-            f"{figures.last_lr:.3g}; raise lr_find.end_lr or lr_find.steps, or set the entry's low and high"
+            "search.lr_range=auto: the range test's loss never fell from its start before lr "
+            f"{figures.last_lr:.3g}; raise lr_find.end_lr or lr_find.steps, or set the entry's low "
+            "and high"
         )
     return figures.plateau_edge_lr, figures.min_loss_lr
 
@@ -81,7 +85,8 @@ def bounds(figures: lr_curve.RangeFigures) -> tuple[float, float]:
 def log_lr_range(
     result: tuple[RangeTest, lr_curve.RangeFigures] | None, cfg: DictConfig, chance_loss: float
 ) -> None:
-    """The range test on the sweep's parent run: its figures prefixed lr_find_, its plot lr_find.png."""
+    """The range test on the sweep's parent run: its figures prefixed lr_find_, its plot
+    lr_find.png."""
     if result is None:
         return
     test, figures = result

@@ -1,4 +1,5 @@
-"""One sweep trial: sample the space, compose the trial's config, train it inside a nested MLflow run.
+"""One sweep trial: sample the space, compose the trial's config, train it inside a nested MLflow
+run.
 
 Only the hyperparameters may fail a trial (TrialFailed: the sweep goes on). A data or config error
 (InputError) or a signal (Interrupted) ends the trial as FAIL and stops the sweep.
@@ -28,12 +29,14 @@ from pipeline.training.folds import cross_validate, fold_count
 from pipeline.config.space import parse_space, suggest
 from pipeline.training.train import TrainResult, train_model
 
-# trial user attribute fail_kind: why a FAIL trial failed; only "hyperparameters" is the trial's own doing
+# trial user attribute fail_kind: why a FAIL trial failed; only "hyperparameters" is the trial's own
+# doing
 FAIL_HYPERPARAMETERS, FAIL_INPUT, FAIL_INTERRUPTED = "hyperparameters", "input", "interrupted"
 
 
 class NoTracebackFor(logging.Filter):
-    """Optuna logs a failed trial with its traceback; for a signal or an input error the one line says it all."""
+    """Optuna logs a failed trial with its traceback; for a signal or an input error the one line
+    says it all."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], (signals.Interrupted, InputError)):
@@ -45,13 +48,15 @@ logging.getLogger("optuna.study._optimize").addFilter(NoTracebackFor())
 
 
 class TrialFailed(Exception):
-    """The trial's hyperparameters failed it (the loss diverged, the model could not be built or fitted)."""
+    """The trial's hyperparameters failed it (the loss diverged, the model could not be built or
+    fitted)."""
 
 
 @contextlib.contextmanager
 def failures_blamed_on_the_config():
-    """What training raises is the configuration's doing (TrialFailed), except an input error or a signal, even
-    a second signal that landed inside TensorFlow and came out wrapped in one of its errors."""
+    """What training raises is the configuration's doing (TrialFailed), except an input error or a
+    signal, even a second signal that landed inside TensorFlow and came out wrapped in one of its
+    errors."""
     try:
         yield
     except (signals.Interrupted, InputError):
@@ -76,8 +81,9 @@ class EpochsShown(keras.callbacks.Callback):
 
 
 class StopWhenPruned(KerasPruningCallback):
-    """Optuna's Keras pruning callback, but a pruned trial ends fit() normally so its history is kept; each epoch
-    it also stores the trial's mean seconds per epoch, which the cost guard compares (pipeline/cost_guard.py)."""
+    """Optuna's Keras pruning callback, but a pruned trial ends fit() normally so its history is
+    kept; each epoch it also stores the trial's mean seconds per epoch, which the cost guard
+    compares (pipeline/cost_guard.py)."""
 
     pruned_at_epoch = None
 
@@ -102,14 +108,14 @@ class Objective:
         self.cfg, self.base_overrides = cfg, base_overrides
         self.groups = chosen_groups(base_overrides)
         self.parent_run_id = None  # set once the sweep's parent run exists
-        self.ran: list[
-            int
-        ] = []  # numbers of the trials this invocation ran, whatever became of them
+        # numbers of the trials this invocation ran, whatever became of them
+        self.ran: list[int] = []
         self.prepare = functools.lru_cache(maxsize=2)(self._prepare)
 
     @functools.cached_property
     def entries(self):
-        """The space, parsed when the first trial samples it (search.lr_range=auto may have set its bounds)."""
+        """The space, parsed when the first trial samples it (search.lr_range=auto may have set its
+        bounds)."""
         return parse_space(self.cfg)
 
     def trials(self, study: optuna.Study) -> list:
@@ -124,17 +130,18 @@ class Objective:
         return self.prepare(cache_key(cfg.data), OmegaConf.to_yaml(cfg.data))
 
     def __call__(self, trial: optuna.Trial):
-        trial.set_user_attr(
-            Attr.mlflow_parent_run_id, self.parent_run_id
-        )  # first: it tells which invocation ran the trial
-        if (
-            not self.ran
-        ):  # the process's first trial: what the imports, the data and the study made lives on
+        # first: it tells which invocation ran the trial
+        trial.set_user_attr(Attr.mlflow_parent_run_id, self.parent_run_id)
+        # the process's first trial: what the imports, the data and the study made lives on
+        if not self.ran:
             gc.collect()  # garbage first: a frozen object is never collected
-            gc.freeze()  # so the gc.collect in each clear_session walks only what trials made (0.26 s -> 0.02 s)
+            # so the gc.collect in each clear_session walks only what trials made (0.26 s -> 0.02 s)
+            gc.freeze()
         self.ran.append(trial.number)
-        signals.check()  # a signal between two trials: the next one never starts (it is FAIL, and counted)
-        keras.backend.clear_session()  # a fresh graph per trial, and one gc.collect: memory stays flat
+        # a signal between two trials: the next one never starts (it is FAIL, and counted)
+        signals.check()
+        # a fresh graph per trial, and one gc.collect: memory stays flat
+        keras.backend.clear_session()
         cfg, data = self.trial_config(trial)
         result, pruned_at = self.run_trial(trial, cfg, data)
         if pruned_at:
@@ -142,27 +149,26 @@ class Objective:
         return self.values(trial, result)
 
     def trial_config(self, trial: optuna.Trial) -> tuple[DictConfig, object]:
-        """The trial's config (the base overrides plus its sampled values), checked, and its data."""
+        """The trial's config (the base overrides plus its sampled values), checked, and its
+        data."""
         sampled = suggest(
             trial, self.entries, self.cfg, self.groups, trial.user_attrs.get(Attr.outside_space)
         )
-        group_choices = [
-            o for o in sampled if o.split("=", 1)[0] in self.groups
-        ]  # e.g. optimizer=rmsprop
+        # e.g. optimizer=rmsprop
+        group_choices = [o for o in sampled if o.split("=", 1)[0] in self.groups]
         values = [o for o in sampled if o not in group_choices]
-        values.append(
-            quoted_override("search.study_name", self.cfg.search.study_name)
-        )  # the sweep's, whatever body the trial has
-        # the whole command line, so any worker can rebuild this config (a password in it is not kept)
+        # the sweep's, whatever body the trial has
+        values.append(quoted_override("search.study_name", self.cfg.search.study_name))
+        # the whole command line, so any worker can rebuild this config (a password in it is not
+        # kept)
         trial.set_user_attr(
             Attr.overrides,
             [mlflow_runs.redact(o) for o in [*self.base_overrides, *group_choices, *values]],
         )
         try:
             cfg = compose_with_values([*self.base_overrides, *group_choices], values)
-            config.check(
-                cfg
-            )  # the trial's own config, once: train_model and prepare_data do not check again
+            # the trial's own config, once: train_model and prepare_data do not check again
+            config.check(cfg)
             return cfg, self.dataset(cfg)
         except InputError:
             trial.set_user_attr(Attr.fail_kind, FAIL_INPUT)
@@ -171,8 +177,8 @@ class Objective:
     def run_trial(
         self, trial: optuna.Trial, cfg: DictConfig, data
     ) -> tuple[TrainResult, str | None]:
-        """Train inside the trial's nested MLflow run and record it; return the result and when it was pruned
-        ("epoch N", or "fold N" with search.cv_folds), None if it was not."""
+        """Train inside the trial's nested MLflow run and record it; return the result and when it
+        was pruned ("epoch N", or "fold N" with search.cv_folds), None if it was not."""
         run_name = mlflow_runs.trial_run_name(trial.number, cfg)
         with (
             mlflow.start_run(
@@ -186,9 +192,8 @@ class Objective:
             trial.set_user_attr(Attr.mlflow_run_id, run.info.run_id)
             mlflow_runs.log_config(cfg, skip=("search", "lr_find"))
             mlflow_runs.log_data(data, cfg)
-            folds = fold_count(
-                self.cfg.search, cfg.data, data
-            )  # the sweep's: the study's folds (folds.study_folds)
+            # the sweep's: the study's folds (folds.study_folds)
+            folds = fold_count(self.cfg.search, cfg.data, data)
             for key, value in (
                 (Attr.run_name, run_name),
                 (Attr.epochs_planned, cfg.train.epochs),
@@ -197,9 +202,8 @@ class Objective:
                 trial.set_user_attr(key, value)  # what the live display shows of a running trial
             result, pruned_at = self.train(trial, lambda: self.fit(trial, cfg, data, folds))
             remember(trial, cfg, result)
-            model_id = mlflow_runs.log_training(
-                result, data, cfg, title=None
-            )  # the invoker has its chart drawn
+            # the invoker has its chart drawn
+            model_id = mlflow_runs.log_training(result, data, cfg, title=None)
             if model_id:
                 trial.set_user_attr(Attr.mlflow_model_id, model_id)
             mlflow_runs.describe_run(trial_description(trial, cfg, result))
@@ -211,15 +215,15 @@ class Objective:
                     "pruned_at_epoch" if folds == 1 else "pruned_after_fold",
                     int(pruned_at.split()[1]),
                 )
-                mlflow.MlflowClient().update_run(
-                    run.info.run_id, name=f"{run_name}-pruned"
-                )  # in every list and legend
+                # in every list and legend
+                mlflow.MlflowClient().update_run(run.info.run_id, name=f"{run_name}-pruned")
         return result, pruned_at
 
     def fit(
         self, trial: optuna.Trial, cfg: DictConfig, data, folds: int
     ) -> tuple[TrainResult, str | None]:
-        """One model, pruned by epoch; or, with folds, one per fold, pruned between folds (pipeline/folds.py)."""
+        """One model, pruned by epoch; or, with folds, one per fold, pruned between folds
+        (pipeline/folds.py)."""
         if folds == 1:
             pruning = self.pruning_callback(trial)
             result = blamed_training(cfg, data, extra_callbacks=[*pruning, EpochsShown(trial)])
@@ -235,19 +239,18 @@ class Objective:
         return result, pruned_after and f"fold {pruned_after}"
 
     def prune_after_fold(self, trial: optuna.Trial, index: int, mean: float) -> bool:
-        """The folds' mean so far, reported at step `index`: the pruner compares trials after the same fold."""
+        """The folds' mean so far, reported at step `index`: the pruner compares trials after the
+        same fold."""
         if config.is_pruner(self.cfg, "NopPruner") or mean != mean:
             return False
         trial.report(mean, step=index)
         return trial.should_prune()
 
     def train(self, trial: optuna.Trial, fit):
-        """`fit()`, its failure recorded: TrialFailed (blamed_training) is the hyperparameters' doing, a signal or
-        an input error not; anything else (a store) stops the sweep."""
-        kinds = {
-            signals.Interrupted: FAIL_INTERRUPTED,
-            TrialFailed: FAIL_HYPERPARAMETERS,
-        }  # input: stops_recorded
+        """`fit()`, its failure recorded: TrialFailed (blamed_training) is the hyperparameters'
+        doing, a signal or an input error not; anything else (a store) stops the sweep."""
+        # input: stops_recorded
+        kinds = {signals.Interrupted: FAIL_INTERRUPTED, TrialFailed: FAIL_HYPERPARAMETERS}
         try:
             return fit()
         except tuple(kinds) as error:
@@ -260,9 +263,10 @@ class Objective:
 
     @contextlib.contextmanager
     def stops_recorded(self, trial: optuna.Trial):
-        """An input error or a full disk inside the trial's run: recorded once as fail_kind input, never as the
-        hyperparameters' (a full store may refuse even that: the trial's heartbeat then fails it). A full disk
-        becomes one DiskFull line, its partial copy removed before the run is ended."""
+        """An input error or a full disk inside the trial's run: recorded once as fail_kind input,
+        never as the hyperparameters' (a full store may refuse even that: the trial's heartbeat then
+        fails it). A full disk becomes one DiskFull line, its partial copy removed before the run is
+        ended."""
         try:
             yield
         except Exception as error:
@@ -298,13 +302,13 @@ class Objective:
             "study": cfg.search.study_name,
             "trial_number": str(trial.number),
         }
-        start = trial.user_attrs.get(
-            Attr.start
-        )  # placed before the sampler chose: baseline, portfolio N, STUDY trial N
+        # placed before the sampler chose: baseline, portfolio N, STUDY trial N
+        start = trial.user_attrs.get(Attr.start)
         return tags | ({"start": start} if start else {})
 
     def values(self, trial: optuna.Trial, result: TrainResult):
-        """The best epoch's objective: the epoch whose weights were kept and stored (train.monitor)."""
+        """The best epoch's objective: the epoch whose weights were kept and stored
+        (train.monitor)."""
         best = result.summary.get(Fig.best(self.cfg.search.objective))
         if best is None:
             self.fail(trial, f"no epoch gave a finite {self.cfg.search.objective}")
@@ -320,20 +324,22 @@ def blamed_training(cfg: DictConfig, data, extra_callbacks=()) -> TrainResult:
 
 
 def divergence(summary: dict) -> str | None:
-    """Why a run diverged (its training loss NaN or inf, or past train.divergence_factor x chance); None if not."""
+    """Why a run diverged (its training loss NaN or inf, or past train.divergence_factor x chance);
+    None if not."""
     if summary[Fig.nan_loss]:
         return f"training loss became NaN or inf at epoch {summary[Fig.epochs_run]}"
     if summary.get(Fig.diverged_at):
         return (
-            f"diverged: training loss {summary[Fig.final_loss]:.3g} at epoch {summary[Fig.diverged_at]} is over "
-            f"{summary[Fig.divergence_limit]:.3g}, train.divergence_factor times the larger of the chance loss "
-            f"and ln K"
+            f"diverged: training loss {summary[Fig.final_loss]:.3g} at epoch "
+            f"{summary[Fig.diverged_at]} is over {summary[Fig.divergence_limit]:.3g}, "
+            "train.divergence_factor times the larger of the chance loss and ln K"
         )
     return None
 
 
 def trial_description(trial: optuna.Trial, cfg: DictConfig, result: TrainResult) -> str:
-    """One line for the trial run's description in the MLflow UI: what was tried and what it scored."""
+    """One line for the trial run's description in the MLflow UI: what was tried and what it
+    scored."""
     sampled = ", ".join(
         f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}"
         for name, value in trial.params.items()
@@ -350,7 +356,8 @@ def trial_description(trial: optuna.Trial, cfg: DictConfig, result: TrainResult)
 
 
 def remember(trial: optuna.Trial, cfg: DictConfig, result: TrainResult) -> None:
-    """What the end-of-sweep charts need, kept in the study itself (any worker's trials can be charted)."""
+    """What the end-of-sweep charts need, kept in the study itself (any worker's trials can be
+    charted)."""
     trial.set_user_attr(Attr.learning_rate, float(cfg.optimizer.learning_rate))
     trial.set_user_attr(Attr.epochs_planned, cfg.train.epochs)
     tie_break = result.summary.get(Fig.best("val_loss"))
@@ -359,13 +366,8 @@ def remember(trial: optuna.Trial, cfg: DictConfig, result: TrainResult) -> None:
     for name in REMEMBERED:
         if name in result.summary:
             trial.set_user_attr(name, float(result.summary[name]))
-    for name in (
-        "loss",
-        "val_loss",
-        cfg.search.objective,
-        "grad_norm",
-        "update_ratio",
-    ):  # the last two: [] unless train.log_gradients
+    # the last two: [] unless train.log_gradients
+    for name in ("loss", "val_loss", cfg.search.objective, "grad_norm", "update_ratio"):
         trial.set_user_attr(
             Attr.curve(name),
             [v if math.isfinite(v) else None for v in result.history.get(name, [])],

@@ -1,5 +1,6 @@
-"""The study: created or loaded from its storage (the same command continues it), with its sampler and
-pruner as search.samplers / search.pruners configure them. Shared by the invoker and every worker."""
+"""The study: created or loaded from its storage (the same command continues it), with its sampler
+and pruner as search.samplers / search.pruners configure them. Shared by the invoker and every
+worker."""
 
 import warnings
 from pathlib import Path
@@ -14,9 +15,8 @@ from pipeline.search.cost_guard import CostGuard
 from pipeline.tracking import mlflow_runs, stores
 from pipeline.tracking.stores import storage_url
 
-warnings.filterwarnings(
-    "ignore", category=optuna.exceptions.ExperimentalWarning
-)  # heartbeats, stale-trial retry
+# heartbeats, stale-trial retry
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def make_study(cfg: DictConfig) -> optuna.Study:
@@ -29,9 +29,8 @@ def make_study(cfg: DictConfig) -> optuna.Study:
         retry(study, trial)
 
     store = stores.optuna_store(storage_url(cfg))
-    with stores.opening(
-        store
-    ):  # under its lock; a bad URL, a missing driver, other directions: one error line
+    # under its lock; a bad URL, a missing driver, other directions: one error line
+    with stores.opening(store):
         storage = RDBStorage(
             store.url,
             engine_kwargs={"connect_args": {"timeout": stores.SQLITE_BUSY_SECONDS}}
@@ -56,9 +55,9 @@ def make_study(cfg: DictConfig) -> optuna.Study:
 
 
 def make_sampler(cfg: DictConfig, offset: int = 0) -> optuna.samplers.BaseSampler:
-    """search.samplers[search.sampler], instantiated with search.seed plus `offset`: the number of trials the
-    study already holds, so that running the same command again continues the search instead of drawing the
-    same start-up points. A grid sampler is given the space's choices."""
+    """search.samplers[search.sampler], instantiated with search.seed plus `offset`: the number of
+    trials the study already holds, so that running the same command again continues the search
+    instead of drawing the same start-up points. A grid sampler is given the space's choices."""
     extra = (
         {"search_space": {name: list(entry.choices) for name, entry in cfg.search.space.items()}}
         if config.is_grid(cfg)
@@ -74,8 +73,9 @@ def make_sampler(cfg: DictConfig, offset: int = 0) -> optuna.samplers.BaseSample
 
 
 def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
-    """search.pruners[search.pruner], inside the cost guard unless it is off or the pruner decides alone
-    (none: every trial runs all its epochs; hyperband: TPE reads its brackets from study.pruner)."""
+    """search.pruners[search.pruner], inside the cost guard unless it is off or the pruner decides
+    alone (none: every trial runs all its epochs; hyperband: TPE reads its brackets from
+    study.pruner)."""
     pruner = config.instantiate(cfg.search.pruners[cfg.search.pruner], "search.pruner")
     if cfg.search.cost_guard is None or isinstance(
         pruner, (optuna.pruners.NopPruner, optuna.pruners.HyperbandPruner)
@@ -85,8 +85,9 @@ def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
 
 
 def check_space_fits(study: optuna.Study, entries) -> None:
-    """A stored study keeps the distributions it searched: a sweep that changes one (another kind, other
-    choices, a log scale) would fail its first trial inside Optuna. Refuse it before any trial or run."""
+    """A stored study keeps the distributions it searched: a sweep that changes one (another kind,
+    other choices, a log scale) would fail its first trial inside Optuna. Refuse it before any trial
+    or run."""
     stored = {}
     for trial in study.get_trials(deepcopy=False):
         stored |= trial.distributions
@@ -99,8 +100,8 @@ def check_space_fits(study: optuna.Study, entries) -> None:
         except ValueError:
             raise InputError(
                 f"search.space.{entry.name}: study {study.study_name!r} searched {entry.name} over "
-                f"{described(before)}, this sweep over {described(entry.distribution)}; a study keeps "
-                "its space: give search.study_name a new name, or search the same space"
+                f"{described(before)}, this sweep over {described(entry.distribution)}; a study "
+                "keeps its space: give search.study_name a new name, or search the same space"
             ) from None
 
 
@@ -108,21 +109,20 @@ def described(distribution) -> str:
     """A distribution as its space entry reads: its choices, or its range and scale."""
     if isinstance(distribution, optuna.distributions.CategoricalDistribution):
         return str(list(distribution.choices))
-    step = (
-        distribution.step if distribution.step not in (None, 1) else None
-    )  # 1: Optuna's default int step
+    # 1: Optuna's default int step
+    step = distribution.step if distribution.step not in (None, 1) else None
     scale = ", log scale" if distribution.log else f", step {step}" if step else ""
     return f"{distribution.low} to {distribution.high}{scale}"
 
 
-VECTORS_ATTR = (
-    "word_vectors"  # the word-vector files a study's models start from: name -> size in bytes
-)
+# the word-vector files a study's models start from: name -> size in bytes
+VECTORS_ATTR = "word_vectors"
 
 
 def check_vectors_fit(study: optuna.Study, files: list[str]) -> None:
-    """A study keeps the word-vector files it started from: another file, or the same one written again
-    (its size changed), would mix two searches in one study. The study's first sweep stores them."""
+    """A study keeps the word-vector files it started from: another file, or the same one written
+    again (its size changed), would mix two searches in one study. The study's first sweep stores
+    them."""
     now = {Path(file).expanduser().name: Path(file).expanduser().stat().st_size for file in files}
     before = study.user_attrs.get(VECTORS_ATTR)
     if before is None:

@@ -1,7 +1,7 @@
-"""The trials a study starts with, before its sampler chooses: the baseline (the composed config's own values),
-the search preset's portfolio (configurations measured strong on IMDB and the UCI sentences), and the best
-trials of an earlier study (`search.warm_start_from`). Each is placed once per study; a value its space does
-not hold is left to the sampler."""
+"""The trials a study starts with, before its sampler chooses: the baseline (the composed config's
+own values), the search preset's portfolio (configurations measured strong on IMDB and the UCI
+sentences), and the best trials of an earlier study (`search.warm_start_from`). Each is placed once
+per study; a value its space does not hold is left to the sampler."""
 
 import dataclasses
 import logging
@@ -23,14 +23,16 @@ log = logging.getLogger(__name__)
 
 
 def earlier_best(cfg: DictConfig, storage: str) -> list[FrozenTrial]:
-    """The search.warm_start_top_k best finished trials of search.warm_start_from (none when it is null)."""
+    """The search.warm_start_top_k best finished trials of search.warm_start_from (none when it is
+    null)."""
     search = cfg.search
     if not search.warm_start_from:
         return []
     url = search.warm_start_storage or storage
     if url == storage and search.warm_start_from == search.study_name:
         raise InputError(
-            f"search.warm_start_from={search.warm_start_from} is this sweep's own study; name an earlier one"
+            f"search.warm_start_from={search.warm_start_from} is this sweep's own study; name an "
+            "earlier one"
         )
     store = dataclasses.replace(
         stores.optuna_store(url),
@@ -38,9 +40,8 @@ def earlier_best(cfg: DictConfig, storage: str) -> list[FrozenTrial]:
     )
     if search.warm_start_storage and store.file and not store.file.is_file():  # read, never created
         raise InputError(f"search.warm_start_storage={redact(url)}: no such file {store.file}")
-    if store.file and not (
-        store.file.is_file() and store.file.stat().st_size
-    ):  # this sweep's store, not made yet
+    # this sweep's store, not made yet
+    if store.file and not (store.file.is_file() and store.file.stat().st_size):
         raise InputError(
             f"search.warm_start_from={search.warm_start_from}: no such study in {redact(url)}; "
             "studies there: none"
@@ -63,7 +64,8 @@ def earlier_best(cfg: DictConfig, storage: str) -> list[FrozenTrial]:
 def enqueue_start(
     study: optuna.Study, cfg: DictConfig, base_overrides: list[str], earlier: list[FrozenTrial]
 ) -> None:
-    """Place the baseline, the portfolio and the earlier study's best trials, each unless the study has run it."""
+    """Place the baseline, the portfolio and the earlier study's best trials, each unless the study
+    has run it."""
     if config.is_grid(cfg):  # a grid covers every point anyway
         return
     entries = parse_space(cfg)
@@ -90,10 +92,10 @@ def place(
     label: str,
     keep: frozenset = frozenset(),
 ) -> None:
-    """Enqueue `params` as the trial `label`, once per study: again only when its try failed for another reason
-    than its values (a data error, a signal). A value the space holds is a fixed parameter; one it does not hold
-    is run as it is when its name is in `keep` (Attr.outside_space: an extra point, never a sample), else left to
-    the sampler."""
+    """Enqueue `params` as the trial `label`, once per study: again only when its try failed for
+    another reason than its values (a data error, a signal). A value the space holds is a fixed
+    parameter; one it does not hold is run as it is when its name is in `keep` (Attr.outside_space:
+    an extra point, never a sample), else left to the sampler."""
     tries = [t for t in study.get_trials(deepcopy=False) if start_label(t) == label]
     if any(
         t.state != TrialState.FAIL or t.user_attrs.get(Attr.fail_kind) == FAIL_HYPERPARAMETERS
