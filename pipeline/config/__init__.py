@@ -279,11 +279,6 @@ RULES: dict[
     ),
     "search.max_total_trials": integer(1, nullable=True),
     "search.worker_max_trials": integer(1, nullable=True),
-    "search.worker_recycle_payback": Rule(
-        lambda value: is_number(value) and value >= 0,
-        "it must be a finite number >= 0: how many of a worker's start-ups its trials take before it is replaced",
-        quoted=False,
-    ),
     "search.baseline_first": BOOLEAN,
     "search.warm_start_top_k": integer(1),
     "search.cost_guard": Rule(

@@ -146,7 +146,6 @@ class SearchConfig:
     n_trials: int = MISSING
     n_workers: Any = MISSING  # an integer >= 1, or auto
     worker_max_trials: Optional[int] = MISSING
-    worker_recycle_payback: Any = MISSING  # a number >= 0, an integer or a float
     timeout: Optional[Any] = MISSING  # seconds, an integer or a float
     max_total_trials: Optional[int] = MISSING
     sampler: str = MISSING
