@@ -4,7 +4,8 @@
     python benchmarks/workers.py              # 16 trials per layout, layouts alternated, 2 rounds
     python benchmarks/workers.py --rounds 1   # one round
     python benchmarks/workers.py --tiny       # CI: 2 trials of 1 epoch, 1 round
-    python benchmarks/workers.py --recycling --preset default --trials 20   # 2 workers: a fresh one every trial, every 5 trials (as shipped), never
+    python benchmarks/workers.py --recycling --preset default --trials 20   # a fresh worker every
+        trial, every 5 trials (as shipped), never
 
 Every invocation starts a new study on the local stores (SQLite, as a user gets them by default) in a
 temporary folder; every trial trains to the end (pruner=none) and nothing is confirmed, so the layouts do

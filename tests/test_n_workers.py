@@ -99,6 +99,7 @@ def test_two_workers_run_each_requested_trial_once_under_one_parent_run(tmp_path
     overrides = [
         *sweep_overrides,
         "search=quick",
+        "train.epochs=1",  # the workers' bookkeeping is under test, not the training
         f"search.n_trials={TRIALS}",
         "search.n_workers=2",
         "search.show_progress_bar=true",
@@ -180,9 +181,9 @@ def test_workers_leave_sigint_and_sigterm_to_their_invoker_even_while_they_start
 
 
 def test_a_second_signal_while_workers_start_leaves_none_waiting(sweep_overrides, monkeypatch):
-    """A second signal raises Interrupted as the hold on signals ends, right after a worker started. That
-    worker was not recorded yet, so nothing killed it and the invocation's exit waited for it forever (it
-    waits for orders)."""
+    """A second signal raises Interrupted as the hold on signals ends, right after a worker
+    started. That worker was not recorded yet, so nothing killed it and the invocation's exit
+    waited for it forever (it waits for orders)."""
     from pipeline.core import signals
 
     @contextlib.contextmanager
@@ -252,7 +253,8 @@ def test_a_worker_that_ran_its_max_trials_is_replaced_until_every_trial_ran_once
 def test_one_worker_runs_in_the_invoker_unless_the_trials_outnumber_worker_max_trials(
     sweep_overrides, n_trials, processes
 ):
-    """A worker process costs a TensorFlow start-up (~6 s): one is only worth it when it may be recycled."""
+    """A worker process costs a TensorFlow start-up (~6 s): one is only worth it when it may be
+    recycled."""
     overrides = [
         *sweep_overrides,
         "search=quick",
@@ -268,9 +270,10 @@ def test_one_worker_runs_in_the_invoker_unless_the_trials_outnumber_worker_max_t
 
 @pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_no_fresh_worker_is_started_once_the_study_is_complete(tmp_path, sweep_overrides):
-    """The worker recycled after trial 1: search.max_total_trials is reached, so the invoker submits no
-    third trial. The pool may start a fresh process in its place (ProcessPoolExecutor replaces a worker
-    that reached max_tasks_per_child at once); it gets no trial and the command does not wait for it."""
+    """The worker recycled after trial 1: search.max_total_trials is reached, so the invoker
+    submits no third trial. The pool may start a fresh process in its place (ProcessPoolExecutor
+    replaces a worker that reached max_tasks_per_child at once); it gets no trial and the
+    command does not wait for it."""
     overrides = [
         *sweep_overrides,
         "search=quick",
@@ -397,9 +400,10 @@ def test_a_worker_that_died_is_named_with_its_pid_and_how_it_died():
 
 @pytest.mark.parametrize("passed_on", [False, True], ids=["just arrived", "passed on"])
 def test_no_trial_is_submitted_once_a_signal_arrived(monkeypatch, passed_on):
-    """Ctrl-C while the invoker decided to submit one more trial (it reads the study: seconds on a busy
-    database) came after the loop's look for a signal: the task, and the fresh process it may start,
-    were submitted anyway. The look is repeated with the signals held, just before the submit."""
+    """Ctrl-C while the invoker decided to submit one more trial (it reads the study: seconds on
+    a busy database) came after the loop's look for a signal: the task, and the fresh process it
+    may start, were submitted anyway. The look is repeated with the signals held, just before
+    the submit."""
     from pipeline.core import signals
 
     monkeypatch.setattr(signals, "received", lambda: None if passed_on else signal.SIGINT)
@@ -418,8 +422,9 @@ def test_no_trial_is_submitted_once_a_signal_arrived(monkeypatch, passed_on):
 
 
 def test_no_fresh_worker_while_the_running_trials_will_complete_the_study(tmp_path):
-    """max_total_trials 3, two finished and this invocation's third running in another worker: a trial
-    task submitted now would find the study complete (docs/reliability.md promises none is submitted)."""
+    """max_total_trials 3, two finished and this invocation's third running in another worker: a
+    trial task submitted now would find the study complete (docs/reliability.md promises none is
+    submitted)."""
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/optuna.db", direction="maximize")
     for value in (0.5, 0.6):
         study.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={}))
@@ -441,9 +446,10 @@ def test_no_fresh_worker_while_the_running_trials_will_complete_the_study(tmp_pa
 def test_a_worker_killed_between_creating_its_trial_and_naming_its_parent_leaves_no_trial_running(
     tmp_path,
 ):
-    """CI of ac98484: SIGKILL to a worker just after study.ask() created its trial, before the objective's first
-    line named the parent run. Nothing named the trial as this invocation's: it stayed RUNNING for good. A trial
-    that another invocation is creating at that moment names its own parent run within the wait: it is left alone."""
+    """CI of ac98484: SIGKILL to a worker just after study.ask() created its trial, before the
+    objective's first line named the parent run. Nothing named the trial as this invocation's:
+    it stayed RUNNING for good. A trial that another invocation is creating at that moment names
+    its own parent run within the wait: it is left alone."""
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/optuna.db", direction="maximize")
     asked = time.time()
     orphan, foreign = study.ask(), study.ask()
@@ -466,8 +472,9 @@ def test_a_trial_created_before_the_dead_worker_asked_is_not_its_orphan(tmp_path
 
 @pytest.mark.slow
 def test_a_preset_of_your_own_config_dir_reaches_every_worker(tmp_path, sweep_overrides):
-    """Issue 27, case 2: `--config-dir` with model/tiny.yaml worked in one process, but spawned workers composed
-    from the package's conf/ only: `Could not find 'model/tiny'`, trial 0 left WAITING, the parent run FAILED."""
+    """Issue 27, case 2: `--config-dir` with model/tiny.yaml worked in one process, but spawned
+    workers composed from the package's conf/ only: `Could not find 'model/tiny'`, trial 0 left
+    WAITING, the parent run FAILED."""
     presets = tmp_path / "my-conf" / "model"
     presets.mkdir(parents=True)
     (presets / "tiny.yaml").write_text(

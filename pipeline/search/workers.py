@@ -1,22 +1,22 @@
 """search.n_workers: one invocation, several worker processes on one study.
 
-The invoking process does everything that happens once (the checks, the study, the baseline, the parent
-MLflow run, confirmation, the summary) and shows the one progress bar; the workers only run trials. They
-are a concurrent.futures.ProcessPoolExecutor of spawned processes, each with a fresh TensorFlow whose
-threads are set before it starts (the cores split between them). One task is one trial of the study; the
-invoker keeps one task per worker in flight while the study needs trials, so a worker that drew fast models
-keeps working while another trains a slow one. A worker process runs at most search.worker_max_trials
-trials (the pool's max_tasks_per_child) and a fresh one takes its place: a process's training slows as it
-ages. Log lines reach the invoker's handlers through a queue (logging.handlers.QueueHandler/QueueListener);
-failures come back as the tasks' results.
+The invoking process does everything that happens once (the checks, the study, the baseline, the
+parent MLflow run, confirmation, the summary) and shows the one progress bar; the workers only run
+trials. They are a concurrent.futures.ProcessPoolExecutor of spawned processes, each with a fresh
+TensorFlow whose threads are set before it starts (the cores split between them). One task is one
+trial of the study; the invoker keeps one task per worker in flight while the study needs trials,
+so a worker that drew fast models keeps working while another trains a slow one. A worker process
+runs at most search.worker_max_trials trials (the pool's max_tasks_per_child) and a fresh one takes
+its place: a process's training slows as it ages. Log lines reach the invoker's handlers through a
+queue (logging.handlers.QueueHandler/QueueListener); failures come back as the tasks' results.
 
-Signals: the workers start with SIGINT and SIGTERM blocked and then ignore them, so a signal sent to the
-process group (Ctrl-C) or to every process (systemd) is handled once, by the invoker. It passes the signal on
-through shared memory, and each worker stops at its next batch exactly as a single process does (the trial
-FAIL, its run FAILED). A second signal kills the workers at once; the invoker then fails their trials and
-ends their runs. A worker also stops when the invoker is gone. A worker that dies breaks the pool
-(BrokenProcessPool): the invoker kills the others, fails every running trial of the invocation and ends
-their runs KILLED.
+Signals: the workers start with SIGINT and SIGTERM blocked and then ignore them, so a signal sent
+to the process group (Ctrl-C) or to every process (systemd) is handled once, by the invoker. It
+passes the signal on through shared memory, and each worker stops at its next batch exactly as a
+single process does (the trial FAIL, its run FAILED). A second signal kills the workers at once;
+the invoker then fails their trials and ends their runs. A worker also stops when the invoker is
+gone. A worker that dies breaks the pool (BrokenProcessPool): the invoker kills the others, fails
+every running trial of the invocation and ends their runs KILLED.
 """
 
 import concurrent.futures
@@ -70,13 +70,15 @@ def usable_cores() -> int:
 
 
 def worker_count(cfg: DictConfig, trials_left: int) -> int:
-    """search.n_workers (auto: one per usable core), never more than the trials there are to run."""
+    """search.n_workers (auto: one per usable core), never more than the trials there are to
+    run."""
     wanted = usable_cores() if cfg.search.n_workers == "auto" else cfg.search.n_workers
     return max(1, min(wanted, trials_left))
 
 
 def outlives_one_process(cfg: DictConfig) -> bool:
-    """More trials than one process may run (search.worker_max_trials): they need recycled workers."""
+    """More trials than one process may run (search.worker_max_trials): they need recycled
+    workers."""
     limit = cfg.search.worker_max_trials
     return limit is not None and cfg.search.n_trials > limit
 
@@ -94,9 +96,9 @@ def thread_overrides(threads: dict[str, int]) -> list[str]:
 
 
 def invoker_threads(cfg: DictConfig) -> dict[str, int]:
-    """The invoking process trains (trials with one worker, lr range test, confirmations) with a lone
-    worker's threads: TensorFlow's default two inter-op threads on 2 cores made the same model's epochs
-    vary 2.8-7.2 s, one thread 4.2-5.0 s (benchmarks/RESULTS.md)."""
+    """The invoking process trains (trials with one worker, lr range test, confirmations) with a
+    lone worker's threads: TensorFlow's default two inter-op threads on 2 cores made the same
+    model's epochs vary 2.8-7.2 s, one thread 4.2-5.0 s (benchmarks/RESULTS.md)."""
     return worker_threads(cfg, 1)
 
 
@@ -136,11 +138,11 @@ class Orders:
 
 
 class Pool:
-    """search.n_workers worker processes, started as soon as the sweep's config and data are known, so
-    that their start-up (Python, TensorFlow) overlaps the invoker's (stores, study, baseline, parent run):
-    one task each is submitted at once, and waits for the orders. With one worker that would never be
-    recycled there are none: the invoker runs the trials itself. Leaving the `with` block, no worker is
-    left."""
+    """search.n_workers worker processes, started as soon as the sweep's config and data are
+    known, so that their start-up (Python, TensorFlow) overlaps the invoker's (stores, study,
+    baseline, parent run): one task each is submitted at once, and waits for the orders. With
+    one worker that would never be recycled there are none: the invoker runs the trials itself.
+    Leaving the `with` block, no worker is left."""
 
     def __init__(self, cfg: DictConfig, base_overrides: list[str]):
         self.count = worker_count(cfg, cfg.search.n_trials)
@@ -206,11 +208,13 @@ class Pool:
         return list(self.seen.values())
 
     def submit(self) -> bool:
-        """One more trial task, submitted (and the process it may start recorded) with SIGINT and SIGTERM
-        held: a process started now, by this thread or by the pool's manager thread, which inherits the
-        hold, begins with them blocked and ignores them from its first line. No task once a signal
-        arrived: looked at with the signals held, none can arrive between the look and the start."""
-        multiprocessing.resource_tracker.ensure_running()  # started in the hold, it would unblock them
+        """One more trial task, submitted (and the process it may start recorded) with SIGINT
+        and SIGTERM held: a process started now, by this thread or by the pool's manager thread,
+        which inherits the hold, begins with them blocked and ignores them from its first line.
+        No task once a signal arrived: looked at with the signals held, none can arrive between
+        the look and the start."""
+        # the resource tracker, started inside the hold, would unblock the signals there
+        multiprocessing.resource_tracker.ensure_running()
         with signals.held_for_helpers():
             if self.job.stop.value or signals.received() is not None:
                 return False
@@ -243,7 +247,8 @@ class Pool:
         return self
 
     def __exit__(self, *exc) -> None:
-        """Workers that were never given work are told so and exit; after a stop or a kill, none is left."""
+        """Workers that were never given work are told so and exit; after a stop or a kill, none
+        is left."""
         if self.executor is None:
             return
         try:
@@ -254,18 +259,19 @@ class Pool:
             deadline = time.monotonic() + (IDLE_EXIT_SECONDS if self.ran else CLOSE_SECONDS)
             for process in self.processes:
                 process.join(max(0.0, deadline - time.monotonic()))
+        finally:  # a second signal meanwhile, too
             self.kill_all()
             self.executor.shutdown(wait=True)
-        finally:
             self.close_logs()
 
     def run(
         self, study: optuna.Study, objective, n_trials: int, timeout: float | None, drawer
     ) -> None:
-        """Run `n_trials` trials of `study` in the workers under the objective's parent run, with one
-        progress bar, each finished trial's chart sent to `drawer` (pipeline/charts.py); return when all
-        are done. Interrupted on a signal, InputError or WorkerDied when a worker failed, after every
-        worker has ended its trial and no trial of theirs is left RUNNING."""
+        """Run `n_trials` trials of `study` in the workers under the objective's parent run,
+        with one progress bar, each finished trial's chart sent to `drawer`
+        (pipeline/charts.py); return when all are done. Interrupted on a signal, InputError or
+        WorkerDied when a worker failed, after every worker has ended its trial and no trial of
+        theirs is left RUNNING."""
         orders = Orders(
             cfg=objective.cfg,
             parent_run_id=objective.parent_run_id,
@@ -315,8 +321,8 @@ class Pool:
             raise InputError(text) if kind == "input" else WorkerDied(text)
 
     def outcome(self, future) -> tuple[str, str] | None:
-        """A finished task: None for a trial that ran, else (kind, text): closed (the study needed no
-        more), interrupted, input, error, died."""
+        """A finished task: None for a trial that ran, else (kind, text): closed (the study
+        needed no more), interrupted, input, error, died."""
         try:
             kind, text = future.result()
         except concurrent.futures.process.BrokenProcessPool:
@@ -343,9 +349,10 @@ def mine(study: optuna.Study, parent_run_id: str) -> list:
 
 
 def end_orphans(study: optuna.Study, parent_run_id: str, asked_since: list[float]) -> None:
-    """Trials of this invocation still RUNNING once its workers are gone (one was killed): FAIL, their
-    runs KILLED. `asked_since`: when each lost task was given to a worker; one killed before the
-    objective's first line named the trial's parent run left a RUNNING trial without it."""
+    """Trials of this invocation still RUNNING once its workers are gone (one was killed): FAIL,
+    their runs KILLED. `asked_since`: when each lost task was given to a worker; one killed
+    before the objective's first line named the trial's parent run left a RUNNING trial without
+    it."""
     for trial in mine(study, parent_run_id) + unnamed_since(study, asked_since):
         if trial.state != TrialState.RUNNING:
             continue
@@ -360,8 +367,9 @@ def end_orphans(study: optuna.Study, parent_run_id: str, asked_since: list[float
 
 
 def unnamed_since(study: optuna.Study, asked_since: list[float]) -> list:
-    """RUNNING trials created since the earliest of `asked_since` that still name no parent run after a
-    wait long enough for another invocation's worker, creating one at this moment, to name its own."""
+    """RUNNING trials created since the earliest of `asked_since` that still name no parent run
+    after a wait long enough for another invocation's worker, creating one at this moment, to
+    name its own."""
     if not asked_since:
         return []
 
@@ -436,7 +444,8 @@ class Progress:
 
 @dataclasses.dataclass
 class Worker:
-    """This worker process: its job, its index, and once its first task read the orders, its study."""
+    """This worker process: its job, its index, and once its first task read the orders, its
+    study."""
 
     job: Job
     index: int
@@ -453,7 +462,8 @@ _worker: Worker | None = None  # set by start() in a worker process
 
 
 def start(job: Job) -> None:
-    """The pool's initializer, in each worker process: signals, logs, the watch, TensorFlow's threads."""
+    """The pool's initializer, in each worker process: signals, logs, the watch, TensorFlow's
+    threads."""
     global _worker
     signals.ignore_here()
     sys.stdout, sys.stderr = Terminal(sys.stdout), Terminal(sys.stderr)
@@ -474,8 +484,9 @@ def start(job: Job) -> None:
 
 
 def run_trial() -> tuple[str, str | None]:
-    """One task: one trial of the study, once the orders came. (ran | closed | interrupted, None), or
-    (input | error, the message) when it failed; never an exception (a signal's would not unpickle)."""
+    """One task: one trial of the study, once the orders came. (ran | closed | interrupted,
+    None), or (input | error, the message) when it failed; never an exception (a signal's would
+    not unpickle)."""
     worker = _worker
     if worker.error:
         return "error", worker.error
@@ -510,8 +521,9 @@ def run_trial() -> tuple[str, str | None]:
 
 
 def read_orders(worker: Worker) -> bool:
-    """Wait for the orders; then this worker's study and objective, its own sampler on the shared study,
-    and the data read (a fresh process pays it as part of its start-up). False: there is no work."""
+    """Wait for the orders; then this worker's study and objective, its own sampler on the
+    shared study, and the data read (a fresh process pays it as part of its start-up). False:
+    there is no work."""
     waiting = time.monotonic()
     while not worker.job.ready.wait(0.5):
         signals.check()  # the invoker gone
@@ -539,8 +551,9 @@ def read_orders(worker: Worker) -> bool:
 
 
 def watch(worker: Worker) -> None:
-    """The worker's stand-in for a signal handler: the invoker's signal, or the invoker gone, stops it;
-    with the invoker gone, the process ends once its trial has (nobody would give it another)."""
+    """The worker's stand-in for a signal handler: the invoker's signal, or the invoker gone,
+    stops it; with the invoker gone, the process ends once its trial has (nobody would give it
+    another)."""
     job = worker.job
     while not job.stop.value and os.getppid() == job.invoker_pid:
         time.sleep(0.2)
@@ -554,8 +567,8 @@ def watch(worker: Worker) -> None:
 
 
 def log_to(logs, index: int) -> None:
-    """Every log line to the invoker's handlers (its log file; warnings on the terminal), marked with
-    the worker."""
+    """Every log line to the invoker's handlers (its log file; warnings on the terminal), marked
+    with the worker."""
     install_log_redaction()
     root = logging.getLogger()
     root.handlers.clear()
