@@ -2,9 +2,9 @@
 `rnn-sweep` command, other models of search=default in between, then once more in a fresh process; prints each
 epoch's seconds of the three.
 
-    python benchmarks/steady_speed.py                                  # IMDB, 6,000 reviews (4,800 to train) of 400 tokens, 4 epochs, 20 trials, as shipped: a fresh worker after the trial that takes it past 25 of its start-ups (search.worker_recycle_payback)
+    python benchmarks/steady_speed.py                                  # IMDB, 6,000 reviews (4,800 to train) of 400 tokens, 4 epochs, 20 trials, as shipped: a fresh worker every 5 trials (search.worker_max_trials)
     python benchmarks/steady_speed.py search.worker_max_trials=null    # every trial in the invoking process: the ageing of one process
-    python benchmarks/steady_speed.py search.worker_max_trials=5 search.worker_recycle_payback=0  # a fresh worker every 5 trials, whatever they took
+    python benchmarks/steady_speed.py search.worker_max_trials=10   # a fresh worker every 10 trials
     python benchmarks/steady_speed.py --tiny                           # CI: UCI sentences, trial 1 and trial 4, 2 epochs
 
 Trial 1 is the sweep's baseline (the config's own values). After it the trials draw from the default space

@@ -4,7 +4,8 @@
     python benchmarks/workers.py              # 16 trials per layout, layouts alternated, 2 rounds
     python benchmarks/workers.py --rounds 1   # one round
     python benchmarks/workers.py --tiny       # CI: 2 trials of 1 epoch, 1 round
-    python benchmarks/workers.py --recycling --preset default --trials 20   # 2 workers: a fresh one every 5 trials, as shipped (after the trial that takes it past 25 start-ups), never
+    python benchmarks/workers.py --recycling --preset default --trials 20   # a fresh worker every
+        trial, every 5 trials (as shipped), never
 
 Every invocation starts a new study on the local stores (SQLite, as a user gets them by default) in a
 temporary folder; every trial trains to the end (pruner=none) and nothing is confirmed, so the layouts do
@@ -36,11 +37,8 @@ LAYOUTS = (
     ),
 )
 RECYCLING = (
-    (
-        "2 workers, a fresh one every 5 trials",
-        ["search.n_workers=2", "search.worker_max_trials=5", "search.worker_recycle_payback=0"],
-    ),
-    ("2 workers, as shipped (once their trials took 25 start-ups)", ["search.n_workers=2"]),
+    ("2 workers, a fresh one every trial", ["search.n_workers=2", "search.worker_max_trials=1"]),
+    ("2 workers, as shipped (a fresh one every 5 trials)", ["search.n_workers=2"]),
     ("2 workers, never replaced", ["search.n_workers=2", "search.worker_max_trials=null"]),
 )
 

@@ -50,7 +50,6 @@ def test_true_is_no_integer_anywhere(key):
 
 
 UNBOUNDED = [
-    "search.worker_recycle_payback",
     "search.timeout",
     "search.cost_guard",
     "optimizer.learning_rate",
@@ -63,8 +62,8 @@ UNBOUNDED = [
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
 @pytest.mark.parametrize("key", UNBOUNDED)
 def test_a_number_setting_is_finite(key, value):
-    """optimizer.learning_rate=inf trained (a NaN loss at once, blamed on the trial) and search.cost_guard=inf or
-    search.worker_recycle_payback=inf were taken for settings: a number rule asks for a finite number."""
+    """optimizer.learning_rate=inf trained (a NaN loss at once, blamed on the trial) and search.cost_guard=inf
+    was taken for a setting: a number rule asks for a finite number."""
     with pytest.raises(
         InputError,
         match=rf"^{re.escape(key)}={value}; it must be (null( \(off\))? or )?a finite number",

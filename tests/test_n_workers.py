@@ -1,5 +1,7 @@
 """search.n_workers: one rnn-sweep command, several worker processes on one study, one parent run, one summary."""
 
+import concurrent.futures
+import concurrent.futures.process
 import contextlib
 import multiprocessing
 import os
@@ -21,13 +23,9 @@ from pipeline.config import check, compose
 from pipeline.core.errors import InputError
 from pipeline.core.names import Attr
 from pipeline.search.workers import (
-    EXIT_RECYCLED,
     Pool,
     end_orphans,
-    fresh_worker_has_work,
     open_for_trials,
-    recycle_due,
-    supervise,
     usable_cores,
     worker_count,
     worker_threads,
@@ -57,15 +55,30 @@ def children_of(pid: int) -> list[int]:
         ("n_workers=0", "search.n_workers=0; it must be an integer >= 1, or auto"),
         ("n_workers=many", "search.n_workers='many'; it must be an integer >= 1, or auto"),
         ("worker_max_trials=0", "search.worker_max_trials=0; it must be null or an integer >= 1"),
-        (
-            "worker_recycle_payback=-1",
-            "search.worker_recycle_payback=-1; it must be a finite number >= 0",
-        ),
     ],
 )
 def test_a_bad_worker_setting_is_named(sweep_overrides, setting, message):
     with pytest.raises(InputError, match=message):
         check(compose([*sweep_overrides, f"search.{setting}"]))
+
+
+def test_the_removed_payback_setting_is_named_when_a_preset_still_sets_it(tmp_path):
+    """search.worker_recycle_payback is gone (a worker is replaced after search.worker_max_trials
+    trials, the pool's max_tasks_per_child): a stored preset that sets it is one line, exit 2."""
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "mine.yaml").write_text(
+        "defaults:\n  - /base/search@_here_\n  - _self_\n\nname: mine\nworker_recycle_payback: 25\n"
+    )
+    result = subprocess.run(
+        [str(BIN / "rnn-sweep"), "--config-dir", str(tmp_path), "search=mine", "data=sentences"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    [line] = [t for t in result.stderr.splitlines() if t.strip()]
+    assert "worker_recycle_payback" in line and line.startswith("error: "), result.stderr
 
 
 def test_auto_is_one_worker_per_core_never_more_than_the_trials_and_the_cores_are_shared(
@@ -86,6 +99,7 @@ def test_two_workers_run_each_requested_trial_once_under_one_parent_run(tmp_path
     overrides = [
         *sweep_overrides,
         "search=quick",
+        "train.epochs=1",  # the workers' bookkeeping is under test, not the training
         f"search.n_trials={TRIALS}",
         "search.n_workers=2",
         "search.show_progress_bar=true",
@@ -167,8 +181,9 @@ def test_workers_leave_sigint_and_sigterm_to_their_invoker_even_while_they_start
 
 
 def test_a_second_signal_while_workers_start_leaves_none_waiting(sweep_overrides, monkeypatch):
-    """A second signal raises Interrupted as the hold on signals ends, right after a worker started. That worker was
-    not recorded yet, so nothing killed it and the invocation's exit waited for it forever (it waits for orders)."""
+    """A second signal raises Interrupted as the hold on signals ends, right after a worker
+    started. That worker was not recorded yet, so nothing killed it and the invocation's exit
+    waited for it forever (it waits for orders)."""
     from pipeline.core import signals
 
     @contextlib.contextmanager
@@ -178,16 +193,13 @@ def test_a_second_signal_while_workers_start_leaves_none_waiting(sweep_overrides
 
     monkeypatch.setattr(signals, "held_for_helpers", second_signal_on_leaving)
     overrides = [*sweep_overrides, "search=quick", "search.n_trials=2", "search.n_workers=2"]
+    before = set(multiprocessing.active_children())
     try:
         with pytest.raises(signals.Interrupted):
             Pool(compose(overrides), overrides)
-        assert not [
-            p.name
-            for p in multiprocessing.active_children()
-            if p.name.startswith("rnn-sweep worker")
-        ]
+        assert not set(multiprocessing.active_children()) - before, "no worker left waiting"
     finally:
-        for process in multiprocessing.active_children():
+        for process in set(multiprocessing.active_children()) - before:
             process.kill()
 
 
@@ -198,10 +210,10 @@ def test_a_worker_that_ran_its_max_trials_is_replaced_until_every_trial_ran_once
     overrides = [
         *sweep_overrides,
         "search=quick",
+        "train.epochs=1",
         "search.n_trials=5",
         "search.n_workers=1",
         "search.worker_max_trials=2",
-        "search.worker_recycle_payback=0",
     ]
     result = subprocess.run(
         [str(BIN / "rnn-sweep"), *overrides],
@@ -222,12 +234,13 @@ def test_a_worker_that_ran_its_max_trials_is_replaced_until_every_trial_ran_once
     )
     [log] = Path(cfg.paths.log_dir).glob("sweep/*/sweep.log")
     text = log.read_text()
-    assert text.count("worker 0 was recycled: a fresh process takes its place") == 2, text[-3000:]
-    startups = re.findall(
-        r"\[worker 0\].* ran 2 trials in \d+ s, [\d.]+ times its start-up of ([\d.]+) s: recycled",
-        text,
+    assert text.count("a fresh process takes its place") == 2, text[-3000:]
+    recycled = re.findall(
+        r"\[worker (\d)\] ran 2 trials \(search.worker_max_trials\): recycled", text
     )
-    assert len(startups) == 2, text[-3000:]
+    assert recycled == ["0", "1"], text[-3000:]
+    startups = re.findall(r"\[worker \d\] ready for trials: a start-up of ([\d.]+) s", text)
+    assert len(startups) == 3, text[-3000:]
     assert all(float(seconds) >= 1.0 for seconds in startups), (
         "a start-up holds Python's and TensorFlow's imports: seconds"
     )
@@ -236,82 +249,12 @@ def test_a_worker_that_ran_its_max_trials_is_replaced_until_every_trial_ran_once
     ), result.stdout
 
 
-@pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
-def test_a_worker_whose_trials_took_less_than_payback_times_its_start_up_goes_on(
-    tmp_path, sweep_overrides
-):
-    """Replacing a worker of seconds-long trials cost more than it saved: +11 % on a 20-trial sentences sweep."""
-    overrides = [
-        *sweep_overrides,
-        "search=quick",
-        "train.epochs=1",
-        "search.n_trials=3",
-        "search.n_workers=1",
-        "search.worker_max_trials=1",
-        "search.worker_recycle_payback=1000",
-    ]
-    result = subprocess.run(
-        [str(BIN / "rnn-sweep"), *overrides],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    cfg = compose(overrides)
-    assert sorted(t.number for t in read_trials(cfg) if t.state.is_finished()) == [0, 1, 2]
-    [log] = Path(cfg.paths.log_dir).glob("sweep/*/sweep.log")
-    text = log.read_text()
-    assert "a fresh process takes its place" not in text and ": recycled" not in text, text[-3000:]
-    assert (
-        len(
-            re.findall(
-                r"\[worker 0\].* ran 1 trials in \d+ s, less than 1000 times its start-up of [\d.]+ s "
-                r"\(search.worker_recycle_payback\): not recycled yet",
-                text,
-            )
-        )
-        == 1
-    ), text[-3000:]
-
-
-@pytest.mark.parametrize(
-    "ran, busy, max_trials, payback, due",
-    [
-        (4, 1000.0, 5, 10, False),  # not before worker_max_trials
-        (5, 100.0, 5, 10, True),  # 100 s of trials >= 10 x 8 s
-        (
-            5,
-            30.0,
-            5,
-            10,
-            False,
-        ),  # seconds-long trials: a fresh process would cost more than it saves
-        (12, 85.0, 5, 10, True),  # ... until they add up
-        (5, 0.1, 5, 0, True),  # payback 0: at worker_max_trials whatever they took
-        (50, 1e6, None, 0, False),  # worker_max_trials null: never
-    ],
-)
-def test_a_worker_is_recycled_after_max_trials_once_its_trials_repay_its_start_up(
-    ran, busy, max_trials, payback, due
-):
-    job = types.SimpleNamespace(max_trials=max_trials, recycle_payback=payback)
-    assert recycle_due(ran, busy, startup=8.0, job=job, deadline=None) is due
-
-
-def test_a_worker_is_not_recycled_when_a_fresh_one_would_be_up_only_after_the_deadline():
-    """Recycled 2 s before search.timeout, a fresh worker spent its ~6-8 s start-up, ran nothing, and the command
-    ended that much later."""
-    job = types.SimpleNamespace(max_trials=1, recycle_payback=10)
-    assert not recycle_due(5, 100.0, startup=8.0, job=job, deadline=time.time() + 2)
-    assert recycle_due(5, 100.0, startup=8.0, job=job, deadline=time.time() + 60)
-
-
 @pytest.mark.parametrize("n_trials, processes", [(2, 0), (3, 1)])
 def test_one_worker_runs_in_the_invoker_unless_the_trials_outnumber_worker_max_trials(
     sweep_overrides, n_trials, processes
 ):
-    """A worker process costs a TensorFlow start-up (~6 s): one is only worth it when it may be recycled."""
+    """A worker process costs a TensorFlow start-up (~6 s): one is only worth it when it may be
+    recycled."""
     overrides = [
         *sweep_overrides,
         "search=quick",
@@ -321,12 +264,16 @@ def test_one_worker_runs_in_the_invoker_unless_the_trials_outnumber_worker_max_t
     ]
     with Pool(compose(overrides), overrides) as pool:
         assert len(pool.processes) == processes
+        if processes:  # search.worker_max_trials: the pool's max_tasks_per_child (a task: a trial)
+            assert pool.executor._max_tasks_per_child == 2
 
 
 @pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_no_fresh_worker_is_started_once_the_study_is_complete(tmp_path, sweep_overrides):
-    """The worker recycled after trial 1 used to be replaced although search.max_total_trials was reached: the fresh
-    process then exited at once, ~8 s of start-up wasted."""
+    """The worker recycled after trial 1: search.max_total_trials is reached, so the invoker
+    submits no third trial. The pool may start a fresh process in its place (ProcessPoolExecutor
+    replaces a worker that reached max_tasks_per_child at once); it gets no trial and the
+    command does not wait for it."""
     overrides = [
         *sweep_overrides,
         "search=quick",
@@ -335,7 +282,6 @@ def test_no_fresh_worker_is_started_once_the_study_is_complete(tmp_path, sweep_o
         "search.max_total_trials=2",
         "search.n_workers=1",
         "search.worker_max_trials=2",
-        "search.worker_recycle_payback=0",
     ]
     result = subprocess.run(
         [str(BIN / "rnn-sweep"), *overrides],
@@ -346,10 +292,13 @@ def test_no_fresh_worker_is_started_once_the_study_is_complete(tmp_path, sweep_o
     )
     assert result.returncode == 0, result.stderr[-3000:]
     cfg = compose(overrides)
-    assert sorted(t.number for t in read_trials(cfg)) == [0, 1]
+    assert sorted(t.number for t in read_trials(cfg)) == [0, 1], "no task for a third trial"
     [log] = Path(cfg.paths.log_dir).glob("sweep/*/sweep.log")
     text = log.read_text()
-    assert "a fresh process takes its place" not in text and ": recycled" in text, text[-3000:]
+    assert ": recycled" in text, text[-3000:]
+    assert "ready for trials" not in text.split(": recycled")[1], (
+        "a fresh process the pool may start is not waited for: it never gets ready"
+    )
 
 
 @pytest.mark.slow
@@ -431,55 +380,51 @@ def test_a_stop_ends_every_worker_and_leaves_no_run_running(tmp_path, sweep_over
         }
 
 
-class Exited:
-    """A worker process as supervise() sees it once it has ended."""
+class Died:
+    """A worker process the pool's manager found dead (kill -9, the OOM killer)."""
 
-    def __init__(self, exitcode: int):
-        self.exitcode, self.sentinel = exitcode, None
-
-    def is_alive(self) -> bool:
-        return False
+    pid, exitcode = 4242, -signal.SIGKILL
 
 
-def a_job(tickets: int):
-    context = multiprocessing.get_context("spawn")
-    return types.SimpleNamespace(
-        tickets=context.Value("i", tickets), stop=context.Value("i", 0), messages=context.Queue()
+def test_a_worker_that_died_is_named_with_its_pid_and_how_it_died():
+    """A dead worker breaks the pool: every future fails with BrokenProcessPool, which does not say
+    which worker died. The invoker names it from the processes it saw, and then starts no trial."""
+    broken = concurrent.futures.Future()
+    broken.set_exception(concurrent.futures.process.BrokenProcessPool("terminated abruptly"))
+    pool = types.SimpleNamespace(processes=[Died()])
+    assert Pool.outcome(pool, broken) == (
+        "died",
+        "rnn-sweep worker process 4242 died (killed by SIGKILL)",
     )
 
 
-def test_a_worker_that_died_beside_a_recycled_one_stops_its_replacement():
-    """Worker 0 recycled and worker 1 killed (SIGKILL: no message) in the same round: worker 0 was replaced before
-    worker 1's death set the tickets to 0, and the fresh process spent a TensorFlow start-up to exit at once."""
-    job, replaced = a_job(tickets=5), []
-    failures = supervise(
-        [Exited(EXIT_RECYCLED), Exited(-signal.SIGKILL)],
-        job,
-        types.SimpleNamespace(update=lambda: None),
-        lambda index: replaced.append(index) or True,
-    )
-    assert replaced == [] and failures == [("died", "rnn-sweep worker 1 died (killed by SIGKILL)")]
-    assert job.tickets.value == 0
-
-
-def test_a_recycled_worker_is_not_replaced_once_a_signal_arrived(monkeypatch):
+@pytest.mark.parametrize("passed_on", [False, True], ids=["just arrived", "passed on"])
+def test_no_trial_is_submitted_once_a_signal_arrived(monkeypatch, passed_on):
+    """Ctrl-C while the invoker decided to submit one more trial (it reads the study: seconds on
+    a busy database) came after the loop's look for a signal: the task, and the fresh process it
+    may start, were submitted anyway. The look is repeated with the signals held, just before
+    the submit."""
     from pipeline.core import signals
 
-    answers = iter([None])  # it arrives after the round looked for a signal to pass on
-    monkeypatch.setattr(signals, "received", lambda: next(answers, signal.SIGINT))
-    job, replaced = a_job(tickets=5), []
-    supervise(
-        [Exited(EXIT_RECYCLED)],
-        job,
-        types.SimpleNamespace(update=lambda: None),
-        lambda i: replaced.append(i) or True,
+    monkeypatch.setattr(signals, "received", lambda: None if passed_on else signal.SIGINT)
+
+    def unsubmittable(*args):
+        raise AssertionError("a trial was submitted after the signal")
+
+    pool = types.SimpleNamespace(
+        job=types.SimpleNamespace(
+            stop=types.SimpleNamespace(value=signal.SIGINT if passed_on else 0)
+        ),
+        executor=types.SimpleNamespace(submit=unsubmittable),
+        futures={},
     )
-    assert replaced == []
+    assert Pool.submit(pool) is False and pool.futures == {}
 
 
 def test_no_fresh_worker_while_the_running_trials_will_complete_the_study(tmp_path):
-    """max_total_trials 3, two finished and this invocation's third running in another worker: a fresh worker would
-    find the study complete when it is ready (docs/reliability.md promises none is started)."""
+    """max_total_trials 3, two finished and this invocation's third running in another worker: a
+    trial task submitted now would find the study complete (docs/reliability.md promises none is
+    submitted)."""
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/optuna.db", direction="maximize")
     for value in (0.5, 0.6):
         study.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={}))
@@ -493,17 +438,18 @@ def test_no_fresh_worker_while_the_running_trials_will_complete_the_study(tmp_pa
     assert open_for_trials(orders, study), (
         "a worker that is up may still take a trial: the running one may fail"
     )
-    assert not fresh_worker_has_work(orders, study)
+    assert not open_for_trials(orders, study, counting_running=True), "no trial task submitted"
     study.tell(running, state=TrialState.FAIL)
-    assert fresh_worker_has_work(orders, study)
+    assert open_for_trials(orders, study, counting_running=True)
 
 
 def test_a_worker_killed_between_creating_its_trial_and_naming_its_parent_leaves_no_trial_running(
     tmp_path,
 ):
-    """CI of ac98484: SIGKILL to a worker just after study.ask() created its trial, before the objective's first
-    line named the parent run. Nothing named the trial as this invocation's: it stayed RUNNING for good. A trial
-    that another invocation is creating at that moment names its own parent run within the wait: it is left alone."""
+    """CI of ac98484: SIGKILL to a worker just after study.ask() created its trial, before the
+    objective's first line named the parent run. Nothing named the trial as this invocation's:
+    it stayed RUNNING for good. A trial that another invocation is creating at that moment names
+    its own parent run within the wait: it is left alone."""
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/optuna.db", direction="maximize")
     asked = time.time()
     orphan, foreign = study.ask(), study.ask()
@@ -524,40 +470,11 @@ def test_a_trial_created_before_the_dead_worker_asked_is_not_its_orphan(tmp_path
     assert study.get_trials()[earlier.number].state == TrialState.RUNNING
 
 
-class Unstartable:
-    """A worker process that must not start."""
-
-    def __init__(self, **kwargs):
-        self.sentinel = None
-
-    def start(self):
-        raise AssertionError("a fresh worker was started after the signal")
-
-
-def test_a_signal_during_the_decision_to_replace_a_worker_stops_the_replacement(monkeypatch):
-    """Ctrl-C while the invoker read the study (seconds on a busy database) came after the round's look for a signal:
-    a fresh worker was started anyway, and the command waited for its start-up. The look is repeated with the
-    signals held, just before the start."""
-    from pipeline.core import signals
-
-    monkeypatch.setattr(signals, "received", lambda: signal.SIGINT)
-    job = a_job(tickets=5)
-    job.orders = multiprocessing.get_context("spawn").Queue()
-    pool = types.SimpleNamespace(
-        context=types.SimpleNamespace(Process=Unstartable),
-        job=job,
-        processes=[Exited(EXIT_RECYCLED)],
-    )
-    assert Pool.start_worker(pool, 0, orders="the sweep's orders") is False
-    assert isinstance(pool.processes[0], Exited)
-    time.sleep(0.2)  # a put reaches the queue through its feeder thread
-    assert job.orders.empty(), "no orders are left for a worker that was not started"
-
-
 @pytest.mark.slow
 def test_a_preset_of_your_own_config_dir_reaches_every_worker(tmp_path, sweep_overrides):
-    """Issue 27, case 2: `--config-dir` with model/tiny.yaml worked in one process, but spawned workers composed
-    from the package's conf/ only: `Could not find 'model/tiny'`, trial 0 left WAITING, the parent run FAILED."""
+    """Issue 27, case 2: `--config-dir` with model/tiny.yaml worked in one process, but spawned
+    workers composed from the package's conf/ only: `Could not find 'model/tiny'`, trial 0 left
+    WAITING, the parent run FAILED."""
     presets = tmp_path / "my-conf" / "model"
     presets.mkdir(parents=True)
     (presets / "tiny.yaml").write_text(

@@ -33,11 +33,11 @@ def sweep(cfg: DictConfig) -> int:
                 file=sys.stderr,
             )
             code = stop.exit_code
-        # the summary is printed; the others finished their trials
+        # the summary is printed; the pool's workers are gone
         except workers.WorkerDied as died:
             print(
-                f"error: {died}; its trial is FAIL, its MLflow run KILLED; run the same command to "
-                "continue",
+                f"error: {died}; the invocation's running trials are FAIL, their MLflow runs "
+                "KILLED; run the same command to continue",
                 file=sys.stderr,
             )
             code = EXIT_WORKER_DIED

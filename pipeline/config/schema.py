@@ -500,12 +500,6 @@ TIMEOUT = Rule(
     "it must be null or a finite number of seconds > 0",
     quoted=False,
 )
-RECYCLE_PAYBACK = Rule(
-    lambda value: is_number(value) and value >= 0,
-    "it must be a finite number >= 0: how many of a worker's start-ups its trials take before it "
-    "is replaced",
-    quoted=False,
-)
 COST_GUARD = Rule(
     lambda value: value is None or is_number(value) and value > 1,
     "it must be null (off) or a finite number > 1: how many times the median epoch time",
@@ -545,22 +539,13 @@ class SearchConfig:
         N_WORKERS,
     )
     worker_max_trials: Optional[int] = setting(
-        1,
-        "a worker process that ran at least this many trials is replaced by a fresh one (~6-7 s "
-        "to start), once the payback below is met: TensorFlow's training slows as a process ages "
-        "(the same model 1.13x slower as the 4th trial of a worker that had trained 484 s; "
-        "benchmarks/RESULTS.md); with n_workers 1 and more trials than this, trials run in a "
-        "worker process; null: never replaced",
+        5,
+        "a worker process runs at most this many trials, then a fresh one takes its place (~6-7 s "
+        "to start; the pool's max_tasks_per_child): TensorFlow's training slows as a process ages "
+        "(the same model 1.10-1.20x slower after 9-19 trials in one process, 0.99-1.07x when "
+        "replaced every 5; benchmarks/RESULTS.md); with n_workers 1 and more trials than this, "
+        "trials run in a worker process; null: never replaced",
         integer(1, nullable=True),
-    )
-    worker_recycle_payback: Any = setting(  # an integer or a float
-        25,
-        "...once its trials took this many times its own start-up, which it measures: a fresh "
-        "process costs at most 1/25 = 4 % of a worker's time, and a worker is replaced after the "
-        "trial that takes it past ~25 start-ups (~160 s here); at 10, two workers of ~12 s trials "
-        "were replaced and lost 10-20 % (benchmarks/RESULTS.md); 0: after worker_max_trials "
-        "whatever they took",
-        RECYCLE_PAYBACK,
     )
     timeout: Optional[Any] = setting(  # an integer or a float
         None, "seconds after which this invocation starts no new trial; null: no limit", TIMEOUT

@@ -1,32 +1,37 @@
 """search.n_workers: one invocation, several worker processes on one study.
 
-The invoking process does everything that happens once (the checks, the study, the baseline, the parent
-MLflow run, confirmation, the summary) and shows the one progress bar; the workers only run trials. They
-are spawned processes, each with a fresh TensorFlow whose threads are set before it starts (the cores split
-between them), and they take trials one at a time from a shared counter, so a worker that drew fast models
-keeps working while another trains a slow one. A worker that ran at least search.worker_max_trials trials, which
-took search.worker_recycle_payback times its own start-up, exits and a fresh process takes its place while trials
-are left (a process's training slows as it ages; a fresh one would cost more than it saves on a few seconds-long
-trials, or when it would not be up before search.timeout).
+The invoking process does everything that happens once (the checks, the study, the baseline, the
+parent MLflow run, confirmation, the summary) and shows the one progress bar; the workers only run
+trials. They are a concurrent.futures.ProcessPoolExecutor of spawned processes, each with a fresh
+TensorFlow whose threads are set before it starts (the cores split between them). One task is one
+trial of the study; the invoker keeps one task per worker in flight while the study needs trials,
+so a worker that drew fast models keeps working while another trains a slow one. A worker process
+runs at most search.worker_max_trials trials (the pool's max_tasks_per_child) and a fresh one takes
+its place: a process's training slows as it ages. Log lines reach the invoker's handlers through a
+queue (logging.handlers.QueueHandler/QueueListener); failures come back as the tasks' results.
 
-Signals: the workers start with SIGINT and SIGTERM blocked and then ignore them, so a signal sent to the
-process group (Ctrl-C) or to every process (systemd) is handled once, by the invoker. It passes the signal on through shared
-memory, and each worker stops at its next batch exactly as a single process does (the trial FAIL, its run
-FAILED). A second signal kills the workers at once; the invoker then fails their trials and ends their runs.
-A worker also stops when the invoker is gone. A worker that dies stops the others taking new trials, and
-its trial is failed, its run KILLED, when the others are done.
+Signals: the workers start with SIGINT and SIGTERM blocked and then ignore them, so a signal sent
+to the process group (Ctrl-C) or to every process (systemd) is handled once, by the invoker. It
+passes the signal on through shared memory, and each worker stops at its next batch exactly as a
+single process does (the trial FAIL, its run FAILED). A second signal kills the workers at once;
+the invoker then fails their trials and ends their runs. A worker also stops when the invoker is
+gone. A worker that dies breaks the pool (BrokenProcessPool): the invoker kills the others, fails
+every running trial of the invocation and ends their runs KILLED.
 """
 
+import concurrent.futures
+import concurrent.futures.process
 import dataclasses
 import datetime
 import logging
+import logging.handlers
 import multiprocessing
-import multiprocessing.connection
 import multiprocessing.resource_tracker
 import os
-import queue
+import pickle
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -44,14 +49,13 @@ from pipeline.report.progress import SweepProgress
 from pipeline.core.redaction import install_log_redaction, redact
 
 log = logging.getLogger(__name__)
-SEED_STRIDE = 100_003  # worker k's sampler seed: the single-process seed + k * this (no two workers draw alike)
-POLL_SECONDS = (
-    1.0  # how often the invoker looks at signals, dead workers and the study (for the progress bar)
-)
+SEED_STRIDE = 100_003  # worker k's sampler seed: the single-process seed + k * this
+POLL_SECONDS = 1.0  # how often the invoker looks at signals and the study (for the progress bar)
 WORKER_KILLED = "worker_died"  # fail_kind of a trial whose worker died or was killed
 UNNAMED_WAIT_SECONDS = 2.0  # a live worker names its new trial's parent run well within this
-EXIT_RECYCLED = (
-    64  # a worker recycled (search.worker_max_trials): the invoker starts a fresh one in its place
+CLOSE_SECONDS = 60  # how long a worker told there is no more work may take to exit
+IDLE_EXIT_SECONDS = (
+    2  # after the last trial: a worker not gone by then is a fresh one, still starting
 )
 
 
@@ -60,17 +64,21 @@ class WorkerDied(Exception):
 
 
 def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def worker_count(cfg: DictConfig, trials_left: int) -> int:
-    """search.n_workers (auto: one per usable core), never more than the trials there are to run."""
+    """search.n_workers (auto: one per usable core), never more than the trials there are to
+    run."""
     wanted = usable_cores() if cfg.search.n_workers == "auto" else cfg.search.n_workers
     return max(1, min(wanted, trials_left))
 
 
 def outlives_one_process(cfg: DictConfig) -> bool:
-    """This invocation runs more trials than one process may (search.worker_max_trials): they need recycled workers."""
+    """More trials than one process may run (search.worker_max_trials): they need recycled
+    workers."""
     limit = cfg.search.worker_max_trials
     return limit is not None and cfg.search.n_trials > limit
 
@@ -78,9 +86,7 @@ def outlives_one_process(cfg: DictConfig) -> bool:
 def worker_threads(cfg: DictConfig, count: int) -> dict[str, int]:
     """Each worker's share of the cores; a thread count the user set (not 0) is kept as it is."""
     intra = cfg.train.threads.intra_op or max(1, usable_cores() // count)
-    inter = (
-        cfg.train.threads.inter_op or 1
-    )  # one op at a time: the cores are already shared between workers
+    inter = cfg.train.threads.inter_op or 1  # one op at a time: the cores are shared already
     return {"intra_op": intra, "inter_op": inter}
 
 
@@ -90,15 +96,15 @@ def thread_overrides(threads: dict[str, int]) -> list[str]:
 
 
 def invoker_threads(cfg: DictConfig) -> dict[str, int]:
-    """The invoking process trains (trials with one worker, lr range test, confirmations) with a lone worker's threads:
-    TensorFlow's default two inter-op threads on 2 cores made the same model's epochs vary 2.8-7.2 s, one thread
-    4.2-5.0 s (benchmarks/RESULTS.md)."""
+    """The invoking process trains (trials with one worker, lr range test, confirmations) with a
+    lone worker's threads: TensorFlow's default two inter-op threads on 2 cores made the same
+    model's epochs vary 2.8-7.2 s, one thread 4.2-5.0 s (benchmarks/RESULTS.md)."""
     return worker_threads(cfg, 1)
 
 
 @dataclasses.dataclass
 class Job:
-    """What every worker is given when it starts: its threads, the sweep's overrides and the shared counters."""
+    """What every worker process is given when it starts (the pool's initializer's argument)."""
 
     threads: dict[str, int]  # the worker's train.threads
     base_overrides: list[
@@ -107,23 +113,21 @@ class Job:
     show_progress_bar: bool
     invoker_pid: int
     max_trials: int | None  # search.worker_max_trials
-    recycle_payback: float  # search.worker_recycle_payback
-    log_files: list[str]
-    tickets: object  # multiprocessing.Value: trials still to start
-    stop: object  # multiprocessing.Value: the signal number to stop on, 0 while running
-    messages: object  # multiprocessing.Queue: (kind, text) of a worker that failed
-    orders: object  # multiprocessing.Queue: one Orders per worker once the study and the parent run exist, or None
-    asking: object  # multiprocessing.Array: per worker, the time.time() it began its current trial, 0 between trials
-    config_sources: (
-        list  # the invoker's config search path (config.config_sources): the user's presets too
+    config_sources: list  # the invoker's config search path (config.config_sources)
+    orders_file: (
+        str  # the pickled Orders (None: no work), written once the study and parent run exist
     )
+    ready: object  # multiprocessing.Event: orders_file is written
+    stop: object  # multiprocessing.Value: the signal number to stop on, 0 while running
+    started: object  # multiprocessing.Value: worker processes started so far (a worker's index)
+    logs: object  # multiprocessing.Queue: the workers' log records, for the invoker's handlers
 
 
 @dataclasses.dataclass
 class Orders:
     """What a worker is told once the study and the parent run exist."""
 
-    cfg: DictConfig  # the sweep's config as the invoker finished it (search.lr_range=auto sets bounds)
+    cfg: DictConfig  # the sweep's config as the invoker finished it (lr_range=auto sets bounds)
     parent_run_id: str
     experiment_id: str
     tracking_uri: str
@@ -134,71 +138,97 @@ class Orders:
 
 
 class Pool:
-    """search.n_workers worker processes, started as soon as the sweep's config and data are known, so that their
-    start-up (Python, TensorFlow) overlaps the invoker's (stores, study, baseline, parent run). With one worker
-    that would never be recycled there are none: the invoker runs the trials itself. Leaving the `with` block,
-    no worker is left."""
+    """search.n_workers worker processes, started as soon as the sweep's config and data are
+    known, so that their start-up (Python, TensorFlow) overlaps the invoker's (stores, study,
+    baseline, parent run): one task each is submitted at once, and waits for the orders. With
+    one worker that would never be recycled there are none: the invoker runs the trials itself.
+    Leaving the `with` block, no worker is left."""
 
     def __init__(self, cfg: DictConfig, base_overrides: list[str]):
         self.count = worker_count(cfg, cfg.search.n_trials)
-        self.processes = []
+        self.executor, self.futures, self.seen = None, {}, {}
+        self.orders_given = self.ran = False
         if self.count == 1 and not outlives_one_process(cfg):
             return
-        self.context = multiprocessing.get_context("spawn")
+        context = multiprocessing.get_context("spawn")
         threads = worker_threads(cfg, self.count)
+        handle, orders_file = tempfile.mkstemp(prefix="rnn-sweep-orders-")
+        os.close(handle)
         self.job = Job(
             threads=threads,
-            show_progress_bar=cfg.search.show_progress_bar,
             base_overrides=[*base_overrides, *thread_overrides(threads)],
+            show_progress_bar=cfg.search.show_progress_bar,
             invoker_pid=os.getpid(),
             max_trials=cfg.search.worker_max_trials,
-            recycle_payback=cfg.search.worker_recycle_payback,
-            log_files=[
-                h.baseFilename
-                for h in logging.getLogger().handlers
-                if isinstance(h, logging.FileHandler)
-            ],
-            tickets=self.context.Value("i", 0),
-            stop=self.context.Value("i", 0),
-            messages=self.context.Queue(),
-            orders=self.context.Queue(),
-            asking=self.context.Array("d", self.count),
             config_sources=config.config_sources(),
+            orders_file=orders_file,
+            ready=context.Event(),
+            stop=context.Value("i", 0),
+            started=context.Value("i", 0),
+            logs=context.Queue(),
         )
+        self.listener = logging.handlers.QueueListener(
+            self.job.logs, *logging.getLogger().handlers, respect_handler_level=True
+        )
+        self.listener.start()
         log.info("%d worker processes, each with train.threads %s", self.count, threads)
+        self.executor = concurrent.futures.ProcessPoolExecutor(
+            self.count,
+            mp_context=context,
+            initializer=start,
+            initargs=(self.job,),
+            max_tasks_per_child=cfg.search.worker_max_trials,
+        )
         try:
-            for index in range(self.count):
-                self.start_worker(index)
-        except (
-            BaseException
-        ):  # a second signal while they start: none is left waiting for orders (exit would hang)
+            for _ in range(self.count):
+                self.submit()
+        except BaseException:  # a second signal while they start: none is left waiting for orders
             self.kill_all()
+            self.close_logs()
             raise
 
     @property
     def in_workers(self) -> bool:
-        return bool(self.processes)
+        return self.executor is not None
 
-    def start_worker(self, index: int, orders: Orders | None = None) -> bool:
-        """Worker `index` started (a fresh one in the place of one that exited, given `orders`) and recorded before
-        a signal held meanwhile is handled, so that a second signal's stop finds it to kill. A fresh one is not
-        started once a signal arrived: looked at with the signals held, none can arrive between the look and the start."""
-        process = self.context.Process(
-            target=work, args=(index, self.job, time.monotonic()), name=f"rnn-sweep worker {index}"
-        )
-        multiprocessing.resource_tracker.ensure_running()  # started inside the hold, it would unblock the signals
-        with (
-            signals.held_for_helpers()
-        ):  # the worker ignores them from its first line: only the invoker hears a signal
-            if orders is not None:
-                if stopping(self.job):
-                    return False
-                self.job.orders.put(orders)
-            process.start()
-            self.processes[index : index + 1] = [
-                process
-            ]  # in the place of the one that exited, or appended
+    @property
+    def processes(self) -> list:
+        """Every worker process this pool started, in the order it started them."""
+        return self.refresh()
+
+    def refresh(self) -> list:
+        """The executor forgets a process that exited; this list keeps it. A fresh process in the
+        place of a recycled one (search.worker_max_trials) is logged."""
+        running = self.executor and self.executor._processes  # None once shut down
+        for pid, process in list(running.items()) if running else ():
+            if pid not in self.seen:
+                self.seen[pid] = process
+                if len(self.seen) > self.count:
+                    log.info("worker process %d: a fresh process takes its place", pid)
+        return list(self.seen.values())
+
+    def submit(self) -> bool:
+        """One more trial task, submitted (and the process it may start recorded) with SIGINT
+        and SIGTERM held: a process started now, by this thread or by the pool's manager thread,
+        which inherits the hold, begins with them blocked and ignores them from its first line.
+        No task once a signal arrived: looked at with the signals held, none can arrive between
+        the look and the start."""
+        # the resource tracker, started inside the hold, would unblock the signals there
+        multiprocessing.resource_tracker.ensure_running()
+        with signals.held_for_helpers():
+            if self.job.stop.value or signals.received() is not None:
+                return False
+            future = self.executor.submit(run_trial)
+            self.futures[future] = time.time()
+            self.refresh()  # a second signal on leaving the hold finds the new process to kill
         return True
+
+    def give(self, orders: Orders | None) -> None:
+        """The orders (None: no work) for every task, submitted or to come."""
+        with open(self.job.orders_file, "wb") as file:
+            pickle.dump(orders, file)
+        self.orders_given = True
+        self.job.ready.set()
 
     def kill_all(self) -> None:
         for process in self.processes:
@@ -206,37 +236,42 @@ class Pool:
                 process.kill()
             process.join()
 
-    def dead_workers_asked_since(self) -> list[float]:
-        """When each worker that did not exit cleanly began its last trial (none: it was between trials)."""
-        ended = (0, EXIT_RECYCLED)
-        return [
-            self.job.asking[i]
-            for i, p in enumerate(self.processes)
-            if p.exitcode not in ended and self.job.asking[i]
-        ]
+    def close_logs(self) -> None:
+        try:
+            self.listener.stop()
+        finally:
+            if os.path.exists(self.job.orders_file):
+                os.unlink(self.job.orders_file)
 
     def __enter__(self) -> "Pool":
         return self
 
     def __exit__(self, *exc) -> None:
-        """Workers that were never given work are told so (or, after a second signal, killed)."""
-        if any(p.is_alive() for p in self.processes):
-            for _ in self.processes:
-                self.job.orders.put(None)
-            deadline = time.monotonic() + 60
+        """Workers that were never given work are told so and exit; after a stop or a kill, none
+        is left."""
+        if self.executor is None:
+            return
+        try:
+            if not self.orders_given:
+                self.give(None)
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            # after the trials, a worker still there is a fresh one, still starting: not waited for
+            deadline = time.monotonic() + (IDLE_EXIT_SECONDS if self.ran else CLOSE_SECONDS)
             for process in self.processes:
                 process.join(max(0.0, deadline - time.monotonic()))
-        self.kill_all()
+        finally:  # a second signal meanwhile, too
+            self.kill_all()
+            self.executor.shutdown(wait=True)
+            self.close_logs()
 
     def run(
         self, study: optuna.Study, objective, n_trials: int, timeout: float | None, drawer
     ) -> None:
-        """Run `n_trials` trials of `study` in the workers under the objective's parent run, with one progress
-        bar, each finished trial's chart sent to `drawer` (pipeline/charts.py); return when all are done.
-        Interrupted on a signal, InputError or WorkerDied when a worker failed, after every worker has exited and
-        no trial of theirs is left RUNNING."""
-        job = self.job
-        job.tickets.value = n_trials
+        """Run `n_trials` trials of `study` in the workers under the objective's parent run,
+        with one progress bar, each finished trial's chart sent to `drawer`
+        (pipeline/charts.py); return when all are done. Interrupted on a signal, InputError or
+        WorkerDied when a worker failed, after every worker has ended its trial and no trial of
+        theirs is left RUNNING."""
         orders = Orders(
             cfg=objective.cfg,
             parent_run_id=objective.parent_run_id,
@@ -244,86 +279,61 @@ class Pool:
             tracking_uri=mlflow.get_tracking_uri(),
             deadline=time.time() + timeout if timeout else None,
         )
-        for _ in self.processes:
-            job.orders.put(orders)
+        self.give(orders)
+        self.ran = True
         progress = Progress(study, objective, n_trials, drawer)
-        failures = []
-
-        def replace(
-            index: int,
-        ) -> bool:  # a recycled worker: a fresh one, same orders, if it will find a trial to run
-            if not fresh_worker_has_work(orders, study) or not self.start_worker(index, orders):
-                return False
-            log.info("worker %d was recycled: a fresh process takes its place", index)
-            return True
-
+        submitted, failures, lost, closed = len(self.futures), [], [], False
         try:
-            failures = supervise(self.processes, job, progress, replace)
+            while self.futures:
+                if signals.received() is not None and not self.job.stop.value:
+                    self.job.stop.value = signals.received()  # each worker stops at its next batch
+                done, _ = concurrent.futures.wait(
+                    self.futures, POLL_SECONDS, concurrent.futures.FIRST_COMPLETED
+                )
+                for future in done:
+                    asked = self.futures.pop(future)
+                    failure = self.outcome(future)
+                    if failure and failure[0] == "died":
+                        lost.append(asked)
+                    closed = closed or (failure is not None and failure[0] == "closed")
+                    failures += [failure] if failure and failure[0] != "closed" else []
+                    if not closed and not failures and submitted < n_trials:
+                        if open_for_trials(orders, study, counting_running=True):
+                            submitted += self.submit()
+                if any(kind == "died" for kind, _ in failures):
+                    lost += self.futures.values()
+                    self.kill_all()  # the pool is broken: its other workers would never exit
+                    break
+                self.refresh()
+                progress.update()
         finally:
-            self.kill_all()  # a second signal, or an error of our own: no worker outlives the invocation
+            if self.futures or lost:  # a second signal, a worker killed, an error of our own
+                self.kill_all()  # no worker outlives the invocation, nor trains unwatched
+                lost += self.futures.values()
             try:
                 objective.ran = [t.number for t in mine(study, objective.parent_run_id)]
-                end_orphans(study, objective.parent_run_id, self.dead_workers_asked_since())
+                end_orphans(study, objective.parent_run_id, lost)
             finally:
-                progress.close()  # the last trials' charts are sent even if the store failed here
+                progress.close()  # the last trials' charts are sent even if the store failed
         if signals.received() is not None:
             raise signals.Interrupted(signals.received())
-        for kind, text in failures:
+        for kind, text in failures[:1]:
             raise InputError(text) if kind == "input" else WorkerDied(text)
 
-
-def supervise(processes, job: Job, progress: "Progress", replace) -> list[tuple[str, str]]:
-    """Wait for the workers, passing a signal on, replacing a recycled one while trials are left and stopping new
-    trials once one failed; their failures."""
-    failures = []
-    reported = set()
-    while True:
-        alive = [
-            p for p in processes if p.is_alive()
-        ]  # before looking at exit codes: a worker ending now is seen next round
-        if signals.received() is not None and not job.stop.value:
-            job.stop.value = signals.received()
-        failures += drain(job.messages)
-        for index, process in enumerate(
-            processes
-        ):  # deaths first: one seen in this round stops every replacement
-            if process.exitcode not in (None, 0, EXIT_RECYCLED) and index not in reported:
-                reported.add(index)
-                if not job.stop.value and not any(failures):
-                    failures.append(
-                        ("died", f"rnn-sweep worker {index} died ({exit_reason(process.exitcode)})")
-                    )
-                with job.tickets.get_lock():
-                    job.tickets.value = 0  # the others finish their trial and start no other
-        replaced = False
-        for index, process in enumerate(processes):
-            if (
-                process.exitcode == EXIT_RECYCLED
-                and job.tickets.value > 0
-                and not failures
-                and not stopping(job)
-            ):
-                replaced = replace(index) or replaced
-        progress.update()
-        if not alive and not replaced:
-            return failures + drain(job.messages)
-        multiprocessing.connection.wait(
-            [p.sentinel for p in processes if p.is_alive()], timeout=POLL_SECONDS
-        )
-
-
-def stopping(job: Job) -> bool:
-    """A signal was passed on to the workers, or has just arrived and will be."""
-    return bool(job.stop.value) or signals.received() is not None
-
-
-def drain(messages) -> list[tuple[str, str]]:
-    found = []
-    while True:
+    def outcome(self, future) -> tuple[str, str] | None:
+        """A finished task: None for a trial that ran, else (kind, text): closed (the study
+        needed no more), interrupted, input, error, died."""
         try:
-            found.append(messages.get_nowait())
-        except queue.Empty:
-            return found
+            kind, text = future.result()
+        except concurrent.futures.process.BrokenProcessPool:
+            dead = [p for p in self.processes if p.exitcode not in (None, 0)]
+            reasons = [
+                f"rnn-sweep worker process {p.pid} died ({exit_reason(p.exitcode)})" for p in dead
+            ]
+            return "died", "; ".join(reasons) or "a rnn-sweep worker process died"
+        if kind in ("ran", "interrupted"):
+            return None
+        return kind, text
 
 
 def exit_reason(code: int) -> str:
@@ -339,9 +349,10 @@ def mine(study: optuna.Study, parent_run_id: str) -> list:
 
 
 def end_orphans(study: optuna.Study, parent_run_id: str, asked_since: list[float]) -> None:
-    """Trials of this invocation still RUNNING once its workers are gone (one was killed): FAIL, their runs KILLED.
-    `asked_since`: when each dead worker began its last trial; one killed before the objective's first line named
-    the trial's parent run left a RUNNING trial without it."""
+    """Trials of this invocation still RUNNING once its workers are gone (one was killed): FAIL,
+    their runs KILLED. `asked_since`: when each lost task was given to a worker; one killed
+    before the objective's first line named the trial's parent run left a RUNNING trial without
+    it."""
     for trial in mine(study, parent_run_id) + unnamed_since(study, asked_since):
         if trial.state != TrialState.RUNNING:
             continue
@@ -356,13 +367,14 @@ def end_orphans(study: optuna.Study, parent_run_id: str, asked_since: list[float
 
 
 def unnamed_since(study: optuna.Study, asked_since: list[float]) -> list:
-    """RUNNING trials created since the earliest of `asked_since` that still name no parent run after a wait long
-    enough for another invocation's worker, creating one at this moment, to name its own."""
+    """RUNNING trials created since the earliest of `asked_since` that still name no parent run
+    after a wait long enough for another invocation's worker, creating one at this moment, to
+    name its own."""
     if not asked_since:
         return []
 
     def unnamed():
-        since = datetime.datetime.fromtimestamp(min(asked_since))  # the worker's clock sets both
+        since = datetime.datetime.fromtimestamp(min(asked_since))  # one machine's clock sets both
         return {
             t.number: t
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
@@ -376,17 +388,33 @@ def unnamed_since(study: optuna.Study, asked_since: list[float]) -> list:
     return [trial for number, trial in unnamed().items() if number in before]  # unnamed both times
 
 
+def open_for_trials(orders: Orders, study: optuna.Study, counting_running: bool = False) -> bool:
+    """Time remains (search.timeout) and the study is not complete (search.max_total_trials);
+    `counting_running`: not even once this invocation's running trials have finished (the invoker
+    submits no trial task that would find the study complete)."""
+    if orders.deadline is not None and time.time() >= orders.deadline:
+        return False
+    cap = orders.cfg.search.max_total_trials
+    if cap is None:
+        return True
+    finished = len(
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    )
+    running = (
+        [t for t in mine(study, orders.parent_run_id) if t.state == TrialState.RUNNING]
+        if counting_running
+        else []
+    )
+    return finished + len(running) < cap
+
+
 class Progress:
     """What the invoker shows of its workers' trials (the live display, report.progress), and each
     finished trial's chart, sent to the chart process."""
 
     def __init__(self, study: optuna.Study, objective, total: int, drawer):
-        self.study, self.parent_run_id, self.shown, self.drawer = (
-            study,
-            objective.parent_run_id,
-            None,
-            drawer,
-        )
+        self.study, self.parent_run_id = study, objective.parent_run_id
+        self.shown, self.drawer = None, drawer
         if objective.cfg.search.show_progress_bar:
             self.shown = SweepProgress(
                 study,
@@ -414,171 +442,146 @@ class Progress:
 # ------------------------------------------------------------------------------- a worker
 
 
-def work(index: int, job: Job, started: float) -> None:
-    """One worker process, started at time.monotonic() `started`: start TensorFlow, wait for the invoker's orders,
-    then run trials of the study until the counter, the deadline, a stop or recycling says no more."""
+@dataclasses.dataclass
+class Worker:
+    """This worker process: its job, its index, and once its first task read the orders, its
+    study."""
+
+    job: Job
+    index: int
+    started: float  # time.monotonic() as the process began
+    error: str | None = None  # what failed while it started, reported by its first task
+    orders: Orders | None = None
+    objective: object = None
+    study: optuna.Study | None = None
+    ran: int = 0
+    busy: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+
+_worker: Worker | None = None  # set by start() in a worker process
+
+
+def start(job: Job) -> None:
+    """The pool's initializer, in each worker process: signals, logs, the watch, TensorFlow's
+    threads."""
+    global _worker
     signals.ignore_here()
     sys.stdout, sys.stderr = Terminal(sys.stdout), Terminal(sys.stderr)
-    log_to(job.log_files, index)
-    threading.Thread(target=watch, args=(job,), daemon=True).start()
+    with job.started.get_lock():
+        index, job.started.value = job.started.value, job.started.value + 1
+    _worker = Worker(job, index, time.monotonic() - process_age())
+    log_to(job.logs, index)
+    threading.Thread(target=watch, args=(_worker,), daemon=True).start()
     try:
         config.use_config_sources(job.config_sources)  # before anything composes a config here
         from pipeline.training.train import configure_threads
 
         configure_threads(OmegaConf.create(job.threads))  # before TensorFlow runs anything here
         if job.show_progress_bar:
-            optuna.logging.set_verbosity(
-                optuna.logging.WARNING
-            )  # the invoker's bar shows each trial
-        waiting = time.monotonic()
-        orders = await_orders(job)
-        if (
-            orders is not None
-        ):  # its start-up is counted without the wait for the invoker's study and parent run
-            run_trials(index, job, orders, started + time.monotonic() - waiting)
-    except signals.Interrupted as stop:
-        sys.exit(stop.exit_code)
+            optuna.logging.set_verbosity(optuna.logging.WARNING)  # the invoker's bar shows each
+    except Exception:  # noqa: BLE001 - told to the invoker by this worker's first task
+        _worker.error = f"rnn-sweep worker {index} failed:\n{redact(traceback.format_exc())}"
+
+
+def process_age() -> float:
+    """Seconds since this process began (Linux): its start-up counts Python's and the imports."""
+    try:
+        ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
+
+
+def run_trial() -> tuple[str, str | None]:
+    """One task: one trial of the study, once the orders came. (ran | closed | interrupted,
+    None), or (input | error, the message) when it failed; never an exception (a signal's would
+    not unpickle)."""
+    worker = _worker
+    if worker.error:
+        return "error", worker.error
+    try:
+        if worker.orders is None and not read_orders(worker):
+            return "closed", None
+        if not open_for_trials(worker.orders, worker.study):
+            return "closed", None
+        signals.check()
+        from pipeline.search.objective import TrialFailed
+
+        worker.busy.set()
+        try:
+            worker.study.optimize(
+                worker.objective, n_trials=1, catch=(TrialFailed,), show_progress_bar=False
+            )
+        finally:
+            worker.busy.clear()
+        worker.ran += 1
+        if worker.ran == worker.job.max_trials:
+            log.info("ran %d trials (search.worker_max_trials): recycled", worker.ran)
+        return "ran", None
+    except signals.Interrupted:
+        return "interrupted", None
     except InputError as error:
-        job.messages.put(("input", str(error)))
-        sys.exit(2)
+        return "input", str(error)
     except Exception as error:  # noqa: BLE001 - told to the invoker, which reports it and exits 1
         if full := as_disk_full(error):
-            job.messages.put(("input", str(full)))
-            sys.exit(2)
-        job.messages.put(
-            ("error", f"rnn-sweep worker {index} failed:\n{redact(traceback.format_exc())}")
-        )
-        sys.exit(1)
+            return "input", str(full)
+        worker.error = f"rnn-sweep worker {worker.index} failed:\n{redact(traceback.format_exc())}"
+        return "error", worker.error
 
 
-def run_trials(index: int, job: Job, orders: Orders, started: float) -> None:
-    """The worker's trials: its own sampler on the shared study, one trial per ticket, until it is recycled. Its
-    start-up runs from `started` (time.monotonic(), system-wide on Linux, less the wait for orders) to its first trial."""
+def read_orders(worker: Worker) -> bool:
+    """Wait for the orders; then this worker's study and objective, its own sampler on the
+    shared study, and the data read (a fresh process pays it as part of its start-up). False:
+    there is no work."""
+    waiting = time.monotonic()
+    while not worker.job.ready.wait(0.5):
+        signals.check()  # the invoker gone
+    waited = time.monotonic() - waiting  # not part of the start-up
+    with open(worker.job.orders_file, "rb") as file:
+        orders = pickle.load(file)
+    if orders is None:
+        return False
     from pipeline.search import study as studies
-    from pipeline.search.objective import Objective, TrialFailed
+    from pipeline.search.objective import Objective
 
-    cfg = OmegaConf.merge(
-        orders.cfg, {"train": {"threads": job.threads}}
-    )  # a new config: the checked one stays
+    cfg = OmegaConf.merge(orders.cfg, {"train": {"threads": worker.job.threads}})  # a new config
     mlflow.set_tracking_uri(orders.tracking_uri)
     mlflow.set_experiment(experiment_id=orders.experiment_id)
-    objective = Objective(cfg, job.base_overrides)
-    objective.parent_run_id = orders.parent_run_id
-    study = studies.make_study(cfg)
-    study.sampler = studies.make_sampler(cfg, offset=len(study.trials) + SEED_STRIDE * (index + 1))
-    objective.dataset(
-        cfg
-    )  # the data (its vector cache) is read now: a fresh process pays it as part of its start-up
-    ran, busy, startup = 0, 0.0, time.monotonic() - started
-    while take_ticket(job, orders, study):
-        began, job.asking[index] = time.monotonic(), time.time()
-        study.optimize(objective, n_trials=1, catch=(TrialFailed,), show_progress_bar=False)
-        job.asking[index] = 0.0
-        ran, busy = ran + 1, busy + time.monotonic() - began
-        if recycle_due(ran, busy, startup, job, orders.deadline):
-            log.info(
-                "ran %d trials in %.0f s, %.1f times its start-up of %.1f s: recycled",
-                ran,
-                busy,
-                busy / startup,
-                startup,
-            )
-            sys.exit(
-                EXIT_RECYCLED
-            )  # the invoker starts a fresh process in this one's place if trials are left
-        if ran == job.max_trials:
-            log.info(
-                "ran %d trials in %.0f s, less than %g times its start-up of %.1f s (search.worker_recycle_payback): "
-                "not recycled yet",
-                ran,
-                busy,
-                job.recycle_payback,
-                startup,
-            )
-
-
-def recycle_due(ran: int, busy: float, startup: float, job: Job, deadline: float | None) -> bool:
-    """After search.worker_max_trials trials, a worker is replaced once they took worker_recycle_payback times its
-    start-up: a fresh process costs that start-up, an ageing one more the longer it has trained (RESULTS.md). Not
-    when a fresh one would be up only after the deadline (search.timeout): it would start no trial."""
-    if job.max_trials is None or ran < job.max_trials or busy < job.recycle_payback * startup:
-        return False
-    return deadline is None or time.time() + startup < deadline
-
-
-def await_orders(job: Job) -> Orders | None:
-    while True:
-        signals.check()  # the invoker gone
-        try:
-            return job.orders.get(timeout=0.5)
-        except queue.Empty:
-            continue
-
-
-def open_for_trials(orders: Orders, study: optuna.Study, counting_running: bool = False) -> bool:
-    """Time remains (search.timeout) and the study is not complete (search.max_total_trials); `counting_running`:
-    not even once this invocation's running trials have finished (a fresh worker would start for nothing)."""
-    if orders.deadline is not None and time.time() >= orders.deadline:
-        return False
-    cap = orders.cfg.search.max_total_trials
-    if cap is None:
-        return True
-    finished = len(
-        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    worker.objective = Objective(cfg, worker.job.base_overrides)
+    worker.objective.parent_run_id = orders.parent_run_id
+    worker.study = studies.make_study(cfg)
+    worker.study.sampler = studies.make_sampler(
+        cfg, offset=len(worker.study.trials) + SEED_STRIDE * (worker.index + 1)
     )
-    running = (
-        [t for t in mine(study, orders.parent_run_id) if t.state == TrialState.RUNNING]
-        if counting_running
-        else []
-    )
-    return finished + len(running) < cap
+    worker.objective.dataset(cfg)
+    worker.orders = orders
+    log.info("ready for trials: a start-up of %.1f s", time.monotonic() - worker.started - waited)
+    return True
 
 
-def fresh_worker_has_work(orders: Orders, study: optuna.Study) -> bool:
-    """Would a fresh worker, in a recycled one's place, find a trial to run? Not if this invocation's running trials
-    will complete the study (search.max_total_trials)."""
-    return open_for_trials(orders, study, counting_running=True)
-
-
-def take_ticket(job: Job, orders: Orders, study: optuna.Study) -> bool:
-    """May this worker start one more trial? Yes while trials are left, the study is open and nobody said stop."""
-    signals.check()
-    if not open_for_trials(orders, study):
-        return False
-    with job.tickets.get_lock():
-        if job.tickets.value <= 0:
-            return False
-        job.tickets.value -= 1
-        return True
-
-
-def watch(job: Job) -> None:
-    """The worker's stand-in for a signal handler: the invoker's signal, or the invoker gone, stops it."""
-    while True:
-        if job.stop.value:
-            signals.request_stop(job.stop.value)
-            return
-        if os.getppid() != job.invoker_pid:
-            signals.request_stop(signal.SIGTERM)
-            return
+def watch(worker: Worker) -> None:
+    """The worker's stand-in for a signal handler: the invoker's signal, or the invoker gone,
+    stops it; with the invoker gone, the process ends once its trial has (nobody would give it
+    another)."""
+    job = worker.job
+    while not job.stop.value and os.getppid() == job.invoker_pid:
         time.sleep(0.2)
+    signals.request_stop(job.stop.value or signal.SIGTERM)
+    if job.stop.value:
+        return
+    while worker.busy.is_set():
+        time.sleep(0.2)
+    time.sleep(1.0)  # the task ends and says so
+    os._exit(128 + signal.SIGTERM)
 
 
-def log_to(files: list[str], index: int) -> None:
-    """The invoker's log file(s), each line marked with the worker; warnings on the terminal too."""
+def log_to(logs, index: int) -> None:
+    """Every log line to the invoker's handlers (its log file; warnings on the terminal), marked
+    with the worker."""
     install_log_redaction()
     root = logging.getLogger()
+    root.handlers.clear()
     root.setLevel(logging.INFO)
-    file_format = logging.Formatter(
-        f"[%(asctime)s][worker {index}][%(name)s][%(levelname)s] - %(message)s"
-    )
-    for path in files:
-        handler = logging.FileHandler(path, mode="a", encoding="utf-8")
-        handler.setFormatter(file_format)
-        root.addHandler(handler)
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.WARNING)
-    console.setFormatter(
-        logging.Formatter(f"[worker {index}][%(name)s][%(levelname)s] - %(message)s")
-    )
-    root.addHandler(console)
+    handler = logging.handlers.QueueHandler(logs)
+    handler.setFormatter(logging.Formatter(f"[worker {index}] %(message)s"))
+    root.addHandler(handler)
