@@ -1,9 +1,11 @@
-"""Seed confirmation: the top trials trained again with other training seeds; the winner is the best mean.
+"""Seed confirmation: the top trials trained again with other training seeds; the winner is the best
+mean.
 
-One trial's value is one sample: the same config on the UCI sentences moves its test accuracy by several
-points with the seed. Only train.seed changes (weights, shuffling, dropout); the data split keeps its
-seed. Each extra training is a child run tagged `confirm`; its figures are kept in the study's user
-attributes, so a later invocation or another worker reuses them instead of training again.
+One trial's value is one sample: the same config on the UCI sentences moves its test accuracy by
+several points with the seed. Only train.seed changes (weights, shuffling, dropout); the data split
+keeps its seed. Each extra training is a child run tagged `confirm`; its figures are kept in the
+study's user attributes, so a later invocation or another worker reuses them instead of training
+again.
 """
 
 import dataclasses
@@ -62,7 +64,8 @@ class Confirmed:
         return mean_sd(self.val_losses)[0]
 
     def describe(self, figures: list[float]) -> str:
-        """mean ± sd, and over how many seeds when fewer than all (a seed without a stored model has no test score)."""
+        """mean ± sd, and over how many seeds when fewer than all (a seed without a stored model has
+        no test score)."""
         mean, sd = mean_sd(figures)
         if math.isnan(mean):
             return "n/a"
@@ -81,10 +84,12 @@ def maximizes(study: optuna.Study) -> bool:
 
 
 def confirm(study: optuna.Study, objective: Objective, claims: Claims) -> list[Confirmed]:
-    """The top search.confirm_top_k trials, each with search.confirm_seeds more seeds, best mean first.
+    """The top search.confirm_top_k trials, each with search.confirm_seeds more seeds, best mean
+    first.
 
-    With confirm_top_k 0, or two objectives (a Pareto front, no single ranking), the best trial alone. Each
-    training and test score is done once for the study, whichever invocation claims it first (pipeline/claims.py)."""
+    With confirm_top_k 0, or two objectives (a Pareto front, no single ranking), the best trial
+    alone. Each training and test score is done once for the study, whichever invocation claims it
+    first (pipeline/claims.py)."""
     search = objective.cfg.search
     if not search.confirm_top_k or len(study.directions) > 1:
         trials, extra_seeds = [best_trial(study)], 0
@@ -103,8 +108,8 @@ def confirm(study: optuna.Study, objective: Objective, claims: Claims) -> list[C
 
 
 def announced(work: dict[str, Callable[[], None]]) -> dict[str, Callable[[], None]]:
-    """The same work, each piece saying on stderr what it starts: the confirmation's progress, n of N.
-    Pieces another invocation did are not run here, so n counts only those this one starts."""
+    """The same work, each piece saying on stderr what it starts: the confirmation's progress, n of
+    N. Pieces another invocation did are not run here, so n counts only those this one starts."""
     started, begun = time.monotonic(), itertools.count(1)
 
     def saying(key: str, job: Callable[[], None]) -> Callable[[], None]:
@@ -123,7 +128,8 @@ def announced(work: dict[str, Callable[[], None]]) -> dict[str, Callable[[], Non
 
 
 def work_label(key: str) -> str:
-    """confirm:3:43 → trial 3 trained with seed 43; test:3 → trial 3's model scored on the test split."""
+    """confirm:3:43 → trial 3 trained with seed 43; test:3 → trial 3's model scored on the test
+    split."""
     kind, number, *seed = key.split(":")
     return (
         f"trial {number} trained with seed {seed[0]}"
@@ -147,9 +153,8 @@ def trial_work(
     def score_own_model() -> None:
         test, report = stored_model_test_scores(trial, cfg, objective.dataset(cfg))
         study.set_user_attr(f"test_report:{trial.number}", report)
-        study.set_user_attr(
-            f"test:{trial.number}", test
-        )  # last: its presence says the work is done
+        # last: its presence says the work is done
+        study.set_user_attr(f"test:{trial.number}", test)
 
     def seed_work(seed: int) -> Callable[[], None]:
         def train() -> None:
@@ -189,8 +194,8 @@ def confirmed_row(study, trial: FrozenTrial, extra_seeds: int) -> Confirmed:
 
 
 def train_with_seed(trial: FrozenTrial, seed: int, data, threads: list[str], folds: int) -> dict:
-    """Train the trial's config again with another training seed, as a child run tagged `confirm`; `threads`: this
-    process's, not those of the worker that ran the trial."""
+    """Train the trial's config again with another training seed, as a child run tagged `confirm`;
+    `threads`: this process's, not those of the worker that ran the trial."""
     keras.backend.clear_session()
     cfg = compose(
         [
@@ -230,7 +235,8 @@ def train_with_seed(trial: FrozenTrial, seed: int, data, threads: list[str], fol
 
 
 def train_seed(cfg: DictConfig, data, folds: int):
-    """The config trained with its seed: one model, or with `folds`, every fold and the final model."""
+    """The config trained with its seed: one model, or with `folds`, every fold and the final
+    model."""
     try:
         if folds > 1:
             return cross_validate(
@@ -245,8 +251,9 @@ def train_seed(cfg: DictConfig, data, folds: int):
 def stored_model_test_scores(
     trial: FrozenTrial, cfg: DictConfig, data
 ) -> tuple[float | None, dict | None]:
-    """The trial's stored model (its best epoch), evaluated once on the test split: its accuracy and its per-class
-    report (scores.class_report), both logged to the trial's run; (None, None) without a stored model."""
+    """The trial's stored model (its best epoch), evaluated once on the test split: its accuracy and
+    its per-class report (scores.class_report), both logged to the trial's run; (None, None) without
+    a stored model."""
     run_id, model_id = (
         trial.user_attrs.get(Attr.mlflow_run_id),
         trial.user_attrs.get(Attr.mlflow_model_id),

@@ -1,4 +1,5 @@
-"""rnn-sweep: Optuna searches the composed config; every trial is `train_model` inside a nested MLflow run.
+"""rnn-sweep: Optuna searches the composed config; every trial is `train_model` inside a nested
+MLflow run.
 
 A trial's sampled values become Hydra overrides (`model.units=64`, `optimizer=rmsprop`) and Hydra
 composes the trial's config exactly as it would a command line, so any value or config group can be
@@ -46,13 +47,10 @@ log = logging.getLogger(__name__)
 EXIT_ALL_TRIALS_FAILED = 3
 EXIT_WORKER_DIED = 1  # search.n_workers: a worker process was killed or failed unexpectedly
 PROGRESS_SECONDS = 1  # how often the live display reads the study
-RUNNING_POLL_SECONDS = (
-    1  # how often a finished invocation looks whether the others' running trials are done
-)
-FINISHED = (
-    TrialState.COMPLETE,
-    TrialState.PRUNED,
-)  # what max_total_trials counts; FAIL trials may be retried
+# how often a finished invocation looks whether the others' running trials are done
+RUNNING_POLL_SECONDS = 1
+# what max_total_trials counts; FAIL trials may be retried
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def check_sweep(cfg: DictConfig, base_overrides: list[str], checked: bool = False) -> None:
@@ -60,9 +58,8 @@ def check_sweep(cfg: DictConfig, base_overrides: list[str], checked: bool = Fals
     optimizer and callbacks made once. `checked`: the entry point has run the one check already."""
     if not checked:
         space.check_sweep(cfg, base_overrides)
-    configure_threads(
-        OmegaConf.create(workers.invoker_threads(cfg))
-    )  # before TensorFlow starts: it fixes its pools then
+    # before TensorFlow starts: it fixes its pools then
+    configure_threads(OmegaConf.create(workers.invoker_threads(cfg)))
     config.check_instantiable(cfg)
 
 
@@ -70,58 +67,52 @@ def check_sweep(cfg: DictConfig, base_overrides: list[str], checked: bool = Fals
 
 
 def run_sweep(cfg: DictConfig, base_overrides: list[str], checked: bool = False) -> int:
-    """Validate, run `search.n_trials` more trials of the study, confirm the winner over seeds, report; return
-    the exit code. `cfg` is the sweep config composed from `base_overrides`, which every trial's config starts from.
+    """Validate, run `search.n_trials` more trials of the study, confirm the winner over seeds,
+    report; return the exit code. `cfg` is the sweep config composed from `base_overrides`, which
+    every trial's config starts from.
     """
     started = time.perf_counter()
     check_sweep(cfg, base_overrides, checked)
-    OmegaConf.set_readonly(
-        cfg, True
-    )  # checked: never changed after (what the study decides makes a new config)
+    # checked: never changed after (what the study decides makes a new config)
+    OmegaConf.set_readonly(cfg, True)
     stores.probe_sweep(cfg)  # both stores, nothing written yet
-    earlier = warm_start.earlier_best(
-        cfg, storage_url(cfg)
-    )  # search.warm_start_from, only read: a missing study stops
-    check_stored_folds(
-        cfg, storage_url(cfg)
-    )  # the study's folds against search.cv_folds, only read
+    # search.warm_start_from, only read: a missing study stops
+    earlier = warm_start.earlier_best(cfg, storage_url(cfg))
+    # the study's folds against search.cv_folds, only read
+    check_stored_folds(cfg, storage_url(cfg))
     objective = Objective(
         cfg, [*base_overrides, *workers.thread_overrides(workers.invoker_threads(cfg))]
     )
-    data = objective.dataset(
-        cfg
-    )  # the base config's data, before any study or run exists: a data error stops here
+    # the base config's data, before any study or run exists: a data error stops here
+    data = objective.dataset(cfg)
     check_folds(cfg, data)  # a class too small for search.cv_folds stops here too
     for path in vector_files(cfg):  # read and cached once: a bad file stops the sweep here
         word_vectors(path, data, cfg.paths.cache_dir)
     signals.check()
-    with workers.Pool(
-        cfg, base_overrides
-    ) as pool:  # worker processes, if any: they start now, and wait for the study
+    # worker processes, if any: they start now, and wait for the study
+    with workers.Pool(cfg, base_overrides) as pool:
         return search(cfg, objective, pool, started, earlier)
 
 
 def search(
     cfg: DictConfig, objective: Objective, pool: workers.Pool, started: float, earlier: list
 ) -> int:
-    """run_sweep once the config and data are known: the study, the parent run, the trials, confirmation, the summary."""
+    """run_sweep once the config and data are known: the study, the parent run, the trials,
+    confirmation, the summary."""
     if cfg.search.show_progress_bar:
-        optuna.logging.set_verbosity(
-            optuna.logging.WARNING
-        )  # the bar shows each trial's progress and the best value
+        # the bar shows each trial's progress and the best value
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
     mlflow_runs.configure(cfg)
     study = make_study(cfg)
-    optuna.storages.fail_stale_trials(
-        study
-    )  # a dead worker's trials: failed, their runs ended, retried
+    # a dead worker's trials: failed, their runs ended, retried
+    optuna.storages.fail_stale_trials(study)
     if study_complete(study, cfg):
         return 0
     check_space_fits(study, parse_space(cfg))  # before the range test: a changed space stops here
     check_vectors_fit(study, vector_files(cfg))
     study.sampler = make_sampler(cfg, offset=len(study.trials))
-    lr_range = lr_range_of(
-        cfg, objective.dataset(cfg), study
-    )  # search.lr_range=auto: before the baseline is placed
+    # search.lr_range=auto: before the baseline is placed
+    lr_range = lr_range_of(cfg, objective.dataset(cfg), study)
     cfg = settled(cfg, lr_range, study_folds(study, cfg, objective.dataset(cfg)))
     objective.cfg = cfg
     warm_start.enqueue_start(study, cfg, objective.base_overrides, earlier)
@@ -139,8 +130,9 @@ def search(
 
 
 def settled(cfg: DictConfig, lr_range, folds: int) -> DictConfig:
-    """The sweep's config with what its study decided: the learning-rate range (search.lr_range=auto) and the
-    folds (search.cv_folds=auto). A new config: the checked one is never changed."""
+    """The sweep's config with what its study decided: the learning-rate range
+    (search.lr_range=auto) and the folds (search.cv_folds=auto). A new config: the checked one is
+    never changed."""
     return OmegaConf.merge(with_lr_range(cfg, lr_range), {"search": {"cv_folds": folds}})
 
 
@@ -148,7 +140,8 @@ def study_complete(study: optuna.Study, cfg: DictConfig) -> bool:
     cap = cfg.search.max_total_trials
     if cap is not None and len(study.get_trials(states=FINISHED)) >= cap:
         print(
-            f"Study {study.study_name!r} is complete: it holds {cap} or more finished trials (search.max_total_trials)"
+            f"Study {study.study_name!r} is complete: it holds {cap} or more finished trials "
+            "(search.max_total_trials)"
         )
         return True
     return False
@@ -157,16 +150,16 @@ def study_complete(study: optuna.Study, cfg: DictConfig) -> bool:
 def log_sweep_inputs(cfg: DictConfig, objective: Objective, lr_range) -> None:
     mlflow_runs.log_config(cfg)
     log_lr_range(lr_range and lr_range.ran, cfg, objective.dataset(cfg).chance_loss())
-    log_datasets(
-        objective.dataset(cfg), cfg.data, ("train", "val", "test")
-    )  # trials fit and select, the winner is tested
+    # trials fit and select, the winner is tested
+    log_datasets(objective.dataset(cfg), cfg.data, ("train", "val", "test"))
     mlflow.log_text(OmegaConf.to_yaml(cfg.search.space), "search_space.yaml")
 
 
 def trials_and_winner(
     study: optuna.Study, objective: Objective, cfg: DictConfig, pool: workers.Pool, started: float
 ) -> tuple[str, str | None]:
-    """The trials, the winner confirmed over seeds and registered; the summary (printed at once if a stop cuts it short)."""
+    """The trials, the winner confirmed over seeds and registered; the summary (printed at once if a
+    stop cuts it short)."""
     try:
         optimize(study, objective, cfg, pool)
         confirm_started = time.perf_counter()
@@ -222,10 +215,11 @@ def note_on_study(study: optuna.Study, text: str) -> None:
 
 
 def wait_for_running_trials(study: optuna.Study, cfg: DictConfig) -> None:
-    """Trials that other invocations of the study are running now belong in the ranking: wait for them (not for
-    trials they start later), so that invocations finishing together confirm and register the same winner.
-    A dead invocation's trial is failed by its heartbeat, search.grace_seconds after it stopped; one that died
-    before its first heartbeat is never failed so, hence the limit: three times the longest finished trial."""
+    """Trials that other invocations of the study are running now belong in the ranking: wait for
+    them (not for trials they start later), so that invocations finishing together confirm and
+    register the same winner. A dead invocation's trial is failed by its heartbeat,
+    search.grace_seconds after it stopped; one that died before its first heartbeat is never failed
+    so, hence the limit: three times the longest finished trial."""
     running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     if not running:
         return
@@ -234,8 +228,8 @@ def wait_for_running_trials(study: optuna.Study, cfg: DictConfig) -> None:
     patience = max(3 * longest, cfg.search.grace_seconds)
     limit = time.monotonic() + patience
     print(
-        f"Waiting for {len(running)} running trial{'s' if len(running) > 1 else ''} of other invocations "
-        f"before the confirmation: {', '.join(map(str, sorted(running)))}"
+        f"Waiting for {len(running)} running trial{'s' if len(running) > 1 else ''} of other "
+        f"invocations before the confirmation: {', '.join(map(str, sorted(running)))}"
     )
     while running and time.monotonic() < limit:
         signals.check()
@@ -259,10 +253,12 @@ def print_end(
     print(f"\n{summary}")
     if registered:
         print(
-            f"\nThe winner's model: {registered} (rnn-predict predict.model={registered} ..., or mlflow models serve -m {registered})"
+            f"\nThe winner's model: {registered} (rnn-predict predict.model={registered} ..., or "
+            f"mlflow models serve -m {registered})"
         )
     print(
-        f"\nMLflow parent run {parent.info.run_id} in experiment {cfg.tracking.experiment!r}; to look at it:"
+        f"\nMLflow parent run {parent.info.run_id} in experiment {cfg.tracking.experiment!r}; "
+        "to look at it:"
     )
     print(
         mlflow_runs.ui_hint(
@@ -274,8 +270,9 @@ def print_end(
 def optimize(
     study: optuna.Study, objective: Objective, cfg: DictConfig, pool: workers.Pool
 ) -> None:
-    """search.n_trials trials: in this process, or in the pool's worker processes (search.n_workers > 1, or more
-    trials than search.worker_max_trials); each finished trial's chart is drawn by the chart process meanwhile."""
+    """search.n_trials trials: in this process, or in the pool's worker processes
+    (search.n_workers > 1, or more trials than search.worker_max_trials); each finished trial's
+    chart is drawn by the chart process meanwhile."""
     cap = cfg.search.max_total_trials
     with charts.Charts() as drawer:
         if pool.in_workers:
@@ -286,16 +283,17 @@ def optimize(
                 objective,
                 n_trials=cfg.search.n_trials,
                 timeout=cfg.search.timeout,
-                catch=(
-                    TrialFailed,
-                ),  # a trial its hyperparameters failed is FAIL with its reason; the sweep goes on
+                # a trial its hyperparameters failed is FAIL with its reason; the sweep goes on
+                catch=(TrialFailed,),
                 callbacks=[
                     lambda study, trial: drawer.send(trial, mlflow.get_tracking_uri()),
                     stop_on_signal,
                 ]
                 + ([optuna.study.MaxTrialsCallback(cap, states=FINISHED)] if cap else []),
             )
-        signals.check()  # a stop that stop_on_signal saw: the sweep ends as interrupted, after the trial it let finish
+        # a stop that stop_on_signal saw: the sweep ends as interrupted,
+        # after the trial it let finish
+        signals.check()
 
 
 @contextlib.contextmanager
@@ -332,8 +330,9 @@ def progress_shown(study: optuna.Study, objective: Objective, cfg: DictConfig):
 
 
 def stop_on_signal(study: optuna.Study, trial) -> None:
-    """After each trial: a signal that arrived meanwhile starts no next trial. Seen only inside the next trial's
-    objective, it came after Optuna had created that trial: an empty FAIL trial, counted as a try."""
+    """After each trial: a signal that arrived meanwhile starts no next trial. Seen only inside the
+    next trial's objective, it came after Optuna had created that trial: an empty FAIL trial,
+    counted as a try."""
     if signals.received() is not None:
         study.stop()
 
@@ -347,7 +346,8 @@ def record_sweep(
     stopped: Exception | None = None,
     registered: str | None = None,
 ) -> str:
-    """Log the sweep's figures, summary and charts to the parent run and the log file; return the summary."""
+    """Log the sweep's figures, summary and charts to the parent run and the log file; return the
+    summary."""
     mine = objective.trials(study)
     data = objective.dataset(objective.cfg)
     summary = sweep_report.sweep_summary(
@@ -382,7 +382,8 @@ def record_sweep(
         mlflow.log_figure(figure, f"{name}.png")
         sweep_report.plt.close(figure)
     log.info(
-        "sweep %s: %s added (%d complete, %d pruned, %d failed), study %r holds %d, MLflow parent run %s",
+        "sweep %s: %s added (%d complete, %d pruned, %d failed), study %r holds %d, "
+        "MLflow parent run %s",
         "stopped" if stopped else "finished",
         sweep_report.plural(len(mine), "trial"),
         counts["trials_complete"],
