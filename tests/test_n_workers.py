@@ -3,11 +3,13 @@
 import concurrent.futures
 import concurrent.futures.process
 import contextlib
+import logging.handlers
 import multiprocessing
 import os
 import signal
 import subprocess
 import re
+import tempfile
 import threading
 import time
 import types
@@ -23,6 +25,7 @@ from pipeline.config import check, compose
 from pipeline.core.errors import InputError
 from pipeline.core.names import Attr
 from pipeline.search.workers import (
+    Orders,
     Pool,
     end_orphans,
     open_for_trials,
@@ -505,3 +508,83 @@ def test_a_preset_of_your_own_config_dir_reaches_every_worker(tmp_path, sweep_ov
     experiment = client.get_experiment_by_name(cfg.tracking.experiment).experiment_id
     trials = client.search_runs([experiment], "tags.mlflow.parentRunId != ''")
     assert len(trials) == 2 and {t.data.params["model.embedding_dim"] for t in trials} == {"8"}
+
+
+def test_a_worker_killed_a_moment_ago_is_named_though_not_yet_reaped():
+    """The pool breaks as soon as a worker's pipe closes, before the dead process is reaped: its
+    exit code was still unknown, and the error said only 'a rnn-sweep worker process died'."""
+    process = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(60,))
+    process.start()
+    os.kill(process.pid, signal.SIGKILL)
+    broken = concurrent.futures.Future()
+    broken.set_exception(concurrent.futures.process.BrokenProcessPool("terminated abruptly"))
+    pool = types.SimpleNamespace(processes=[process])
+    assert Pool.outcome(pool, broken) == (
+        "died",
+        f"rnn-sweep worker process {process.pid} died (killed by SIGKILL)",
+    )
+
+
+def hold_the_lock(logs, holding) -> None:
+    logs._wlock.acquire()  # as a worker's queue feeder does while it writes a log record
+    holding.set()
+    time.sleep(60)
+
+
+def test_closing_the_logs_ends_though_a_killed_worker_held_the_queues_lock():
+    """A worker killed (a second signal, a sibling's death) while it wrote a log record keeps the
+    log queue's lock forever: the listener's stop waited for a record no one could write, and the
+    command never exited."""
+    context = multiprocessing.get_context("spawn")
+    logs, holding = context.Queue(), context.Event()
+    holder = context.Process(target=hold_the_lock, args=(logs, holding))
+    holder.start()
+    assert holding.wait(60)
+    holder.kill()
+    holder.join()
+    listener = logging.handlers.QueueListener(logs)
+    listener.start()
+    pool = types.SimpleNamespace(listener=listener, job=types.SimpleNamespace(logs=logs))
+    closing = threading.Thread(target=Pool.close_logs, args=(pool,), daemon=True)
+    closing.start()
+    closing.join(30)
+    logs.cancel_join_thread()  # this test's own exit must not wait for the locked queue either
+    assert not closing.is_alive(), "closing the logs waited forever"
+
+
+@pytest.mark.slow
+def test_the_orders_never_touch_the_disk(sweep_overrides, tmp_path, monkeypatch):
+    """The orders (the whole config: a storage URL with its password) went to a file in /tmp, which
+    a kill -9 of the invoker left there. They travel in shared memory, gone with the processes."""
+    from pipeline.search.workers import read_given_orders
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    overrides = [*sweep_overrides, "search=quick", "search.n_trials=2", "search.n_workers=2"]
+    cfg = compose(overrides)
+    orders = Orders(cfg, "parent", "1", "sqlite:///mlflow.db", None)
+    with Pool(cfg, overrides) as pool:
+        pool.give(orders)
+        assert not list(tmp_path.glob("rnn-sweep-orders-*")), "the orders went to a file"
+        assert read_given_orders(pool.job) == orders
+
+
+@pytest.mark.slow
+def test_a_timeout_shorter_than_the_workers_start_up_still_runs_a_trial(tmp_path, sweep_overrides):
+    """search.timeout counted from before the workers were up: with a few seconds, every task
+    found it past, and the invocation added no trial at all (one process runs its first trial
+    whatever the timeout, as Optuna does)."""
+    overrides = [
+        *sweep_overrides,
+        "search=quick",
+        "train.epochs=1",
+        "search.n_trials=4",
+        "search.n_workers=2",
+        "search.timeout=1",
+    ]
+    result = subprocess.run(
+        [str(BIN / "rnn-sweep"), *overrides], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    finished = [t for t in read_trials(compose(overrides)) if t.state.is_finished()]
+    assert finished, "the invocation ran no trial"

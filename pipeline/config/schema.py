@@ -548,7 +548,9 @@ class SearchConfig:
         integer(1, nullable=True),
     )
     timeout: Optional[Any] = setting(  # an integer or a float
-        None, "seconds after which this invocation starts no new trial; null: no limit", TIMEOUT
+        None,
+        "seconds after which this invocation starts no new trial (its first trial always starts); null: no limit",
+        TIMEOUT,
     )
     max_total_trials: Optional[int] = setting(
         None,

@@ -20,6 +20,7 @@ every running trial of the invocation and ends their runs KILLED.
 """
 
 import concurrent.futures
+import ctypes
 import concurrent.futures.process
 import dataclasses
 import datetime
@@ -31,7 +32,6 @@ import os
 import pickle
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -54,6 +54,9 @@ POLL_SECONDS = 1.0  # how often the invoker looks at signals and the study (for 
 WORKER_KILLED = "worker_died"  # fail_kind of a trial whose worker died or was killed
 UNNAMED_WAIT_SECONDS = 2.0  # a live worker names its new trial's parent run well within this
 CLOSE_SECONDS = 60  # how long a worker told there is no more work may take to exit
+ORDERS_BYTES = 2**20  # room for the pickled orders (a sweep's config: ~15 kB)
+CLOSE_LOGS_SECONDS = 5  # how long the workers' last log records are waited for
+REAPED_SECONDS = 5  # how long a worker that broke the pool may take to be reaped
 IDLE_EXIT_SECONDS = (
     2  # after the last trial: a worker not gone by then is a fresh one, still starting
 )
@@ -114,10 +117,11 @@ class Job:
     invoker_pid: int
     max_trials: int | None  # search.worker_max_trials
     config_sources: list  # the invoker's config search path (config.config_sources)
-    orders_file: (
-        str  # the pickled Orders (None: no work), written once the study and parent run exist
-    )
-    ready: object  # multiprocessing.Event: orders_file is written
+    # the pickled Orders (None: no work), written once the study and parent run exist; shared
+    # memory, not a file: they hold the config's secrets, and a kill -9 would leave a file behind
+    orders: object  # multiprocessing.RawArray of bytes
+    orders_size: object  # multiprocessing.Value: how many of those bytes are the orders
+    ready: object  # multiprocessing.Event: the orders are written
     stop: object  # multiprocessing.Value: the signal number to stop on, 0 while running
     started: object  # multiprocessing.Value: worker processes started so far (a worker's index)
     logs: object  # multiprocessing.Queue: the workers' log records, for the invoker's handlers
@@ -152,8 +156,6 @@ class Pool:
             return
         context = multiprocessing.get_context("spawn")
         threads = worker_threads(cfg, self.count)
-        handle, orders_file = tempfile.mkstemp(prefix="rnn-sweep-orders-")
-        os.close(handle)
         self.job = Job(
             threads=threads,
             base_overrides=[*base_overrides, *thread_overrides(threads)],
@@ -161,7 +163,8 @@ class Pool:
             invoker_pid=os.getpid(),
             max_trials=cfg.search.worker_max_trials,
             config_sources=config.config_sources(),
-            orders_file=orders_file,
+            orders=context.RawArray("B", ORDERS_BYTES),
+            orders_size=context.Value("i", 0),
             ready=context.Event(),
             stop=context.Value("i", 0),
             started=context.Value("i", 0),
@@ -225,8 +228,11 @@ class Pool:
 
     def give(self, orders: Orders | None) -> None:
         """The orders (None: no work) for every task, submitted or to come."""
-        with open(self.job.orders_file, "wb") as file:
-            pickle.dump(orders, file)
+        data = pickle.dumps(orders)
+        if len(data) > ORDERS_BYTES:
+            raise InputError(f"the sweep's config takes {len(data)} bytes; at most {ORDERS_BYTES}")
+        ctypes.memmove(self.job.orders, data, len(data))
+        self.job.orders_size.value = len(data)
         self.orders_given = True
         self.job.ready.set()
 
@@ -237,11 +243,12 @@ class Pool:
             process.join()
 
     def close_logs(self) -> None:
-        try:
-            self.listener.stop()
-        finally:
-            if os.path.exists(self.job.orders_file):
-                os.unlink(self.job.orders_file)
+        """The listener's last records, waited for a while: a worker killed while it wrote one
+        holds the queue's lock forever, and QueueListener.stop would wait for ever."""
+        self.listener.enqueue_sentinel()
+        self.listener._thread.join(CLOSE_LOGS_SECONDS)
+        self.listener._thread = None
+        self.job.logs.cancel_join_thread()  # nor may this process's exit wait for that lock
 
     def __enter__(self) -> "Pool":
         return self
@@ -326,7 +333,7 @@ class Pool:
         try:
             kind, text = future.result()
         except concurrent.futures.process.BrokenProcessPool:
-            dead = [p for p in self.processes if p.exitcode not in (None, 0)]
+            dead = dead_processes(self.processes)
             reasons = [
                 f"rnn-sweep worker process {p.pid} died ({exit_reason(p.exitcode)})" for p in dead
             ]
@@ -334,6 +341,17 @@ class Pool:
         if kind in ("ran", "interrupted"):
             return None
         return kind, text
+
+
+def dead_processes(processes: list) -> list:
+    """The processes that died: the pool breaks as the dead one's pipe closes, a moment before
+    the process can be reaped and its exit code known."""
+    deadline = time.monotonic() + REAPED_SECONDS
+    while True:
+        dead = [p for p in processes if p.exitcode not in (None, 0)]
+        if dead or time.monotonic() > deadline:
+            return dead
+        time.sleep(0.05)
 
 
 def exit_reason(code: int) -> str:
@@ -393,7 +411,10 @@ def open_for_trials(orders: Orders, study: optuna.Study, counting_running: bool 
     `counting_running`: not even once this invocation's running trials have finished (the invoker
     submits no trial task that would find the study complete)."""
     if orders.deadline is not None and time.time() >= orders.deadline:
-        return False
+        # the invocation's first trial starts whatever the time, as Optuna's own timeout does:
+        # the workers' start-up alone may take longer than a short search.timeout
+        if mine(study, orders.parent_run_id):
+            return False
     cap = orders.cfg.search.max_total_trials
     if cap is None:
         return True
@@ -537,8 +558,7 @@ def read_orders(worker: Worker) -> bool:
     while not worker.job.ready.wait(0.5):
         signals.check()  # the invoker gone
     waited = time.monotonic() - waiting  # not part of the start-up
-    with open(worker.job.orders_file, "rb") as file:
-        orders = pickle.load(file)
+    orders = read_given_orders(worker.job)
     if orders is None:
         return False
     from pipeline.search import study as studies
@@ -557,6 +577,10 @@ def read_orders(worker: Worker) -> bool:
     worker.orders = orders
     log.info("ready for trials: a start-up of %.1f s", time.monotonic() - worker.started - waited)
     return True
+
+
+def read_given_orders(job: Job) -> Orders | None:
+    return pickle.loads(ctypes.string_at(ctypes.addressof(job.orders), job.orders_size.value))
 
 
 def watch(worker: Worker) -> None:
