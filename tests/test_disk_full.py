@@ -198,3 +198,27 @@ def test_a_full_disk_under_mlruns_stops_the_sweep_with_one_line_and_leaves_nothi
             study_name="quick-sentences", storage=f"sqlite:///{mlruns / 'optuna.db'}"
         ).trials
     ) == len(states), "the second run on the full store adds nothing"
+
+
+def test_optuna_logs_a_trial_stopped_by_a_full_disk_without_a_traceback():
+    """A worker's trial stopped by the full disk, whose MLflow run could then not even be ended
+    ("database or disk is full" from the store's UPDATE), was logged by Optuna with a 60-line
+    traceback above the command's one error line (CI, 2 workers)."""
+    import logging
+
+    from pipeline.search.objective import NoTracebackFor
+
+    try:
+        raise sqlite3.OperationalError("database or disk is full")
+    except sqlite3.OperationalError as error:
+        record = logging.LogRecord(
+            "optuna.study._optimize",
+            logging.WARNING,
+            __file__,
+            1,
+            "Trial 3 failed",
+            None,
+            (type(error), error, error.__traceback__),
+        )
+    NoTracebackFor().filter(record)
+    assert record.exc_info is None and "Traceback" not in logging.Formatter().format(record)

@@ -549,7 +549,8 @@ class SearchConfig:
     )
     timeout: Optional[Any] = setting(  # an integer or a float
         None,
-        "seconds after which this invocation starts no new trial (its first trial always starts); null: no limit",
+        "seconds after which this invocation starts no new trial (its first trial always "
+        "starts); null: no limit",
         TIMEOUT,
     )
     max_total_trials: Optional[int] = setting(

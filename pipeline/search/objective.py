@@ -23,7 +23,7 @@ from pipeline.core import signals
 from pipeline.tracking import mlflow_runs
 from pipeline.config import chosen_groups, compose_with_values, quoted_override
 from pipeline.data.texts import cache_key, prepare_data
-from pipeline.core.errors import InputError, as_disk_full
+from pipeline.core.errors import InputError, as_disk_full, no_space_error
 from pipeline.core.names import REMEMBERED, Attr, Fig
 from pipeline.training.folds import cross_validate, fold_count
 from pipeline.config.space import parse_space, suggest
@@ -35,11 +35,14 @@ FAIL_HYPERPARAMETERS, FAIL_INPUT, FAIL_INTERRUPTED = "hyperparameters", "input",
 
 
 class NoTracebackFor(logging.Filter):
-    """Optuna logs a failed trial with its traceback; for a signal or an input error the one line
-    says it all."""
+    """Optuna logs a failed trial with its traceback; for a signal, an input error or a full disk
+    (the command stops with its one line) the one line says it all."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], (signals.Interrupted, InputError)):
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, (signals.Interrupted, InputError)) or (
+            error is not None and no_space_error(error) is not None
+        ):
             record.exc_info = record.exc_text = None
         return True
 
