@@ -562,7 +562,7 @@ def test_the_orders_never_touch_the_disk(sweep_overrides, tmp_path, monkeypatch)
     monkeypatch.setattr(tempfile, "tempdir", None)
     overrides = [*sweep_overrides, "search=quick", "search.n_trials=2", "search.n_workers=2"]
     cfg = compose(overrides)
-    orders = Orders(cfg, "parent", "1", "sqlite:///mlflow.db", None)
+    orders = Orders(cfg, "parent", "1", f"sqlite:///{tmp_path / 'mlflow.db'}", None)
     with Pool(cfg, overrides) as pool:
         pool.give(orders)
         assert not list(tmp_path.glob("rnn-sweep-orders-*")), "the orders went to a file"
