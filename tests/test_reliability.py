@@ -368,6 +368,26 @@ def test_a_password_holding_an_unencoded_at_sign_is_hidden_whole():
     )
 
 
+def test_a_trial_a_signal_stopped_as_it_started_is_failed_as_interrupted(
+    sweep_overrides, monkeypatch
+):
+    """A worker checks for a stop before it asks for a trial; one that lands just after the ask
+    (CI: SIGTERM to an invocation of 2 workers) stopped the trial before its objective recorded
+    why, so the FAIL trial had no fail_kind: the same stop must read "interrupted"."""
+    from pipeline.core import signals
+    from pipeline.search.objective import FAIL_INTERRUPTED, Objective
+
+    monkeypatch.setattr(signals, "_received", None)
+    study = optuna.create_study()
+    objective = Objective(compose(sweep_overrides), sweep_overrides)
+    signals.request_stop(signal.SIGTERM)
+    with pytest.raises(signals.Interrupted):
+        study.optimize(objective, n_trials=1)
+    [trial] = study.trials
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs.get("fail_kind") == FAIL_INTERRUPTED, trial.user_attrs
+
+
 @pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_a_signal_just_after_a_trials_last_epoch_starts_no_empty_trial(
     sweep_overrides, monkeypatch
