@@ -89,7 +89,10 @@ SWEEP_SHRINK = [
     "search.n_workers=1",  # trial order and counts are asserted; tests/test_n_workers.py runs several workers
     "search.worker_max_trials=null",  # every trial in the test's process, however many (tests/test_n_workers.py recycles)
     "search.cv_folds=1",  # one validation split: tests/test_small_data.py cross-validates
+    # no chart process (4 processor seconds a sweep): CHARTS where a test looks at charts or processes
+    "tracking.trial_charts=false",
 ]
+CHARTS = "tracking.trial_charts=true"  # each trial's chart drawn by a chart process, as by default
 
 
 @pytest.fixture

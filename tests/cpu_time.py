@@ -4,6 +4,8 @@ Wall seconds (--durations) depend on what else the machine runs; processor secon
 summary lists the tests that used the most, so CI shows where its minutes go however loaded it was.
 """
 
+import json
+import os
 import resource
 
 import pytest
@@ -47,6 +49,9 @@ class Tally:
         if not self.seconds:
             return
         total = sum(self.seconds.values())
+        if os.environ.get("RNNSWEEP_CPU_TIMES"):  # every test's figure, for a closer look
+            with open(os.environ["RNNSWEEP_CPU_TIMES"], "w") as out:
+                json.dump(self.seconds, out, indent=0)
         terminalreporter.write_sep("=", f"processor seconds: {total:.0f} in all, the most used")
         for nodeid, used in sorted(self.seconds.items(), key=lambda kv: -kv[1])[:SHOWN]:
             terminalreporter.write_line(f"{used:8.1f} s  {nodeid}")

@@ -13,7 +13,7 @@ import subprocess
 from contextlib import contextmanager
 
 import pytest
-from tests.conftest import BIN, REPO
+from tests.conftest import BIN, CHARTS, REPO
 from tests.services import free_port
 from tests.helpers.sweeps import runs_of, study_of, sweep
 from tests.helpers.http import wait_for_http
@@ -91,6 +91,7 @@ def test_the_sweeps_pages_read_well_in_a_real_browser(sweep_overrides, tmp_path,
     name = f"browser-{tmp_path.name}"
     overrides = [
         *sweep_overrides,
+        CHARTS,  # the winner's page as a user sees it, its learning_curves.png included
         "search=quick",
         "search.n_trials=11",
         "search.space.body.choices=[pooling]",

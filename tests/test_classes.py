@@ -409,7 +409,7 @@ def test_a_binary_sweep_is_the_same_as_before_k_classes(sweep_overrides, tmp_pat
     runs = {}
     for label, pythonpath in (("before", str(old)), ("now", str(REPO))):
         since = (
-            ("search.cv_folds",) if label == "before" else ()
+            ("search.cv_folds", "tracking.trial_charts") if label == "before" else ()
         )  # settings that commit did not have yet
         overrides = [
             *(

@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.core.errors import DiskFull, as_disk_full
-from tests.conftest import BIN, SWEEP_SHRINK
+from tests.conftest import BIN, CHARTS, SWEEP_SHRINK
 
 
 @pytest.fixture
@@ -145,6 +145,7 @@ def test_a_full_disk_under_mlruns_stops_the_sweep_with_one_line_and_leaves_nothi
     command = [
         str(BIN / "rnn-sweep"),
         *SWEEP_SHRINK,
+        CHARTS,
         "model=pooling",
         "model.embedding_dim=256",
         "search=quick",

@@ -33,10 +33,17 @@ from pipeline.search.workers import (
     worker_count,
     worker_threads,
 )
-from tests.conftest import BIN
+from tests.conftest import BIN, CHARTS
 from tests.helpers.processes import wait_until_it_ignores_sigint_and_sigterm
 from tests.helpers.sweeps import assert_every_trial_has_its_chart
 from tests.helpers.processes import read_trials, running, wait_for
+
+
+@pytest.fixture
+def sweep_overrides(sweep_overrides):
+    """The chart process runs, as in a user's sweep: it is one of the processes stopped here."""
+    return [*sweep_overrides, CHARTS]
+
 
 TRIALS = 4
 

@@ -16,10 +16,17 @@ from pipeline.core.errors import InputError
 from pipeline.search.objective import FAIL_HYPERPARAMETERS, FAIL_INPUT
 from pipeline.search.sweep import compose
 from pipeline.search.warm_start import enqueue_start
-from tests.conftest import BIN
+from tests.conftest import BIN, CHARTS
 from tests.helpers.processes import one_error_line
 from tests.helpers.sweeps import runs_of, study_of, sweep
 from tests.helpers.processes import read_trials, start_and_wait_for_second_trial
+
+
+@pytest.fixture
+def sweep_overrides(sweep_overrides):
+    """The chart process runs, as in a user's sweep: it is one of the processes stopped here."""
+    return [*sweep_overrides, CHARTS]
+
 
 TrialState = optuna.trial.TrialState
 

@@ -26,7 +26,7 @@ from mlflow.tracking import MlflowClient
 from pipeline.core import errors, redaction
 from pipeline.tracking import stores
 from pipeline.core.errors import InputError
-from tests.conftest import BIN, SWEEP_SHRINK
+from tests.conftest import BIN, CHARTS, SWEEP_SHRINK
 from tests.services import PASSWORD, USER, free_port, postgres_server
 
 PW = "pw-Zq7xK2-never-shown"  # a password no store, schema or log would contain by chance
@@ -140,7 +140,7 @@ def test_four_workers_started_together_on_an_empty_mlruns_share_both_stores(
 ):
     # tracking.uri left alone: the local sqlite stores in ./mlruns; a long grace: a loaded machine is no dead worker
     command = sweep_command(
-        data_cache, *FAST, "search.heartbeat_seconds=5", "search.grace_seconds=300"
+        data_cache, *FAST, CHARTS, "search.heartbeat_seconds=5", "search.grace_seconds=300"
     )
     started = time.perf_counter()
     workers = []
@@ -200,6 +200,7 @@ def test_four_invocations_together_train_each_confirmation_seed_once_and_registe
     """Issue 27 case 6: each confirmation seed was trained by every invocation, the winner registered twice."""
     command = sweep_command(
         data_cache,
+        CHARTS,
         "model=pooling",
         "search.space.body.choices=[pooling]",
         "~search.space.units",

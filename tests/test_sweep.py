@@ -11,7 +11,7 @@ from pipeline.core.errors import InputError
 from pipeline.config.space import baseline_params
 from pipeline.search.sweep import EXIT_ALL_TRIALS_FAILED, compose
 from pipeline.search.workers import usable_cores
-from tests.conftest import BIN
+from tests.conftest import BIN, CHARTS
 from tests.helpers.sweeps import assert_every_trial_has_its_chart, runs_of, study_of, sweep
 
 
@@ -107,7 +107,7 @@ def test_cli_rejects_bad_overrides_and_spaces_with_exit_2(tmp_path, bad):
 
 @pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
 def test_sweep_makes_one_parent_and_one_child_per_trial_then_resumes(sweep_overrides):
-    overrides = [*sweep_overrides, "search=quick", "search.pruner=none"]
+    overrides = [*sweep_overrides, "search=quick", "search.pruner=none", CHARTS]
     assert sweep(overrides) == 0
     client, [parent], children = runs_of(overrides)
     assert len(children) == 3 and {c.data.tags["mlflow.parentRunId"] for c in children} == {
@@ -227,8 +227,13 @@ def test_plateau_search_runs_the_learning_rate_grid(sweep_overrides):
     assert all(t.user_attrs["epochs_run"] == 3 for t in study.trials), (
         "no early stopping, no pruning"
     )
-    _, [parent], _ = runs_of(overrides)
+    client, [parent], children = runs_of(overrides)
     assert parent.data.tags["model"] == "gru" and parent.data.tags["optimizer"] == "rmsprop"
+    assert not [
+        child
+        for child in children
+        if "learning_curves.png" in {a.path for a in client.list_artifacts(child.info.run_id)}
+    ], "tracking.trial_charts=false (the tests' shrink): no trial's chart is drawn"
 
 
 @pytest.mark.slow  # a real-data end-to-end sweep: CI runs it, the quick loop does not
@@ -404,7 +409,7 @@ def test_a_pipeline_folder_where_the_user_stands_does_not_replace_the_chart_proc
     (decoy / "__init__.py").write_text(
         "raise SystemExit('the decoy pipeline package was imported')\n"
     )
-    overrides = [*sweep_overrides, "search=quick", "search.n_trials=2"]
+    overrides = [*sweep_overrides, "search=quick", "search.n_trials=2", CHARTS]
     monkeypatch.chdir(tmp_path)  # where the user stands: the chart process starts there
     assert sweep(overrides) == 0
     stderr = capfd.readouterr().err  # the chart process's too: it writes to the same descriptor

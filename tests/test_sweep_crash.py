@@ -12,8 +12,15 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.search.sweep import compose
-from tests.conftest import BIN
+from tests.conftest import BIN, CHARTS
 from tests.helpers.processes import read_trials, running, start_and_wait_for_second_trial, wait_for
+
+
+@pytest.fixture
+def sweep_overrides(sweep_overrides):
+    """The chart process runs, as in a user's sweep: it is one of the processes stopped here."""
+    return [*sweep_overrides, CHARTS]
+
 
 pytestmark = pytest.mark.slow
 TrialState = optuna.trial.TrialState

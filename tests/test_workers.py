@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.tracking import mlflow_runs
-from tests.conftest import BIN, SWEEP_SHRINK
+from tests.conftest import BIN, CHARTS, SWEEP_SHRINK
 from tests.services import PASSWORD, mlflow_server, postgres_server
 
 pytestmark = [
@@ -121,6 +121,7 @@ def test_two_workers_share_one_postgres_study_and_one_mlflow_server(tmp_path, da
     command = [
         str(BIN / "rnn-sweep"),
         *SWEEP_SHRINK,
+        CHARTS,
         "search=quick",
         f"search.n_trials={TRIALS_EACH}",
         f"search.storage={postgres}/optuna",

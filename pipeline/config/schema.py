@@ -451,6 +451,9 @@ class TrackingConfig:
         Rule(lambda value: isinstance(value, str) and value != "", "it must be a non-empty name"),
     )
     run_name: Optional[str] = setting(None, "name of the run; null names it <model>-<data>")
+    trial_charts: bool = setting(
+        True, "each trial's learning curves drawn into its run (learning_curves.png)"
+    )
     ui_host: str = setting("127.0.0.1", "rnn-ui binds here (loopback only by default)")
     ui_port: int = setting(5000, "rnn-ui port", PORT)
 

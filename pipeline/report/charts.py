@@ -116,6 +116,23 @@ class Charts:
         self.close(STOPPED_CLOSE_SECONDS if exc_type else CLOSE_SECONDS)
 
 
+class NoCharts:
+    """tracking.trial_charts=false: no chart process, no learning_curves.png."""
+
+    def send(self, trial: FrozenTrial, tracking_uri: str) -> None:
+        pass
+
+    def __enter__(self) -> "NoCharts":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def drawer(trial_charts: bool) -> Charts | NoCharts:
+    return Charts() if trial_charts else NoCharts()
+
+
 # --------------------------------------------------------------------------- the chart process
 
 

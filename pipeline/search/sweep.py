@@ -272,9 +272,9 @@ def optimize(
 ) -> None:
     """search.n_trials trials: in this process, or in the pool's worker processes
     (search.n_workers > 1, or more trials than search.worker_max_trials); each finished trial's
-    chart is drawn by the chart process meanwhile."""
+    chart is drawn by the chart process meanwhile (tracking.trial_charts)."""
     cap = cfg.search.max_total_trials
-    with charts.Charts() as drawer:
+    with charts.drawer(cfg.tracking.trial_charts) as drawer:
         if pool.in_workers:
             pool.run(study, objective, cfg.search.n_trials, cfg.search.timeout, drawer)
             return
