@@ -73,22 +73,21 @@ def routed(routes, model_cfg, route: str) -> keras.Model:
     return model
 
 
+# Stacked and bidirectional: both directions, a layer fed by a layer; post-padding, where a mask
+# matters most, and pre-padding for the fused kernel, which moves each row's steps to its front.
+# (Every body x route x 1 or 2 layers x padding: 28 cases, 218 processor seconds; these: about 60.)
 CASES = [
-    (body, route, bidirectional, layers)
-    for body, body_routes in (
-        ("lstm", ("unroll", "block", "hoist")),
-        ("gru", ("unroll", "hoist")),
-        ("simple_rnn", ("unroll", "hoist")),
-    )
-    for route in body_routes
-    for bidirectional, layers in ((False, 1), (True, 2))
+    ("lstm", "unroll", "post"),
+    ("lstm", "block", "post"),
+    ("lstm", "block", "pre"),
+    ("lstm", "hoist", "post"),
+    ("gru", "unroll", "post"),
 ]
 
 
-@pytest.mark.parametrize("padding", ["post", "pre"])
-@pytest.mark.parametrize("body, route, bidirectional, layers", CASES)
-def test_every_route_trains_as_keras_loop_does(routes, body, route, bidirectional, layers, padding):
-    model_cfg = model_config(body=body, bidirectional=bidirectional, num_layers=layers)
+@pytest.mark.parametrize("body, route, padding", CASES)
+def test_every_route_trains_as_keras_loop_does(routes, body, route, padding):
+    model_cfg = model_config(body=body, bidirectional=True, num_layers=2)
     plain = zoo.build_model(model_cfg, VOCAB)
     fast = routed(routes, model_cfg, route)
     fast.set_weights(plain.get_weights())
