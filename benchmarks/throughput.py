@@ -11,23 +11,85 @@ model without a mask, fixed 500-step batches. rnnsweep's side is `train_model` w
 (masked padding, length buckets: each batch cut to its longest review), early stopping off so both
 train the same epochs. Useful tokens are the non-padding tokens of the training split; reviews/s and
 tokens/s come from the last epoch (the first one also traces the graph).
+
+The ceiling, measured in the same run: this machine's float32 matmul speed (TensorFlow, 2048 x 2048,
+the best of 5 after a warm-up: the least disturbed by other work on the machine), divided by the
+body's floating-point operations per token of a training step, computed from its shapes:
+
+    FLOP/token = 3 x sum over recurrent layers and directions of 2 x gates x units x (inputs + units)
+
+(gates: LSTM 4, GRU 3, SimpleRNN 1; inputs: the embedding width, then the previous layer's output,
+doubled when bidirectional; 2 FLOP per multiply-add; 3 = the forward matmuls, then the backward's
+two of the same size, for the inputs' and the weights' gradients). Elementwise gate work, the
+embedding and the head (once per text) are left out, so the ceiling is an upper bound. Processed
+tokens are the time steps the recurrent layers run: every row's full width for the classic script,
+each batch's rows x its longest text for rnnsweep's buckets (the last epoch's batches, replayed).
+The share of the ceiling is processed tokens/s over ceiling tokens/s; the pooling body has no
+recurrent matmuls and no ceiling.
 """
 
 import argparse
 import time
 
 import keras
+import numpy as np
+import tensorflow as tf
 from hydra import compose, initialize_config_dir
 from keras import layers
 
 from pipeline import CONFIG_DIR
-from pipeline.data.batching import evaluation_stream, training_stream
+from pipeline.data.batching import (
+    evaluation_stream,
+    length_sorted_batches,
+    text_lengths,
+    training_stream,
+)
 from pipeline.data.texts import prepare_data
 from pipeline.models.zoo import build_model
 from pipeline.training.train import EpochStats, train_model
 
 MODELS = ("pooling", "simple_rnn", "lstm", "gru", "bilstm_stacked")
 SEED_SIZES = {"embedding_dim": 16}  # the seeds' scripts all used 16-dimensional embeddings
+GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1}
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """This machine's float32 matmul speed now: the best of `repeats` timed products after one
+    warm-up."""
+    a = tf.random.normal((size, size), seed=1)
+    b = tf.random.normal((size, size), seed=2)
+    tf.matmul(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        tf.matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+def flop_per_token(model_cfg) -> float:
+    """A training step's matmul FLOP per time step of the recurrent body (the module's formula);
+    0 for pooling."""
+    if model_cfg.body == "pooling":
+        return 0.0
+    directions = 2 if model_cfg.bidirectional else 1
+    units, inputs, forward = model_cfg.units, model_cfg.embedding_dim, 0
+    for _ in range(model_cfg.num_layers):
+        forward += directions * 2 * GATES[model_cfg.body] * units * (inputs + units)
+        inputs = directions * units
+    return 3.0 * forward
+
+
+def processed_tokens(side: str, cfg, data) -> int:
+    """Time steps the recurrent layers run in the last epoch: full width for the classic script;
+    rows x longest text per batch for rnnsweep's buckets (replaying its stream's shuffles)."""
+    if side == "classic" or not (cfg.train.length_buckets and cfg.model.mask_padding):
+        return data.x_train.size
+    lengths = text_lengths(data.x_train)
+    rng = np.random.default_rng(cfg.train.seed) if cfg.train.shuffle else None
+    for _ in range(cfg.train.epochs):
+        batches = length_sorted_batches(lengths, cfg.train.batch_size, cfg.train.bucket_pool, rng)
+    return sum(len(rows) * int(lengths[rows].max()) for rows in batches)
 
 
 def config(model: str, epochs: int, batch_size: int, subset):
@@ -117,14 +179,22 @@ def run_rnnsweep(cfg, data) -> dict:
     return {"history": result.history, "test_accuracy": result.summary["test_accuracy"]}
 
 
-def row(side: str, model: str, outcome: dict, data) -> str:
+def row(side: str, model: str, outcome: dict, cfg, data, gflops: float) -> str:
     history = outcome["history"]
     useful_tokens = int((data.x_train > 0).sum())
     reviews_per_second = history["samples_per_second"][-1]
     train_seconds = len(data.y_train) / reviews_per_second
+    processed = processed_tokens(side, cfg, data) / train_seconds
+    flop = flop_per_token(cfg.model)
+    if flop:
+        ceiling = gflops * 1e9 / flop
+        share = f"{ceiling / 1000:.0f}k | {processed / ceiling:.0%}"
+    else:
+        share = "- | -"
     return (
         f"| {model} | {side} | {history['epoch_seconds'][-1]:.1f} | {reviews_per_second:.0f} | "
-        f"{useful_tokens / train_seconds / 1000:.1f}k | {outcome['test_accuracy']:.4f} |"
+        f"{useful_tokens / train_seconds / 1000:.1f}k | {processed / 1000:.1f}k | "
+        f"{flop / 1e6:.3f} | {share} | {outcome['test_accuracy']:.4f} |"
     )
 
 
@@ -150,6 +220,8 @@ def main() -> None:
     if args.tiny:
         args.models, args.epochs, args.subset, args.ablation = ["pooling", "gru"], 1, 1000, True
     started = time.strftime("%Y-%m-%d %H:%M")
+    gflops = matmul_gflops()
+    print(f"matmul ceiling: {gflops:.0f} GFLOP/s (float32 2048x2048, best of 5)", flush=True)
     rows = []
     for model in args.models:
         cfg = config(model, args.epochs, args.batch_size, args.subset)
@@ -158,15 +230,19 @@ def main() -> None:
         sides += [("buckets, Keras' step", run_keras_step)] if args.ablation else []
         for side, train in sides:
             keras.backend.clear_session()
-            rows.append(row(side, model, train(cfg, data), data))
+            rows.append(row(side, model, train(cfg, data), cfg, data, gflops))
             print(rows[-1], flush=True)  # as they come: a full run takes a while
     padding = 1 - (data.x_train > 0).mean()
     print(
         f"\nIMDB {data.sizes()}, maxlen 500 ({padding:.0%} of training steps are padding), batch {args.batch_size}, "
-        f"{args.epochs} epoch(s), figures of the last epoch; started {started}; keras {keras.__version__}"
+        f"{args.epochs} epoch(s), figures of the last epoch; started {started}; keras {keras.__version__}; "
+        f"matmul ceiling {gflops:.0f} GFLOP/s (float32 2048x2048, best of 5, measured at the start)"
     )
-    print("| model | training | epoch s | reviews/s | useful tokens/s | test accuracy |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| model | training | epoch s | reviews/s | useful tokens/s | processed tokens/s | "
+        "MFLOP/token | ceiling tokens/s | share of ceiling | test accuracy |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 
