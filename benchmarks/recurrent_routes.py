@@ -28,6 +28,8 @@ import tensorflow as tf
 from keras import layers
 from keras.src import backend as keras_backend
 
+from pipeline.models import zoo
+
 ROUTES = ("keras", "unroll", "block", "hoist")
 
 
@@ -97,6 +99,20 @@ def set_route(model: keras.Model, route: str) -> None:
     for layer in model._flatten_layers():
         if isinstance(layer, RoutedRecurrent):
             layer.route = route
+
+
+def routed_model(model_cfg, vocab_size: int, route: str, seed: int) -> keras.Model:
+    """The zoo's model (pipeline/models/zoo.py) built from `seed` with these layers on `route`
+    ("keras": Keras' own loop)."""
+    keras.utils.set_random_seed(seed)
+    original = zoo.RECURRENT_LAYERS
+    zoo.RECURRENT_LAYERS = ROUTED_LAYERS
+    try:
+        model = zoo.build_model(model_cfg, vocab_size)
+    finally:
+        zoo.RECURRENT_LAYERS = original
+    set_route(model, route)
+    return model
 
 
 # ------------------------------------------------------------------------------------ the routes

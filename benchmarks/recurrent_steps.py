@@ -27,7 +27,6 @@ from hydra import compose, initialize_config_dir
 
 import recurrent_routes
 from pipeline import CONFIG_DIR
-from pipeline.models import zoo
 
 BODIES = ("lstm", "gru", "simple_rnn", "bilstm_stacked")
 VOCAB = 10_000
@@ -48,14 +47,7 @@ def routes_of(body: str, length: int, args) -> list[str]:
 def built(model_cfg, route: str) -> keras.Model:
     """The preset's model (pipeline/models/zoo.py) with benchmarks/recurrent_routes.py's layers on
     `route`; "keras" is Keras' own loop."""
-    keras.utils.set_random_seed(0)
-    original = zoo.RECURRENT_LAYERS
-    zoo.RECURRENT_LAYERS = recurrent_routes.ROUTED_LAYERS
-    try:
-        model = zoo.build_model(model_cfg, VOCAB)
-    finally:
-        zoo.RECURRENT_LAYERS = original
-    recurrent_routes.set_route(model, route)
+    model = recurrent_routes.routed_model(model_cfg, VOCAB, route, seed=0)
     model.compile(optimizer="adam", loss="binary_crossentropy")
     return model
 

@@ -1,21 +1,15 @@
 """The sweep-efficiency benchmark's verdicts: a target neither tool reached is no win."""
 
-import importlib.util
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "sweep_efficiency.py"
+from tests.helpers.benchmarks import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def efficiency():
-    spec = importlib.util.spec_from_file_location("sweep_efficiency", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("sweep_efficiency")
 
 
 def verdict(efficiency, ours: list, theirs: list, target: float, budget: float = 600) -> str:

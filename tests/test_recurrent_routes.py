@@ -8,10 +8,6 @@ Tolerance: 1e-5 absolute on losses, weights and predictions after four Adam step
 rate 0.05 (measured: gradients within 1e-7 of Keras', float32 summation order).
 """
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
@@ -19,21 +15,15 @@ import pytest
 from pipeline.data.batching import cut_to_longest
 from pipeline.models import zoo
 from tests.conftest import compose_config
+from tests.helpers.benchmarks import load_benchmark
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 VOCAB = 40
 TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
 def routes():
-    spec = importlib.util.spec_from_file_location(
-        "recurrent_routes", BENCHMARKS / "recurrent_routes.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["recurrent_routes"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("recurrent_routes")
 
 
 def model_config(**values):
@@ -61,18 +51,6 @@ def padded_batches(padding: str) -> list[np.ndarray]:
     return batches
 
 
-def routed(routes, model_cfg, route: str) -> keras.Model:
-    keras.utils.set_random_seed(3)
-    original = zoo.RECURRENT_LAYERS
-    zoo.RECURRENT_LAYERS = routes.ROUTED_LAYERS
-    try:
-        model = zoo.build_model(model_cfg, VOCAB)
-    finally:
-        zoo.RECURRENT_LAYERS = original
-    routes.set_route(model, route)
-    return model
-
-
 # Stacked and bidirectional: both directions, a layer fed by a layer; post-padding, where a mask
 # matters most, and pre-padding for the fused kernel, which moves each row's steps to its front.
 # (Every body x route x 1 or 2 layers x padding: 28 cases, 218 processor seconds; these: about 60.)
@@ -89,7 +67,7 @@ CASES = [
 def test_every_route_trains_as_keras_loop_does(routes, body, route, padding):
     model_cfg = model_config(body=body, bidirectional=True, num_layers=2)
     plain = zoo.build_model(model_cfg, VOCAB)
-    fast = routed(routes, model_cfg, route)
+    fast = routes.routed_model(model_cfg, VOCAB, route, seed=3)
     fast.set_weights(plain.get_weights())
     inner = [layer for layer in fast._flatten_layers() if isinstance(layer, routes.RoutedRecurrent)]
     assert inner and {layer.route_for(True, 9) for layer in inner} == {route}

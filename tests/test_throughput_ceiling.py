@@ -1,8 +1,6 @@
 """The throughput benchmark's ceiling: a body's training FLOP per token from its shapes, and the
 time steps each side's recurrent layers run."""
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,16 +8,12 @@ import pytest
 from omegaconf import OmegaConf
 
 from pipeline.data.batching import cut_to_longest, length_sorted_batches
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
+from tests.helpers.benchmarks import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def throughput():
-    spec = importlib.util.spec_from_file_location("throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("throughput")
 
 
 def model(**values):
