@@ -49,6 +49,26 @@ def test_true_is_no_integer_anywhere(key):
         check(compose([f"{key}=true", "data=sentences"]))
 
 
+def boolean_keys() -> list[str]:
+    """Every setting of a sweep on the sentences whose rule is true or false (all but data.header,
+    a table's, and vectors.skip_gram, rnn-vectors')."""
+    sweep = compose(["data=sentences"])
+    return [
+        setting.key
+        for setting in schema.all_declared()
+        if setting.rule is schema.BOOLEAN and OmegaConf.select(sweep, setting.key) is not None
+    ]
+
+
+@pytest.mark.parametrize("value, shown", [("3", "3"), ("0", "0"), ("yes", "'yes'")])
+@pytest.mark.parametrize("key", boolean_keys())
+def test_a_switch_is_true_or_false_not_a_number(key, value, shown):
+    """OmegaConf turned tracking.trial_charts=3 into true (and 0 into false) before any rule
+    saw it: a typo ran a whole sweep."""
+    with pytest.raises(InputError, match=rf"^{re.escape(key)}={shown}; allowed: true, false$"):
+        check(compose([f"{key}={value}", "data=sentences"]))
+
+
 UNBOUNDED = [
     "search.timeout",
     "search.cost_guard",

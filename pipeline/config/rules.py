@@ -73,6 +73,7 @@ def yaml_word(value) -> str:
     )
 
 
+# a switch is typed Any in the schemas: a bool-typed node would turn 3 into true unseen
 BOOLEAN = Rule(lambda value: isinstance(value, bool), "allowed: true, false")
 FRACTION = Rule(
     lambda value: is_number(value) and 0 <= value < 1, "it must lie in [0, 1)", quoted=False

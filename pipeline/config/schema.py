@@ -221,7 +221,7 @@ class TableData(DataConfig):
     sep: Optional[str] = setting(
         None, "column separator for text files; null means tab for .tsv/.txt and comma otherwise"
     )
-    header: bool = setting(
+    header: Any = setting(
         True,
         "whether the text file's first line names the columns (false: columns are 0, 1, ...)",
         BOOLEAN,
@@ -258,7 +258,7 @@ class EmbeddingConfig:
             "it must be null or the path of a word-vector file",
         ),
     )
-    trainable: bool = setting(
+    trainable: Any = setting(
         True,
         "true: training moves the embedding (fine-tuned vectors, or learned from scratch); "
         "false: frozen",
@@ -274,7 +274,7 @@ class ModelConfig:
         "average | max (padding is masked out of both); used by body=pooling only",
         POOLING,
     )
-    mask_padding: bool = setting(
+    mask_padding: Any = setting(
         True,
         "the Embedding masks token 0, so padding never reaches a layer; false feeds it to them "
         "(and pads every batch to data.max_len), as the classic scripts do",
@@ -293,7 +293,7 @@ class ModelConfig:
     num_layers: int = setting(
         1, f"stacked recurrent layers {RECURRENT_ONLY}", recurrent(integer, 1)
     )
-    bidirectional: bool = setting(
+    bidirectional: Any = setting(
         False, f"wrap each recurrent layer in Bidirectional {RECURRENT_ONLY}", BOOLEAN
     )
     dropout: float = setting(0.0, "dropout on recurrent inputs and before the head", FRACTION)
@@ -345,8 +345,8 @@ class TrainConfig:
         "loss, highest accuracy) is kept, stored, reported as best_epoch and tested",
         METRIC,
     )
-    shuffle: bool = setting(True, "reshuffle the training split every epoch", BOOLEAN)
-    length_buckets: bool = setting(
+    shuffle: Any = setting(True, "reshuffle the training split every epoch", BOOLEAN)
+    length_buckets: Any = setting(
         "${model.mask_padding}",
         "batch texts of similar length and cut each batch to its longest text (masked padding, "
         "same results, less compute); false pads every batch to data.max_len; follows "
@@ -359,7 +359,7 @@ class TrainConfig:
         "more padding, smaller ones mix lengths more",
         integer(1),
     )
-    evaluate_test: bool = setting(
+    evaluate_test: Any = setting(
         True,
         "evaluate the restored best model once on the test split (never used for selection)",
         BOOLEAN,
@@ -387,13 +387,13 @@ class TrainConfig:
     verbose: int = setting(
         2, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch", one_of(0, 1, 2)
     )
-    log_model: bool = setting(
+    log_model: Any = setting(
         True,
         "log the trained model as an MLflow model that scores raw text (Keras format inside; "
         "pipeline/models/export.py)",
         BOOLEAN,
     )
-    log_gradients: bool = setting(
+    log_gradients: Any = setting(
         True,
         "log grad_norm (global gradient norm) and update_ratio (|Δw|/|w|) per epoch, each the "
         "mean over the epoch's steps",
@@ -451,8 +451,8 @@ class TrackingConfig:
         Rule(lambda value: isinstance(value, str) and value != "", "it must be a non-empty name"),
     )
     run_name: Optional[str] = setting(None, "name of the run; null names it <model>-<data>")
-    trial_charts: bool = setting(
-        True, "each trial's learning curves drawn into its run (learning_curves.png)"
+    trial_charts: Any = setting(
+        True, "each trial's learning curves drawn into its run (learning_curves.png)", BOOLEAN
     )
     ui_host: str = setting("127.0.0.1", "rnn-ui binds here (loopback only by default)")
     ui_port: int = setting(5000, "rnn-ui port", PORT)
@@ -586,7 +586,7 @@ class SearchConfig:
             ),
         },
     )
-    baseline_first: bool = setting(
+    baseline_first: Any = setting(
         True,
         "the study runs the composed config's own values (model, optimizer, ...) once, first when "
         "it is new, so every search is measured against a known baseline",
@@ -695,7 +695,7 @@ class SearchConfig:
         integer(1),
     )
     max_retry: int = setting(1, "how often a dead worker's trial is retried", integer(0))
-    show_progress_bar: bool = setting(
+    show_progress_bar: Any = setting(
         True,
         "the live display on a terminal (trials, running epochs, the best so far); elsewhere one "
         "line per finished trial",
@@ -740,7 +740,7 @@ class VectorsConfig:
         5, "words seen fewer times get no vector (they start random in a model)", integer(1)
     )
     epochs: int = setting(5, "passes over the texts", integer(1))
-    skip_gram: bool = setting(
+    skip_gram: Any = setting(
         False, "true: skip-gram (slower, better for rare words); false: CBOW", BOOLEAN
     )
     threads: int = setting(
