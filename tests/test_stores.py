@@ -628,3 +628,39 @@ def test_the_lock_lets_one_process_at_a_time_create_a_store(tmp_path):
         time.sleep(2)
     waited = float(other.communicate(timeout=60)[0])
     assert (tmp_path / "mlflow.db.lock").exists() and waited > 1.5
+
+
+def claim_waiting_trials(cfg, barrier) -> list[int]:
+    """In a process of its own: ask the shared study for trials while any waits (as a worker's
+    study.optimize does)."""
+    from pipeline.search.study import make_study
+
+    study = make_study(cfg)
+    barrier.wait()
+    claimed = []
+    while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+        claimed.append(study.ask().number)
+    return claimed
+
+
+def test_processes_asking_together_never_claim_the_same_waiting_trial(tmp_path):
+    """SQLite ignores SELECT ... FOR UPDATE, and pysqlite begins a transaction only at the first
+    write: two workers both read the enqueued baseline as waiting and both ran it; the second's
+    tell failed (`Cannot tell a COMPLETE trial`) and stopped the sweep with exit 1 (optuna#4002)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from pipeline.config import compose
+    from pipeline.search.study import make_study
+
+    cfg = compose(["search=quick", f"paths.mlruns_dir={tmp_path}"])
+    study = make_study(cfg)
+    waiting = 40
+    for value in range(waiting):
+        study.enqueue_trial({"learning_rate": 1e-3 + value * 1e-5})
+    workers, context = 3, get_context("spawn")  # spawn: this process may hold TensorFlow's threads
+    barrier = context.Manager().Barrier(workers)
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        claims = [pool.submit(claim_waiting_trials, cfg, barrier) for _ in range(workers)]
+        claimed = [n for claim in claims for n in claim.result(timeout=300) if n < waiting]
+    assert sorted(claimed) == list(range(waiting)), Counter(claimed).most_common(3)

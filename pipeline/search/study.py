@@ -40,6 +40,7 @@ def make_study(cfg: DictConfig) -> optuna.Study:
             grace_period=search.grace_seconds,
             heartbeat_stale_trial_callback=on_stale_trial,
         )
+        stores.one_transaction_at_a_time(storage.engine)
         study = optuna.create_study(
             study_name=search.study_name,
             storage=storage,

@@ -445,6 +445,26 @@ def upgrade_command(store: Store) -> str:
     return store.upgrade.format(url=redact(store.url))
 
 
+def one_transaction_at_a_time(engine: sqlalchemy.engine.Engine) -> None:
+    """An SQLite store's transactions begin IMMEDIATE: each holds the write lock from its first
+    read. pysqlite begins a transaction only at the first write, and SQLite ignores SELECT ... FOR
+    UPDATE, so two workers both read the enqueued baseline as waiting and both ran it (optuna#4002).
+    SQLAlchemy's documented recipe for pysqlite; other databases lock the row themselves."""
+    if engine.dialect.name != "sqlite":
+        return
+    sqlalchemy.event.listen(engine, "connect", leave_transactions_to_sqlalchemy)
+    sqlalchemy.event.listen(engine, "begin", begin_immediate)
+    engine.dispose()  # the connections opened before the listeners
+
+
+def leave_transactions_to_sqlalchemy(connection: sqlite3.Connection, _record) -> None:
+    connection.isolation_level = None
+
+
+def begin_immediate(connection: sqlalchemy.engine.Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def storage_url(cfg) -> str:
     """The Optuna study's storage: search.storage, or optuna.db beside MLflow's store in
     paths.mlruns_dir."""
