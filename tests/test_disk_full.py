@@ -223,3 +223,59 @@ def test_optuna_logs_a_trial_stopped_by_a_full_disk_without_a_traceback():
         )
     NoTracebackFor().filter(record)
     assert record.exc_info is None and "Traceback" not in logging.Formatter().format(record)
+
+
+def fill(folder: Path) -> None:
+    """Write zeros into `folder` until its device is full."""
+    with open(folder / "filler", "wb") as filler, contextlib.suppress(OSError):
+        while True:
+            filler.write(b"\0" * 65536)
+            filler.flush()
+
+
+def test_mlflow_s_database_error_on_a_full_disk_is_not_logged_again(tmpfs, caplog):
+    """MLflow logs a database error with its traceback, then raises it: on a full disk (CI, 2
+    workers) three 60-line tracebacks stood above the command's one error line."""
+    import mlflow
+
+    import pipeline.tracking.mlflow_runs  # noqa: F401 - its logging rules
+
+    store = tmpfs("store", "4m")
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    experiment = client.create_experiment("full", artifact_location=str(store / "artifacts"))
+    fill(store)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="database or disk is full"):
+        for index in range(100):  # SQLite fills its last free pages first
+            client.create_run(experiment, tags={"filler": "x" * 4000, "index": str(index)})
+    logged = [r for r in caplog.records if r.name == "mlflow.store.db.utils" and r.levelno >= 30]
+    assert not logged, caplog.text
+
+
+def test_a_library_thread_that_meets_a_full_disk_ends_without_a_traceback(capsys, monkeypatch):
+    """Optuna's heartbeat thread met the full store and printed a 90-line traceback above the
+    command's one error line (CI, 2 workers); the trial's own next write says it in one line. Any
+    other error of a thread is still printed whole."""
+    import threading
+
+    # Python's own hook (pytest has its own in place), restored after
+    monkeypatch.setattr(threading, "excepthook", threading.__excepthook__)
+    from pipeline.core.errors import quiet_full_disk_in_threads
+
+    quiet_full_disk_in_threads()
+
+    def heartbeat():
+        try:
+            raise sqlite3.OperationalError("database or disk is full")
+        except sqlite3.OperationalError as error:
+            raise optuna.exceptions.StorageInternalError("during the commit") from error
+
+    def other():
+        raise ValueError("a thread's own bug")
+
+    for target in (heartbeat, other):
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join()
+    printed = capsys.readouterr().err
+    assert printed.count("Traceback") == 1 and "a thread's own bug" in printed, printed
+    assert "disk is full" not in printed, printed

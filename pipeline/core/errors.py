@@ -7,6 +7,7 @@ import functools
 import logging
 import shutil
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -197,6 +198,25 @@ def no_space_error(error: BaseException | None) -> BaseException | None:
         or any(text in str(e) for text in NO_SPACE_TEXTS)
     ]
     return found[0] if found else None
+
+
+def quiet_full_disk_in_threads() -> None:
+    """A library's thread that meets a full disk (Optuna's heartbeat) ends without its traceback:
+    the trial's own next write meets the same disk and the command says so in one line. Any other
+    error of a thread is printed as before."""
+    printed = threading.excepthook
+    if getattr(printed, "quiet_full_disk", False):
+        return
+
+    def excepthook(args: threading.ExceptHookArgs) -> None:
+        if no_space_error(args.exc_value) is None:
+            printed(args)
+        else:
+            name = args.thread.name if args.thread else "a thread"
+            log.info("%s ended on a full disk: %s", name, args.exc_value)
+
+    excepthook.quiet_full_disk = True
+    threading.excepthook = excepthook
 
 
 def free_bytes(path: Path) -> int:

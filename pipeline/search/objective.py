@@ -23,7 +23,12 @@ from pipeline.core import signals
 from pipeline.tracking import mlflow_runs
 from pipeline.config import chosen_groups, compose_with_values, quoted_override
 from pipeline.data.texts import cache_key, prepare_data
-from pipeline.core.errors import InputError, as_disk_full, no_space_error
+from pipeline.core.errors import (
+    InputError,
+    as_disk_full,
+    no_space_error,
+    quiet_full_disk_in_threads,
+)
 from pipeline.core.names import REMEMBERED, Attr, Fig
 from pipeline.training.folds import cross_validate, fold_count
 from pipeline.config.space import parse_space, suggest
@@ -48,6 +53,7 @@ class NoTracebackFor(logging.Filter):
 
 
 logging.getLogger("optuna.study._optimize").addFilter(NoTracebackFor())
+quiet_full_disk_in_threads()  # Optuna's heartbeat thread on a full store
 
 
 class TrialFailed(Exception):

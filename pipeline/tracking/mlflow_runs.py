@@ -19,6 +19,7 @@ from pipeline.tracking import stores
 # used from here too
 from pipeline.tracking.stores import absolute, probe, tracking_uri  # noqa: F401
 from pipeline.tracking.datasets import log_datasets
+from pipeline.core.errors import no_space_error
 from pipeline.core.names import Attr, Fig, higher_is_better
 from pipeline.models.zoo import model_label
 
@@ -28,6 +29,17 @@ from pipeline.report.sweep_report import confusion_figure, learning_curves_figur
 from pipeline.models.scores import per_class_metrics
 
 log = logging.getLogger(__name__)
+
+
+class RaisedNext(logging.Filter):
+    """MLflow logs a database error with its traceback, then raises it: on a full disk the command
+    says it in one line, so the record is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and no_space_error(record.exc_info[1]))
+
+
+logging.getLogger("mlflow.store.db.utils").addFilter(RaisedNext())
 # no bar for one small download
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 # the values MLflow's UI reads
