@@ -134,10 +134,9 @@ def immutable():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("repetition", range(5))
-def test_four_workers_started_together_on_an_empty_mlruns_share_both_stores(
-    tmp_path, data_cache, repetition
-):
+def test_four_workers_started_together_on_an_empty_mlruns_share_both_stores(tmp_path, data_cache):
+    """The whole command, once: its start-ups race on the empty stores, then its trials share them.
+    The start-ups alone are raced many times, at one instant, by the next test."""
     # tracking.uri left alone: the local sqlite stores in ./mlruns; a long grace: a loaded machine is no dead worker
     command = sweep_command(
         data_cache, *FAST, CHARTS, "search.heartbeat_seconds=5", "search.grace_seconds=300"
@@ -150,7 +149,7 @@ def test_four_workers_started_together_on_an_empty_mlruns_share_both_stores(
                 subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
             )
     codes = [worker.wait(600) for worker in workers]
-    print(f"repetition {repetition}: 4 workers in {time.perf_counter() - started:.1f} s")
+    print(f"4 workers in {time.perf_counter() - started:.1f} s")
     logs = "".join((tmp_path / f"worker{index}.log").read_text()[-3000:] for index in range(4))
     assert codes == [0, 0, 0, 0], logs
 
@@ -177,6 +176,70 @@ def test_four_workers_started_together_on_an_empty_mlruns_share_both_stores(
     )
     assert {t.user_attrs["mlflow_run_id"] for t in trials} == {c.info.run_id for c in children}
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {p.info.run_id for p in parents}
+
+
+def open_the_stores_at_once(cfg, barrier) -> str:
+    """In a process of its own, from one barrier: what a sweep does to its stores before its first
+    trial (probe, MLflow store and experiment, the study, a parent run with its view and config).
+    Returns the parent run's id."""
+    import mlflow
+
+    from pipeline.search.study import make_study
+    from pipeline.search.sweep import parent_tags
+    from pipeline.tracking import mlflow_runs, stores
+
+    barrier.wait(timeout=300)
+    stores.probe_sweep(cfg)
+    experiment = mlflow_runs.configure(cfg)
+    make_study(cfg)
+    with mlflow.start_run(run_name="race", tags=parent_tags(cfg)) as parent:
+        mlflow_runs.share_trials_view(cfg, experiment)
+        mlflow_runs.log_config(cfg)
+    return parent.info.run_id
+
+
+@pytest.mark.slow
+def test_four_start_ups_at_one_instant_on_an_empty_mlruns_create_each_store_once(
+    tmp_path, data_cache
+):
+    """Eight rounds, each on a new empty mlruns/, each started by four processes released by one
+    barrier: the stores' creation raced far more often than whole commands started together do
+    (their imports spread them over a second). Each round: both databases whole, one study, one
+    experiment, the four parent runs finished."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from pipeline.config import compose
+
+    processes, rounds, context = 4, 8, get_context("spawn")
+    barrier = context.Manager().Barrier(processes)
+    with ProcessPoolExecutor(processes, mp_context=context) as pool:
+        for round_ in range(rounds):
+            mlruns = tmp_path / f"round{round_}" / "mlruns"
+            cfg = compose(
+                [
+                    "search=quick",
+                    f"paths.cache_dir={data_cache}",
+                    f"paths.mlruns_dir={mlruns}",
+                    f"paths.log_dir={mlruns.parent / 'logs'}",
+                ]
+            )
+            started = [pool.submit(open_the_stores_at_once, cfg, barrier) for _ in range(processes)]
+            parents = {future.result(timeout=600) for future in started}
+            assert integrity(mlruns / "mlflow.db") == integrity(mlruns / "optuna.db") == [("ok",)]
+            assert [s.study_name for s in optuna.get_all_study_summaries(stores_url(mlruns))] == [
+                cfg.search.study_name
+            ], round_
+            client = MlflowClient(f"sqlite:///{mlruns / 'mlflow.db'}")
+            named = [e for e in client.search_experiments() if e.name == cfg.tracking.experiment]
+            assert len(named) == 1, round_
+            runs = client.search_runs([named[0].experiment_id])
+            assert {r.info.run_id for r in runs} == parents and len(parents) == processes
+            assert all(r.info.status == "FINISHED" for r in runs), round_
+
+
+def stores_url(mlruns: Path) -> str:
+    return f"sqlite:///{mlruns / 'optuna.db'}"
 
 
 def start_together(command: list[str], folder: Path, count: int) -> tuple[list[int], str]:
