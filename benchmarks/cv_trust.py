@@ -13,7 +13,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from quiet_sweep import run_sweep
+from quiet_sweep import NO_CHARTS, run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,7 +42,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     extra = (
-        ["data.subset=400", "search.n_trials=1", "search.confirm_top_k=0", "train.epochs=2"]
+        [
+            "data.subset=400",
+            "search.n_trials=1",
+            "search.confirm_top_k=0",
+            "train.epochs=2",
+            NO_CHARTS,
+        ]
         if args.tiny
         else []
     )

@@ -17,6 +17,7 @@ import optuna
 
 from pipeline.core.names import Fig
 from pipeline.search.sweep import compose, run_sweep
+from quiet_sweep import NO_CHARTS
 
 
 def run_fresh(trials: int, extra: list[str]) -> optuna.Study:
@@ -59,7 +60,8 @@ def main() -> None:
     else:
         study = run_fresh(
             3 if args.tiny else args.trials,
-            (["train.epochs=1", "data.subset=400"] if args.tiny else []) + args.overrides,
+            (["train.epochs=1", "data.subset=400", NO_CHARTS] if args.tiny else [])
+            + args.overrides,
         )
     rows = []
     for trial in study.trials:

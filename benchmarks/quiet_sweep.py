@@ -8,6 +8,8 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 REPO = Path(__file__).resolve().parent.parent
+# tiny modes (CI): no chart process per sweep; their figures are not read
+NO_CHARTS = "tracking.trial_charts=false"
 
 
 def run_sweep(folder: Path, overrides: list[str], extra: list[str] = ()) -> tuple[object, float]:

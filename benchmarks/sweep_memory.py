@@ -13,6 +13,9 @@ import time
 from pathlib import Path
 
 from pipeline.search.sweep import compose, run_sweep
+from quiet_sweep import NO_CHARTS
+
+TINY = ["data.subset=400", "search.confirm_top_k=0", NO_CHARTS]
 
 
 def resident_mib() -> float:
@@ -41,7 +44,7 @@ def main() -> None:
             f"paths.mlruns_dir={folder}/mlruns",
             f"paths.log_dir={folder}/logs",
             f"tracking.uri=sqlite:///{folder}/mlflow.db",
-            *(["data.subset=400", "search.confirm_top_k=0"] if args.tiny else []),
+            *(TINY if args.tiny else []),
         ]
         cfg = compose(overrides)
         rows, started = [], time.perf_counter()

@@ -23,7 +23,7 @@ from pathlib import Path
 import optuna
 
 from pipeline.config import compose
-from quiet_sweep import run_sweep
+from quiet_sweep import NO_CHARTS, run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 ARMS = {"scratch only": ["~search.space.vectors", "~search.space.trainable"], "vectors axis": []}
@@ -151,7 +151,7 @@ def main() -> None:
     data_extra = ["data.subset=400"] if args.tiny else []
     trials = 1 if args.tiny else args.trials
     sweep_extra = [*data_extra, "search.cv_folds=1", f"search.n_trials={trials}"]
-    sweep_extra += ["search.confirm_top_k=0", "train.epochs=2"] if args.tiny else []
+    sweep_extra += ["search.confirm_top_k=0", "train.epochs=2", NO_CHARTS] if args.tiny else []
     seeds = args.seeds[:1] if args.tiny else args.seeds
     print(f"started {time.strftime('%Y-%m-%d %H:%M')}; every sweep: {' '.join(sweep_extra)}")
     with tempfile.TemporaryDirectory(prefix="rnnsweep-w2v-") as folder:
