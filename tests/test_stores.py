@@ -706,6 +706,7 @@ def claim_waiting_trials(cfg, barrier) -> list[int]:
     return claimed
 
 
+@pytest.mark.slow  # three processes importing TensorFlow: 30 processor seconds
 def test_processes_asking_together_never_claim_the_same_waiting_trial(tmp_path):
     """SQLite ignores SELECT ... FOR UPDATE, and pysqlite begins a transaction only at the first
     write: two workers both read the enqueued baseline as waiting and both ran it; the second's
