@@ -728,3 +728,18 @@ def test_processes_asking_together_never_claim_the_same_waiting_trial(tmp_path):
         claims = [pool.submit(claim_waiting_trials, cfg, barrier) for _ in range(workers)]
         claimed = [n for claim in claims for n in claim.result(timeout=300) if n < waiting]
     assert sorted(claimed) == list(range(waiting)), Counter(claimed).most_common(3)
+
+
+def test_an_optuna_store_is_complete_only_once_alembic_stamped_it(tmp_path):
+    """Optuna creates its tables, then stamps alembic's revision: a worker that probed between the
+    two took the store for complete, opened it without the lock and stamped it too (`UNIQUE
+    constraint failed: alembic_version.version_num`, exit 2), 2 barrier races in 4."""
+    import sqlalchemy
+    from optuna.storages._rdb.models import BaseModel
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    BaseModel.metadata.create_all(sqlalchemy.create_engine(url))  # the tables, not yet stamped
+    store = stores.optuna_store(url)
+    assert stores.sqlite_problem(store) == (None, False)
+    optuna.storages.RDBStorage(url)  # stamps
+    assert stores.sqlite_problem(store) == (None, True)
