@@ -111,7 +111,11 @@ def mlflow_server(backend_uri: str, artifacts: Path, log_file: Path):
     ]
     with open(log_file, "w") as log:
         server = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # as rnn-ui
         )
     url = f"http://127.0.0.1:{port}"
     try:

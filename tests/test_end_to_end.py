@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -12,6 +13,7 @@ from pipeline.training.train import run_training
 from tests.conftest import BIN
 from tests.services import free_port
 from tests.helpers.http import wait_for_http
+from tests.helpers.processes import session_command_lines
 
 pytestmark = pytest.mark.slow
 
@@ -99,6 +101,9 @@ def test_rnn_ui_serves_the_local_store_on_loopback(tmp_path):
             f"--backend-store-uri sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
             in (tmp_path / "ui.log").read_text()
         )
+        time.sleep(3)  # MLflow starts its job runner beside the server, not before it answers
+        started = session_command_lines(ui.pid)
+        assert not [line for line in started if "mlflow.server.jobs" in line], started
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         ui.wait(30)

@@ -26,6 +26,9 @@ def ui(cfg: DictConfig) -> None:
     Path(cfg.paths.mlruns_dir).mkdir(parents=True, exist_ok=True)
     # MLflow 3.17
     os.environ.setdefault("PYTHONWARNINGS", "ignore:starlette.middleware.wsgi is deprecated")
+    # MLflow's job runner (GenAI jobs: 8 more processes, ~20 processor seconds at start) has no
+    # work from rnnsweep's runs
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     os.execvp(ui_line[0], ui_line)
 
 

@@ -107,3 +107,16 @@ def wait_until_it_ignores_sigint_and_sigterm(pid: int, seconds: float = 120) -> 
             f"after {seconds} s: ignored, blocked = {ignored_and_blocked(pid)}"
         )
         time.sleep(0.05)
+
+
+def session_command_lines(session: int) -> list[str]:
+    """The command lines of the live processes in the session `session` leads."""
+    lines = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == session:
+                lines.append(stat.with_name("cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we read it
+    return lines
