@@ -29,12 +29,6 @@ def compose_config(*overrides: str):
         return compose(list(overrides), "train", resolve=False)
 
 
-def pytest_xdist_auto_num_workers(config) -> int:
-    """One test process per core and one more, at most 4: many tests wait on subprocesses and
-    servers, and the extra process fills a core meanwhile."""
-    return min(4, (os.cpu_count() or 1) + 1)
-
-
 @pytest.fixture(scope="session")
 def data_cache(tmp_path_factory) -> Path:
     """A cache dir whose downloads/ holds the real archives, as an offline user would place them."""
