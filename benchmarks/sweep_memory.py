@@ -12,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from pipeline.search import objective
 from pipeline.search.sweep import compose, run_sweep
 from quiet_sweep import NO_CHARTS
 
@@ -21,6 +22,18 @@ TINY = ["data.subset=400", "search.confirm_top_k=0", NO_CHARTS]
 def resident_mib() -> float:
     pages = int(Path("/proc/self/statm").read_text().split()[1])
     return pages * 4096 / 2**20
+
+
+def count_trainings() -> list:
+    """A list that grows by one for each model this process trains."""
+    trained, train_model = [], objective.train_model
+
+    def counted(*args, **kwargs):
+        trained.append(1)
+        return train_model(*args, **kwargs)
+
+    objective.train_model = counted
+    return trained
 
 
 def main() -> None:
@@ -36,6 +49,9 @@ def main() -> None:
             "search=default",
             "data=sentences",
             "search.cv_folds=1",
+            # every trial in this process, whose memory is read (by default they ran in workers)
+            "search.n_workers=1",
+            "search.worker_max_trials=null",
             "data.max_len=20",
             "train.epochs=1",
             f"search.n_trials={args.chunk}",
@@ -47,9 +63,14 @@ def main() -> None:
             *(TINY if args.tiny else []),
         ]
         cfg = compose(overrides)
-        rows, started = [], time.perf_counter()
+        rows, started, trained = [], time.perf_counter(), count_trainings()
         for done in range(args.chunk, args.trials + 1, args.chunk):
             run_sweep(cfg, overrides)
+            if len(trained) < done:
+                raise SystemExit(
+                    f"{done} trials done, {len(trained)} trained in this process: its memory "
+                    "would not be the trials'"
+                )
             rows.append((done, resident_mib(), time.perf_counter() - started))
     print("| trials done | resident MiB | growth since the first chunk (MiB) | wall s |")
     print("|---|---|---|---|")

@@ -17,6 +17,13 @@ from pipeline.config import compose
 
 pytest_plugins = ["tests.cpu_time"]  # the processor seconds each test used, summed up at the end
 
+
+def pytest_collection_modifyitems(items):
+    """Slow tests first, the rest in their order: with one test process per core, a long test that
+    starts last leaves the other core idle until it ends (longest first spreads jobs best)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("RNNSWEEP_SHARED_DATA", REPO.parent / "shared" / "data"))
 SHRINK = ["train.epochs=1", "train.verbose=0", "train.batch_size=64", "train.log_model=false"]

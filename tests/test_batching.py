@@ -111,8 +111,47 @@ def test_fit_on_varying_lengths_reuses_one_generic_trace():
     model.fit(training_stream(x, y, cfg.train, seed=0), epochs=2, shuffle=False, verbose=0)
     widths = {xb.shape[1] for xb, _ in training_stream(x, y, cfg.train, seed=0).as_numpy_iterator()}
     assert len(widths) >= 6
-    # the first width twice (the optimizer creates its variables in the first trace), then one for any width
-    assert model.train_function.traced.experimental_get_tracing_count() == 3
+    # one trace for every width: 64 texts make 8 full batches of 8. Left to tf.function: the first
+    # width twice (the optimizer made its variables in the first trace), then one for any width
+    assert model.train_function.traced.experimental_get_tracing_count() == 1
+    # a shorter last batch: one more trace, for any batch size (the first keeps the full batches')
+    model.fit(training_stream(x[:60], y[:60], cfg.train, seed=0), epochs=2, verbose=0)
+    assert model.train_function.traced.experimental_get_tracing_count() == 2
+    model.evaluate(evaluation_stream(x, y, cfg.train), verbose=0)
+    assert model.test_function.traced.experimental_get_tracing_count() == 1
+
+
+class KerasStepModel(keras.Model):
+    """A functional model trained through Keras' own step functions."""
+
+
+@pytest.mark.parametrize("buckets", [True, False])
+def test_one_trace_per_batch_size_trains_as_keras_own_step_does(buckets):
+    """The same seed, the same stream: the same losses and weights as Keras' make_train_function."""
+    lengths = np.random.default_rng(8).integers(1, 30, size=60)
+    x, y = padded_texts(lengths), np.tile([0.0, 1.0], 30).astype("float32")
+    cfg = compose_config("model=gru", "train.batch_size=8", f"train.length_buckets={buckets}")
+    histories, weights = [], []
+    for keras_step in (False, True):
+        keras.utils.set_random_seed(3)
+        model = build_model(cfg.model, VOCAB)
+        if keras_step:
+            model = KerasStepModel(model.inputs, model.outputs)
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+        fitted = model.fit(
+            training_stream(x, y, cfg.train, seed=0),
+            validation_data=evaluation_stream(x, y, cfg.train),
+            epochs=3,
+            shuffle=False,
+            verbose=0,
+        )
+        histories.append(fitted.history)
+        weights.append(model.get_weights())
+    assert histories[0].keys() == histories[1].keys()
+    for key in histories[0]:
+        np.testing.assert_allclose(histories[0][key], histories[1][key], rtol=1e-6, err_msg=key)
+    for ours, keras_own in zip(*weights):
+        np.testing.assert_allclose(ours, keras_own, rtol=1e-5, atol=1e-7)
 
 
 def test_reloaded_model_keeps_its_class(tmp_path):

@@ -71,7 +71,7 @@ class VariableLengthModel(keras.Model):
     lengths vary, that graph sees an unknown length, and the stacked BiLSTM trained 1.3x to 1.5x
     slower there than with the same batches fed from outside (benchmarks/RESULTS.md, "buckets,
     Keras' step"). Taking each batch out of the iterator first and passing it to one step function
-    (traced for the first shape, then once for any shape) keeps the fast path. One step per call:
+    (step_per_batch: traced once for any length) keeps the fast path. One step per call:
     steps_per_execution 1.
     """
 
@@ -85,12 +85,12 @@ class VariableLengthModel(keras.Model):
 
     def make_train_function(self, force=False):
         if self.train_function is None or force:
-            self.train_function = step_per_batch(self.train_step)
+            self.train_function = step_per_batch(self.train_step, self)
         return self.train_function
 
     def make_test_function(self, force=False):
         if self.test_function is None or force:
-            self.test_function = step_per_batch(self.test_step)
+            self.test_function = step_per_batch(self.test_step, self)
         return self.test_function
 
 
@@ -114,16 +114,44 @@ def measured_train_step(model: keras.Model, data, signal) -> dict:
     return model.compute_metrics(x, y, y_pred)
 
 
-def step_per_batch(step):
+def step_per_batch(step, model: keras.Model):
+    """A function of the batch iterator that runs `step` on the next batch, in a graph traced once
+    for any length at the first batch's size (a shorter last batch adds one trace, for any size),
+    with every variable of the model, its metrics and its optimizer made before.
+
+    Left to tf.function, a training step was traced for the first batch's shape (twice: the first
+    trace made the optimizer's variables), then with the length left open, then with the size too:
+    4 traces where 1 or 2 serve, ~0.8 s of a small trial's 2.6. The size stays fixed because a
+    graph of open size ran a recurrent step 12-30 % slower on this CPU (open length: within noise).
+    """
     # A partial, not the bound method or a nested def: TensorFlow counts traces per code object, so
     # every model of a sweep would add to one count and trigger its "frequent retracing" warning.
     traced = tf.function(functools.partial(step), reduce_retracing=True)
 
     def run(iterator):
-        return traced(next(iterator))  # StopIteration ends the epoch, as Keras expects
+        batch = next(iterator)  # StopIteration ends the epoch, as Keras expects
+        if not traced.experimental_get_tracing_count():
+            # what Keras does itself under a distribution strategy: build every variable from
+            # the batch's shapes, so the trace below makes none and is not traced again
+            model._symbolic_build(data_batch=batch)
+            traced.get_concrete_function(any_length(batch))
+        return traced(batch)
 
     run.traced = traced
     return run
+
+
+def any_length(batch):
+    """The batch's type with its size kept and every other dimension left open (its tensors or
+    arrays; None, e.g. train_on_batch's sample weights, stays None)."""
+
+    def spec(value):
+        if value is None:
+            return None
+        size, *rest = value.shape
+        return tf.TensorSpec([size] + [None] * len(rest), tf.as_dtype(value.dtype))
+
+    return tf.nest.map_structure(spec, batch)
 
 
 def model_label(model_cfg: DictConfig) -> str:
