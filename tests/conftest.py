@@ -19,9 +19,11 @@ pytest_plugins = ["tests.cpu_time"]  # the processor seconds each test used, sum
 
 
 def pytest_collection_modifyitems(items):
-    """Slow tests first, the rest in their order: with one test process per core, a long test that
-    starts last leaves the other core idle until it ends (longest first spreads jobs best)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The modules that hold slow tests first: with one test process per core, a long test that
+    starts last leaves the other core idle until it ends (longest first spreads jobs best). Each
+    module's tests stay together, so its module-scoped fixtures are made once per test process."""
+    with_slow = {item.module for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module not in with_slow)
 
 
 REPO = Path(__file__).resolve().parent.parent
