@@ -11,9 +11,12 @@ an MLflow 3 LoggedModel (a pyfunc taking a column of strings) linked to the run 
 ids instead, and says so.
 """
 
+import contextlib
+import fcntl
 import functools
 import importlib.metadata
 import logging
+import os
 import platform
 import tempfile
 import types
@@ -331,56 +334,70 @@ def log_model(trained: keras.Model, data, data_cfg: DictConfig, best_epoch: int 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / KERAS_FILE
         model.save(path)
-        check_room_for(path)
-        info = mlflow.models.Model.log(
-            artifact_path=None,
-            name=MODEL_NAME,
-            flavor=PYFUNC_WITHOUT_SERVING_CHECK,
-            # what mlflow.pyfunc.log_model names a model from code
-            flavor_name="pyfunc.ModelFromCode",
-            # MLflow's check loads and runs the model: 0.3 to 0.5 s a trial (tests serve it for
-            # real)
-            validate_serving_input=False,
-            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-            artifacts={"keras_model": str(path)},
-            # the custom layers: the model loads without rnnsweep installed
-            code_paths=[str(Path(pipeline.__file__).parent)],
-            model_config=None
-            if text
-            else {
-                "max_len": data_cfg.max_len,
-                "truncate": data_cfg.truncate,
-                "padding": data_cfg.padding,
-            },
-            signature=signature(text, data.class_names),
-            input_example=input_example(data, text),
-            pip_requirements=requirements(),
-            step=best_epoch or 0,
-            tags={
-                "input": TEXT_COLUMN if text else IDS_COLUMN,
-                "data": data_cfg.name,
-                "classes": ", ".join(data.class_names),
-            },
-        )
+        with room_for(path):
+            info = mlflow.models.Model.log(
+                artifact_path=None,
+                name=MODEL_NAME,
+                flavor=PYFUNC_WITHOUT_SERVING_CHECK,
+                # what mlflow.pyfunc.log_model names a model from code
+                flavor_name="pyfunc.ModelFromCode",
+                # MLflow's check loads and runs the model: 0.3 to 0.5 s a trial (tests serve it for
+                # real)
+                validate_serving_input=False,
+                python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+                artifacts={"keras_model": str(path)},
+                # the custom layers: the model loads without rnnsweep installed
+                code_paths=[str(Path(pipeline.__file__).parent)],
+                model_config=None
+                if text
+                else {
+                    "max_len": data_cfg.max_len,
+                    "truncate": data_cfg.truncate,
+                    "padding": data_cfg.padding,
+                },
+                signature=signature(text, data.class_names),
+                input_example=input_example(data, text),
+                pip_requirements=requirements(),
+                step=best_epoch or 0,
+                tags={
+                    "input": TEXT_COLUMN if text else IDS_COLUMN,
+                    "data": data_cfg.name,
+                    "classes": ", ".join(data.class_names),
+                },
+            )
     return info.model_id
 
 
-def check_room_for(keras_file: Path) -> None:
+@contextlib.contextmanager
+def room_for(keras_file: Path):
     """DiskFull before MLflow copies the model into a local artifact store without room for it (a
     partial copy would leave the stores no room to record the failure): the file, rnnsweep's code,
-    and a margin for the stores."""
+    and a margin for the stores. Each process holds the device's lock from the check to the copy's
+    end: two workers that both found room for one model would fill the disk with two, and the first
+    line would be whatever write met the full disk first."""
     location = mlflow.get_artifact_uri()
     if not location.startswith("file:"):
+        yield
         return
     code = sum(p.stat().st_size for p in Path(pipeline.__file__).parent.rglob("*.py"))
     needed = keras_file.stat().st_size + code + STORE_MARGIN
     folder = Path(url2pathname(urlsplit(location).path))
-    check_space(
-        f"no space left on device for the run's model in {folder}",
-        folder,
-        needed,
-        "move paths.mlruns_dir (or the tracking server's artifact root) to a larger disk",
-    )
+    device = os.stat(existing_parent(folder)).st_dev
+    lock_file = Path(tempfile.gettempdir()) / f"rnnsweep-model-copy-{device}.lock"
+    with open(lock_file, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        check_space(
+            f"no space left on device for the run's model in {folder}",
+            folder,
+            needed,
+            "move paths.mlruns_dir (or the tracking server's artifact root) to a larger disk",
+        )
+        yield
+
+
+def existing_parent(path: Path) -> Path:
+    """The path, or its nearest parent that exists (the run's artifact folder may not yet)."""
+    return next(folder for folder in (path, *path.parents) if folder.exists())
 
 
 # ------------------------------------------------------------------------------ finding a model
