@@ -383,7 +383,8 @@ def room_for(keras_file: Path):
     needed = keras_file.stat().st_size + code + STORE_MARGIN
     folder = Path(url2pathname(urlsplit(location).path))
     device = os.stat(existing_parent(folder)).st_dev
-    lock_file = Path(tempfile.gettempdir()) / f"rnnsweep-model-copy-{device}.lock"
+    # one per user too: another user's lock file in a shared /tmp could not be opened
+    lock_file = Path(tempfile.gettempdir()) / f"rnnsweep-model-copy-{os.getuid()}-{device}.lock"
     with open(lock_file, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
         check_space(
