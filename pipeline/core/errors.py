@@ -221,10 +221,14 @@ def quiet_full_disk_in_threads() -> None:
 
 def free_bytes(path: Path) -> int:
     """The free space of the device `path` is (or would be) on."""
+    return shutil.disk_usage(existing_parent(path)).free
+
+
+def existing_parent(path: Path) -> Path:
+    """The path, or its nearest parent that exists (a folder not made yet is on its parent's
+    device)."""
     path = Path(path).absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return shutil.disk_usage(path).free
+    return next(folder for folder in (path, *path.parents) if folder.exists())
 
 
 def megabytes(count: float) -> str:

@@ -45,7 +45,7 @@ from pipeline.data.texts import (
     VECTORIZER_TEXT_SETTINGS,
     pad_sequences,
 )
-from pipeline.core.errors import InputError, check_space
+from pipeline.core.errors import InputError, check_space, existing_parent
 from pipeline.models.scores import compile_classifier, num_classes_of
 
 log = logging.getLogger(__name__)
@@ -394,11 +394,6 @@ def room_for(keras_file: Path):
             "move paths.mlruns_dir (or the tracking server's artifact root) to a larger disk",
         )
         yield
-
-
-def existing_parent(path: Path) -> Path:
-    """The path, or its nearest parent that exists (the run's artifact folder may not yet)."""
-    return next(folder for folder in (path, *path.parents) if folder.exists())
 
 
 # ------------------------------------------------------------------------------ finding a model
